@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/store"
+)
+
+func cmdImport(ctx context.Context, e *env, args []string) error {
+	var cfg config.Config
+	fs := e.flags("import", &cfg)
+	chunk := fs.Int("chunk", 20000, "messages per transaction")
+	workers := fs.Int("workers", 2, "concurrent transactions")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("import: name one FILE (JSON lines or CSV; - for standard input)")
+	}
+	if err := cfg.Load(e.getenv); err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	in := e.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	log := e.logger()
+	pool, err := connect(ctx, &cfg, log, int32(*workers)+2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+
+	start := time.Now()
+	var (
+		mu      sync.Mutex
+		stored  int
+		dupes   int
+		badN    int
+		firstEr error
+	)
+	chunks := make(chan []ingest.Message, *workers)
+	var wg sync.WaitGroup
+	for i := 0; i < *workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range chunks {
+				res, err := st.Import(ctx, c)
+				mu.Lock()
+				if err != nil && firstEr == nil {
+					firstEr = err
+				}
+				stored += res.Stored
+				dupes += res.Duplicates
+				mu.Unlock()
+			}
+		}()
+	}
+	readErr := ingest.ReadFile(in, time.Now(), *chunk, func(ms []ingest.Message) error {
+		mu.Lock()
+		err := firstEr
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		select {
+		case chunks <- ms:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, func(fe *ingest.FieldError) {
+		badN++
+		if badN <= 100 {
+			fmt.Fprintf(e.stderr, "%s: line %d: %s\n", name, fe.Index, fieldMsg(fe))
+		}
+	})
+	close(chunks)
+	wg.Wait()
+	if readErr != nil {
+		return fmt.Errorf("%s: %w", name, readErr)
+	}
+	if firstEr != nil {
+		return fmt.Errorf("importing %s: %w", name, firstEr)
+	}
+	if badN > 100 {
+		fmt.Fprintf(e.stderr, "%s: … and %d more bad lines\n", name, badN-100)
+	}
+	el := time.Since(start)
+	fmt.Fprintf(e.stdout, "imported %s: %d stored, %d already there, %d bad lines, in %.2fs (%.0f/s)\n",
+		name, stored, dupes, badN, el.Seconds(), float64(stored+dupes)/el.Seconds())
+	return nil
+}
+
+func fieldMsg(fe *ingest.FieldError) string {
+	if fe.Field == "" {
+		return fe.Msg
+	}
+	return fe.Field + ": " + fe.Msg
+}

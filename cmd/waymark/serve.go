@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/store"
+)
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	var cfg config.Config
+	fs := e.flags("serve", &cfg)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Load(e.getenv); err != nil {
+		return err
+	}
+	if cfg.WriteKey == "" {
+		return &config.Error{Var: "WAYMARK_WRITE_KEY", Msg: "missing: serve needs a write key for the ingestion API"}
+	}
+	log := e.logger()
+	pool, err := connect(ctx, &cfg, log, 0)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return serve(ctx, &cfg, pool, log, nil)
+}
+
+// server is a running Waymark: the HTTP APIs and the background workers.
+type server struct {
+	cfg    *config.Config
+	pool   *pgxpool.Pool
+	store  *store.Store
+	writer *ingest.Writer
+	log    *slog.Logger
+	http   *http.Server
+}
+
+// serve runs until ctx is done. ready, if set, receives the address it
+// listens on.
+func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, ready func(addr string)) error {
+	s := &server{cfg: cfg, pool: pool, store: store.New(pool), log: log}
+	s.writer = ingest.NewWriter(s.store, log, ingest.WriterOptions{})
+	defer s.writer.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", ingest.NewHandler(cfg.WriteKey, s.writer, log, time.Now))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return &config.Error{Var: "WAYMARK_HTTP_ADDR", Msg: err.Error()}
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

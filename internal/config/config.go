@@ -1,0 +1,204 @@
+// Package config reads Waymark's configuration from the environment and
+// command-line flags (flags win), and says which variable is wrong when one
+// is.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// SMTP is a parsed WAYMARK_SMTP_URL.
+type SMTP struct {
+	Host     string
+	Port     int
+	Username string
+	Password string
+	TLS      string // none, starttls or tls
+	// Pool size and rate, from the URL's query (?pool=8&rate=5000).
+	PoolSize int
+	Rate     float64
+}
+
+// Config is everything `waymark` can be told.
+type Config struct {
+	DatabaseURL   string
+	HTTPAddr      string
+	SMTPURL       string
+	SMTP          *SMTP // nil when WAYMARK_SMTP_URL is unset
+	From          string
+	WriteKey      string
+	Secret        string
+	PublicURL     string
+	PostalAddress string
+	DKIMDomain    string
+	DKIMSelector  string
+	DKIMKeyFile   string
+	CronSpec      string
+	DataDir       string // where a private PostgreSQL keeps its data
+}
+
+// Error names the setting at fault.
+type Error struct {
+	Var string
+	Msg string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Var, e.Msg) }
+
+type setting struct {
+	env, flag, usage, def string
+	dst                   *string
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"DATABASE_URL", "database-url", "PostgreSQL connection string", "", &c.DatabaseURL},
+		{"WAYMARK_HTTP_ADDR", "http-addr", "where serve listens", "127.0.0.1:8080", &c.HTTPAddr},
+		{"WAYMARK_SMTP_URL", "smtp-url", "smtp://user:pass@host:port?tls=none|starttls|tls", "", &c.SMTPURL},
+		{"WAYMARK_FROM", "from", "sender address", "", &c.From},
+		{"WAYMARK_WRITE_KEY", "write-key", "write key for the ingestion API", "", &c.WriteKey},
+		{"WAYMARK_SECRET", "secret", "key for signed tracking and unsubscribe links", "", &c.Secret},
+		{"WAYMARK_PUBLIC_URL", "public-url", "base URL for links in emails", "", &c.PublicURL},
+		{"WAYMARK_POSTAL_ADDRESS", "postal-address", "the sender's postal address for email footers", "", &c.PostalAddress},
+		{"WAYMARK_DKIM_DOMAIN", "dkim-domain", "DKIM signing domain", "", &c.DKIMDomain},
+		{"WAYMARK_DKIM_SELECTOR", "dkim-selector", "DKIM selector", "", &c.DKIMSelector},
+		{"WAYMARK_DKIM_KEY_FILE", "dkim-key-file", "DKIM private key (PEM, RSA or Ed25519)", "", &c.DKIMKeyFile},
+		{"WAYMARK_CRON", "cron", "scheduler spec (robfig/cron, seconds field optional)", "@every 1m", &c.CronSpec},
+		{"WAYMARK_DATA_DIR", "data-dir", "data directory of the private PostgreSQL", "", &c.DataDir},
+	}
+}
+
+// Register adds the settings' flags to fs; call Load after fs.Parse.
+func (c *Config) Register(fs *flag.FlagSet) {
+	for _, s := range c.settings() {
+		fs.StringVar(s.dst, s.flag, "", fmt.Sprintf("%s (env %s)", s.usage, s.env))
+	}
+}
+
+// Load fills unset settings from getenv and then defaults, and validates
+// them.
+func (c *Config) Load(getenv func(string) string) error {
+	for _, s := range c.settings() {
+		if *s.dst == "" {
+			*s.dst = strings.TrimSpace(getenv(s.env))
+		}
+		if *s.dst == "" {
+			*s.dst = s.def
+		}
+	}
+	if c.DatabaseURL != "" {
+		if _, err := url.Parse(c.DatabaseURL); err != nil && !strings.Contains(c.DatabaseURL, "=") {
+			return &Error{"DATABASE_URL", "not a connection string: " + err.Error()}
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return &Error{"WAYMARK_HTTP_ADDR", fmt.Sprintf("%q is not host:port", c.HTTPAddr)}
+	}
+	if c.SMTPURL != "" {
+		s, err := ParseSMTPURL(c.SMTPURL)
+		if err != nil {
+			return &Error{"WAYMARK_SMTP_URL", err.Error()}
+		}
+		c.SMTP = s
+	}
+	if c.From != "" {
+		a, err := mail.ParseAddress(c.From)
+		if err != nil {
+			return &Error{"WAYMARK_FROM", fmt.Sprintf("%q is not an email address", c.From)}
+		}
+		if strings.ContainsAny(c.From, "\r\n") {
+			return &Error{"WAYMARK_FROM", "contains a line break"}
+		}
+		_ = a
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &Error{"WAYMARK_PUBLIC_URL", fmt.Sprintf("%q is not an http(s) URL", c.PublicURL)}
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	if c.Secret != "" && len(c.Secret) < 16 {
+		return &Error{"WAYMARK_SECRET", "too short: use at least 16 characters (32 random bytes is best)"}
+	}
+	dkim := []string{c.DKIMDomain, c.DKIMSelector, c.DKIMKeyFile}
+	set := 0
+	for _, v := range dkim {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		for i, v := range dkim {
+			if v == "" {
+				return &Error{[]string{"WAYMARK_DKIM_DOMAIN", "WAYMARK_DKIM_SELECTOR", "WAYMARK_DKIM_KEY_FILE"}[i], "missing: DKIM signing needs the domain, the selector and the key file"}
+			}
+		}
+	}
+	if c.DKIMKeyFile != "" {
+		if _, err := os.Stat(c.DKIMKeyFile); err != nil {
+			return &Error{"WAYMARK_DKIM_KEY_FILE", err.Error()}
+		}
+	}
+	return nil
+}
+
+// ParseSMTPURL parses smtp://user:pass@host:port?tls=none|starttls|tls.
+// smtps:// means tls=tls. The default port follows the TLS mode (25, 587,
+// 465).
+func ParseSMTPURL(raw string) (*SMTP, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %v", err)
+	}
+	s := &SMTP{Host: u.Hostname(), TLS: "starttls"}
+	switch u.Scheme {
+	case "smtp":
+	case "smtps":
+		s.TLS = "tls"
+	default:
+		return nil, fmt.Errorf("scheme %q: use smtp:// or smtps://", u.Scheme)
+	}
+	if s.Host == "" {
+		return nil, fmt.Errorf("missing host")
+	}
+	q := u.Query()
+	if t := q.Get("tls"); t != "" {
+		switch t {
+		case "none", "starttls", "tls":
+			s.TLS = t
+		default:
+			return nil, fmt.Errorf("tls=%q: use none, starttls or tls", t)
+		}
+	}
+	if p := u.Port(); p != "" {
+		s.Port, err = strconv.Atoi(p)
+		if err != nil || s.Port <= 0 || s.Port > 65535 {
+			return nil, fmt.Errorf("port %q is not a port number", p)
+		}
+	} else {
+		s.Port = map[string]int{"none": 25, "starttls": 587, "tls": 465}[s.TLS]
+	}
+	if u.User != nil {
+		s.Username = u.User.Username()
+		s.Password, _ = u.User.Password()
+	}
+	if v := q.Get("pool"); v != "" {
+		if s.PoolSize, err = strconv.Atoi(v); err != nil || s.PoolSize < 1 || s.PoolSize > 1000 {
+			return nil, fmt.Errorf("pool=%q: want a number of connections from 1 to 1000", v)
+		}
+	}
+	if v := q.Get("rate"); v != "" {
+		if s.Rate, err = strconv.ParseFloat(v, 64); err != nil || s.Rate < 0 {
+			return nil, fmt.Errorf("rate=%q: want messages per second (0 for unlimited)", v)
+		}
+	}
+	return s, nil
+}

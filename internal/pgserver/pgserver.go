@@ -1,0 +1,215 @@
+// Package pgserver finds a PostgreSQL server to talk to: the one named by
+// DATABASE_URL, one answering on the default local address, or, when none
+// answers, a private server started from the installed PostgreSQL binaries
+// in a data directory of its own.
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultURL is where Waymark looks for PostgreSQL when DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/waymark?sslmode=disable"
+
+// PrivatePort is the port of the private server started when nothing answers.
+const PrivatePort = 54329
+
+// Resolve returns a connection string for a database that exists and
+// answers. With explicit set, it is used as is. Otherwise the default local
+// server is tried, and if nothing answers a private server is started (or
+// reused) under dataDir. The database named in the URL is created if it is
+// missing.
+func Resolve(ctx context.Context, explicit, dataDir string, log *slog.Logger) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	if answers(ctx, DefaultURL) {
+		if err := EnsureDatabase(ctx, DefaultURL); err != nil {
+			return "", err
+		}
+		return DefaultURL, nil
+	}
+	u, err := StartPrivate(ctx, dataDir, log)
+	if err != nil {
+		return "", fmt.Errorf("no PostgreSQL answers at %s and starting a private one failed: %w (set DATABASE_URL)", redact(DefaultURL), err)
+	}
+	if err := EnsureDatabase(ctx, u); err != nil {
+		return "", err
+	}
+	return u, nil
+}
+
+// DefaultDataDir is where the private server keeps its data.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "waymark", "postgres")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "waymark", "postgres")
+	}
+	return filepath.Join(os.TempDir(), "waymark-postgres")
+}
+
+func answers(ctx context.Context, connString string) bool {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// EnsureDatabase creates the database named in connString if it does not
+// exist, connecting to the server's "postgres" database to do so.
+func EnsureDatabase(ctx context.Context, connString string) error {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return fmt.Errorf("parsing DATABASE_URL: %w", err)
+	}
+	name := cfg.Database
+	if name == "" || name == "postgres" {
+		return nil
+	}
+	cfg.Database = "postgres"
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", redact(connString), err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("checking database %q: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) && (pgErr.SQLState() == "42P04" || pgErr.SQLState() == "23505") {
+		return nil // created concurrently
+	}
+	if err != nil {
+		return fmt.Errorf("creating database %q: %w", name, err)
+	}
+	return nil
+}
+
+// FindBin locates a PostgreSQL server binary on PATH or under
+// /usr/lib/postgresql/*/bin (newest version first).
+func FindBin(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found on PATH or under /usr/lib/postgresql/*/bin: install PostgreSQL's server package", name)
+}
+
+func versionOf(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+// StartPrivate starts (or reuses) a private PostgreSQL server with its data
+// in dataDir, listening on 127.0.0.1:PrivatePort and a socket in dataDir.
+// PostgreSQL refuses to run as root, so as root it runs as the "postgres"
+// system user. The server is left running for the next caller.
+func StartPrivate(ctx context.Context, dataDir string, log *slog.Logger) (string, error) {
+	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/waymark?sslmode=disable", PrivatePort)
+	if answers(ctx, u) {
+		return u, nil
+	}
+	initdb, err := FindBin("initdb")
+	if err != nil {
+		return "", err
+	}
+	pgctl, err := FindBin("pg_ctl")
+	if err != nil {
+		return "", err
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		pu, err := user.Lookup("postgres")
+		if err != nil {
+			return "", errors.New("running as root and there is no \"postgres\" user to run PostgreSQL as")
+		}
+		uid, _ := strconv.Atoi(pu.Uid)
+		gid, _ := strconv.Atoi(pu.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dataDir, err)
+	}
+	if cred != nil {
+		// Every parent must be traversable by the postgres user.
+		for d := dataDir; d != "/" && d != "."; d = filepath.Dir(d) {
+			if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o001 == 0 && d != dataDir {
+				_ = os.Chmod(d, st.Mode().Perm()|0o011)
+			}
+		}
+		if err := os.Chown(dataDir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return "", fmt.Errorf("handing %s to the postgres user: %w", dataDir, err)
+		}
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, name, args...)
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err != nil {
+		log.Info("initialising a private PostgreSQL", "data", dataDir)
+		if err := run(initdb, "-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"); err != nil {
+			return "", err
+		}
+	}
+	log.Info("starting a private PostgreSQL", "data", dataDir, "port", PrivatePort)
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=200", PrivatePort, dataDir)
+	if err := run(pgctl, "-D", dataDir, "-l", filepath.Join(dataDir, "server.log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
+		return "", err
+	}
+	return u, nil
+}
+
+func redact(connString string) string {
+	u, err := url.Parse(connString)
+	if err != nil {
+		return "the database"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,78 @@
+// Package store is Waymark's PostgreSQL adapter: all SQL lives here, and
+// database errors become domain errors at one place (translate).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DB is what the store runs queries on: a pool, a connection or a
+// transaction (tests pass a transaction that is rolled back).
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Store implements the domain packages' storage interfaces on PostgreSQL.
+type Store struct {
+	db DB
+}
+
+// New returns a store on db.
+func New(db DB) *Store { return &Store{db: db} }
+
+// Pool returns the pool the store runs on, if it runs on one.
+func (s *Store) Pool() *pgxpool.Pool {
+	p, _ := s.db.(*pgxpool.Pool)
+	return p
+}
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// retryable reports whether err is a transient conflict between concurrent
+// transactions (deadlock, serialization failure) worth retrying.
+func retryable(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "40P01" || pg.Code == "40001"
+	}
+	return errors.Is(err, errRaced)
+}
+
+// errRaced means another writer created the same identity concurrently; the
+// transaction is retried and then sees it.
+var errRaced = errors.New("identity created concurrently")
+
+// translate turns database errors into domain errors.
+func translate(err error, doing string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// inTx runs fn in a transaction, retrying transient conflicts a few times.
+func (s *Store) inTx(ctx context.Context, doing string, fn func(tx pgx.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = pgx.BeginFunc(ctx, s.db, fn)
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	return translate(err, doing)
+}
