@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ func setup() {
 		return
 	}
 	cfg.Database = "postgres"
-	serverURL = cfg.ConnString()
+	serverURL = withDatabase(u, "postgres")
 	ms, err := migrations.All()
 	if err != nil {
 		setupErr = err
@@ -141,6 +142,18 @@ func dropStale(ctx context.Context, admin *pgx.Conn) {
 	}
 }
 
+// withDatabase returns the URL connString with its database replaced.
+// (pgx.ConnConfig.ConnString returns the string it was parsed from, so the
+// config cannot be used for this.)
+func withDatabase(connString, db string) string {
+	u, err := url.Parse(connString)
+	if err != nil || u.Scheme == "" {
+		return connString + " dbname=" + db
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
 func need(t testing.TB) {
 	t.Helper()
 	setupOnce.Do(setup)
@@ -178,8 +191,7 @@ func createClone(ctx context.Context) (name, url string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("cloning the template database: %w", err)
 	}
-	cfg.Database = name
-	return name, cfg.ConnString(), nil
+	return name, withDatabase(serverURL, name), nil
 }
 
 func dropDatabase(name string) {
