@@ -46,6 +46,10 @@ func commands() []command {
 		{"serve", "", "the ingestion and management API, the dashboard, the scheduler and the sender", cmdServe},
 		{"migrate", "", "apply database migrations", cmdMigrate},
 		{"import", "FILE", "bulk-load contacts and events (Segment-shaped JSON lines, or CSV)", cmdImport},
+		{"apply", "-f FILE [--dry-run]", "validate and load a journey; with --dry-run change nothing and show what it would do", cmdApply},
+		{"tick", "[--as-of TIME]", "one scheduler pass, then exit; --as-of backtests at a past instant", cmdTick},
+		{"stages", "[--json]", "how many contacts are in each stage", cmdStages},
+		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", cmdHistory},
 	}
 }
 

@@ -37,6 +37,9 @@ const PrivatePort = 54329
 // missing.
 func Resolve(ctx context.Context, explicit, dataDir string, log *slog.Logger) (string, error) {
 	if explicit != "" {
+		// Create the named database if the server answers and it is
+		// missing; any problem is reported when connecting.
+		_ = EnsureDatabase(ctx, explicit)
 		return explicit, nil
 	}
 	if answers(ctx, DefaultURL) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -131,7 +132,6 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 	// placeholder ids (negative) until ids are drawn from the sequence.
 	type newContact struct {
 		user, anon string
-		first      int  // index of the first message, for created_at
 		dead       bool // folded into another contact of the batch
 	}
 	var (
@@ -195,7 +195,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 			// stays with that user: shared devices).
 			id := nextHolder
 			nextHolder--
-			created = append(created, newContact{user: m.UserID, first: i})
+			created = append(created, newContact{user: m.UserID})
 			known[u] = identityInfo{id, true}
 			newIdents[u] = id
 			if a != "" && !aok {
@@ -209,7 +209,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 		default:
 			id := nextHolder
 			nextHolder--
-			created = append(created, newContact{anon: m.AnonymousID, first: i})
+			created = append(created, newContact{anon: m.AnonymousID})
 			known[a] = identityInfo{id, false}
 			newIdents[a] = id
 			contactOf[i] = id
@@ -243,6 +243,14 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 		for k, v := range newIdents {
 			newIdents[k] = real(v)
 		}
+		// A contact exists from its earliest event (imports are not in
+		// time order).
+		earliest := map[int64]time.Time{}
+		for i, c := range contactOf {
+			if t, ok := earliest[c]; !ok || msgs[i].Timestamp.Before(t) {
+				earliest[c] = msgs[i].Timestamp
+			}
+		}
 		var (
 			live   []int64
 			users  []string
@@ -254,7 +262,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 				continue
 			}
 			live = append(live, ids[i])
-			users, anons, firsts = append(users, c.user), append(anons, c.anon), append(firsts, msgs[c.first].Timestamp)
+			users, anons, firsts = append(users, c.user), append(anons, c.anon), append(firsts, earliest[ids[i]])
 		}
 		if _, err := tx.Exec(ctx, sqlInsertContacts, live, users, anons, firsts); err != nil {
 			return res, err

@@ -1,0 +1,368 @@
+// Package journey reads the journey file — everything a marketer defines,
+// in one YAML file — and checks all of it before anything is stored: every
+// mistake is reported with the file, line and column, all at once.
+package journey
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// Pos is a place in the journey file (1-based).
+type Pos struct{ Line, Col int }
+
+// Error is one mistake in a journey file.
+type Error struct {
+	File string
+	Pos
+	Msg string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// Errors is every mistake found in a file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Rule is a transition rule as written.
+type Rule struct {
+	Name string
+	From []lifecycle.Stage
+	To   lifecycle.Stage
+	When string
+	Pos  Pos
+}
+
+// Journey is a parsed and checked journey file.
+type Journey struct {
+	File  string
+	Rules []Rule
+	// Programs are the compiled conditions, by rule name.
+	Programs map[string]*lifecycle.Program
+}
+
+// Load reads and checks the journey file at path.
+func Load(path string) (*Journey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// MaxFileSize bounds a journey file.
+const MaxFileSize = 4 << 20
+
+// Parse checks a journey file's content; name is used in error messages.
+func Parse(name string, data []byte) (*Journey, error) {
+	p := &parser{file: name, lines: bytes.Split(data, []byte("\n"))}
+	if len(data) > MaxFileSize {
+		return nil, Errors{{File: name, Pos: Pos{1, 1}, Msg: fmt.Sprintf("the file is %d bytes, over the limit of %d", len(data), MaxFileSize)}}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, p.yamlError(err)
+	}
+	j := &Journey{File: name, Programs: map[string]*lifecycle.Program{}}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return j, nil // an empty file is an empty journey
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root, "a journey file is a mapping of sections (rules:, tones:, sequences:…)")
+		return nil, p.errs
+	}
+	p.mapping(root, "the journey", map[string]func(*yaml.Node){
+		"rules": func(n *yaml.Node) { j.Rules = p.rules(n, j) },
+	}, []string{"tones", "templates", "sequences", "holds", "offers"})
+	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(a, b int) bool {
+			if p.errs[a].Line != p.errs[b].Line {
+				return p.errs[a].Line < p.errs[b].Line
+			}
+			return p.errs[a].Col < p.errs[b].Col
+		})
+		return nil, p.errs
+	}
+	return j, nil
+}
+
+type parser struct {
+	file  string
+	lines [][]byte
+	errs  Errors
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Pos: Pos{n.Line, n.Column}, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) yamlError(err error) error {
+	// yaml.v3 says "yaml: line N: message".
+	msg := err.Error()
+	line := 1
+	if i := strings.Index(msg, "line "); i >= 0 {
+		fmt.Sscanf(msg[i:], "line %d", &line)
+		if j := strings.Index(msg[i:], ": "); j >= 0 {
+			msg = msg[i+j+2:]
+		}
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return Errors{{File: p.file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg}}
+}
+
+// mapping walks a mapping's keys, calling the handler of each known key;
+// an unknown key is an error that lists the known ones (and suggests the
+// closest). later lists keys this version knows but does not take.
+func (p *parser) mapping(n *yaml.Node, what string, known map[string]func(*yaml.Node), later []string) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "%s must be a mapping of keys", what)
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			p.errorf(k, "%s: %q is given twice", what, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		if h, ok := known[k.Value]; ok {
+			h(v)
+			continue
+		}
+		if contains(later, k.Value) {
+			p.errorf(k, "section %q is not supported by this version of waymark yet", k.Value)
+			continue
+		}
+		names := make([]string, 0, len(known))
+		for name := range known {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		msg := fmt.Sprintf("%s: unknown key %q (known: %s)", what, k.Value, strings.Join(names, ", "))
+		if s := closest(k.Value, append(names, later...)); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		p.errorf(k, "%s", msg)
+	}
+}
+
+func (p *parser) str(n *yaml.Node, what string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.errorf(n, "%s must be text", what)
+		return ""
+	}
+	return n.Value
+}
+
+func (p *parser) stage(n *yaml.Node, what string) (lifecycle.Stage, bool) {
+	s := p.str(n, what)
+	if s == "" {
+		return "", false
+	}
+	st, err := lifecycle.ParseStage(s)
+	if err != nil {
+		p.errorf(n, "%s: %v", what, err)
+		return "", false
+	}
+	return st, true
+}
+
+func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "rules must be a list")
+		return nil
+	}
+	var out []Rule
+	names := map[string]int{}
+	for _, rn := range n.Content {
+		r := Rule{Pos: Pos{rn.Line, rn.Column}}
+		var whenNode, nameNode *yaml.Node
+		what := fmt.Sprintf("rule at line %d", rn.Line)
+		if v := valueOf(rn, "name"); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
+			what = fmt.Sprintf("rule %q", v.Value)
+		}
+		fromGiven, toGiven := false, false
+		p.mapping(rn, what, map[string]func(*yaml.Node){
+			"name": func(v *yaml.Node) { nameNode = v; r.Name = strings.TrimSpace(p.str(v, "name")) },
+			"from": func(v *yaml.Node) {
+				fromGiven = true
+				if v.Kind == yaml.SequenceNode {
+					for _, s := range v.Content {
+						if st, ok := p.stage(s, "from"); ok {
+							r.From = append(r.From, st)
+						}
+					}
+					if len(v.Content) == 0 {
+						p.errorf(v, "from: name at least one stage")
+					}
+					return
+				}
+				if st, ok := p.stage(v, "from"); ok {
+					r.From = []lifecycle.Stage{st}
+				}
+			},
+			"to": func(v *yaml.Node) {
+				toGiven = true
+				if st, ok := p.stage(v, "to"); ok {
+					r.To = st
+				}
+			},
+			"when": func(v *yaml.Node) { whenNode = v; r.When = p.str(v, "when") },
+		}, nil)
+		if rn.Kind != yaml.MappingNode {
+			continue
+		}
+		switch {
+		case nameNode == nil || r.Name == "":
+			p.errorf(rn, "%s: missing name", what)
+		case names[r.Name] != 0:
+			p.errorf(nameNode, "rule %q: the name is already used by the rule at line %d", r.Name, names[r.Name])
+		default:
+			names[r.Name] = rn.Line
+		}
+		if !fromGiven {
+			p.errorf(rn, "%s: missing from (the stage or stages it moves contacts out of)", what)
+		}
+		if !toGiven {
+			p.errorf(rn, "%s: missing to (the stage it moves contacts into)", what)
+		}
+		if contains(r.From, r.To) {
+			p.errorf(rn, "%s: to %q is also in from", what, r.To)
+		}
+		if whenNode == nil || strings.TrimSpace(r.When) == "" {
+			p.errorf(rn, "%s: missing when (the condition that moves a contact)", what)
+		} else if prog, err := lifecycle.Compile(r.When, lifecycle.CompileOptions{}); err != nil {
+			p.exprError(whenNode, what+": when", err)
+		} else if r.Name != "" {
+			j.Programs[r.Name] = prog
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// exprError reports a rule compile error at its place in the file.
+func (p *parser) exprError(n *yaml.Node, what string, err error) {
+	var re *lifecycle.RuleError
+	if !errors.As(err, &re) {
+		p.errorf(n, "%s: %v", what, err)
+		return
+	}
+	pos := p.exprPos(n, re.Line, re.Column)
+	p.errs = append(p.errs, &Error{File: p.file, Pos: pos, Msg: fmt.Sprintf("%s: %s", what, re.Msg)})
+}
+
+// exprPos maps a (line, column) inside a scalar's value to the file.
+func (p *parser) exprPos(n *yaml.Node, line, col int) Pos {
+	if line < 1 {
+		line = 1
+	}
+	if col < 1 {
+		col = 1
+	}
+	switch n.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		// The value starts on the next line; its first line sets the
+		// block's indentation, which YAML strips from every line.
+		fl := n.Line + line // 1-based file line
+		indent := 0
+		if n.Line < len(p.lines) {
+			l := p.lines[n.Line]
+			for indent < len(l) && l[indent] == ' ' {
+				indent++
+			}
+		}
+		return Pos{fl, indent + col}
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		if line == 1 {
+			return Pos{n.Line, n.Column + col}
+		}
+	default:
+		if line == 1 {
+			return Pos{n.Line, n.Column + col - 1}
+		}
+	}
+	// A later line of a flow scalar: YAML folded it, so only the line is
+	// certain.
+	fl := n.Line + line - 1
+	indent := 0
+	if fl-1 < len(p.lines) {
+		l := p.lines[fl-1]
+		for indent < len(l) && l[indent] == ' ' {
+			indent++
+		}
+	}
+	return Pos{fl, indent + col}
+}
+
+// valueOf returns the value of key in mapping n, or nil.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// closest returns the candidate within edit distance 2 of s, if any.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := distance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

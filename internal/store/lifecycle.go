@@ -1,0 +1,325 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+const sqlRules = `SELECT name, version, from_stages, to_stage, condition FROM rules ORDER BY position, name`
+
+// Rules implements lifecycle.Store: the active rules in evaluation order.
+func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
+	rows, err := s.db.Query(ctx, sqlRules)
+	if err != nil {
+		return nil, translate(err, "loading rules")
+	}
+	var (
+		out  []lifecycle.StoredRule
+		r    lifecycle.StoredRule
+		from []string
+		to   string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&r.Name, &r.Version, &from, &to, &r.Condition}, func() error {
+		r.From = make([]lifecycle.Stage, len(from))
+		for i, f := range from {
+			r.From[i] = lifecycle.Stage(f)
+		}
+		r.To = lifecycle.Stage(to)
+		out = append(out, r)
+		return nil
+	})
+	return out, translate(err, "loading rules")
+}
+
+// factsSQL builds the one query that loads, for a batch of contacts, their
+// state and every aggregate the rules need: a column per aggregate, each a
+// FILTERed aggregate over the contact's events, so all rules are served by
+// one pass over the batch's events (the (contact_id, name, occurred_at)
+// index). Parameters: $1 as-of, $2 the event names needed, then per
+// aggregate its name, property and window start; then the selection ($n ids,
+// or $n cursor and $n+1 limit).
+func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
+	var (
+		cols  []string
+		args  = []any{nil, nil}
+		names = map[string]bool{}
+		kinds []int // per column: 0 number, 1 timestamp (days_since/ever)
+	)
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	for _, a := range needs {
+		names[a.Event] = true
+		cond := "e.name = " + param(a.Event)
+		if !a.Window.All && a.Window.Dur > 0 {
+			cond += " AND e.occurred_at > $1::timestamptz - " + param(a.Window.Dur) + "::interval"
+		}
+		switch a.Kind {
+		case lifecycle.AggCount:
+			cols = append(cols, "count(*) FILTER (WHERE "+cond+")::float8")
+			kinds = append(kinds, 0)
+		case lifecycle.AggSum:
+			cols = append(cols, "coalesce(sum("+numeric("e.properties->"+param(a.Property))+") FILTER (WHERE "+cond+"), 0)")
+			kinds = append(kinds, 0)
+		case lifecycle.AggDistinct:
+			cols = append(cols, "count(DISTINCT e.properties->"+param(a.Property)+") FILTER (WHERE "+cond+")::float8")
+			kinds = append(kinds, 0)
+		case lifecycle.AggDaysSince, lifecycle.AggEver:
+			// Seconds since the epoch of the latest such event.
+			cols = append(cols, "extract(epoch FROM max(e.occurred_at) FILTER (WHERE "+cond+"))::float8")
+			kinds = append(kinds, 1)
+		}
+	}
+	list := make([]string, 0, len(names))
+	for n := range names {
+		list = append(list, n)
+	}
+	args[1] = list
+	agg := "NULL::float8[]"
+	if len(cols) > 0 {
+		agg = "ARRAY[" + strings.Join(cols, ", ") + "]"
+	}
+	var where string
+	if byIDs {
+		where = "c.id = ANY(" + param(nil) + "::bigint[]) AND c.merged_into IS NULL"
+	} else {
+		where = "c.id > " + param(nil) + " AND c.merged_into IS NULL AND c.created_at <= $1 ORDER BY c.id LIMIT " + param(nil)
+	}
+	// The aggregates come back as one float8 array so the column count
+	// does not depend on the rules (NULL where no event matched).
+	sql := `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
+	(SELECT ` + agg + ` FROM events e
+	  WHERE e.contact_id = c.id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1) AS aggs
+FROM contacts c WHERE ` + where
+	return sql, args, kinds
+}
+
+// numeric reads a JSON value as a number: JSON numbers, and strings that
+// are plain decimals ("49.90"); anything else counts as nothing.
+func numeric(v string) string {
+	return "(CASE jsonb_typeof(" + v + ") WHEN 'number' THEN (" + v + ")::text::float8" +
+		" WHEN 'string' THEN CASE WHEN (" + v + " #>> '{}') ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' THEN (" + v + " #>> '{}')::float8 END END)"
+}
+
+// LoadFacts implements lifecycle.Store.
+func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
+	sql, args, kinds := factsSQL(q.Needs, q.IDs != nil)
+	args[0] = q.AsOf
+	if q.IDs != nil {
+		args[len(args)-1] = q.IDs
+	} else {
+		args[len(args)-2] = q.After
+		args[len(args)-1] = q.Limit
+	}
+	rows, err := s.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, translate(err, "loading facts")
+	}
+	var (
+		out     []lifecycle.ContactFacts
+		id      int64
+		stage   string
+		entered time.Time
+		traits  map[string]any
+		email   string
+		aggs    []*float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &stage, &entered, &traits, &email, &aggs}, func() error {
+		f := lifecycle.ContactFacts{ID: id}
+		f.Now = q.AsOf
+		f.Stage = lifecycle.Stage(stage)
+		f.StageEnteredAt = entered
+		f.Traits = traits
+		f.Email = email
+		f.Values = make(map[lifecycle.Aggregate]float64, len(q.Needs))
+		if q.Events != nil {
+			f.Event = q.Events[id]
+		}
+		asOf := float64(q.AsOf.UnixMicro()) / 1e6
+		for i, a := range q.Needs {
+			var v *float64
+			if i < len(aggs) {
+				v = aggs[i]
+			}
+			switch {
+			case kinds[i] == 0 && v != nil:
+				f.Values[a] = *v
+			case kinds[i] == 0:
+				f.Values[a] = 0
+			case a.Kind == lifecycle.AggEver:
+				f.Values[a] = map[bool]float64{true: 1, false: 0}[v != nil]
+			case v != nil:
+				f.Values[a] = max(0, (asOf-*v)/86400)
+			default:
+				f.Values[a] = math.Inf(1)
+			}
+		}
+		traits = nil
+		aggs = nil
+		out = append(out, f)
+		return nil
+	})
+	if err != nil {
+		return nil, translate(err, "loading facts")
+	}
+	return out, nil
+}
+
+const sqlApplyMoves = `
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[])
+        AS v(id, expect_stage, expect_entered, final_stage, at)
+), moved AS (
+    UPDATE contacts c SET stage = v.final_stage, stage_entered_at = v.at, updated_at = now()
+    FROM v
+    WHERE c.id = v.id AND c.stage = v.expect_stage AND c.stage_entered_at = v.expect_entered
+    RETURNING c.id
+)
+INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
+SELECT h.id, h.from_stage, h.to_stage, h.rule, h.version, h.observed, h.trigger, h.at
+FROM unnest($6::bigint[], $7::text[], $8::text[], $9::text[], $10::int[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::int[])
+    AS h(id, from_stage, to_stage, rule, version, observed, trigger, at, ord)
+WHERE h.id IN (SELECT id FROM moved)
+ORDER BY h.id, h.ord
+RETURNING contact_id`
+
+// ApplyMoves implements lifecycle.Store: in one statement, each contact
+// moves only if it is still in the stage, entered at the time, that the
+// evaluation saw, and its hops are recorded in order. A contact another
+// evaluator moved in between is left alone.
+func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) (int, error) {
+	var (
+		ids, hIDs                         []int64
+		expStage, finals                  []string
+		expAt, ats, hAts                  []time.Time
+		hFrom, hTo, hRule, hObs, hTrigger []string
+		hVer, hOrd                        []int32
+	)
+	for _, m := range moves {
+		if len(m.Moves) == 0 {
+			continue
+		}
+		ids = append(ids, m.ID)
+		expStage = append(expStage, string(m.ExpectStage))
+		expAt = append(expAt, m.ExpectEnteredAt)
+		finals = append(finals, string(m.Moves[len(m.Moves)-1].To))
+		ats = append(ats, m.At)
+		for i, h := range m.Moves {
+			obs, err := observedJSON(h.Observed)
+			if err != nil {
+				return 0, err
+			}
+			hIDs = append(hIDs, m.ID)
+			hFrom = append(hFrom, string(h.From))
+			hTo = append(hTo, string(h.To))
+			hRule = append(hRule, h.Rule)
+			hVer = append(hVer, int32(h.Version))
+			hObs = append(hObs, obs)
+			hTrigger = append(hTrigger, m.Trigger)
+			hAts = append(hAts, m.At)
+			hOrd = append(hOrd, int32(i))
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	rows, err := s.db.Query(ctx, sqlApplyMoves, ids, expStage, expAt, finals, ats,
+		hIDs, hFrom, hTo, hRule, hVer, hObs, hTrigger, hAts, hOrd)
+	if err != nil {
+		return 0, translate(err, "applying stage moves")
+	}
+	moved := map[int64]bool{}
+	var id int64
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error { moved[id] = true; return nil })
+	return len(moved), translate(err, "applying stage moves")
+}
+
+// observedJSON renders what a rule saw as a JSON object keyed by the
+// expression ({"count(\"order_completed\", \"all\")": 3}). Infinity (a
+// days_since of something that never happened) is written as the string
+// "never", which JSON can carry.
+func observedJSON(obs []lifecycle.Observation) (string, error) {
+	m := make(map[string]any, len(obs))
+	for _, o := range obs {
+		v := o.Value
+		if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+			v = "never"
+		}
+		m[o.Expr] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("recording what a rule saw: %w", err)
+	}
+	return string(b), nil
+}
+
+// StageCounts returns how many contacts are in each stage (every stage is
+// present, zero or not).
+func (s *Store) StageCounts(ctx context.Context) (map[lifecycle.Stage]int64, error) {
+	rows, err := s.db.Query(ctx, `SELECT stage, count(*) FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
+	if err != nil {
+		return nil, translate(err, "counting stages")
+	}
+	out := make(map[lifecycle.Stage]int64, len(lifecycle.Stages))
+	for _, st := range lifecycle.Stages {
+		out[st] = 0
+	}
+	var (
+		st string
+		n  int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[lifecycle.Stage(st)] = n; return nil })
+	return out, translate(err, "counting stages")
+}
+
+// Transition is one recorded stage move.
+type Transition struct {
+	From, To   string
+	Rule       string
+	Version    int
+	Observed   map[string]any
+	Trigger    string
+	At         time.Time
+	ContactID  int64
+	Identifier string
+}
+
+// ContactRef resolves what a user typed to name a contact: a numeric id, a
+// userId, an anonymousId or an email address.
+func (s *Store) ContactRef(ctx context.Context, ref string) (int64, error) {
+	var id int64
+	err := s.db.QueryRow(ctx, `
+SELECT id FROM (
+    SELECT c.id, 1 AS pref FROM contacts c WHERE $1 ~ '^[0-9]+$' AND c.id = CASE WHEN $1 ~ '^[0-9]{1,18}$' THEN $1::bigint END
+    UNION ALL SELECT i.contact_id, 2 FROM identities i WHERE i.identity IN ('u:' || $1, 'a:' || $1)
+    UNION ALL SELECT c.id, 3 FROM contacts c WHERE c.email = lower($1) AND c.merged_into IS NULL
+) x ORDER BY pref LIMIT 1`, ref).Scan(&id)
+	if err != nil {
+		return 0, translate(err, fmt.Sprintf("finding contact %q", ref))
+	}
+	// A merged contact's history lives with the contact it joined.
+	err = s.db.QueryRow(ctx, `SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1`, id).Scan(&id)
+	return id, translate(err, "finding contact")
+}
+
+// History returns a contact's stage moves, oldest first.
+func (s *Store) History(ctx context.Context, contactID int64) ([]Transition, error) {
+	rows, err := s.db.Query(ctx, `SELECT from_stage, to_stage, rule, rule_version, observed, trigger, at, contact_id, ''
+		FROM transitions WHERE contact_id = $1 ORDER BY seq`, contactID)
+	if err != nil {
+		return nil, translate(err, "reading history")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Transition])
+	return out, translate(err, "reading history")
+}

@@ -1,0 +1,280 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// StoredRule is a transition rule as stored: its source and version.
+type StoredRule struct {
+	Name      string
+	Version   int
+	From      []Stage
+	To        Stage
+	Condition string
+}
+
+// ContactFacts is one contact's facts at an instant, with what the store
+// needs to apply its moves safely.
+type ContactFacts struct {
+	ID int64
+	Facts
+}
+
+// ContactMoves are the hops one evaluation settled a contact through.
+// They apply only if the contact is still where the evaluation found it
+// (stage and time it entered it), so two evaluators never apply a move
+// twice or interleave hops of one contact.
+type ContactMoves struct {
+	ID              int64
+	ExpectStage     Stage
+	ExpectEnteredAt time.Time
+	Moves           []Move
+	At              time.Time
+	Trigger         string // "event" or "sweep"
+}
+
+// FactsQuery selects contacts and the aggregates to load for them: either
+// the IDs given, or the page of contacts after the cursor After, in id
+// order.
+type FactsQuery struct {
+	IDs   []int64
+	After int64
+	Limit int
+	AsOf  time.Time
+	Needs []Aggregate
+	// Events, for event-driven evaluation: the event that triggered it, by
+	// contact.
+	Events map[int64]*Event
+}
+
+// Store is what the engine needs from storage.
+type Store interface {
+	Rules(ctx context.Context) ([]StoredRule, error)
+	LoadFacts(ctx context.Context, q FactsQuery) ([]ContactFacts, error)
+	// ApplyMoves applies each contact's moves if the contact is still
+	// where it was found, recording every hop; it returns how many
+	// contacts moved.
+	ApplyMoves(ctx context.Context, moves []ContactMoves) (int, error)
+}
+
+// Engine evaluates the stored rules for contacts, in batches.
+type Engine struct {
+	store Store
+	log   *slog.Logger
+	// BatchSize is how many contacts one facts query covers.
+	BatchSize int
+}
+
+// NewEngine returns an engine on store.
+func NewEngine(store Store, log *slog.Logger) *Engine {
+	return &Engine{store: store, log: log, BatchSize: 2000}
+}
+
+// LoadRules compiles the stored rules.
+func LoadRules(stored []StoredRule) ([]Rule, error) {
+	rules := make([]Rule, 0, len(stored))
+	for _, r := range stored {
+		p, err := Compile(r.Condition, CompileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("stored rule %q (version %d): %w", r.Name, r.Version, err)
+		}
+		rules = append(rules, Rule{Name: r.Name, Version: r.Version, From: r.From, To: r.To, When: p})
+	}
+	return rules, nil
+}
+
+// SweepStats reports one pass.
+type SweepStats struct {
+	Contacts int
+	Moved    int
+	Hops     int
+	Errors   int
+	Elapsed  time.Duration
+}
+
+// Effect is what one rule would do in a dry run: how many contacts it
+// moves from one stage to another, with a few examples.
+type Effect struct {
+	Rule     string
+	From, To Stage
+	Contacts int
+	Examples []string // emails, or #id for contacts without one
+}
+
+// Sweep evaluates every contact at asOf with the stored rules and applies
+// the moves.
+func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) {
+	rules, err := e.storedRules(ctx)
+	if err != nil || len(rules) == 0 {
+		return SweepStats{}, err
+	}
+	return e.pass(ctx, rules, nil, nil, asOf, "sweep", e.apply)
+}
+
+// Evaluate evaluates the given contacts now with the stored rules, for the
+// events that touched them (events may be nil), and applies the moves.
+func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, now time.Time) (SweepStats, error) {
+	rules, err := e.storedRules(ctx)
+	if err != nil || len(rules) == 0 || len(ids) == 0 {
+		return SweepStats{}, err
+	}
+	return e.pass(ctx, rules, ids, events, now, "event", e.apply)
+}
+
+// DryRun evaluates rules (typically a journey not yet applied) for every
+// contact at asOf and reports, per rule and per pair of stages, how many
+// contacts would move. It changes nothing.
+func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Effect, SweepStats, error) {
+	type key struct {
+		rule     string
+		from, to Stage
+	}
+	effects := map[key]*Effect{}
+	var order []key
+	collect := func(ctx context.Context, moves []ContactMoves, emails map[int64]string) (int, error) {
+		for _, m := range moves {
+			for _, h := range m.Moves {
+				k := key{h.Rule, h.From, h.To}
+				ef := effects[k]
+				if ef == nil {
+					ef = &Effect{Rule: h.Rule, From: h.From, To: h.To}
+					effects[k] = ef
+					order = append(order, k)
+				}
+				ef.Contacts++
+				if len(ef.Examples) < 3 {
+					ex := emails[m.ID]
+					if ex == "" {
+						ex = fmt.Sprintf("#%d", m.ID)
+					}
+					ef.Examples = append(ef.Examples, ex)
+				}
+			}
+		}
+		return len(moves), nil
+	}
+	st, err := e.pass(ctx, rules, nil, nil, asOf, "sweep", collect)
+	if err != nil {
+		return nil, st, err
+	}
+	// In rule order, then by stage.
+	pos := map[string]int{}
+	for i, r := range rules {
+		pos[r.Name] = i
+	}
+	out := make([]Effect, 0, len(order))
+	for _, k := range order {
+		out = append(out, *effects[k])
+	}
+	slices.SortStableFunc(out, func(a, b Effect) int {
+		if pos[a.Rule] != pos[b.Rule] {
+			return pos[a.Rule] - pos[b.Rule]
+		}
+		return stageIndex(a.From)*10 + stageIndex(a.To) - stageIndex(b.From)*10 - stageIndex(b.To)
+	})
+	return out, st, nil
+}
+
+func stageIndex(s Stage) int {
+	for i, st := range Stages {
+		if st == s {
+			return i
+		}
+	}
+	return len(Stages)
+}
+
+func (e *Engine) storedRules(ctx context.Context) ([]Rule, error) {
+	stored, err := e.store.Rules(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading rules: %w", err)
+	}
+	return LoadRules(stored)
+}
+
+type sink func(ctx context.Context, moves []ContactMoves, emails map[int64]string) (int, error)
+
+func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]string) (int, error) {
+	n, err := e.store.ApplyMoves(ctx, moves)
+	if err != nil {
+		return 0, fmt.Errorf("recording stage moves: %w", err)
+	}
+	return n, nil
+}
+
+// pass evaluates rules for the contacts ids (all contacts when nil), a
+// batch at a time: one facts query per batch, then settling in memory, then
+// one write of the batch's moves.
+func (e *Engine) pass(ctx context.Context, rules []Rule, ids []int64, events map[int64]*Event, at time.Time, trigger string, out sink) (SweepStats, error) {
+	start := time.Now()
+	var st SweepStats
+	needs := needsOf(rules)
+	var after int64
+	for {
+		q := FactsQuery{AsOf: at, Needs: needs, Events: events}
+		if ids != nil {
+			if len(ids) == 0 {
+				break
+			}
+			n := min(len(ids), e.BatchSize)
+			q.IDs, ids = ids[:n], ids[n:]
+		} else {
+			q.After, q.Limit = after, e.BatchSize
+		}
+		batch, err := e.store.LoadFacts(ctx, q)
+		if err != nil {
+			return st, fmt.Errorf("loading facts: %w", err)
+		}
+		if q.IDs == nil {
+			if len(batch) == 0 {
+				break
+			}
+			after = batch[len(batch)-1].ID
+		}
+		var moves []ContactMoves
+		emails := map[int64]string{}
+		for i := range batch {
+			c := &batch[i]
+			st.Contacts++
+			hops, err := Settle(rules, &c.Facts)
+			if err != nil {
+				// One contact's data not fitting a rule (a trait of the
+				// wrong type) must not stop the others.
+				st.Errors++
+				if st.Errors <= 10 {
+					e.log.Warn("evaluating rules", "contact", c.ID, "err", err)
+				}
+			}
+			if len(hops) == 0 {
+				continue
+			}
+			emails[c.ID] = c.Email
+			moves = append(moves, ContactMoves{ID: c.ID, ExpectStage: c.Stage, ExpectEnteredAt: c.StageEnteredAt, Moves: hops, At: at, Trigger: trigger})
+			st.Hops += len(hops)
+		}
+		if len(moves) > 0 {
+			n, err := out(ctx, moves, emails)
+			if err != nil {
+				return st, err
+			}
+			st.Moved += n
+		}
+		if q.IDs == nil && len(batch) < e.BatchSize {
+			break
+		}
+	}
+	st.Elapsed = time.Since(start)
+	return st, nil
+}
+
+func needsOf(rules []Rule) []Aggregate {
+	ps := make([]*Program, len(rules))
+	for i, r := range rules {
+		ps[i] = r.When
+	}
+	return Needs(ps...)
+}
