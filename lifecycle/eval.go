@@ -1,0 +1,334 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Event is something a contact did, as a rule sees it through the event
+// variable: event.name, event.properties.revenue, event.timestamp.
+type Event struct {
+	Name       string         `expr:"name"`
+	Properties map[string]any `expr:"properties"`
+	Timestamp  time.Time      `expr:"timestamp"`
+}
+
+// Facts is everything a rule can see about one contact at one instant.
+type Facts struct {
+	Now            time.Time
+	Stage          Stage
+	StageEnteredAt time.Time // days_in_stage is Now - StageEnteredAt, in days
+	Traits         map[string]any
+	Email          string
+	// Event is the event being ingested, or nil in scheduled sweeps.
+	Event *Event
+	// Values holds the aggregates the rule needs ([Program.Aggregates],
+	// or [Needs] for several rules): count, sum and distinct as numbers,
+	// days_since in days (math.Inf(1) when never), ever as 1 or 0. A
+	// missing key means 0, or +Inf for days_since.
+	Values map[Aggregate]float64
+}
+
+// Observation is one value a rule read during an evaluation, recorded in
+// the transition history: {`count("order_completed", "all")`, 3.0},
+// {"stage", "decision"}, {"traits.plan", "pro"}.
+type Observation struct {
+	Expr  string
+	Value any
+}
+
+// run is the reusable state of one evaluation.
+type run struct {
+	vm  vm.VM
+	env env
+}
+
+// Eval evaluates the rule on f. It returns an error, never panics, when
+// the data does not fit the rule: a trait compared with a number that holds
+// text, event.name read in a sweep, when there is no event (event?.name is
+// nil instead), a rule that gives nil, or a days_to_anniversary trait that
+// is not a date. Errors located in the rule wrap a *RuleError.
+//
+// Eval does not modify f and is safe for concurrent use.
+func (p *Program) Eval(f *Facts) (bool, error) {
+	if f == nil {
+		return false, errors.New("evaluating rule: no facts")
+	}
+	r := p.runs.Get().(*run)
+	defer p.runs.Put(r)
+	e := &r.env
+	e.Stage = string(f.Stage)
+	e.DaysInStage = daysBetween(f.StageEnteredAt, f.Now)
+	e.Traits = f.Traits
+	e.Email = f.Email
+	e.Event = f.Event
+	defer func() { e.Traits, e.Event = nil, nil }() // do not keep them alive in the pool
+
+	for i, a := range p.Aggregates {
+		v := value(f.Values, a)
+		e.Num[i] = v
+		e.Ever[i] = v != 0
+	}
+	for i, trait := range p.Anniversaries {
+		d, err := daysToAnniversary(f.Traits[trait], f.Now)
+		if err != nil {
+			return false, fmt.Errorf("evaluating rule: days_to_anniversary(%q): %w", trait, err)
+		}
+		e.Ann[i] = d
+	}
+
+	out, err := r.vm.Run(p.program, e)
+	if err != nil {
+		return false, fmt.Errorf("evaluating rule: %w", fromExprError(p.Source, err))
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluating rule: the rule must be true or false, but it gave %s", describeValue(out))
+	}
+	return b, nil
+}
+
+// EvalTrace evaluates the rule like Eval and also returns what it read, in
+// order of first appearance: each activity function with its value (a
+// number, or a bool for ever), each variable, and each literal path below
+// traits and event with the value found there (nil when absent).
+func (p *Program) EvalTrace(f *Facts) (bool, []Observation, error) {
+	ok, err := p.Eval(f)
+	if err != nil {
+		return false, nil, err
+	}
+	return ok, p.observations(f), nil
+}
+
+// observations returns the values of what the rule reads in f.
+func (p *Program) observations(f *Facts) []Observation {
+	out := make([]Observation, 0, len(p.observe))
+	for _, o := range p.observe {
+		var v any
+		switch o.kind {
+		case obsAggregate:
+			a := p.Aggregates[o.index]
+			if a.Kind == AggEver {
+				v = value(f.Values, a) != 0
+			} else {
+				v = value(f.Values, a)
+			}
+		case obsAnniversary:
+			d, err := daysToAnniversary(f.Traits[p.Anniversaries[o.index]], f.Now)
+			if err == nil {
+				v = d
+			}
+		case obsStage:
+			v = string(f.Stage)
+		case obsDaysInStage:
+			v = daysBetween(f.StageEnteredAt, f.Now)
+		case obsEmail:
+			v = f.Email
+		case obsTraits:
+			v = lookup(f.Traits, o.path)
+		case obsEvent:
+			v = eventLookup(f.Event, o.path)
+		}
+		out = append(out, Observation{Expr: o.expr, Value: v})
+	}
+	return out
+}
+
+// value returns the value of a in values, with the default for a missing
+// key.
+func value(values map[Aggregate]float64, a Aggregate) float64 {
+	if v, ok := values[a]; ok {
+		return v
+	}
+	if a.Kind == AggDaysSince {
+		return math.Inf(1)
+	}
+	return 0
+}
+
+// lookup follows keys down nested maps; it returns nil where one is absent.
+func lookup(v any, keys []string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// eventLookup follows a path below the event variable.
+func eventLookup(ev *Event, keys []string) any {
+	if ev == nil {
+		return nil
+	}
+	if len(keys) == 0 {
+		return *ev
+	}
+	switch keys[0] {
+	case "name":
+		return lookup(ev.Name, keys[1:])
+	case "properties":
+		return lookup(ev.Properties, keys[1:])
+	case "timestamp":
+		return lookup(ev.Timestamp, keys[1:])
+	}
+	return nil
+}
+
+// daysBetween returns the days from start to end, as a fraction.
+func daysBetween(start, end time.Time) float64 {
+	return end.Sub(start).Hours() / 24
+}
+
+// daysToAnniversary returns the whole days from now's date, in now's time
+// zone, to the next anniversary of the date in trait: 0 on the day. A
+// trait that is absent, nil or "" gives +Inf, so that comparisons with a
+// number are false. The trait is a time.Time, a date "2006-01-02" or an
+// RFC 3339 time (whose own date is used). The anniversary of February 29
+// falls on February 28 in years that are not leap years.
+func daysToAnniversary(trait any, now time.Time) (float64, error) {
+	var t time.Time
+	switch v := trait.(type) {
+	case nil:
+		return math.Inf(1), nil
+	case time.Time:
+		t = v
+	case string:
+		if v == "" {
+			return math.Inf(1), nil
+		}
+		var err error
+		if t, err = time.Parse(time.DateOnly, v); err != nil {
+			if t, err = time.Parse(time.RFC3339, v); err != nil {
+				return 0, fmt.Errorf("%q is not a date like 1990-05-17 or an RFC 3339 time", v)
+			}
+		}
+	default:
+		return 0, fmt.Errorf("%v (%T) is not a date like 1990-05-17", v, v)
+	}
+	if t.IsZero() {
+		return math.Inf(1), nil
+	}
+	ty, tm, td := now.Date()
+	today := time.Date(ty, tm, td, 0, 0, 0, 0, time.UTC)
+	_, month, dom := t.Date()
+	next := anniversary(ty, month, dom)
+	if next.Before(today) {
+		next = anniversary(ty+1, month, dom)
+	}
+	return math.Round(next.Sub(today).Hours() / 24), nil
+}
+
+// anniversary returns the date of month and day in year, at midnight UTC,
+// moving February 29 to February 28 outside leap years.
+func anniversary(year int, month time.Month, dom int) time.Time {
+	if month == time.February && dom == 29 && !isLeap(year) {
+		dom = 28
+	}
+	return time.Date(year, month, dom, 0, 0, 0, 0, time.UTC)
+}
+
+func isLeap(y int) bool {
+	return y%4 == 0 && (y%100 != 0 || y%400 == 0)
+}
+
+// Rule is a transition rule: a contact in one of the From stages for whom
+// When is true moves to To. Rules are tried in the order given.
+type Rule struct {
+	Name    string
+	Version int
+	From    []Stage
+	To      Stage
+	When    *Program
+}
+
+// Move is one hop of a contact between stages, with the rule that caused it
+// and the values its condition saw.
+type Move struct {
+	From, To Stage
+	Rule     string
+	Version  int
+	Observed []Observation
+}
+
+// Settle moves a contact as far as the rules take it at f.Now. It tries the
+// rules in order; the first whose From holds the current stage and whose
+// condition is true moves the contact, and Settle repeats from the new
+// stage, where the contact has just arrived (days_in_stage is 0), until no
+// rule matches or the matching rule leads to a stage already visited in
+// this evaluation (including the starting one). It returns the hops in
+// order, none if the contact stays. It does not modify f.
+//
+// When a condition fails to evaluate, Settle returns the hops made before
+// it together with the error, which names the rule.
+func Settle(rules []Rule, f *Facts) ([]Move, error) {
+	if f == nil {
+		return nil, errors.New("settling: no facts")
+	}
+	cur := *f
+	visited := []Stage{cur.Stage}
+	var moves []Move
+	for {
+		next, ok, err := firstMatch(rules, &cur)
+		if err != nil {
+			return moves, err
+		}
+		if !ok || slices.Contains(visited, next.rule.To) {
+			return moves, nil
+		}
+		moves = append(moves, Move{
+			From:     cur.Stage,
+			To:       next.rule.To,
+			Rule:     next.rule.Name,
+			Version:  next.rule.Version,
+			Observed: next.rule.When.observations(&cur),
+		})
+		visited = append(visited, next.rule.To)
+		cur.Stage = next.rule.To
+		cur.StageEnteredAt = cur.Now
+	}
+}
+
+type match struct{ rule *Rule }
+
+// firstMatch returns the first rule that moves a contact with facts f.
+func firstMatch(rules []Rule, f *Facts) (match, bool, error) {
+	for i := range rules {
+		r := &rules[i]
+		if !slices.Contains(r.From, f.Stage) {
+			continue
+		}
+		if r.When == nil {
+			return match{}, false, fmt.Errorf("rule %q (version %d): no condition", r.Name, r.Version)
+		}
+		ok, err := r.When.Eval(f)
+		if err != nil {
+			return match{}, false, fmt.Errorf("rule %q (version %d): %w", r.Name, r.Version, err)
+		}
+		if ok {
+			return match{rule: r}, true, nil
+		}
+	}
+	return match{}, false, nil
+}
+
+// describeValue names a value a rule gave for a marketer.
+func describeValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nil"
+	case string:
+		return fmt.Sprintf("the text %q", v)
+	case int, float64:
+		return fmt.Sprintf("the number %v", v)
+	default:
+		return fmt.Sprintf("%v (%T)", v, v)
+	}
+}
