@@ -236,4 +236,3 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	}
 	return nil
 }
-

@@ -300,4 +300,3 @@ func TestApplyRefusesBadJourneyAndKeepsTheStoredOne(t *testing.T) {
 		t.Errorf("edit said %q, %v", out, err)
 	}
 }
-

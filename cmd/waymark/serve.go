@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/scheduler"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
 )
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
@@ -47,11 +51,48 @@ type server struct {
 	http   *http.Server
 }
 
+// latestEvents converts each touched contact's newest event for rules.
+func latestEvents(res ingest.Result) map[int64]*lifecycle.Event {
+	out := make(map[int64]*lifecycle.Event, len(res.Latest))
+	for id, m := range res.Latest {
+		ev := &lifecycle.Event{Name: m.Name, Timestamp: m.Timestamp}
+		_ = json.Unmarshal(m.Properties, &ev.Properties)
+		out[id] = ev
+	}
+	return out
+}
+
 // serve runs until ctx is done. ready, if set, receives the address it
 // listens on.
 func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, ready func(addr string)) error {
 	s := &server{cfg: cfg, pool: pool, store: store.New(pool), log: log}
-	s.writer = ingest.NewWriter(s.store, log, ingest.WriterOptions{})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	defer cancel()
+
+	// Rules run at once for contacts that events touch, and on the
+	// schedule for everyone (windows slide, days_since grows).
+	engine := lifecycle.NewEngine(s.store, log)
+	reactor := lifecycle.NewReactor(engine, log, time.Now)
+	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
+		st, err := engine.Sweep(ctx, at)
+		if err == nil && st.Contacts > 0 {
+			log.Info("sweep", "contacts", st.Contacts, "moved", st.Moved, "took", st.Elapsed.Round(time.Millisecond))
+		}
+		return err
+	}, log, time.Now)
+	if err != nil {
+		return &config.Error{Var: "WAYMARK_CRON", Msg: err.Error()}
+	}
+	workers.Add(2)
+	go func() { defer workers.Done(); reactor.Run(ctx) }()
+	go func() { defer workers.Done(); sched.Run(ctx) }()
+
+	s.writer = ingest.NewWriter(s.store, log, ingest.WriterOptions{
+		OnStored: func(_ context.Context, res ingest.Result) { reactor.Touch(res.Contacts, latestEvents(res)) },
+	})
 	defer s.writer.Close()
 
 	mux := http.NewServeMux()

@@ -21,6 +21,9 @@ type Result struct {
 	Stored     int     // new events
 	Duplicates int     // retries already stored
 	Contacts   []int64 // contacts touched by new events, ascending
+	// Latest is, for each touched contact, its newest new event (what rules
+	// see as the event variable when they run because of it).
+	Latest map[int64]*Message
 }
 
 // ErrUnavailable means the messages were not stored (the database is down or
@@ -37,7 +40,7 @@ type Writer struct {
 	maxBatch int
 	in       chan *pending
 	wg       sync.WaitGroup
-	onStored func(ctx context.Context, contacts []int64)
+	onStored func(ctx context.Context, res Result)
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -53,7 +56,7 @@ type WriterOptions struct {
 	MaxBatch int // messages per transaction; default 4000
 	// OnStored, if set, is called after each commit with the contacts whose
 	// activity changed (event-driven evaluation hooks in here).
-	OnStored func(ctx context.Context, contacts []int64)
+	OnStored func(ctx context.Context, res Result)
 }
 
 // NewWriter starts the flushers; Close stops them.
@@ -150,6 +153,6 @@ func (w *Writer) flush(group []*pending) {
 		p.done <- err
 	}
 	if err == nil && w.onStored != nil && len(res.Contacts) > 0 {
-		w.onStored(ctx, res.Contacts)
+		w.onStored(ctx, res)
 	}
 }

@@ -367,6 +367,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 	emails := map[int64]string{}
 	userIDs := map[int64]string{}
 	touched := map[int64]bool{}
+	res.Latest = map[int64]*ingest.Message{}
 	for i := range msgs {
 		m := &msgs[i]
 		c := contactOf[i]
@@ -374,6 +375,9 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 			continue
 		}
 		touched[c] = true
+		if l := res.Latest[c]; l == nil || !m.Timestamp.Before(l.Timestamp) {
+			res.Latest[c] = m
+		}
 		if m.Kind != ingest.KindIdentify {
 			continue
 		}

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/bench"
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/pgserver"
+)
+
+// Targets of the ingestion benchmarks.
+const (
+	targetIngestRate  = 80_000 // events/s through /v1/batch
+	targetImportRatio = 2.0    // waymark import time / bare COPY time
+	targetTrackP99    = 10 * time.Millisecond
+)
+
+type benchFlags struct {
+	cfg           config.Config
+	events        int
+	batch         int
+	clients       int
+	users         int
+	rate          float64
+	duration      time.Duration
+	warmup        time.Duration
+	importChunk   int
+	importWorkers int
+	dir           string
+	cpuprofile    string
+	keep          bool
+}
+
+// cmdBench measures ingestion against its targets, each run on a fresh
+// database and a real server started in this process:
+//
+//	waymark bench ingest [-events 2000000 -batch 500 -clients 8]
+//	waymark bench import [-events 2000000]
+//	waymark bench track  [-rate 1000 -duration 20s]
+//	waymark bench all
+func cmdBench(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(e.stderr, "usage: waymark bench ingest|import|track|all [flags]\n\nRun 'waymark bench ingest -h' for the flags.")
+		return errors.New("bench: name what to measure: ingest, import, track or all")
+	}
+	what := args[0]
+	var f benchFlags
+	fs := e.flags("bench "+what, &f.cfg)
+	fs.IntVar(&f.events, "events", 2_000_000, "events to send (ingest) or import (import)")
+	fs.IntVar(&f.batch, "batch", 500, "ingest: events per /v1/batch request")
+	fs.IntVar(&f.clients, "clients", 8, "ingest: concurrent clients")
+	fs.IntVar(&f.users, "users", 100_000, "distinct userIds")
+	fs.Float64Var(&f.rate, "rate", 1000, "track: requests per second (open loop)")
+	fs.DurationVar(&f.duration, "duration", 20*time.Second, "track: how long to measure")
+	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "track: sent at the same rate before measuring")
+	fs.IntVar(&f.importChunk, "import-chunk", 0, "import: -chunk passed to waymark import (0: its default)")
+	fs.IntVar(&f.importWorkers, "import-workers", 0, "import: -workers passed to waymark import (0: its default)")
+	fs.StringVar(&f.dir, "dir", os.TempDir(), "import: where to write the generated files")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (server and load generator) during the measurement to `file` (with 'all': file.ingest, file.import, file.track)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the scratch database instead of dropping it")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench %s: unexpected argument %q", what, fs.Arg(0))
+	}
+	if err := f.cfg.Load(e.getenv); err != nil {
+		return err
+	}
+	if f.events <= 0 || f.batch <= 0 || f.clients <= 0 || f.rate <= 0 || f.duration <= 0 || f.users <= 0 {
+		return errors.New("bench: -events, -batch, -clients, -rate, -duration and -users must be positive")
+	}
+	// The server's own logs: only warnings and errors, so the figures stay
+	// readable.
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dataDir := f.cfg.DataDir
+	if dataDir == "" {
+		dataDir = pgserver.DefaultDataDir()
+	}
+	server, err := pgserver.Resolve(ctx, f.cfg.DatabaseURL, dataDir, log)
+	if err != nil {
+		return err
+	}
+	b := &benchRun{e: e, f: &f, server: server, log: log}
+	runs := map[string]func(context.Context) (string, error){
+		"ingest": b.ingest,
+		"import": b.importFile,
+		"track":  b.track,
+	}
+	var order []string
+	if what == "all" {
+		order = []string{"ingest", "import", "track"}
+	} else if _, ok := runs[what]; ok {
+		order = []string{what}
+	} else {
+		return fmt.Errorf("bench: unknown benchmark %q (want ingest, import, track or all)", what)
+	}
+	fmt.Fprintf(e.stdout, "waymark bench %s: PostgreSQL at %s, GOMAXPROCS %d\n", what, redactURL(server), b.procs())
+	var summary []string
+	var failed []string
+	for _, name := range order {
+		b.profile = ""
+		if f.cpuprofile != "" {
+			b.profile = f.cpuprofile
+			if what == "all" {
+				b.profile += "." + name
+			}
+		}
+		line, err := runs[name](ctx)
+		if err != nil {
+			return fmt.Errorf("bench %s: %w", name, err)
+		}
+		summary = append(summary, line)
+		if strings.Contains(line, "MISSED") || strings.Contains(line, "MISMATCH") {
+			failed = append(failed, name)
+		}
+	}
+	fmt.Fprintln(e.stdout, "\nsummary:")
+	for _, l := range summary {
+		fmt.Fprintln(e.stdout, "  "+l)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("bench: targets missed or counts wrong: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+type benchRun struct {
+	e       *env
+	f       *benchFlags
+	server  string
+	log     *slog.Logger
+	profile string
+	stopPr  func()
+}
+
+func (b *benchRun) procs() int { return runtime.GOMAXPROCS(0) }
+
+// startProfile starts the CPU profile, if one was asked for.
+func (b *benchRun) startProfile() error {
+	b.stopPr = func() {}
+	if b.profile == "" {
+		return nil
+	}
+	pf, err := os.Create(b.profile)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return err
+	}
+	b.stopPr = func() {
+		pprof.StopCPUProfile()
+		pf.Close()
+		fmt.Fprintf(b.e.stdout, "  CPU profile: %s (go tool pprof -top %s)\n", b.profile, b.profile)
+	}
+	return nil
+}
+
+// database creates the scratch database and returns its configuration and
+// a function that drops it.
+func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, func(), error) {
+	db, err := bench.CreateDatabase(ctx, b.server, bench.DefaultName(kind))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := b.f.cfg
+	cfg.DatabaseURL = db.URL
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.WriteKey = randomKey("wk_bench_")
+	drop := func() {
+		if b.f.keep {
+			fmt.Fprintf(b.e.stdout, "  kept database %s\n", db.Name)
+			return
+		}
+		if err := db.Drop(context.Background()); err != nil {
+			fmt.Fprintf(b.e.stderr, "waymark bench: %v\n", err)
+		}
+	}
+	return &cfg, drop, nil
+}
+
+// benchServer is the real server, started in this process.
+type benchServer struct {
+	addr   string
+	pool   *pgxpool.Pool
+	cancel context.CancelFunc
+	errc   chan error
+}
+
+func (b *benchRun) startServer(ctx context.Context, cfg *config.Config) (*benchServer, error) {
+	pool, err := connect(ctx, cfg, b.log, 0) // as cmdServe: migrates, default pool size
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	s := &benchServer{pool: pool, cancel: cancel, errc: make(chan error, 1)}
+	ready := make(chan string, 1)
+	go func() { s.errc <- serve(sctx, cfg, pool, b.log, func(addr string) { ready <- addr }) }()
+	select {
+	case s.addr = <-ready:
+		return s, nil
+	case err := <-s.errc:
+		cancel()
+		pool.Close()
+		return nil, fmt.Errorf("starting the server: %w", err)
+	}
+}
+
+// stop shuts the server down: once it returns, everything acknowledged is
+// committed. The pool stays open for counting; close it after.
+func (s *benchServer) stop() error {
+	s.cancel()
+	return <-s.errc
+}
+
+func (b *benchRun) ingest(ctx context.Context) (string, error) {
+	f, out := b.f, b.e.stdout
+	fmt.Fprintf(out, "\n== ingest: %d events to /v1/batch, %d per request, %d concurrent clients, %d users\n", f.events, f.batch, f.clients, f.users)
+	cfg, drop, err := b.database(ctx, "ingest")
+	if err != nil {
+		return "", err
+	}
+	defer drop()
+	srv, err := b.startServer(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer srv.pool.Close()
+	fmt.Fprintf(out, "  database %s, server on http://%s\n", bench.DefaultName("ingest"), srv.addr)
+	gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
+	if err := b.startProfile(); err != nil {
+		return "", err
+	}
+	res, err := bench.Ingest(ctx, bench.IngestOptions{
+		URL: "http://" + srv.addr, WriteKey: cfg.WriteKey, Gen: gen,
+		Events: f.events, Batch: f.batch, Clients: f.clients, Progress: out,
+	})
+	b.stopPr()
+	if serr := srv.stop(); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "", err
+	}
+	stored, err := bench.CountEvents(ctx, srv.pool, "events")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "  sent %d events in %d requests (%.1f MB of JSON, %.0f bytes an event); %d requests failed%s\n",
+		res.Events, res.Requests, float64(res.Bytes)/1e6, float64(res.Bytes)/float64(res.Events), res.Failed, firstFailure(res.FirstFailure))
+	fmt.Fprintf(out, "  elapsed %.2fs: %.0f events/s acknowledged (slowest %s window %.0f/s)\n", res.Elapsed.Seconds(), res.Rate(), "5s", res.MinWindow())
+	fmt.Fprintf(out, "  latency per request: %s\n", res.Latency)
+	fmt.Fprintf(out, "  CPU: %s\n", res.CPU)
+	check := checkCount(out, stored, int64(res.Acked))
+	verdict := verdict(res.Rate() >= targetIngestRate)
+	return fmt.Sprintf("ingest: %.0f events/s over %d events (target ≥ %d): %s; p99 %s per %d-event request; %s%s",
+		res.Rate(), res.Events, targetIngestRate, verdict, ms(res.Latency.P99), f.batch, check, noisy(res.CPU)), nil
+}
+
+func (b *benchRun) track(ctx context.Context) (string, error) {
+	f, out := b.f, b.e.stdout
+	fmt.Fprintf(out, "\n== track: single /v1/track requests at %.0f/s for %s (open loop, after %s warm-up), %d users\n", f.rate, f.duration, f.warmup, f.users)
+	cfg, drop, err := b.database(ctx, "track")
+	if err != nil {
+		return "", err
+	}
+	defer drop()
+	srv, err := b.startServer(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer srv.pool.Close()
+	fmt.Fprintf(out, "  database %s, server on http://%s\n", bench.DefaultName("track"), srv.addr)
+	gen := bench.NewGen(f.users, time.Now().Add(-time.Hour), "track")
+	if err := b.startProfile(); err != nil {
+		return "", err
+	}
+	res, err := bench.Track(ctx, bench.TrackOptions{
+		URL: "http://" + srv.addr, WriteKey: cfg.WriteKey, Gen: gen,
+		Rate: f.rate, Duration: f.duration, Warmup: f.warmup,
+	})
+	b.stopPr()
+	if serr := srv.stop(); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "", err
+	}
+	stored, err := bench.CountEvents(ctx, srv.pool, "events")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "  %d requests measured in %.2fs (%.0f/s); %d sent in all, %d failed%s; the sender was at most %s late\n",
+		res.Requests, res.Elapsed.Seconds(), float64(res.Requests)/res.Elapsed.Seconds(), res.Sent, res.Failed, firstFailure(res.First), ms(res.Late))
+	fmt.Fprintf(out, "  latency from scheduled time: %s\n", res.Latency)
+	fmt.Fprintf(out, "  latency from actual send:    %s\n", res.Service)
+	fmt.Fprintf(out, "  CPU: %s\n", res.CPU)
+	check := checkCount(out, stored, int64(res.Acked))
+	return fmt.Sprintf("track: p99 %s at %.0f requests/s (target < %s): %s; p50 %s, max %s; %s%s",
+		ms(res.Latency.P99), f.rate, ms(targetTrackP99), verdict(res.Latency.P99 < targetTrackP99 && res.Failed == 0), ms(res.Latency.P50), ms(res.Latency.Max), check, noisy(res.CPU)), nil
+}
+
+func (b *benchRun) importFile(ctx context.Context) (string, error) {
+	f, out := b.f, b.e.stdout
+	fmt.Fprintf(out, "\n== import: %d events with waymark import, then a bare COPY of the same rows, %d users\n", f.events, f.users)
+	cfg, drop, err := b.database(ctx, "import")
+	if err != nil {
+		return "", err
+	}
+	defer drop()
+	pool, err := connect(ctx, cfg, b.log, 2)
+	if err != nil {
+		return "", err
+	}
+	defer pool.Close()
+	fmt.Fprintf(out, "  database %s\n", bench.DefaultName("import"))
+
+	dir, err := os.MkdirTemp(f.dir, "waymark-bench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	gen := bench.NewGen(f.users, time.Now().Add(-365*24*time.Hour), "import")
+	jsonl, text := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "events.copy")
+	t0 := time.Now()
+	jsize, err := gen.WriteJSONL(jsonl, f.events)
+	if err != nil {
+		return "", err
+	}
+	tsize, err := gen.WriteCopyText(text, f.events, time.Now())
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "  generated %s (%.1f MB, %.0f bytes an event) and the equivalent COPY text %s (%.1f MB) in %.1fs\n",
+		jsonl, float64(jsize)/1e6, float64(jsize)/float64(f.events), filepath.Base(text), float64(tsize)/1e6, time.Since(t0).Seconds())
+
+	// waymark import, exactly as the command runs.
+	args := []string{"-database-url", cfg.DatabaseURL}
+	if f.importChunk > 0 {
+		args = append(args, "-chunk", fmt.Sprint(f.importChunk))
+	}
+	if f.importWorkers > 0 {
+		args = append(args, "-workers", fmt.Sprint(f.importWorkers))
+	}
+	args = append(args, jsonl)
+	fmt.Fprintf(out, "  waymark import %s\n", strings.Join(args[2:], " "))
+	var impOut bytes.Buffer
+	ie := &env{getenv: b.e.getenv, stdin: strings.NewReader(""), stdout: &impOut, stderr: b.e.stderr}
+	bench.Checkpoint(ctx, cfg.DatabaseURL)
+	if err := b.startProfile(); err != nil {
+		return "", err
+	}
+	meter := bench.StartMeter()
+	start := time.Now()
+	err = cmdImport(ctx, ie, args)
+	impTime := time.Since(start)
+	impCPU := meter.Stop()
+	b.stopPr()
+	if err != nil {
+		return "", fmt.Errorf("waymark import: %w", err)
+	}
+	fmt.Fprintf(out, "    %s", indent(impOut.String()))
+	stored, err := bench.CountEvents(ctx, pool, "events")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "    %.2fs, %.0f events/s; CPU: %s\n", impTime.Seconds(), float64(f.events)/impTime.Seconds(), impCPU)
+	check := checkCount(out, stored, int64(f.events))
+
+	// The same rows, loaded by PostgreSQL's own COPY into a bare table.
+	bench.Checkpoint(ctx, cfg.DatabaseURL)
+	meter = bench.StartMeter()
+	rows, copyTime, err := bench.CopyBare(ctx, cfg.DatabaseURL, text)
+	copyCPU := meter.Stop()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "  COPY %s FROM STDIN (same columns, no index, no constraint): %d rows in %.2fs, %.0f rows/s; CPU: %s\n",
+		bench.BareTable, rows, copyTime.Seconds(), float64(rows)/copyTime.Seconds(), copyCPU)
+	if rows != int64(f.events) {
+		check += fmt.Sprintf("; bare COPY loaded %d rows, not %d: MISMATCH", rows, f.events)
+	}
+	ratio := impTime.Seconds() / copyTime.Seconds()
+	fmt.Fprintf(out, "  waymark import took %.2fx the bare COPY\n", ratio)
+	return fmt.Sprintf("import: %.2fs for %d events vs bare COPY %.2fs: %.2fx (target ≤ %.0fx): %s; %s%s%s",
+		impTime.Seconds(), f.events, copyTime.Seconds(), ratio, targetImportRatio, verdict(ratio <= targetImportRatio), check, noisy(impCPU), noisy(copyCPU)), nil
+}
+
+func checkCount(out io.Writer, stored, acked int64) string {
+	if stored == acked {
+		fmt.Fprintf(out, "  events table holds %d rows = %d events acknowledged: OK\n", stored, acked)
+		return fmt.Sprintf("stored %d = acknowledged %d", stored, acked)
+	}
+	fmt.Fprintf(out, "  events table holds %d rows but %d events were acknowledged: MISMATCH\n", stored, acked)
+	return fmt.Sprintf("stored %d ≠ acknowledged %d: MISMATCH", stored, acked)
+}
+
+// noisy flags figures measured while other processes competed for the CPU.
+func noisy(u bench.CPUUse) string {
+	if u.Other() > 0.15 {
+		return fmt.Sprintf(" [NOISY: other processes used %.2f cores]", u.Other())
+	}
+	return ""
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func firstFailure(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (first: " + s + ")"
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return "the database"
+}
