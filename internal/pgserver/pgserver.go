@@ -30,6 +30,27 @@ const DefaultURL = "postgres://postgres@127.0.0.1:5432/waymark?sslmode=disable"
 // PrivatePort is the port of the private server started when nothing answers.
 const PrivatePort = 54329
 
+// Stop stops the private server with its data in dataDir.
+func Stop(ctx context.Context, dataDir string) error {
+	pgctl, err := FindBin("pg_ctl")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, pgctl, "-D", dataDir, "-m", "fast", "-w", "stop")
+	if os.Geteuid() == 0 {
+		if pu, err := user.Lookup("postgres"); err == nil {
+			uid, _ := strconv.Atoi(pu.Uid)
+			gid, _ := strconv.Atoi(pu.Gid)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		}
+	}
+	cmd.Dir = "/"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Resolve returns a connection string for a database that exists and
 // answers. With explicit set, it is used as is. Otherwise the default local
 // server is tried, and if nothing answers a private server is started (or
@@ -48,7 +69,7 @@ func Resolve(ctx context.Context, explicit, dataDir string, log *slog.Logger) (s
 		}
 		return DefaultURL, nil
 	}
-	u, err := StartPrivate(ctx, dataDir, log)
+	u, err := StartPrivate(ctx, dataDir, PrivatePort, log)
 	if err != nil {
 		return "", fmt.Errorf("no PostgreSQL answers at %s and starting a private one failed: %w (set DATABASE_URL)", redact(DefaultURL), err)
 	}
@@ -60,6 +81,11 @@ func Resolve(ctx context.Context, explicit, dataDir string, log *slog.Logger) (s
 
 // DefaultDataDir is where the private server keeps its data.
 func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		// PostgreSQL runs as the postgres user, who cannot reach root's
+		// home.
+		return "/var/lib/waymark/postgres"
+	}
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "waymark", "postgres")
 	}
@@ -143,11 +169,11 @@ func versionOf(binDir string) float64 {
 }
 
 // StartPrivate starts (or reuses) a private PostgreSQL server with its data
-// in dataDir, listening on 127.0.0.1:PrivatePort and a socket in dataDir.
+// in dataDir, listening on 127.0.0.1:port and a socket in dataDir.
 // PostgreSQL refuses to run as root, so as root it runs as the "postgres"
 // system user. The server is left running for the next caller.
-func StartPrivate(ctx context.Context, dataDir string, log *slog.Logger) (string, error) {
-	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/waymark?sslmode=disable", PrivatePort)
+func StartPrivate(ctx context.Context, dataDir string, port int, log *slog.Logger) (string, error) {
+	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/waymark?sslmode=disable", port)
 	if answers(ctx, u) {
 		return u, nil
 	}
@@ -201,8 +227,8 @@ func StartPrivate(ctx context.Context, dataDir string, log *slog.Logger) (string
 			return "", err
 		}
 	}
-	log.Info("starting a private PostgreSQL", "data", dataDir, "port", PrivatePort)
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=200", PrivatePort, dataDir)
+	log.Info("starting a private PostgreSQL", "data", dataDir, "port", port)
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=200", port, dataDir)
 	if err := run(pgctl, "-D", dataDir, "-l", filepath.Join(dataDir, "server.log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
 		return "", err
 	}
