@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/pgtest"
+)
+
+// startServe runs `serve` in-process on a fresh database and returns its
+// base URL and a pool on its database.
+func startServe(t *testing.T, journeyYAML string) (string, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.Clone(t)
+	if journeyYAML != "" {
+		p := filepath.Join(t.TempDir(), "journey.yaml")
+		_ = os.WriteFile(p, []byte(journeyYAML), 0o644)
+		if _, errOut, err := runWaymark(t, url, "apply", "-f", p); err != nil {
+			t.Fatalf("apply: %v\n%s", err, errOut)
+		}
+	}
+	cfg := &config.Config{}
+	if err := cfg.Load(func(k string) string {
+		return map[string]string{"DATABASE_URL": url, "WAYMARK_HTTP_ADDR": "127.0.0.1:0", "WAYMARK_WRITE_KEY": "wk"}[k]
+	}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, err := connect(ctx, cfg, log, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, pool, log, func(a string) { addr <- a }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		pool.Close()
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a, pool
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	return "", nil
+}
+
+func postJSON(t *testing.T, base, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+path, bytes.NewReader([]byte(body)))
+	req.SetBasicAuth("wk", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// An ingested event moves its contact at once, without waiting for a
+// sweep, and the rule can read the event itself.
+func TestServeEvaluatesOnEvents(t *testing.T) {
+	t.Parallel()
+	base, pool := startServe(t, `rules:
+  - name: big-spender
+    from: [awareness, consideration, decision]
+    to: retention
+    when: event?.name == "order_completed" && event.properties.revenue >= 100
+  - name: engaged
+    from: [awareness]
+    to: consideration
+    when: count("page_viewed", "14d") >= 2
+`)
+	for i, body := range []string{
+		`{"userId":"ann","event":"page_viewed","messageId":"m1"}`,
+		`{"userId":"ann","event":"page_viewed","messageId":"m2"}`,
+		`{"userId":"bo","event":"order_completed","properties":{"revenue":250}}`,
+		`{"userId":"cy","event":"order_completed","properties":{"revenue":20}}`,
+	} {
+		if code := postJSON(t, base, "/v1/track", body); code != 200 {
+			t.Fatalf("event %d: status %d", i, code)
+		}
+	}
+	want := map[string]string{"ann": "consideration", "bo": "retention", "cy": "awareness"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := map[string]string{}
+		rows, _ := pool.Query(context.Background(), "SELECT user_id, stage FROM contacts")
+		for rows.Next() {
+			var u, s string
+			_ = rows.Scan(&u, &s)
+			got[u] = s
+		}
+		rows.Close()
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stages %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var trigger string
+	_ = pool.QueryRow(context.Background(), "SELECT trigger FROM transitions WHERE rule = 'big-spender'").Scan(&trigger)
+	if trigger != "event" {
+		t.Fatalf("big-spender move triggered by %q, want event", trigger)
+	}
+}
