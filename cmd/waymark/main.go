@@ -49,6 +49,7 @@ func commands() []command {
 		{"apply", "-f FILE [--dry-run]", "validate and load a journey; with --dry-run change nothing and show what it would do", cmdApply},
 		{"tick", "[--as-of TIME]", "one scheduler pass, then exit; --as-of backtests at a past instant", cmdTick},
 		{"stages", "[--json]", "how many contacts are in each stage", cmdStages},
+		{"preview", "TEMPLATE --contact ID", "render a template for a contact: the tone chosen, why, subject, text and HTML", cmdPreview},
 		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", cmdHistory},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/templates"
 )
 
 // Pos is a place in the journey file (1-based).
@@ -56,6 +57,12 @@ type Journey struct {
 	Rules []Rule
 	// Programs are the compiled conditions, by rule name.
 	Programs map[string]*lifecycle.Program
+	// Tones are the tone rules in order; TonePrograms the compiled
+	// conditions of all but the last (the default).
+	Tones        []ToneRule
+	TonePrograms []*lifecycle.Program
+	// Templates have been compiled and rendered against a sample contact.
+	Templates []templates.Template
 }
 
 // Load reads and checks the journey file at path.
@@ -90,8 +97,10 @@ func Parse(name string, data []byte) (*Journey, error) {
 		return nil, p.errs
 	}
 	p.mapping(root, "the journey", map[string]func(*yaml.Node){
-		"rules": func(n *yaml.Node) { j.Rules = p.rules(n, j) },
-	}, []string{"tones", "templates", "sequences", "holds", "offers"})
+		"rules":     func(n *yaml.Node) { j.Rules = p.rules(n, j) },
+		"tones":     func(n *yaml.Node) { j.Tones = p.tones(n, j) },
+		"templates": func(n *yaml.Node) { j.Templates = p.templates(n, j) },
+	}, []string{"sequences", "holds", "offers"})
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(a, b int) bool {
 			if p.errs[a].Line != p.errs[b].Line {

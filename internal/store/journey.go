@@ -41,8 +41,16 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7243)"); err != nil {
 		return nil, translate(err, "applying the journey")
 	}
-	if changes, err = applyRules(ctx, tx, j.Rules); err != nil {
-		return nil, err
+	for _, apply := range []func() ([]Change, error){
+		func() ([]Change, error) { return applyRules(ctx, tx, j.Rules) },
+		func() ([]Change, error) { return applyTones(ctx, tx, j.Tones) },
+		func() ([]Change, error) { return applyTemplates(ctx, tx, j.Templates) },
+	} {
+		c, err := apply()
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, c...)
 	}
 	if dryRun {
 		return changes, nil

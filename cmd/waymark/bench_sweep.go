@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/bench"
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/migrations"
+)
+
+// Targets of the lifecycle benchmark.
+const (
+	targetSweep  = 5 * time.Second // full sweep over 1M contacts, few moving
+	targetDryRun = 5 * time.Second // dry run over 1M contacts
+)
+
+// cmdBenchSweep measures the lifecycle engine on a large database:
+//
+//	waymark bench sweep [-contacts 1000000 -events 20000000 -keep]
+//
+// It creates (or, with -keep, reuses) the database waymark_bench_sweep,
+// loads contacts and events with COPY, applies a journey of ten rules,
+// settles every contact with one sweep, then times a sweep in which few
+// contacts move, a dry run, and one GROUP BY computing the same aggregates
+// in PostgreSQL alone.
+func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
+	var cfg config.Config
+	fs := e.flags("bench sweep", &cfg)
+	contacts := fs.Int("contacts", 1_000_000, "contacts")
+	events := fs.Int("events", 20_000_000, "events")
+	keep := fs.Bool("keep", false, "keep the database for the next run, and reuse one of the same size")
+	batch := fs.Int("batch", 0, "contacts per facts query (0: the engine's default)")
+	parallel := fs.Int("parallel", 1, "experiment: sweep contact id ranges on this many connections at once")
+	facts := fs.String("facts", "store", "how facts are loaded: store (the engine's store), or the experiments range (a GROUP BY per batch id range) and rollup (a per-contact activity rollup aggregated in Go)")
+	noTraits := fs.Bool("no-traits", false, "experiment (range, rollup): do not read traits")
+	external := fs.Bool("rollup-external", false, "experiment (rollup): store the rollup uncompressed (STORAGE EXTERNAL)")
+	explain := fs.Bool("explain", false, "print EXPLAIN (ANALYZE, BUFFERS) of the facts query for one batch in the middle")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured sweep and dry run to `file`")
+	skipBaseline := fs.Bool("no-baseline", false, "skip the GROUP BY baseline")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench sweep: unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.Load(e.getenv); err != nil {
+		return err
+	}
+	if *contacts <= 0 || *events < 0 || *parallel <= 0 {
+		return errors.New("bench sweep: -contacts and -parallel must be positive, -events not negative")
+	}
+	out := e.stdout
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = pgserver.DefaultDataDir()
+	}
+	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
+	if err != nil {
+		return err
+	}
+	size := bench.SweepSize{Contacts: *contacts, Events: *events}
+	db, err := bench.OpenSweepDatabase(ctx, server, size, *keep)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if *keep {
+			fmt.Fprintf(out, "kept database %s (run again with -keep to reuse it)\n", db.Name)
+			return
+		}
+		if err := db.Drop(context.Background()); err != nil {
+			fmt.Fprintf(e.stderr, "waymark bench sweep: dropping %s: %v\n", db.Name, err)
+		}
+	}()
+	pcfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		return err
+	}
+	pcfg.MaxConns = int32(*parallel + 3)
+	tracer := &factsTracer{}
+	pcfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := migrations.Apply(ctx, pool); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "waymark bench sweep: %d contacts, %d events, database %s\n", size.Contacts, size.Events, db.Name)
+	if db.Reused {
+		fmt.Fprintln(out, "data: reused from an earlier run")
+	} else {
+		fmt.Fprintln(out, "data: loading")
+		l, err := bench.LoadSweepData(ctx, pool, size, time.Now(), out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "data: loaded in %s\n", l)
+	}
+	fmt.Fprintf(out, "sizes: %s\n", bench.SizeReport(ctx, pool))
+
+	j, err := journey.Parse("sweep-journey.yaml", []byte(bench.SweepJourney))
+	if err != nil {
+		return err
+	}
+	base := store.New(pool)
+	if _, err := base.ApplyJourney(ctx, j, false); err != nil {
+		return err
+	}
+	rules := make([]lifecycle.Rule, len(j.Rules))
+	for i, r := range j.Rules {
+		rules[i] = lifecycle.Rule{Name: r.Name, From: r.From, To: r.To, When: j.Programs[r.Name]}
+	}
+	ps := make([]*lifecycle.Program, len(rules))
+	for i, r := range rules {
+		ps[i] = r.When
+	}
+	needs := lifecycle.Needs(ps...)
+	fmt.Fprintf(out, "rules: %d, reading %d aggregates of %d event names\n", len(rules), len(needs), len(distinctEvents(needs)))
+
+	// Settle everyone first with the engine as it is, so that the
+	// measured sweep is the steady state: few contacts move.
+	settle := lifecycle.NewEngine(base, log)
+	st, err := settle.Sweep(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "settling sweep (engine as is): %s\n", sweepStatsText(st))
+	fmt.Fprintf(out, "stages: %s\n", stageLine(ctx, base))
+
+	var ls lifecycle.Store = base
+	variant := "engine as is"
+	if *facts != "store" {
+		fsx := &bench.FactsStore{Base: base, Pool: pool, Kind: *facts, NoTraits: *noTraits}
+		ls = fsx
+		variant = "facts: " + *facts
+		if *noTraits {
+			variant += ", no traits"
+		}
+		if *facts == "rollup" {
+			d, err := bench.BuildRollup(ctx, pool, needs, *external)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "rollup built from events in %.1fs; sizes: %s\n", d.Seconds(), bench.SizeReport(ctx, pool))
+		}
+	} else if *noTraits {
+		return errors.New("bench sweep: -no-traits needs -facts range or rollup")
+	}
+	if *parallel > 1 {
+		variant += fmt.Sprintf(", %d partitions in parallel", *parallel)
+	}
+	if *batch > 0 {
+		variant += fmt.Sprintf(", batch %d", *batch)
+	}
+	engines := sweepEngines(ls, *parallel, int64(size.Contacts), *batch, log)
+
+	stop := func() {}
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		stop = func() { pprof.StopCPUProfile(); pf.Close(); fmt.Fprintf(out, "CPU profile: %s\n", *cpuprofile) }
+	}
+	fmt.Fprintf(out, "\nmeasuring (%s):\n", variant)
+	sw, err := runEngines(engines, func(eng *lifecycle.Engine) (lifecycle.SweepStats, error) { return eng.Sweep(ctx, time.Now()) })
+	if err != nil {
+		stop()
+		return err
+	}
+	fmt.Fprintf(out, "  sweep:    %s  %s (target %s)\n", sweepStatsText(sw), sweepVerdict(sw.Elapsed <= targetSweep), targetSweep)
+	dr, err := runEngines(engines, func(eng *lifecycle.Engine) (lifecycle.SweepStats, error) {
+		_, st, err := eng.DryRun(ctx, rules, time.Now())
+		return st, err
+	})
+	stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  dry run:  %s  %s (target %s)\n", sweepStatsText(dr), sweepVerdict(dr.Elapsed <= targetDryRun), targetDryRun)
+	if !*skipBaseline {
+		n, d, err := bench.Baseline(ctx, pool, needs, time.Now())
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		fmt.Fprintf(out, "  baseline: one GROUP BY contact_id over events, same %d aggregates: %d rows in %.2fs\n", len(needs), n, d.Seconds())
+	}
+	if *explain {
+		if err := explainFacts(ctx, pool, tracer, int64(size.Contacts/2), out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func distinctEvents(needs []lifecycle.Aggregate) map[string]bool {
+	m := map[string]bool{}
+	for _, a := range needs {
+		m[a.Event] = true
+	}
+	return m
+}
+
+func sweepEngines(st lifecycle.Store, n int, maxID int64, batch int, log *slog.Logger) []*lifecycle.Engine {
+	stores := []lifecycle.Store{st}
+	if n > 1 {
+		stores = bench.Partition(st, n, maxID)
+	}
+	out := make([]*lifecycle.Engine, len(stores))
+	for i, s := range stores {
+		out[i] = lifecycle.NewEngine(s, log)
+		if batch > 0 {
+			out[i].BatchSize = batch
+		}
+	}
+	return out
+}
+
+// runEngines runs fn on every engine at once and adds up their stats; the
+// elapsed time is the wall time of the whole.
+func runEngines(engines []*lifecycle.Engine, fn func(*lifecycle.Engine) (lifecycle.SweepStats, error)) (lifecycle.SweepStats, error) {
+	start := time.Now()
+	var (
+		mu    sync.Mutex
+		total lifecycle.SweepStats
+		first error
+		wg    sync.WaitGroup
+	)
+	for _, eng := range engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := fn(eng)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			total.Contacts += st.Contacts
+			total.Moved += st.Moved
+			total.Hops += st.Hops
+			total.Errors += st.Errors
+		}()
+	}
+	wg.Wait()
+	total.Elapsed = time.Since(start)
+	return total, first
+}
+
+func sweepStatsText(st lifecycle.SweepStats) string {
+	s := fmt.Sprintf("%.2fs, %d contacts, %d moved (%d hops)", st.Elapsed.Seconds(), st.Contacts, st.Moved, st.Hops)
+	if st.Errors > 0 {
+		s += fmt.Sprintf(", %d errors", st.Errors)
+	}
+	return s
+}
+
+func sweepVerdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISSED"
+}
+
+func stageLine(ctx context.Context, st *store.Store) string {
+	counts, err := st.StageCounts(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	parts := make([]string, 0, len(lifecycle.Stages))
+	for _, s := range lifecycle.Stages {
+		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// factsTracer remembers the engine's facts query for a page of contacts,
+// so that -explain shows the real one.
+type factsTracer struct {
+	mu   sync.Mutex
+	sql  string
+	args []any
+}
+
+func (t *factsTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "AS aggs") && strings.Contains(d.SQL, "c.id > ") {
+		t.mu.Lock()
+		if t.sql == "" {
+			t.sql, t.args = d.SQL, append([]any(nil), d.Args...)
+		}
+		t.mu.Unlock()
+	}
+	return ctx
+}
+
+func (t *factsTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func explainFacts(ctx context.Context, pool *pgxpool.Pool, t *factsTracer, after int64, out interface{ Write([]byte) (int, error) }) error {
+	t.mu.Lock()
+	sql, args := t.sql, append([]any(nil), t.args...)
+	t.mu.Unlock()
+	if sql == "" {
+		return errors.New("explain: no facts query was seen")
+	}
+	args[len(args)-2] = after
+	rows, err := pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+sql, args...)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	fmt.Fprintf(out, "\nEXPLAIN (ANALYZE, BUFFERS) of the engine's facts query, %v contacts after id %d:\n", args[len(args)-1], after)
+	for _, l := range lines {
+		fmt.Fprintln(out, "  "+l)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/templates"
+)
+
+func cmdPreview(ctx context.Context, e *env, args []string) error {
+	var cfg config.Config
+	fs := e.flags("preview", &cfg)
+	contact := fs.String("contact", "", "the contact to render for: id, userId, anonymousId or email")
+	tone := fs.String("tone", "", "pin a tone instead of choosing one with the tone rules")
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		// waymark preview TEMPLATE --contact ID
+		args = append(args[1:], args[0])
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *contact == "" {
+		return errors.New("preview: usage: waymark preview TEMPLATE --contact ID")
+	}
+	if err := cfg.Load(e.getenv); err != nil {
+		return err
+	}
+	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, publicURL(&cfg), time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "template: %s (version %d)\ncontact:  %s\ntone:     %s\nreason:   %s\nsubject:  %s\n\n--- text ---\n%s\n", p.Template, p.Version, p.Contact, toneName(p.Choice.Tone), p.Choice.Reason, p.Rendered.Subject, p.Rendered.Text)
+	if p.Rendered.HTML != "" {
+		fmt.Fprintf(e.stdout, "\n--- html ---\n%s\n", p.Rendered.HTML)
+	}
+	return nil
+}
+
+func toneName(t string) string {
+	if t == "" {
+		return "(the template's base)"
+	}
+	return t
+}
+
+func publicURL(cfg *config.Config) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL
+	}
+	return "http://" + cfg.HTTPAddr
+}
+
+// Preview is a template rendered for one contact, with the tone chosen and
+// why.
+type Preview struct {
+	Template string
+	Version  int
+	Contact  string
+	Choice   templates.ToneChoice
+	Rendered templates.Rendered
+}
+
+func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, base string, now time.Time) (*Preview, error) {
+	t, version, err := st.Template(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no template %q (apply a journey that defines it)", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := templates.Compile(t)
+	if err != nil {
+		return nil, err
+	}
+	id, err := st.ContactRef(ctx, contactRef)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no contact %q", contactRef)
+	}
+	if err != nil {
+		return nil, err
+	}
+	stored, err := st.ToneRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rules := make([]templates.ToneRule, len(stored))
+	var progs []*lifecycle.Program
+	for i, r := range stored {
+		rules[i].Tone = r.Tone
+		if r.When != "" {
+			p, err := lifecycle.Compile(r.When, lifecycle.CompileOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("stored tone rule %d: %w", i+1, err)
+			}
+			rules[i].When = p
+			progs = append(progs, p)
+		}
+	}
+	facts, err := st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: now, Needs: lifecycle.Needs(progs...)})
+	if err != nil {
+		return nil, err
+	}
+	if len(facts) == 0 {
+		return nil, fmt.Errorf("no contact %q", contactRef)
+	}
+	f := facts[0]
+	choice := templates.ChooseTone(rules, &f.Facts)
+	if pinned != "" {
+		choice = templates.Pinned(pinned)
+	}
+	r, err := compiled.Render(choice.Tone, &templates.Data{
+		Contact:        templates.Contact{Email: f.Email, Traits: f.Traits, Stage: string(f.Stage)},
+		UnsubscribeURL: base + "/u/PREVIEW",
+		PreferencesURL: base + "/preferences/PREVIEW",
+	})
+	if err != nil {
+		return nil, err
+	}
+	who := f.Email
+	if who == "" {
+		who = fmt.Sprintf("#%d", id)
+	}
+	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", who, f.Stage), Choice: choice, Rendered: r}, nil
+}

@@ -1,0 +1,67 @@
+package templates
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// ToneRule picks Tone when When holds for the contact; the last rule has no
+// condition and is the default.
+type ToneRule struct {
+	Tone string
+	When *lifecycle.Program // nil for the default
+}
+
+// ToneChoice is the tone an email is written in, and why.
+type ToneChoice struct {
+	Tone string
+	// Rule is the position (from 0) of the tone rule that chose it, -1 when
+	// pinned by a step or when there are no tone rules.
+	Rule   int
+	Reason string
+}
+
+// ChooseTone tries the tone rules in order and returns the first whose
+// condition holds, with what it saw as the reason. A rule that cannot be
+// evaluated for this contact (a trait of the wrong type) is passed over and
+// said so in the reason: a tone is never a reason not to send.
+func ChooseTone(rules []ToneRule, f *lifecycle.Facts) ToneChoice {
+	var skipped []string
+	for i, r := range rules {
+		if r.When == nil {
+			reason := fmt.Sprintf("default tone (tone rule %d): no earlier tone rule applies", i+1)
+			if len(skipped) > 0 {
+				reason += "; " + strings.Join(skipped, "; ")
+			}
+			return ToneChoice{Tone: r.Tone, Rule: i, Reason: reason}
+		}
+		ok, obs, err := r.When.EvalTrace(f)
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("tone rule %d (%s) could not be evaluated: %v", i+1, r.Tone, err))
+			continue
+		}
+		if ok {
+			return ToneChoice{Tone: r.Tone, Rule: i, Reason: fmt.Sprintf("tone rule %d (%s): %s, saw %s", i+1, r.Tone, r.When.Source, observed(obs))}
+		}
+	}
+	reason := "no tone rules: the template's base"
+	if len(skipped) > 0 {
+		reason = "no tone rule applies: the template's base; " + strings.Join(skipped, "; ")
+	}
+	return ToneChoice{Tone: "", Rule: -1, Reason: reason}
+}
+
+// Pinned is the choice of a step that names its tone.
+func Pinned(tone string) ToneChoice {
+	return ToneChoice{Tone: tone, Rule: -1, Reason: "pinned by the sequence step"}
+}
+
+func observed(obs []lifecycle.Observation) string {
+	parts := make([]string, len(obs))
+	for i, o := range obs {
+		parts[i] = fmt.Sprintf("%s = %v", o.Expr, o.Value)
+	}
+	return strings.Join(parts, ", ")
+}
