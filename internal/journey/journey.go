@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/templates"
 )
@@ -63,6 +64,10 @@ type Journey struct {
 	TonePrograms []*lifecycle.Program
 	// Templates have been compiled and rendered against a sample contact.
 	Templates []templates.Template
+	Sequences []campaigns.Sequence
+	Holds     []campaigns.Hold
+	Offers    []campaigns.Offer
+	Settings  campaigns.Settings
 }
 
 // Load reads and checks the journey file at path.
@@ -87,7 +92,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, p.yamlError(err)
 	}
-	j := &Journey{File: name, Programs: map[string]*lifecycle.Program{}}
+	j := &Journey{File: name, Programs: map[string]*lifecycle.Program{}, Settings: campaigns.DefaultSettings()}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return j, nil // an empty file is an empty journey
 	}
@@ -100,7 +105,12 @@ func Parse(name string, data []byte) (*Journey, error) {
 		"rules":     func(n *yaml.Node) { j.Rules = p.rules(n, j) },
 		"tones":     func(n *yaml.Node) { j.Tones = p.tones(n, j) },
 		"templates": func(n *yaml.Node) { j.Templates = p.templates(n, j) },
-	}, []string{"sequences", "holds", "offers"})
+		"sequences": func(n *yaml.Node) { p.sequences(n, j) },
+		"holds":     func(n *yaml.Node) { p.holds(n, j) },
+		"offers":    func(n *yaml.Node) { p.offers(n, j) },
+		"sending":   func(n *yaml.Node) { p.sending(n, j) },
+	}, nil)
+	p.checkRefs(j)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(a, b int) bool {
 			if p.errs[a].Line != p.errs[b].Line {
@@ -117,6 +127,7 @@ type parser struct {
 	file  string
 	lines [][]byte
 	errs  Errors
+	refs  []stepRef // template, tone and offer names to check at the end
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
@@ -334,6 +345,11 @@ func valueOf(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
 }
 
 func contains[T comparable](list []T, v T) bool {
