@@ -45,6 +45,10 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 		func() ([]Change, error) { return applyRules(ctx, tx, j.Rules) },
 		func() ([]Change, error) { return applyTones(ctx, tx, j.Tones) },
 		func() ([]Change, error) { return applyTemplates(ctx, tx, j.Templates) },
+		func() ([]Change, error) { return applySequences(ctx, tx, j.Sequences) },
+		func() ([]Change, error) { return applyHolds(ctx, tx, j.Holds) },
+		func() ([]Change, error) { return applyOffers(ctx, tx, j.Offers) },
+		func() ([]Change, error) { return applySettings(ctx, tx, j.Settings) },
 	} {
 		c, err := apply()
 		if err != nil {
