@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,9 @@ type StoredRule struct {
 type ContactFacts struct {
 	ID int64
 	Facts
+	// NewEvents are the names of the events whose arrival triggered this
+	// evaluation (event-driven evaluation only).
+	NewEvents []string
 }
 
 // ContactMoves are the hops one evaluation settled a contact through.
@@ -49,6 +53,9 @@ type FactsQuery struct {
 	// Events, for event-driven evaluation: the event that triggered it, by
 	// contact.
 	Events map[int64]*Event
+	// EventNames, for event-driven evaluation: the names of every new
+	// event of the contact.
+	EventNames map[int64][]string
 }
 
 // Store is what the engine needs from storage.
@@ -67,6 +74,23 @@ type Engine struct {
 	log   *slog.Logger
 	// BatchSize is how many contacts one facts query covers.
 	BatchSize int
+	// compiled caches compiled rules by name and version: the reactor
+	// evaluates on every ingested batch, and compiling is not free.
+	compiled sync.Map // ruleKey → *Program
+
+	// Hook, if set, sees every batch after its moves (campaigns enrol and
+	// end enrolments there), with the facts it asks for loaded by the same
+	// query.
+	Hook Hook
+}
+
+// Hook is work done on each evaluated batch of contacts.
+type Hook interface {
+	// Needs returns the aggregates the hook's conditions read.
+	Needs(ctx context.Context) ([]Aggregate, error)
+	// AfterBatch runs after the batch's moves were applied; the facts
+	// show each contact in the stage it settled in.
+	AfterBatch(ctx context.Context, batch []ContactFacts, at time.Time, trigger string) error
 }
 
 // NewEngine returns an engine on store.
@@ -109,20 +133,20 @@ type Effect struct {
 // the moves.
 func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) {
 	rules, err := e.storedRules(ctx)
-	if err != nil || len(rules) == 0 {
+	if err != nil {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, nil, nil, asOf, "sweep", e.apply)
+	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook)
 }
 
 // Evaluate evaluates the given contacts now with the stored rules, for the
 // events that touched them (events may be nil), and applies the moves.
-func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, now time.Time) (SweepStats, error) {
+func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, names map[int64][]string, now time.Time) (SweepStats, error) {
 	rules, err := e.storedRules(ctx)
-	if err != nil || len(rules) == 0 || len(ids) == 0 {
+	if err != nil || len(ids) == 0 {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, ids, events, now, "event", e.apply)
+	return e.pass(ctx, rules, FactsQuery{IDs: ids, Events: events, EventNames: names}, now, "event", e.apply, e.Hook)
 }
 
 // DryRun evaluates rules (typically a journey not yet applied) for every
@@ -157,7 +181,7 @@ func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Ef
 		}
 		return len(moves), nil
 	}
-	st, err := e.pass(ctx, rules, nil, nil, asOf, "sweep", collect)
+	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil)
 	if err != nil {
 		return nil, st, err
 	}
@@ -188,12 +212,31 @@ func stageIndex(s Stage) int {
 	return len(Stages)
 }
 
+type ruleKey struct {
+	name    string
+	version int
+	source  string
+}
+
 func (e *Engine) storedRules(ctx context.Context) ([]Rule, error) {
 	stored, err := e.store.Rules(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading rules: %w", err)
 	}
-	return LoadRules(stored)
+	rules := make([]Rule, 0, len(stored))
+	for _, r := range stored {
+		k := ruleKey{r.Name, r.Version, r.Condition}
+		p, ok := e.compiled.Load(k)
+		if !ok {
+			prog, err := Compile(r.Condition, CompileOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("stored rule %q (version %d): %w", r.Name, r.Version, err)
+			}
+			p, _ = e.compiled.LoadOrStore(k, prog)
+		}
+		rules = append(rules, Rule{Name: r.Name, Version: r.Version, From: r.From, To: r.To, When: p.(*Program)})
+	}
+	return rules, nil
 }
 
 type sink func(ctx context.Context, moves []ContactMoves, emails map[int64]string) (int, error)
@@ -206,16 +249,27 @@ func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]st
 	return n, nil
 }
 
-// pass evaluates rules for the contacts ids (all contacts when nil), a
+// pass evaluates rules for the contacts sel.IDs (all contacts when nil), a
 // batch at a time: one facts query per batch, then settling in memory, then
-// one write of the batch's moves.
-func (e *Engine) pass(ctx context.Context, rules []Rule, ids []int64, events map[int64]*Event, at time.Time, trigger string, out sink) (SweepStats, error) {
+// one write of the batch's moves, then the hook.
+func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook) (SweepStats, error) {
 	start := time.Now()
 	var st SweepStats
 	needs := needsOf(rules)
+	if hook != nil {
+		extra, err := hook.Needs(ctx)
+		if err != nil {
+			return st, err
+		}
+		needs = unionNeeds(needs, extra)
+	}
+	if len(rules) == 0 && hook == nil {
+		return st, nil
+	}
+	ids := sel.IDs
 	var after int64
 	for {
-		q := FactsQuery{AsOf: at, Needs: needs, Events: events}
+		q := FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames}
 		if ids != nil {
 			if len(ids) == 0 {
 				break
@@ -263,12 +317,39 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, ids []int64, events map
 			}
 			st.Moved += n
 		}
+		if hook != nil {
+			// The hook sees each contact where it settled.
+			final := make(map[int64]Stage, len(moves))
+			for _, m := range moves {
+				final[m.ID] = m.Moves[len(m.Moves)-1].To
+			}
+			for i := range batch {
+				if s, ok := final[batch[i].ID]; ok {
+					batch[i].Stage, batch[i].StageEnteredAt = s, at
+				}
+			}
+			if err := hook.AfterBatch(ctx, batch, at, trigger); err != nil {
+				return st, err
+			}
+		}
 		if q.IDs == nil && len(batch) < e.BatchSize {
 			break
 		}
 	}
 	st.Elapsed = time.Since(start)
 	return st, nil
+}
+
+func unionNeeds(a, b []Aggregate) []Aggregate {
+	seen := make(map[Aggregate]bool, len(a)+len(b))
+	out := make([]Aggregate, 0, len(a)+len(b))
+	for _, x := range append(append([]Aggregate(nil), a...), b...) {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func needsOf(rules []Rule) []Aggregate {

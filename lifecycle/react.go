@@ -20,7 +20,7 @@ type Reactor struct {
 	now    func() time.Time
 
 	mu    sync.Mutex
-	dirty map[int64]*Event
+	dirty map[int64]*touch
 	wake  chan struct{}
 	// AfterPass, if set, is called after each batch with the contacts that
 	// were evaluated (campaigns hook in here).
@@ -29,15 +29,31 @@ type Reactor struct {
 
 // NewReactor returns a reactor on engine; start it with Run.
 func NewReactor(engine *Engine, log *slog.Logger, now func() time.Time) *Reactor {
-	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]*Event{}, wake: make(chan struct{}, 1)}
+	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]*touch{}, wake: make(chan struct{}, 1)}
+}
+
+// touch is what is pending for one contact: its newest event and the names
+// of all its new events.
+type touch struct {
+	event *Event
+	names []string
 }
 
 // Touch marks contacts for evaluation; events, if given, are the latest
-// event of each contact, seen by rules as the event variable.
-func (r *Reactor) Touch(ids []int64, events map[int64]*Event) {
+// event of each contact, seen by rules as the event variable, and names the
+// names of all their new events (event triggers fire on them).
+func (r *Reactor) Touch(ids []int64, events map[int64]*Event, names map[int64][]string) {
 	r.mu.Lock()
 	for _, id := range ids {
-		r.dirty[id] = events[id]
+		t := r.dirty[id]
+		if t == nil {
+			t = &touch{}
+			r.dirty[id] = t
+		}
+		if ev := events[id]; ev != nil && (t.event == nil || !ev.Timestamp.Before(t.event.Timestamp)) {
+			t.event = ev
+		}
+		t.names = append(t.names, names[id]...)
 	}
 	r.mu.Unlock()
 	select {
@@ -61,15 +77,18 @@ func (r *Reactor) Run(ctx context.Context) {
 				break
 			}
 			batch := r.dirty
-			r.dirty = make(map[int64]*Event, len(batch))
+			r.dirty = make(map[int64]*touch, len(batch))
 			r.mu.Unlock()
 
 			ids := make([]int64, 0, len(batch))
-			for id := range batch {
+			events := make(map[int64]*Event, len(batch))
+			names := make(map[int64][]string, len(batch))
+			for id, t := range batch {
 				ids = append(ids, id)
+				events[id], names[id] = t.event, t.names
 			}
 			slices.Sort(ids)
-			st, err := r.engine.Evaluate(ctx, ids, batch, r.now())
+			st, err := r.engine.Evaluate(ctx, ids, events, names, r.now())
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -77,9 +96,14 @@ func (r *Reactor) Run(ctx context.Context) {
 				r.log.Error("evaluating contacts touched by events", "contacts", len(ids), "err", err)
 				// Put them back; retry after a pause rather than spin.
 				r.mu.Lock()
-				for id, ev := range batch {
-					if _, again := r.dirty[id]; !again {
-						r.dirty[id] = ev
+				for id, t := range batch {
+					if again, ok := r.dirty[id]; ok {
+						again.names = append(t.names, again.names...)
+						if again.event == nil {
+							again.event = t.event
+						}
+					} else {
+						r.dirty[id] = t
 					}
 				}
 				r.mu.Unlock()

@@ -50,6 +50,12 @@ func commands() []command {
 		{"tick", "[--as-of TIME]", "one scheduler pass, then exit; --as-of backtests at a past instant", cmdTick},
 		{"stages", "[--json]", "how many contacts are in each stage", cmdStages},
 		{"preview", "TEMPLATE --contact ID", "render a template for a contact: the tone chosen, why, subject, text and HTML", cmdPreview},
+		{"bench", "ingest|import|track|sweep|all", "measure: ingestion, import, single-call latency, the lifecycle sweep", func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 && args[0] == "sweep" {
+				return cmdBenchSweep(ctx, e, args[1:])
+			}
+			return cmdBench(ctx, e, args)
+		}},
 		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", cmdHistory},
 	}
 }

@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	go func() { defer workers.Done(); sched.Run(ctx) }()
 
 	s.writer = ingest.NewWriter(s.store, log, ingest.WriterOptions{
-		OnStored: func(_ context.Context, res ingest.Result) { reactor.Touch(res.Contacts, latestEvents(res)) },
+		OnStored: func(_ context.Context, res ingest.Result) { reactor.Touch(res.Contacts, latestEvents(res), res.Names) },
 	})
 	defer s.writer.Close()
 

@@ -24,6 +24,8 @@ type Result struct {
 	// Latest is, for each touched contact, its newest new event (what rules
 	// see as the event variable when they run because of it).
 	Latest map[int64]*Message
+	// Names are the names of each touched contact's new events.
+	Names map[int64][]string
 }
 
 // ErrUnavailable means the messages were not stored (the database is down or

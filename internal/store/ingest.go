@@ -368,6 +368,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 	userIDs := map[int64]string{}
 	touched := map[int64]bool{}
 	res.Latest = map[int64]*ingest.Message{}
+	res.Names = map[int64][]string{}
 	for i := range msgs {
 		m := &msgs[i]
 		c := contactOf[i]
@@ -378,6 +379,7 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 		if l := res.Latest[c]; l == nil || !m.Timestamp.Before(l.Timestamp) {
 			res.Latest[c] = m
 		}
+		res.Names[c] = append(res.Names[c], m.Name)
 		if m.Kind != ingest.KindIdentify {
 			continue
 		}

@@ -145,6 +145,9 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 		if q.Events != nil {
 			f.Event = q.Events[id]
 		}
+		if q.EventNames != nil {
+			f.NewEvents = q.EventNames[id]
+		}
 		asOf := float64(q.AsOf.UnixMicro()) / 1e6
 		for i, a := range q.Needs {
 			var v *float64
