@@ -371,6 +371,17 @@ func (p *parser) checkRefs(j *Journey) {
 		}
 		return "defined: " + strings.Join(sorted(out), ", ")
 	}
+	if len(j.Tones) > 0 {
+		declared := map[string]bool{}
+		for _, t := range j.Tones {
+			declared[t.Tone] = true
+		}
+		for _, v := range p.variants {
+			if !declared[v.tone.Value] {
+				p.errorf(v.tone, "%s: tone %q is not one the tones: section can choose (%s), so this variant would never be sent", v.what, v.tone.Value, names(declared))
+			}
+		}
+	}
 	for _, r := range p.refs {
 		if r.template != nil && r.template.Value != "" && !tmpls[r.template.Value] {
 			p.errorf(r.template, "%s: no template %q (%s)", r.what, r.template.Value, names(tmpls))

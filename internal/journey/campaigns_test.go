@@ -133,3 +133,12 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestMisspeltToneVariantIsRefused(t *testing.T) {
+	t.Parallel()
+	src := "tones:\n  - tone: empathetic\n    when: ever(\"x\")\n  - tone: friendly\ntemplates:\n  - name: t\n    subject: S\n    text: T\n    tones:\n      empathic: {text: Sorry}\n"
+	_, err := Parse("j.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), `j.yaml:10:7: template "t": tone "empathic" is not one the tones: section can choose (defined: empathetic, friendly)`) {
+		t.Fatalf("err = %v", err)
+	}
+}

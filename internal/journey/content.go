@@ -110,6 +110,7 @@ func (p *parser) templates(n *yaml.Node, j *Journey) []templates.Template {
 			}
 			for i := 0; i+1 < len(v.Content); i += 2 {
 				tone := v.Content[i].Value
+				p.variants = append(p.variants, stepRef{tone: v.Content[i], what: what})
 				var c templates.Content
 				p.mapping(v.Content[i+1], fmt.Sprintf("%s, tone %q", what, tone), content(tone, &c), nil)
 				t.Tones[tone] = c

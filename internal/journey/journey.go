@@ -128,6 +128,9 @@ type parser struct {
 	lines [][]byte
 	errs  Errors
 	refs  []stepRef // template, tone and offer names to check at the end
+	// variants are the tone variants templates define, checked against the
+	// tones: section (a misspelt variant would never be sent).
+	variants []stepRef
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
