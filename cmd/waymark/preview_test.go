@@ -88,3 +88,40 @@ func TestPreviewChoosesToneForEachSituation(t *testing.T) {
 		t.Errorf("unknown template: %v", err)
 	}
 }
+
+// The shipped example journey applies, and the same template previewed for
+// contacts in four situations comes out in four tones, each for its reason.
+func TestExampleJourneyFourTones(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	dir := t.TempDir()
+	day := func(d int) string { return time.Now().Add(time.Duration(d) * 24 * time.Hour).UTC().Format(time.RFC3339) }
+	contacts := filepath.Join(dir, "contacts.csv")
+	_ = os.WriteFile(contacts, []byte("userId,email,first_name,company\nann,ann@example.com,Ann,\nbo,bo@acme.example,Bo,Acme Corp\ncy,cy@example.com,Cy,\ndee,dee@example.com,Dee,\n"), 0o644)
+	events := filepath.Join(dir, "events.csv")
+	_ = os.WriteFile(events, []byte("userId,event,timestamp,revenue\n"+
+		"ann,support_ticket_opened,"+day(-2)+",\n"+
+		"cy,order_completed,"+day(-200)+",40\ncy,order_completed,"+day(-100)+",40\ncy,order_completed,"+day(-3)+",40\n"+
+		"dee,page_viewed,"+day(-1)+",\n"), 0o644)
+	for _, args := range [][]string{{"import", contacts}, {"import", events}, {"apply", "-f", "../../examples/journey.yaml"}, {"tick"}} {
+		if _, errOut, err := runWaymark(t, url, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+	}
+	want := map[string]string{"ann": "empathetic", "bo": "formal", "cy": "celebratory", "dee": "friendly"}
+	subjects := map[string]bool{}
+	for who, tone := range want {
+		out, errOut, err := runWaymark(t, url, "preview", "welcome", "--contact", who)
+		if err != nil {
+			t.Fatalf("preview for %s: %v\n%s", who, err, errOut)
+		}
+		if !strings.Contains(out, "tone:     "+tone+"\n") {
+			t.Errorf("%s: want tone %s:\n%s", who, tone, out)
+		}
+		subject := out[strings.Index(out, "subject:"):]
+		subjects[subject[:strings.Index(subject, "\n")]] = true
+	}
+	if len(subjects) != 4 {
+		t.Errorf("%d distinct subjects for four tones: %v", len(subjects), subjects)
+	}
+}
