@@ -76,6 +76,8 @@ CREATE TABLE offer_draws (
     at         timestamptz NOT NULL,
     PRIMARY KEY (contact_id, offer, at)
 );
+-- A coupon code is given once.
+CREATE UNIQUE INDEX offer_draws_code ON offer_draws (offer, code) WHERE code IS NOT NULL;
 
 -- Every email Waymark sends or means to send. (enrolment, step) is unique:
 -- a step is sent once per enrolment whatever retries, ticks or instances do.

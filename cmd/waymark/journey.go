@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/journey"
@@ -143,13 +144,15 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	eng := lifecycle.NewEngine(store.New(pool), log)
-	st, err := eng.Sweep(ctx, at)
+	st := store.New(pool)
+	eng := lifecycle.NewEngine(st, log)
+	eng.Hook = campaigns.NewRunner(st, log)
+	sw, err := eng.Sweep(ctx, at)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "tick at %s: evaluated %d contacts, %d moved (%d hops) in %.2fs\n",
-		at.Format(time.RFC3339), st.Contacts, st.Moved, st.Hops, st.Elapsed.Seconds())
+		at.Format(time.RFC3339), sw.Contacts, sw.Moved, sw.Hops, sw.Elapsed.Seconds())
 	return nil
 }
 

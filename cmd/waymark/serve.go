@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/scheduler"
@@ -75,6 +76,8 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	// Rules run at once for contacts that events touch, and on the
 	// schedule for everyone (windows slide, days_since grows).
 	engine := lifecycle.NewEngine(s.store, log)
+	runner := campaigns.NewRunner(s.store, log)
+	engine.Hook = runner
 	reactor := lifecycle.NewReactor(engine, log, time.Now)
 	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
 		st, err := engine.Sweep(ctx, at)

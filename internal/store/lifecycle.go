@@ -48,21 +48,47 @@ func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
 // aggregate its name, property and window start; then the selection ($n ids,
 // or $n cursor and $n+1 limit).
 func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
-	var (
-		cols  []string
-		args  = []any{nil, nil}
-		names = map[string]bool{}
-		kinds []int // per column: 0 number, 1 timestamp (days_since/ever)
-	)
+	args := []any{nil, nil}
 	param := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	agg, names, kinds := aggregatesSQL(needs, param, "$1::timestamptz", "NULL")
+	args[1] = names
+	var where string
+	if byIDs {
+		where = "c.id = ANY(" + param(nil) + "::bigint[]) AND c.merged_into IS NULL"
+	} else {
+		where = "c.id > " + param(nil) + " AND c.merged_into IS NULL AND c.created_at <= $1 ORDER BY c.id LIMIT " + param(nil)
+	}
+	// The aggregates come back as one float8 array so the column count
+	// does not depend on the rules (NULL where no event matched).
+	sql := `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
+	(SELECT ` + agg + ` FROM events e
+	  WHERE e.contact_id = c.id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1) AS aggs
+FROM contacts c WHERE ` + where
+	return sql, args, kinds
+}
+
+// aggregatesSQL builds the float8 array of FILTERed aggregates over events
+// e that needs call for. asOf is the SQL for the evaluation instant and
+// enrolled for the start of the "enrolment" window. It returns the array
+// expression, the event names involved, and per element whether it is a
+// number (0) or the epoch of the latest matching event (1).
+func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, enrolled string) (string, []string, []int) {
+	var (
+		cols  []string
+		names = map[string]bool{}
+		kinds []int
+	)
 	for _, a := range needs {
 		names[a.Event] = true
 		cond := "e.name = " + param(a.Event)
-		if !a.Window.All && a.Window.Dur > 0 {
-			cond += " AND e.occurred_at > $1::timestamptz - " + param(a.Window.Dur) + "::interval"
+		switch {
+		case a.Window.Enrolment:
+			cond += " AND e.occurred_at >= " + enrolled
+		case !a.Window.All && a.Window.Dur > 0:
+			cond += " AND e.occurred_at > " + asOf + " - " + param(a.Window.Dur) + "::interval"
 		}
 		switch a.Kind {
 		case lifecycle.AggCount:
@@ -84,24 +110,36 @@ func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
 	for n := range names {
 		list = append(list, n)
 	}
-	args[1] = list
 	agg := "NULL::float8[]"
 	if len(cols) > 0 {
 		agg = "ARRAY[" + strings.Join(cols, ", ") + "]"
 	}
-	var where string
-	if byIDs {
-		where = "c.id = ANY(" + param(nil) + "::bigint[]) AND c.merged_into IS NULL"
-	} else {
-		where = "c.id > " + param(nil) + " AND c.merged_into IS NULL AND c.created_at <= $1 ORDER BY c.id LIMIT " + param(nil)
+	return agg, list, kinds
+}
+
+// values turns a row's aggregate array into Facts.Values.
+func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time.Time) map[lifecycle.Aggregate]float64 {
+	out := make(map[lifecycle.Aggregate]float64, len(needs))
+	at := float64(asOf.UnixMicro()) / 1e6
+	for i, a := range needs {
+		var v *float64
+		if i < len(aggs) {
+			v = aggs[i]
+		}
+		switch {
+		case kinds[i] == 0 && v != nil:
+			out[a] = *v
+		case kinds[i] == 0:
+			out[a] = 0
+		case a.Kind == lifecycle.AggEver:
+			out[a] = map[bool]float64{true: 1, false: 0}[v != nil]
+		case v != nil:
+			out[a] = max(0, (at-*v)/86400)
+		default:
+			out[a] = math.Inf(1)
+		}
 	}
-	// The aggregates come back as one float8 array so the column count
-	// does not depend on the rules (NULL where no event matched).
-	sql := `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
-	(SELECT ` + agg + ` FROM events e
-	  WHERE e.contact_id = c.id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1) AS aggs
-FROM contacts c WHERE ` + where
-	return sql, args, kinds
+	return out
 }
 
 // numeric reads a JSON value as a number: JSON numbers, and strings that
@@ -141,31 +179,12 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 		f.StageEnteredAt = entered
 		f.Traits = traits
 		f.Email = email
-		f.Values = make(map[lifecycle.Aggregate]float64, len(q.Needs))
+		f.Values = values(q.Needs, kinds, aggs, q.AsOf)
 		if q.Events != nil {
 			f.Event = q.Events[id]
 		}
 		if q.EventNames != nil {
 			f.NewEvents = q.EventNames[id]
-		}
-		asOf := float64(q.AsOf.UnixMicro()) / 1e6
-		for i, a := range q.Needs {
-			var v *float64
-			if i < len(aggs) {
-				v = aggs[i]
-			}
-			switch {
-			case kinds[i] == 0 && v != nil:
-				f.Values[a] = *v
-			case kinds[i] == 0:
-				f.Values[a] = 0
-			case a.Kind == lifecycle.AggEver:
-				f.Values[a] = map[bool]float64{true: 1, false: 0}[v != nil]
-			case v != nil:
-				f.Values[a] = max(0, (asOf-*v)/86400)
-			default:
-				f.Values[a] = math.Inf(1)
-			}
 		}
 		traits = nil
 		aggs = nil

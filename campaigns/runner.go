@@ -1,0 +1,342 @@
+package campaigns
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// Definitions are a journey's campaigns as stored.
+type Definitions struct {
+	Sequences []Sequence // current versions, in journey order
+	Holds     []Hold
+	Offers    []Offer
+	Settings  Settings
+}
+
+// Enrolment is a contact in a sequence.
+type Enrolment struct {
+	ID         int64
+	ContactID  int64
+	Sequence   string
+	Version    int
+	EnrolledAt time.Time
+	// Candidates only: the contact entered the sequence's stage at this
+	// time (enter_stage triggers enrol once per stay in the stage), and the
+	// delay of the first step.
+	StageSince time.Time
+	FirstAfter time.Duration
+	FirstTmpl  string
+	Cooldown   time.Duration
+}
+
+// Ending ends an enrolment and cancels its queued sends.
+type Ending struct {
+	Enrolment Enrolment
+	Status    string // converted, exited, completed, cancelled
+	Reason    string
+	At        time.Time
+}
+
+// Draw is one eligible contact's draw for an offer.
+type Draw struct {
+	ContactID int64
+	Offer     Offer
+	Drawn     bool
+	At        time.Time
+}
+
+// Store is what campaigns need from storage.
+type Store interface {
+	Definitions(ctx context.Context) (Definitions, error)
+	SequenceVersion(ctx context.Context, name string, version int) (Sequence, error)
+	// Enrol creates the enrolments that are allowed (no active enrolment
+	// in the sequence, the cooldown passed, and for stage triggers none
+	// since the contact entered the stage) with their first step queued,
+	// and returns those created.
+	Enrol(ctx context.Context, candidates []Enrolment) ([]Enrolment, error)
+	ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]Enrolment, error)
+	// EnrolmentValues computes aggregates for each enrolment, the
+	// "enrolment" window counting from its start.
+	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
+	EndEnrolments(ctx context.Context, endings []Ending) error
+	// DrawOffers records the draws of contacts not drawn for the offer
+	// within its cooldown, gives the drawn ones a coupon and queues the
+	// offer's email; it returns how many were drawn.
+	DrawOffers(ctx context.Context, draws []Draw) (int, error)
+}
+
+// Runner enrols contacts into sequences, ends enrolments, and draws
+// offers, batch by batch as the lifecycle engine evaluates contacts (it is
+// the engine's Hook), so campaign conditions are read from the same facts
+// query as the stage rules.
+type Runner struct {
+	store Store
+	log   *slog.Logger
+	// Wake, if set, is called when sends became due at once (a 0-delay
+	// step), so the sender does not wait for its next poll.
+	Wake func()
+
+	mu       sync.Mutex
+	defs     Definitions
+	compiled map[string]*Compiled // by name@version
+	offers   []*lifecycle.Program
+}
+
+// NewRunner returns a runner on store.
+func NewRunner(store Store, log *slog.Logger) *Runner {
+	return &Runner{store: store, log: log, compiled: map[string]*Compiled{}}
+}
+
+func key(name string, version int) string { return fmt.Sprintf("%s@%d", name, version) }
+
+// compile returns a sequence version's compiled form, cached.
+func (r *Runner) compile(s Sequence) (*Compiled, error) {
+	k := key(s.Name, s.Version)
+	if c, ok := r.compiled[k]; ok {
+		return c, nil
+	}
+	c, err := Compile(s)
+	if err != nil {
+		return nil, err
+	}
+	r.compiled[k] = c
+	return c, nil
+}
+
+// Needs implements lifecycle.Hook: it (re)loads the definitions and returns
+// the aggregates of trigger and offer conditions.
+func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
+	defs, err := r.store.Definitions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading campaigns: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.defs = defs
+	var progs []*lifecycle.Program
+	for _, s := range defs.Sequences {
+		c, err := r.compile(s)
+		if err != nil {
+			return nil, err
+		}
+		if c.Trigger != nil {
+			progs = append(progs, c.Trigger)
+		}
+	}
+	r.offers = r.offers[:0]
+	for _, o := range defs.Offers {
+		p, err := lifecycle.Compile(o.When, lifecycle.CompileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("offer %q: %w", o.Name, err)
+		}
+		r.offers = append(r.offers, p)
+		progs = append(progs, p)
+	}
+	return lifecycle.Needs(progs...), nil
+}
+
+// AfterBatch implements lifecycle.Hook.
+func (r *Runner) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts, at time.Time, trigger string) error {
+	r.mu.Lock()
+	defs := r.defs
+	offers := slices.Clone(r.offers)
+	r.mu.Unlock()
+	if err := r.endEnrolments(ctx, batch, at); err != nil {
+		return err
+	}
+	if err := r.enrol(ctx, defs, batch, at, trigger); err != nil {
+		return err
+	}
+	if trigger == "sweep" && len(defs.Offers) > 0 {
+		if err := r.draw(ctx, defs, offers, batch, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.ContactFacts, at time.Time, trigger string) error {
+	var cands []Enrolment
+	for _, s := range defs.Sequences {
+		r.mu.Lock()
+		c, err := r.compile(s)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if len(s.Steps) == 0 {
+			continue
+		}
+		for i := range batch {
+			f := &batch[i]
+			var hit bool
+			switch s.Trigger.Kind {
+			case OnEnterStage:
+				hit = f.Stage == s.Trigger.Stage
+			case OnEvent:
+				hit = trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event)
+			case OnRule:
+				ok, err := c.Trigger.Eval(&f.Facts)
+				if err != nil {
+					r.log.Warn("evaluating a sequence trigger", "sequence", s.Name, "contact", f.ID, "err", err)
+				}
+				hit = ok
+			}
+			if hit {
+				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: at,
+					StageSince: f.StageEnteredAt, FirstAfter: s.Steps[0].After, FirstTmpl: s.Steps[0].Template, Cooldown: s.Cooldown})
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	created, err := r.store.Enrol(ctx, cands)
+	if err != nil {
+		return fmt.Errorf("enrolling: %w", err)
+	}
+	for _, e := range created {
+		if e.FirstAfter == 0 {
+			r.wake()
+			break
+		}
+	}
+	return nil
+}
+
+func (r *Runner) wake() {
+	if r.Wake != nil {
+		r.Wake()
+	}
+}
+
+// endEnrolments ends the batch's active enrolments whose goal is reached,
+// whose exit holds, or whose contact left the sequence's stage.
+func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFacts, at time.Time) error {
+	ids := make([]int64, len(batch))
+	byID := make(map[int64]*lifecycle.ContactFacts, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].ID
+		byID[batch[i].ID] = &batch[i]
+	}
+	active, err := r.store.ActiveEnrolments(ctx, ids)
+	if err != nil || len(active) == 0 {
+		return err
+	}
+	var (
+		endings []Ending
+		needy   []Enrolment
+		progs   []*lifecycle.Program
+		seqs    = map[int64]*Compiled{}
+	)
+	for _, e := range active {
+		c, err := r.version(ctx, e.Sequence, e.Version)
+		if err != nil {
+			return err
+		}
+		seqs[e.ID] = c
+		f := byID[e.ContactID]
+		if c.Stage != "" && f.Stage != c.Stage {
+			endings = append(endings, Ending{Enrolment: e, Status: "exited", Reason: fmt.Sprintf("left the stage %s (now %s)", c.Stage, f.Stage), At: at})
+			continue
+		}
+		if c.Goal != nil || c.Exit != nil {
+			needy = append(needy, e)
+			for _, p := range []*lifecycle.Program{c.Goal, c.Exit} {
+				if p != nil {
+					progs = append(progs, p)
+				}
+			}
+		}
+	}
+	if len(needy) > 0 {
+		values, err := r.store.EnrolmentValues(ctx, needy, lifecycle.Needs(progs...), at)
+		if err != nil {
+			return err
+		}
+		for _, e := range needy {
+			c := seqs[e.ID]
+			f := byID[e.ContactID].Facts
+			f.Values = values[e.ID]
+			if c.Goal != nil {
+				if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
+					endings = append(endings, Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + observed(obs), At: at})
+					continue
+				}
+			}
+			if c.Exit != nil {
+				if ok, obs, err := c.Exit.EvalTrace(&f); err == nil && ok {
+					endings = append(endings, Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + observed(obs) + ")", At: at})
+				}
+			}
+		}
+	}
+	if len(endings) == 0 {
+		return nil
+	}
+	return r.store.EndEnrolments(ctx, endings)
+}
+
+// version returns the compiled version an enrolment runs on.
+func (r *Runner) version(ctx context.Context, name string, version int) (*Compiled, error) {
+	r.mu.Lock()
+	c, ok := r.compiled[key(name, version)]
+	r.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	s, err := r.store.SequenceVersion(ctx, name, version)
+	if err != nil {
+		return nil, fmt.Errorf("loading sequence %s version %d: %w", name, version, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.compile(s)
+}
+
+// Version is the sequence version an enrolment runs on, compiled.
+func (r *Runner) Version(ctx context.Context, name string, version int) (*Compiled, error) {
+	return r.version(ctx, name, version)
+}
+
+func (r *Runner) draw(ctx context.Context, defs Definitions, progs []*lifecycle.Program, batch []lifecycle.ContactFacts, at time.Time) error {
+	var draws []Draw
+	for i, o := range defs.Offers {
+		for j := range batch {
+			f := &batch[j]
+			ok, err := progs[i].Eval(&f.Facts)
+			if err != nil || !ok {
+				continue
+			}
+			draws = append(draws, Draw{ContactID: f.ID, Offer: o, Drawn: Drawn(o.Name, f.ID, o.Share), At: at})
+		}
+	}
+	if len(draws) == 0 {
+		return nil
+	}
+	n, err := r.store.DrawOffers(ctx, draws)
+	if err != nil {
+		return fmt.Errorf("drawing offers: %w", err)
+	}
+	if n > 0 {
+		r.wake()
+	}
+	return nil
+}
+
+func observed(obs []lifecycle.Observation) string {
+	s := ""
+	for i, o := range obs {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s = %v", o.Expr, o.Value)
+	}
+	return s
+}

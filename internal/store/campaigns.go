@@ -1,0 +1,319 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// Definitions implements campaigns.Store.
+func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) {
+	var d campaigns.Definitions
+	rows, err := s.db.Query(ctx, `SELECT version, definition FROM sequences ORDER BY position`)
+	if err != nil {
+		return d, translate(err, "loading sequences")
+	}
+	var (
+		v    int
+		body []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&v, &body}, func() error {
+		var seq campaigns.Sequence
+		if err := json.Unmarshal(body, &seq); err != nil {
+			return err
+		}
+		seq.Version = v
+		d.Sequences = append(d.Sequences, seq)
+		return nil
+	})
+	if err != nil {
+		return d, translate(err, "loading sequences")
+	}
+	rows, err = s.db.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
+	if err != nil {
+		return d, translate(err, "loading holds")
+	}
+	if d.Holds, err = pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.Hold]); err != nil {
+		return d, translate(err, "loading holds")
+	}
+	rows, err = s.db.Query(ctx, `SELECT definition FROM offers ORDER BY name`)
+	if err != nil {
+		return d, translate(err, "loading offers")
+	}
+	_, err = pgx.ForEachRow(rows, []any{&body}, func() error {
+		var o campaigns.Offer
+		if err := json.Unmarshal(body, &o); err != nil {
+			return err
+		}
+		d.Offers = append(d.Offers, o)
+		return nil
+	})
+	if err != nil {
+		return d, translate(err, "loading offers")
+	}
+	d.Settings = campaigns.DefaultSettings()
+	err = s.db.QueryRow(ctx, `SELECT definition FROM settings`).Scan(&body)
+	if err == nil {
+		err = json.Unmarshal(body, &d.Settings)
+	}
+	if err != nil && err != pgx.ErrNoRows {
+		return d, translate(err, "loading settings")
+	}
+	return d, nil
+}
+
+// SequenceVersion implements campaigns.Store.
+func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (campaigns.Sequence, error) {
+	var (
+		seq  campaigns.Sequence
+		body []byte
+	)
+	if err := s.db.QueryRow(ctx, `SELECT definition FROM sequence_versions WHERE name = $1 AND version = $2`, name, version).Scan(&body); err != nil {
+		return seq, translate(err, fmt.Sprintf("loading sequence %s version %d", name, version))
+	}
+	if err := json.Unmarshal(body, &seq); err != nil {
+		return seq, err
+	}
+	seq.Version = version
+	return seq, nil
+}
+
+const sqlEnrol = `
+WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::interval[], $7::interval[], $8::text[], $9::text[])
+        AS c(contact_id, sequence, version, at, since, cooldown, first_after, first_tmpl, kind)
+), ok AS (
+    SELECT c.* FROM c JOIN contacts k ON k.id = c.contact_id AND k.merged_into IS NULL AND k.status = 'subscribed'
+    WHERE NOT EXISTS (
+        SELECT 1 FROM enrolments e
+        WHERE e.contact_id = c.contact_id AND e.sequence = c.sequence
+          AND (e.status = 'active'
+               OR e.enrolled_at > c.at - c.cooldown
+               OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
+               OR (c.kind = 'when' AND c.cooldown = interval '0')))
+), ins AS (
+    INSERT INTO enrolments (contact_id, sequence, version, enrolled_at)
+    SELECT contact_id, sequence, version, at FROM ok
+    ON CONFLICT DO NOTHING
+    RETURNING contact_id, id, sequence, version, enrolled_at
+), q AS (
+    INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
+    SELECT ins.contact_id, ins.id, ins.sequence, 0, ok.first_tmpl, ins.enrolled_at + ok.first_after
+    FROM ins JOIN ok USING (contact_id, sequence)
+)
+SELECT ins.contact_id, ins.id, ins.sequence, ins.version, ins.enrolled_at, ok.first_after FROM ins JOIN ok USING (contact_id, sequence)`
+
+// Enrol implements campaigns.Store: the allowed candidates are enrolled and
+// their first step queued, in one statement. A 'when' trigger with no
+// cooldown enrols a contact once ever; an event trigger whenever the
+// contact is not in the sequence (and the cooldown passed); a stage trigger
+// once per stay in the stage.
+func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
+	n := len(cands)
+	var (
+		ids       = make([]int64, n)
+		seqs      = make([]string, n)
+		vers      = make([]int32, n)
+		ats       = make([]time.Time, n)
+		since     = make([]time.Time, n)
+		cooldowns = make([]time.Duration, n)
+		afters    = make([]time.Duration, n)
+		tmpls     = make([]string, n)
+		kinds     = make([]string, n)
+	)
+	defs, err := s.Definitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kindOf := map[string]string{}
+	for _, d := range defs.Sequences {
+		kindOf[d.Name] = string(d.Trigger.Kind)
+	}
+	for i, c := range cands {
+		ids[i], seqs[i], vers[i], ats[i], since[i], cooldowns[i], afters[i], tmpls[i], kinds[i] =
+			c.ContactID, c.Sequence, int32(c.Version), c.EnrolledAt, c.StageSince, c.Cooldown, c.FirstAfter, c.FirstTmpl, kindOf[c.Sequence]
+	}
+	rows, err := s.db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, afters, tmpls, kinds)
+	if err != nil {
+		return nil, translate(err, "enrolling contacts")
+	}
+	var (
+		out []campaigns.Enrolment
+		e   campaigns.Enrolment
+	)
+	_, err = pgx.ForEachRow(rows, []any{&e.ContactID, &e.ID, &e.Sequence, &e.Version, &e.EnrolledAt, &e.FirstAfter}, func() error {
+		out = append(out, e)
+		return nil
+	})
+	return out, translate(err, "enrolling contacts")
+}
+
+// ActiveEnrolments implements campaigns.Store.
+func (s *Store) ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]campaigns.Enrolment, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, contact_id, sequence, version, enrolled_at FROM enrolments
+		WHERE contact_id = ANY($1::bigint[]) AND status = 'active'`, contactIDs)
+	if err != nil {
+		return nil, translate(err, "loading enrolments")
+	}
+	var (
+		out []campaigns.Enrolment
+		e   campaigns.Enrolment
+	)
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.ContactID, &e.Sequence, &e.Version, &e.EnrolledAt}, func() error {
+		out = append(out, e)
+		return nil
+	})
+	return out, translate(err, "loading enrolments")
+}
+
+// EnrolmentValues implements campaigns.Store.
+func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error) {
+	out := make(map[int64]map[lifecycle.Aggregate]float64, len(es))
+	if len(es) == 0 {
+		return out, nil
+	}
+	args := []any{asOf, nil, nil}
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	agg, names, kinds := aggregatesSQL(needs, param, "$1::timestamptz", "en.enrolled_at")
+	args[1] = names
+	ids := make([]int64, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	args[2] = ids
+	rows, err := s.db.Query(ctx, `SELECT en.id, (SELECT `+agg+` FROM events e
+		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1)
+		FROM enrolments en WHERE en.id = ANY($3::bigint[])`, args...)
+	if err != nil {
+		return nil, translate(err, "loading enrolment facts")
+	}
+	var (
+		id   int64
+		aggs []*float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &aggs}, func() error {
+		out[id] = values(needs, kinds, aggs, asOf)
+		aggs = nil
+		return nil
+	})
+	return out, translate(err, "loading enrolment facts")
+}
+
+// EndEnrolments implements campaigns.Store: the enrolments end with their
+// status and reason, and their queued sends are cancelled with it.
+func (s *Store) EndEnrolments(ctx context.Context, endings []campaigns.Ending) error {
+	n := len(endings)
+	ids := make([]int64, n)
+	contacts := make([]int64, n)
+	statuses := make([]string, n)
+	reasons := make([]string, n)
+	ats := make([]time.Time, n)
+	for i, e := range endings {
+		ids[i], contacts[i], statuses[i], reasons[i], ats[i] = e.Enrolment.ID, e.Enrolment.ContactID, e.Status, e.Reason, e.At
+	}
+	_, err := s.db.Exec(ctx, `
+WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
+ended AS (
+    UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
+    FROM v WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
+    RETURNING e.contact_id, e.id, v.reason, v.status)
+UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
+FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`,
+		ids, contacts, statuses, reasons, ats)
+	return translate(err, "ending enrolments")
+}
+
+// DrawOffers implements campaigns.Store.
+func (s *Store) DrawOffers(ctx context.Context, draws []campaigns.Draw) (int, error) {
+	drawn := 0
+	err := s.inTx(ctx, "drawing offers", func(tx pgx.Tx) error {
+		drawn = 0
+		for _, d := range draws {
+			o := d.Offer
+			// Eligible again only after the cooldown (never, without one).
+			var recent bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM offer_draws WHERE contact_id = $1 AND offer = $2
+				AND ($4::interval = interval '0' OR at > $3::timestamptz - $4::interval))`, d.ContactID, o.Name, d.At, o.Cooldown).Scan(&recent); err != nil {
+				return err
+			}
+			if recent {
+				continue
+			}
+			var code *string
+			var expires *time.Time
+			if d.Drawn {
+				c, err := coupon(ctx, tx, o, d.ContactID, d.At)
+				if err != nil {
+					return err
+				}
+				if c == "" {
+					// The pool ran dry: recorded as not drawn, so the
+					// contact is not promised a code it cannot get.
+					d.Drawn = false
+				} else {
+					code = &c
+					if o.Valid > 0 {
+						t := d.At.Add(o.Valid)
+						expires = &t
+					}
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO offer_draws (contact_id, offer, drawn, code, expires_at, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+				d.ContactID, o.Name, d.Drawn, code, expires, d.At); err != nil {
+				return err
+			}
+			if !d.Drawn {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO sends (contact_id, offer, offer_code, offer_expires, step, template, due_at)
+				VALUES ($1, $2, $3, $4, 0, $5, $6)`, d.ContactID, o.Name, code, expires, o.Template, d.At); err != nil {
+				return err
+			}
+			drawn++
+		}
+		return nil
+	})
+	return drawn, err
+}
+
+// coupon gives the contact a code from the offer's pool, or a generated
+// one when the offer has no pool; "" when the pool is empty.
+func coupon(ctx context.Context, tx pgx.Tx, o campaigns.Offer, contact int64, at time.Time) (string, error) {
+	var pooled bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM coupons WHERE offer = $1)`, o.Name).Scan(&pooled); err != nil {
+		return "", err
+	}
+	if !pooled {
+		return o.Prefix + randomCode(10), nil
+	}
+	var code string
+	err := tx.QueryRow(ctx, `UPDATE coupons SET contact_id = $2, given_at = $3
+		WHERE (offer, code) = (SELECT offer, code FROM coupons WHERE offer = $1 AND contact_id IS NULL ORDER BY code LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING code`, o.Name, contact, at).Scan(&code)
+	if err == pgx.ErrNoRows {
+		return "", nil
+	}
+	return code, err
+}
+
+// randomCode is n characters from an alphabet without look-alikes.
+func randomCode(n int) string {
+	const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
