@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -48,10 +49,13 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	parallel := fs.Int("parallel", 1, "experiment: sweep contact id ranges on this many connections at once")
 	facts := fs.String("facts", "store", "how facts are loaded: store (the engine's store), or the experiments range (a GROUP BY per batch id range) and rollup (a per-contact activity rollup aggregated in Go)")
 	noTraits := fs.Bool("no-traits", false, "experiment (range, rollup): do not read traits")
+	rebuild := fs.Bool("rollup-rebuild", false, "experiment (rollup): rebuild the rollup even if an earlier run left one")
 	external := fs.Bool("rollup-external", false, "experiment (rollup): store the rollup uncompressed (STORAGE EXTERNAL)")
 	explain := fs.Bool("explain", false, "print EXPLAIN (ANALYZE, BUFFERS) of the facts query for one batch in the middle")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured sweep and dry run to `file`")
 	skipBaseline := fs.Bool("no-baseline", false, "skip the GROUP BY baseline")
+	noSettle := fs.Bool("no-settle", false, "skip the settling sweep (the kept data was settled by an earlier run)")
+	noJIT := fs.Bool("no-jit", false, "experiment: turn PostgreSQL's JIT off for the benchmark's connections")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +97,9 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	pcfg.MaxConns = int32(*parallel + 3)
+	if *noJIT {
+		pcfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	tracer := &factsTracer{}
 	pcfg.ConnConfig.Tracer = tracer
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
@@ -137,12 +144,14 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 
 	// Settle everyone first with the engine as it is, so that the
 	// measured sweep is the steady state: few contacts move.
-	settle := lifecycle.NewEngine(base, log)
-	st, err := settle.Sweep(ctx, time.Now())
-	if err != nil {
-		return err
+	if !*noSettle || !db.Reused {
+		settle := lifecycle.NewEngine(base, log)
+		st, err := settle.Sweep(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "settling sweep (engine as is): %s\n", sweepStatsText(st))
 	}
-	fmt.Fprintf(out, "settling sweep (engine as is): %s\n", sweepStatsText(st))
 	fmt.Fprintf(out, "stages: %s\n", stageLine(ctx, base))
 
 	var ls lifecycle.Store = base
@@ -155,14 +164,38 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 			variant += ", no traits"
 		}
 		if *facts == "rollup" {
-			d, err := bench.BuildRollup(ctx, pool, needs, *external)
-			if err != nil {
+			var have bool
+			if err := pool.QueryRow(ctx, `SELECT to_regclass('bench_activity') IS NOT NULL`).Scan(&have); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "rollup built from events in %.1fs; sizes: %s\n", d.Seconds(), bench.SizeReport(ctx, pool))
+			if !have || *rebuild {
+				d, err := bench.BuildRollup(ctx, pool, needs, *external)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "rollup built from events in %.1fs; sizes: %s\n", d.Seconds(), bench.SizeReport(ctx, pool))
+			} else {
+				fmt.Fprintln(out, "rollup: reusing bench_activity built by an earlier run")
+			}
 		}
 	} else if *noTraits {
 		return errors.New("bench sweep: -no-traits needs -facts range or rollup")
+	}
+	if fsx, ok := ls.(*bench.FactsStore); ok {
+		// The experiment must see what the engine's store sees.
+		q := lifecycle.FactsQuery{After: int64(size.Contacts / 2), Limit: 2000, AsOf: time.Now(), Needs: needs}
+		want, err := base.LoadFacts(ctx, q)
+		if err != nil {
+			return err
+		}
+		got, err := fsx.LoadFacts(ctx, q)
+		if err != nil {
+			return err
+		}
+		if bad := compareFacts(want, got); bad != "" {
+			return fmt.Errorf("bench sweep: the %s experiment's facts differ from the store's: %s", *facts, bad)
+		}
+		fmt.Fprintf(out, "check: the %s experiment's facts equal the store's for %d contacts\n", *facts, len(want))
 	}
 	if *parallel > 1 {
 		variant += fmt.Sprintf(", %d partitions in parallel", *parallel)
@@ -337,4 +370,24 @@ func explainFacts(ctx context.Context, pool *pgxpool.Pool, t *factsTracer, after
 		fmt.Fprintln(out, "  "+l)
 	}
 	return nil
+}
+
+// compareFacts describes the first difference between two loads of facts.
+func compareFacts(want, got []lifecycle.ContactFacts) string {
+	if len(want) != len(got) {
+		return fmt.Sprintf("%d contacts, want %d", len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if w.ID != g.ID || w.Stage != g.Stage || !w.StageEnteredAt.Equal(g.StageEnteredAt) {
+			return fmt.Sprintf("contact %d: %d %s, want %d %s", i, g.ID, g.Stage, w.ID, w.Stage)
+		}
+		for a, wv := range w.Values {
+			gv := g.Values[a]
+			if math.Abs(wv-gv) > 1e-6*max(1, math.Abs(wv)) && !(math.IsInf(wv, 1) && math.IsInf(gv, 1)) {
+				return fmt.Sprintf("contact %d: %s = %v, want %v", w.ID, a, gv, wv)
+			}
+		}
+	}
+	return ""
 }

@@ -146,14 +146,28 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 	defer pool.Close()
 	st := store.New(pool)
 	eng := lifecycle.NewEngine(st, log)
-	eng.Hook = campaigns.NewRunner(st, log)
+	runner := campaigns.NewRunner(st, log)
+	eng.Hook = runner
+	sender, err := newSender(&cfg, st, runner, log)
+	if err != nil {
+		return err
+	}
 	sw, err := eng.Sweep(ctx, at)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "tick at %s: evaluated %d contacts, %d moved (%d hops) in %.2fs\n",
 		at.Format(time.RFC3339), sw.Contacts, sw.Moved, sw.Hops, sw.Elapsed.Seconds())
-	return nil
+	if sender == nil {
+		fmt.Fprintln(e.stdout, "no SMTP server configured (WAYMARK_SMTP_URL): nothing sent")
+		return nil
+	}
+	start := time.Now()
+	ss, err := sender.SendDue(ctx)
+	el := time.Since(start)
+	fmt.Fprintf(e.stdout, "sent %d in %.2fs (%.0f/s); %d failed, %d unknown, %d suppressed, %d skipped, %d cancelled, %d expired, %d delayed, %d to retry\n",
+		ss.Sent, el.Seconds(), float64(ss.Sent)/max(el.Seconds(), 1e-9), ss.Failed, ss.Unknown, ss.Suppressed, ss.Skipped, ss.Cancelled, ss.Expired, ss.Delayed, ss.Retried)
+	return err
 }
 
 func cmdStages(ctx context.Context, e *env, args []string) error {

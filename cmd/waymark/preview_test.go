@@ -95,7 +95,9 @@ func TestExampleJourneyFourTones(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Clone(t)
 	dir := t.TempDir()
-	day := func(d int) string { return time.Now().Add(time.Duration(d) * 24 * time.Hour).UTC().Format(time.RFC3339) }
+	day := func(d int) string {
+		return time.Now().Add(time.Duration(d) * 24 * time.Hour).UTC().Format(time.RFC3339)
+	}
 	contacts := filepath.Join(dir, "contacts.csv")
 	_ = os.WriteFile(contacts, []byte("userId,email,first_name,company\nann,ann@example.com,Ann,\nbo,bo@acme.example,Bo,Acme Corp\ncy,cy@example.com,Cy,\ndee,dee@example.com,Dee,\n"), 0o644)
 	events := filepath.Join(dir, "events.csv")

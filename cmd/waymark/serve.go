@@ -78,11 +78,18 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	engine := lifecycle.NewEngine(s.store, log)
 	runner := campaigns.NewRunner(s.store, log)
 	engine.Hook = runner
+	sender, err := newSender(cfg, s.store, runner, log)
+	if err != nil {
+		return err
+	}
 	reactor := lifecycle.NewReactor(engine, log, time.Now)
 	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
 		st, err := engine.Sweep(ctx, at)
 		if err == nil && st.Contacts > 0 {
 			log.Info("sweep", "contacts", st.Contacts, "moved", st.Moved, "took", st.Elapsed.Round(time.Millisecond))
+		}
+		if sender != nil {
+			sender.Wake()
 		}
 		return err
 	}, log, time.Now)
@@ -92,6 +99,13 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	workers.Add(2)
 	go func() { defer workers.Done(); reactor.Run(ctx) }()
 	go func() { defer workers.Done(); sched.Run(ctx) }()
+	if sender != nil {
+		runner.Wake = sender.Wake
+		workers.Add(1)
+		go func() { defer workers.Done(); sender.Run(ctx, 5*time.Second) }()
+	} else {
+		log.Warn("no SMTP server configured (WAYMARK_SMTP_URL): emails are queued but not sent")
+	}
 
 	s.writer = ingest.NewWriter(s.store, log, ingest.WriterOptions{
 		OnStored: func(_ context.Context, res ingest.Result) { reactor.Touch(res.Contacts, latestEvents(res), res.Names) },

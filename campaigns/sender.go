@@ -1,0 +1,759 @@
+package campaigns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/mailer"
+	"github.com/waymark/waymark/templates"
+)
+
+// Due is a claimed send with what deciding about it needs.
+type Due struct {
+	ID           int64
+	ContactID    int64
+	EnrolmentID  int64 // 0 for an offer's email
+	Sequence     string
+	Step         int
+	Offer        string
+	OfferCode    string
+	OfferExpires time.Time
+	Template     string
+	DueAt        time.Time
+	Attempts     int
+
+	// Context, loaded with the claim.
+	Email            string
+	Subscribed       bool
+	Suppressed       string // the suppression's reason, "" if none
+	EnrolmentActive  bool
+	EnrolmentVersion int
+	EnrolledAt       time.Time
+	// SentInWindow are the times of the contact's marketing emails within
+	// the frequency cap's window, oldest first.
+	SentInWindow []time.Time
+}
+
+// Final is a send that ends without (or after) SMTP.
+type Final struct {
+	Due    *Due
+	Status string // sent, failed, unknown, suppressed, cancelled, skipped, expired
+	Detail string // SMTP response or reason
+	Recipient,
+	MessageID string
+	Tone, ToneReason string
+	TemplateVersion  int
+	At               time.Time
+	// Next is the next step to queue in the enrolment, nil if none; End
+	// ends the enrolment (completed after its last step, exited when the
+	// contact is suppressed).
+	Next *NextStep
+	End  *Ending
+	// Suppress adds the recipient to the suppression list (hard bounce).
+	Suppress string
+}
+
+// NextStep is the next email of an enrolment.
+type NextStep struct {
+	Step     int
+	Template string
+	DueAt    time.Time
+}
+
+// Delay puts a due send back to wait, with the reason (hold, cap, quiet
+// hours, retry).
+type Delay struct {
+	Due    *Due
+	Until  time.Time
+	Reason string
+	Retry  bool // counts as an attempt
+}
+
+// SendStore is what the sender needs from storage.
+type SendStore interface {
+	// ClaimDue claims up to limit queued sends due at now for holder, with
+	// their context; capWindow is the frequency cap's window.
+	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration) ([]Due, error)
+	LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error)
+	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
+	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
+	ToneRules(ctx context.Context) ([]ToneRuleSource, error)
+	// MarkSending records, before the message is handed to SMTP, that it
+	// is on the wire; false if the send is no longer this holder's to send.
+	MarkSending(ctx context.Context, d *Due, holder string) (bool, error)
+	Finish(ctx context.Context, fs []Final) error
+	Delay(ctx context.Context, ds []Delay) error
+	// RecoverInDoubt marks 'unknown' the sends left on the wire by
+	// senders that are gone, and releases their other claims.
+	RecoverInDoubt(ctx context.Context) (int, error)
+	// Heartbeat keeps holder's liveness lease.
+	Heartbeat(ctx context.Context, holder string, ttl time.Duration) error
+	// ReleaseClaims releases holder's claims on sends it has not started.
+	ReleaseClaims(ctx context.Context, holder string) error
+}
+
+// StoredTemplate is a template as stored, with its version.
+type StoredTemplate struct {
+	Template templates.Template
+	Version  int
+}
+
+// ToneRuleSource is a stored tone rule.
+type ToneRuleSource struct {
+	Tone string
+	When string
+}
+
+// Mailer opens SMTP connections; each is used by one goroutine.
+type Mailer interface {
+	Dial(ctx context.Context) (MailConn, error)
+}
+
+// MailConn is one SMTP connection.
+type MailConn interface {
+	Send(ctx context.Context, m *mailer.Message) mailer.Result
+	Close() error
+}
+
+// SenderConfig tunes a Sender.
+type SenderConfig struct {
+	From        string
+	Connections int // concurrent SMTP connections
+	Batch       int // sends claimed at once
+	MaxAttempts int // temporary failures before a send fails
+	Holder      string
+	// Decorate adds what the mailer issue adds to every marketing email
+	// (unsubscribe headers, footer, tracking); may be nil.
+	Decorate func(m *mailer.Message, d *Due, data *templates.Data)
+	// Links returns the unsubscribe and preferences URLs of a send.
+	Links func(d *Due) (unsubscribe, preferences string)
+}
+
+// Sender sends what is due, exactly once per (enrolment, step): each
+// message is recorded as on the wire before SMTP sees it, so a crash
+// leaves at most one message per open connection in doubt, marked unknown
+// and never resent.
+type Sender struct {
+	store  SendStore
+	mail   Mailer
+	runner *Runner
+	log    *slog.Logger
+	now    func() time.Time
+	cfg    SenderConfig
+
+	wake chan struct{}
+
+	mu       sync.Mutex
+	compiled map[string]*templates.Compiled // name@version
+}
+
+// NewSender returns a sender; Run starts it.
+func NewSender(store SendStore, mail Mailer, runner *Runner, log *slog.Logger, now func() time.Time, cfg SenderConfig) *Sender {
+	if cfg.Connections <= 0 {
+		cfg.Connections = 4
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 500
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 8
+	}
+	return &Sender{store: store, mail: mail, runner: runner, log: log, now: now, cfg: cfg, wake: make(chan struct{}, 1), compiled: map[string]*templates.Compiled{}}
+}
+
+// Wake makes the sender look for due sends now.
+func (s *Sender) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats counts what a pass did.
+type Stats struct {
+	Sent, Failed, Unknown, Suppressed, Skipped, Cancelled, Expired, Delayed, Retried int
+}
+
+func (st *Stats) add(o Stats) {
+	st.Sent += o.Sent
+	st.Failed += o.Failed
+	st.Unknown += o.Unknown
+	st.Suppressed += o.Suppressed
+	st.Skipped += o.Skipped
+	st.Cancelled += o.Cancelled
+	st.Expired += o.Expired
+	st.Delayed += o.Delayed
+	st.Retried += o.Retried
+}
+
+const heartbeatTTL = 15 * time.Second
+
+// Run sends due emails until ctx is done: on Wake, and every poll.
+func (s *Sender) Run(ctx context.Context, poll time.Duration) {
+	go func() {
+		t := time.NewTicker(heartbeatTTL / 3)
+		defer t.Stop()
+		for {
+			if err := s.store.Heartbeat(ctx, s.cfg.Holder, heartbeatTTL); err != nil && ctx.Err() == nil {
+				s.log.Error("sender heartbeat", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if _, err := s.SendDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("sending", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// SendDue sends everything due now, batch after batch, and returns what it
+// did.
+func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
+	var total Stats
+	if err := s.store.Heartbeat(ctx, s.cfg.Holder, heartbeatTTL); err != nil {
+		return total, err
+	}
+	if err := s.store.ReleaseClaims(ctx, s.cfg.Holder); err != nil {
+		return total, err
+	}
+	if n, err := s.store.RecoverInDoubt(ctx); err != nil {
+		return total, err
+	} else if n > 0 {
+		s.log.Warn("sends left on the wire by a stopped sender are marked unknown", "count", n)
+		total.Unknown += n
+	}
+	defs, err := s.runner.store.Definitions(ctx)
+	if err != nil {
+		return total, err
+	}
+	conns := make(chan MailConn, s.cfg.Connections)
+	defer func() {
+		close(conns)
+		for c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for {
+		now := s.now()
+		batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, defs.Settings.CapPer)
+		if err != nil {
+			return total, err
+		}
+		if len(batch) == 0 {
+			return total, nil
+		}
+		st, err := s.process(ctx, defs, batch, now, conns)
+		total.add(st)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// item is a send ready for SMTP.
+type item struct {
+	due    *Due
+	msg    *mailer.Message
+	final  Final
+	result mailer.Result
+}
+
+func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now time.Time, conns chan MailConn) (Stats, error) {
+	var st Stats
+	// Facts for holds and tone rules, one query for the batch.
+	holds := make([]*lifecycle.Program, 0, len(defs.Holds))
+	for _, h := range defs.Holds {
+		p, err := lifecycle.Compile(h.When, lifecycle.CompileOptions{})
+		if err != nil {
+			return st, fmt.Errorf("hold %q: %w", h.Name, err)
+		}
+		holds = append(holds, p)
+	}
+	tones, err := s.toneRules(ctx)
+	if err != nil {
+		return st, err
+	}
+	progs := append([]*lifecycle.Program(nil), holds...)
+	for _, t := range tones {
+		if t.When != nil {
+			progs = append(progs, t.When)
+		}
+	}
+	ids := make([]int64, 0, len(batch))
+	seen := map[int64]bool{}
+	names := map[string]bool{}
+	for i := range batch {
+		if !seen[batch[i].ContactID] {
+			seen[batch[i].ContactID] = true
+			ids = append(ids, batch[i].ContactID)
+		}
+		names[batch[i].Template] = true
+	}
+	facts, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: ids, AsOf: now, Needs: lifecycle.Needs(progs...)})
+	if err != nil {
+		return st, err
+	}
+	byContact := make(map[int64]*lifecycle.ContactFacts, len(facts))
+	for i := range facts {
+		byContact[facts[i].ID] = &facts[i]
+	}
+	tmplNames := make([]string, 0, len(names))
+	for n := range names {
+		tmplNames = append(tmplNames, n)
+	}
+	stored, err := s.store.Templates(ctx, tmplNames)
+	if err != nil {
+		return st, err
+	}
+	stepValues, err := s.stepValues(ctx, batch, now)
+	if err != nil {
+		return st, err
+	}
+
+	var (
+		finals []Final
+		delays []Delay
+		items  []*item
+		sentTo = map[int64][]time.Time{} // this batch's sends, for the cap
+	)
+	for i := range batch {
+		d := &batch[i]
+		f := byContact[d.ContactID]
+		fin := func(status, detail string) {
+			fl := Final{Due: d, Status: status, Detail: detail, At: now}
+			s.chain(ctx, &fl, status)
+			finals = append(finals, fl)
+		}
+		switch {
+		case f == nil:
+			fin("cancelled", "the contact no longer exists")
+			st.Cancelled++
+			continue
+		case d.EnrolmentID != 0 && !d.EnrolmentActive:
+			fin("cancelled", "the enrolment has ended")
+			st.Cancelled++
+			continue
+		case d.Email == "":
+			fin("suppressed", "the contact has no email address")
+			st.Suppressed++
+			continue
+		case d.Suppressed != "":
+			fin("suppressed", "suppressed: "+d.Suppressed)
+			st.Suppressed++
+			continue
+		case !d.Subscribed:
+			fin("suppressed", "suppressed: unsubscribed")
+			st.Suppressed++
+			continue
+		}
+		// Holds: no marketing email while one holds. Held sends wait.
+		if name, held := holding(defs.Holds, holds, &f.Facts); held {
+			if exp := defs.Settings.HoldExpiry; exp > 0 && now.Sub(d.DueAt) > exp {
+				fin("expired", fmt.Sprintf("held by %q for longer than %s", name, exp))
+				st.Expired++
+			} else {
+				delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: fmt.Sprintf("held: %s", name)})
+				st.Delayed++
+			}
+			continue
+		}
+		// The step's own condition.
+		var step *Step
+		if d.EnrolmentID != 0 {
+			c, err := s.runner.Version(ctx, d.Sequence, d.EnrolmentVersion)
+			if err != nil {
+				return st, err
+			}
+			if d.Step >= len(c.Sequence.Steps) {
+				fin("cancelled", "the step is no longer in the sequence")
+				st.Cancelled++
+				continue
+			}
+			step = &c.Sequence.Steps[d.Step]
+			if p := c.Steps[d.Step]; p != nil {
+				facts := f.Facts
+				facts.Values = stepValues[d.EnrolmentID]
+				ok, err := p.Eval(&facts)
+				if err != nil || !ok {
+					reason := "the step's condition is false: " + step.When
+					if err != nil {
+						reason = "the step's condition could not be evaluated: " + err.Error()
+					}
+					fin("skipped", reason)
+					st.Skipped++
+					continue
+				}
+			}
+		}
+		// Frequency cap and quiet hours delay, never drop.
+		window := append(append([]time.Time(nil), d.SentInWindow...), sentTo[d.ContactID]...)
+		if until, ok := capped(defs.Settings, window, now); ok {
+			delays = append(delays, Delay{Due: d, Until: until, Reason: fmt.Sprintf("frequency cap: %d emails in %s", defs.Settings.CapMax, defs.Settings.CapPer)})
+			st.Delayed++
+			continue
+		}
+		if until, ok := quiet(defs.Settings, f.Traits, now); ok {
+			delays = append(delays, Delay{Due: d, Until: until, Reason: "quiet hours in the contact's time zone"})
+			st.Delayed++
+			continue
+		}
+		// Render in the tone chosen for this contact and situation.
+		tpl, ok := stored[d.Template]
+		if !ok {
+			fin("failed", fmt.Sprintf("template %q no longer exists", d.Template))
+			st.Failed++
+			continue
+		}
+		compiled, err := s.compiledTemplate(tpl)
+		if err != nil {
+			fin("failed", err.Error())
+			st.Failed++
+			continue
+		}
+		choice := templates.ChooseTone(tones, &f.Facts)
+		if step != nil && step.Tone != "" {
+			choice = templates.Pinned(step.Tone)
+		}
+		data := &templates.Data{Contact: templates.Contact{Email: d.Email, Traits: f.Traits, Stage: string(f.Stage)}}
+		if d.OfferCode != "" {
+			data.Offer = &templates.Offer{Name: d.Offer, Code: d.OfferCode, ExpiresAt: d.OfferExpires}
+		}
+		if s.cfg.Links != nil {
+			data.UnsubscribeURL, data.PreferencesURL = s.cfg.Links(d)
+		}
+		r, err := compiled.Render(choice.Tone, data)
+		if err != nil {
+			fin("failed", "rendering: "+err.Error())
+			st.Failed++
+			continue
+		}
+		msg := &mailer.Message{ID: fmt.Sprintf("%d.%d", d.ContactID, d.ID), From: s.cfg.From, To: d.Email, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Date: now}
+		if s.cfg.Decorate != nil {
+			s.cfg.Decorate(msg, d, data)
+		}
+		sentTo[d.ContactID] = append(sentTo[d.ContactID], now)
+		items = append(items, &item{due: d, msg: msg, final: Final{Due: d, Recipient: d.Email, MessageID: msg.ID, Tone: choice.Tone, ToneReason: choice.Reason, TemplateVersion: tpl.Version}})
+	}
+	if err := s.store.Delay(ctx, delays); err != nil {
+		return st, err
+	}
+	if err := s.store.Finish(ctx, finals); err != nil {
+		return st, err
+	}
+	sent, err := s.deliver(ctx, items, conns)
+	st.add(sent)
+	return st, err
+}
+
+// deliver hands the items to the connections, one goroutine per
+// connection, each message marked on the wire before SMTP sees it.
+func (s *Sender) deliver(ctx context.Context, items []*item, conns chan MailConn) (Stats, error) {
+	var (
+		st    Stats
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		work  = make(chan *item)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	workers := min(s.cfg.Connections, len(items))
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conn MailConn
+			select {
+			case conn = <-conns:
+			default:
+			}
+			defer func() {
+				if conn != nil {
+					conns <- conn
+				}
+			}()
+			for it := range work {
+				if conn == nil {
+					c, err := s.mail.Dial(ctx)
+					if err != nil {
+						// Nothing was handed over: a temporary failure.
+						res := mailer.Result{Outcome: mailer.TempFail, Stage: mailer.StageConnect, Err: err}
+						fl, delay := s.outcome(it, res)
+						if delay != nil {
+							err = s.store.Delay(ctx, []Delay{*delay})
+						} else {
+							err = s.store.Finish(ctx, []Final{fl})
+						}
+						if err != nil {
+							fail(err)
+						}
+						continue
+					}
+					conn = c
+				}
+				ok, err := s.store.MarkSending(ctx, it.due, s.cfg.Holder)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if !ok {
+					continue // no longer ours (cancelled meanwhile)
+				}
+				res := conn.Send(ctx, it.msg)
+				fl, delay := s.outcome(it, res)
+				var err2 error
+				if delay != nil {
+					err2 = s.store.Delay(ctx, []Delay{*delay})
+				} else {
+					err2 = s.store.Finish(ctx, []Final{fl})
+				}
+				if err2 != nil {
+					fail(err2)
+				}
+				mu.Lock()
+				switch {
+				case delay != nil:
+					st.Retried++
+				case fl.Status == "sent":
+					st.Sent++
+				case fl.Status == "unknown":
+					st.Unknown++
+				default:
+					st.Failed++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return st, first
+}
+
+// outcome turns an SMTP result into the send's final state, or a retry.
+func (s *Sender) outcome(it *item, res mailer.Result) (Final, *Delay) {
+	fl := it.final
+	fl.At = s.now()
+	fl.Detail = res.String()
+	switch res.Outcome {
+	case mailer.Sent:
+		fl.Status = "sent"
+	case mailer.Unknown:
+		fl.Status = "unknown"
+	case mailer.TempFail:
+		if it.due.Attempts+1 < s.cfg.MaxAttempts {
+			return fl, &Delay{Due: it.due, Until: fl.At.Add(backoff(it.due.Attempts)), Reason: "temporary failure, retrying: " + res.String(), Retry: true}
+		}
+		fl.Status = "failed"
+		fl.Detail = fmt.Sprintf("gave up after %d attempts: %s", it.due.Attempts+1, res.String())
+	default:
+		fl.Status = "failed"
+		if res.HardBounce() {
+			fl.Suppress = it.due.Email
+		}
+	}
+	s.chain(context.Background(), &fl, fl.Status)
+	return fl, nil
+}
+
+// backoff is exponential with jitter: about 1, 2, 4 … minutes, at most 2h.
+func backoff(attempts int) time.Duration {
+	d := time.Minute << min(attempts, 7)
+	if d > 2*time.Hour {
+		d = 2 * time.Hour
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// chain decides what follows a send's end in its enrolment: the next step,
+// or the end of the enrolment.
+func (s *Sender) chain(ctx context.Context, fl *Final, status string) {
+	d := fl.Due
+	if d.EnrolmentID == 0 {
+		return
+	}
+	e := Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, Sequence: d.Sequence, Version: d.EnrolmentVersion}
+	switch status {
+	case "cancelled":
+		return
+	case "suppressed":
+		fl.End = &Ending{Enrolment: e, Status: "exited", Reason: fl.Detail, At: fl.At}
+		return
+	}
+	c, err := s.runner.Version(ctx, d.Sequence, d.EnrolmentVersion)
+	if err != nil || d.Step+1 >= len(c.Sequence.Steps) {
+		fl.End = &Ending{Enrolment: e, Status: "completed", Reason: "all steps done", At: fl.At}
+		return
+	}
+	next := c.Sequence.Steps[d.Step+1]
+	fl.Next = &NextStep{Step: d.Step + 1, Template: next.Template, DueAt: fl.At.Add(next.After)}
+}
+
+func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[lifecycle.Aggregate]float64, error) {
+	var (
+		es    []Enrolment
+		progs []*lifecycle.Program
+	)
+	for i := range batch {
+		d := &batch[i]
+		if d.EnrolmentID == 0 || !d.EnrolmentActive {
+			continue
+		}
+		c, err := s.runner.Version(ctx, d.Sequence, d.EnrolmentVersion)
+		if err != nil {
+			return nil, err
+		}
+		if d.Step < len(c.Steps) && c.Steps[d.Step] != nil {
+			es = append(es, Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, EnrolledAt: d.EnrolledAt})
+			progs = append(progs, c.Steps[d.Step])
+		}
+	}
+	if len(es) == 0 {
+		return nil, nil
+	}
+	return s.store.EnrolmentValues(ctx, es, lifecycle.Needs(progs...), now)
+}
+
+func (s *Sender) toneRules(ctx context.Context) ([]templates.ToneRule, error) {
+	src, err := s.store.ToneRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]templates.ToneRule, len(src))
+	for i, t := range src {
+		out[i].Tone = t.Tone
+		if t.When != "" {
+			p, err := lifecycle.Compile(t.When, lifecycle.CompileOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("tone rule %d: %w", i+1, err)
+			}
+			out[i].When = p
+		}
+	}
+	return out, nil
+}
+
+func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error) {
+	k := fmt.Sprintf("%s@%d", t.Template.Name, t.Version)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.compiled[k]; ok {
+		return c, nil
+	}
+	c, err := templates.Compile(t.Template)
+	if err != nil {
+		return nil, err
+	}
+	s.compiled[k] = c
+	return c, nil
+}
+
+func holding(holds []Hold, progs []*lifecycle.Program, f *lifecycle.Facts) (string, bool) {
+	for i, p := range progs {
+		if ok, err := p.Eval(f); err == nil && ok {
+			return holds[i].Name, true
+		}
+	}
+	return "", false
+}
+
+// capped reports whether the frequency cap holds a send back, and until
+// when: until the oldest email in the window leaves it.
+func capped(set Settings, window []time.Time, now time.Time) (time.Time, bool) {
+	if set.CapMax <= 0 || set.CapPer <= 0 {
+		return time.Time{}, false
+	}
+	var in []time.Time
+	for _, t := range window {
+		if t.After(now.Add(-set.CapPer)) {
+			in = append(in, t)
+		}
+	}
+	if len(in) < set.CapMax {
+		return time.Time{}, false
+	}
+	oldest := in[0]
+	for _, t := range in {
+		if t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest.Add(set.CapPer).Add(time.Second), true
+}
+
+// quiet reports whether now falls in the quiet hours of the contact's time
+// zone, and when they end. The end is computed in the zone's calendar, so
+// daylight-saving changes neither skip nor double it.
+func quiet(set Settings, traits map[string]any, now time.Time) (time.Time, bool) {
+	if set.QuietStart == set.QuietEnd {
+		return time.Time{}, false
+	}
+	loc := location(set.DefaultTimezone)
+	if tz, ok := traits["timezone"].(string); ok && tz != "" {
+		if l, err := time.LoadLocation(tz); err == nil && tz != "Local" {
+			loc = l
+		}
+	}
+	local := now.In(loc)
+	m := local.Hour()*60 + local.Minute()
+	in := false
+	if set.QuietStart < set.QuietEnd {
+		in = m >= set.QuietStart && m < set.QuietEnd
+	} else {
+		in = m >= set.QuietStart || m < set.QuietEnd
+	}
+	if !in {
+		return time.Time{}, false
+	}
+	end := time.Date(local.Year(), local.Month(), local.Day(), set.QuietEnd/60, set.QuietEnd%60, 0, 0, loc)
+	if !end.After(local) {
+		end = time.Date(local.Year(), local.Month(), local.Day()+1, set.QuietEnd/60, set.QuietEnd%60, 0, 0, loc)
+	}
+	return end.UTC(), true
+}
+
+func location(name string) *time.Location {
+	if l, err := time.LoadLocation(name); err == nil && name != "" && name != "Local" {
+		return l
+	}
+	return time.UTC
+}
+
+// ErrNoMailer is returned when sending is asked for without an SMTP server.
+var ErrNoMailer = errors.New("no SMTP server configured (WAYMARK_SMTP_URL)")

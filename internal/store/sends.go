@@ -1,0 +1,239 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/templates"
+)
+
+const sqlClaimDue = `
+WITH d AS (
+    SELECT contact_id, id FROM sends
+    WHERE status = 'queued' AND due_at <= $2 AND claimed_by IS NULL
+    ORDER BY due_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sends s SET claimed_by = $1, claimed_at = now()
+    FROM d WHERE s.contact_id = d.contact_id AND s.id = d.id
+    RETURNING s.*
+)
+SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, ''), c.step, coalesce(c.offer, ''), coalesce(c.offer_code, ''),
+       coalesce(c.offer_expires, 'epoch'), c.template, c.due_at, c.attempts,
+       coalesce(k.email, ''), k.status = 'subscribed', coalesce(sp.reason, ''),
+       coalesce(e.status = 'active', false), coalesce(e.version, 0), coalesce(e.enrolled_at, 'epoch'),
+       coalesce((SELECT array_agg(x.sent_at ORDER BY x.sent_at) FROM sends x
+                 WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
+FROM claimed c
+JOIN contacts k ON k.id = c.contact_id
+LEFT JOIN suppressions sp ON sp.email = k.email
+LEFT JOIN enrolments e ON e.contact_id = c.contact_id AND e.id = c.enrolment_id
+ORDER BY c.due_at, c.id`
+
+// ClaimDue implements campaigns.SendStore: due sends are claimed with FOR
+// UPDATE SKIP LOCKED, so each is claimed by one sender, with their context.
+func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration) ([]campaigns.Due, error) {
+	rows, err := s.db.Query(ctx, sqlClaimDue, holder, now, limit, capWindow)
+	if err != nil {
+		return nil, translate(err, "claiming due sends")
+	}
+	var (
+		out []campaigns.Due
+		d   campaigns.Due
+	)
+	_, err = pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
+		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts,
+		&d.Email, &d.Subscribed, &d.Suppressed,
+		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow}, func() error {
+		out = append(out, d)
+		d.SentInWindow = nil
+		return nil
+	})
+	return out, translate(err, "claiming due sends")
+}
+
+// MarkSending implements campaigns.SendStore: the durable record that the
+// message is about to be on the wire.
+func (s *Store) MarkSending(ctx context.Context, d *campaigns.Due, holder string) (bool, error) {
+	tag, err := s.db.Exec(ctx, `UPDATE sends SET status = 'sending', attempts = attempts + 1, claimed_at = now(), updated_at = now()
+		WHERE contact_id = $1 AND id = $2 AND claimed_by = $3 AND status = 'queued'`, d.ContactID, d.ID, holder)
+	if err != nil {
+		return false, translate(err, "marking a send on the wire")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Finish implements campaigns.SendStore: final states, the next steps of
+// enrolments, ended enrolments and hard-bounce suppressions, in one
+// transaction.
+func (s *Store) Finish(ctx context.Context, fs []campaigns.Final) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "recording sends", func(tx pgx.Tx) error {
+		n := len(fs)
+		var (
+			cids, ids                              = make([]int64, n), make([]int64, n)
+			statuses, details, recips, mids, tones = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			reasons                                = make([]string, n)
+			versions                               = make([]int32, n)
+			ats                                    = make([]time.Time, n)
+			nextC, nextE                           []int64
+			nextSeq, nextTmpl                      []string
+			nextStep                               []int32
+			nextDue                                []time.Time
+			endings                                []campaigns.Ending
+			suppress                               []string
+		)
+		for i, f := range fs {
+			cids[i], ids[i], statuses[i], details[i], recips[i], mids[i], tones[i], reasons[i], versions[i], ats[i] =
+				f.Due.ContactID, f.Due.ID, f.Status, f.Detail, f.Recipient, f.MessageID, f.Tone, f.ToneReason, int32(f.TemplateVersion), f.At
+			if f.Next != nil {
+				nextC, nextE, nextSeq, nextTmpl = append(nextC, f.Due.ContactID), append(nextE, f.Due.EnrolmentID), append(nextSeq, f.Due.Sequence), append(nextTmpl, f.Next.Template)
+				nextStep, nextDue = append(nextStep, int32(f.Next.Step)), append(nextDue, f.Next.DueAt)
+			}
+			if f.End != nil {
+				endings = append(endings, *f.End)
+			}
+			if f.Suppress != "" {
+				suppress = append(suppress, f.Suppress)
+			}
+		}
+		if _, err := tx.Exec(ctx, `
+UPDATE sends s SET status = v.status,
+    smtp_response = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN v.detail ELSE s.smtp_response END,
+    delayed_reason = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN NULL ELSE v.detail END,
+    recipient = nullif(v.recipient, ''), message_id = nullif(v.mid, ''), tone = nullif(v.tone, ''), tone_reason = nullif(v.reason, ''),
+    template_version = nullif(v.version, 0),
+    sent_at = CASE WHEN v.status = 'sent' THEN v.at END, claimed_by = NULL, updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::timestamptz[])
+    AS v(contact_id, id, status, detail, recipient, mid, tone, reason, version, at)
+WHERE s.contact_id = v.contact_id AND s.id = v.id`,
+			cids, ids, statuses, details, recips, mids, tones, reasons, versions, ats); err != nil {
+			return err
+		}
+		if len(nextC) > 0 {
+			if _, err := tx.Exec(ctx, `
+INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
+SELECT v.contact_id, v.enrolment_id, v.sequence, v.step, v.template, v.due_at
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::text[], $6::timestamptz[]) AS v(contact_id, enrolment_id, sequence, step, template, due_at)
+JOIN enrolments e ON e.contact_id = v.contact_id AND e.id = v.enrolment_id AND e.status = 'active'
+ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue); err != nil {
+				return err
+			}
+		}
+		if len(suppress) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO suppressions (email, reason, detail) SELECT unnest($1::text[]), 'hard_bounce', 'permanent failure on the recipient' ON CONFLICT DO NOTHING`, suppress); err != nil {
+				return err
+			}
+		}
+		if len(endings) > 0 {
+			return New(tx).EndEnrolments(ctx, endings)
+		}
+		return nil
+	})
+}
+
+// Delay implements campaigns.SendStore: the sends wait until the given
+// time with the reason, and their claims are released.
+func (s *Store) Delay(ctx context.Context, ds []campaigns.Delay) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := len(ds)
+	cids, ids := make([]int64, n), make([]int64, n)
+	untils := make([]time.Time, n)
+	reasons := make([]string, n)
+	retry := make([]bool, n)
+	for i, d := range ds {
+		cids[i], ids[i], untils[i], reasons[i], retry[i] = d.Due.ContactID, d.Due.ID, d.Until, d.Reason, d.Retry
+	}
+	_, err := s.db.Exec(ctx, `
+UPDATE sends s SET status = 'queued', due_at = v.until, delayed_reason = v.reason, claimed_by = NULL, updated_at = now(),
+    smtp_response = CASE WHEN v.retry THEN v.reason ELSE s.smtp_response END
+FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::bool[]) AS v(contact_id, id, until, reason, retry)
+WHERE s.contact_id = v.contact_id AND s.id = v.id AND s.status IN ('queued', 'sending')`, cids, ids, untils, reasons, retry)
+	return translate(err, "delaying sends")
+}
+
+// Heartbeat implements campaigns.SendStore.
+func (s *Store) Heartbeat(ctx context.Context, holder string, ttl time.Duration) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ('sender:' || $1, $1, now() + $2::interval)
+		ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at`, holder, ttl)
+	return translate(err, "sender heartbeat")
+}
+
+// RecoverInDoubt implements campaigns.SendStore: sends a stopped sender
+// left on the wire become 'unknown' (never resent); its claims on sends it
+// had not started are released.
+func (s *Store) RecoverInDoubt(ctx context.Context) (int, error) {
+	const alive = `SELECT holder FROM leases WHERE name LIKE 'sender:%' AND expires_at > now()`
+	tag, err := s.db.Exec(ctx, `UPDATE sends SET status = 'unknown', claimed_by = NULL, updated_at = now(),
+		smtp_response = 'in doubt: the sender stopped while this message was on the wire; not resent'
+		WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN (`+alive+`))`)
+	if err != nil {
+		return 0, translate(err, "recovering sends in doubt")
+	}
+	if _, err := s.db.Exec(ctx, `UPDATE sends SET claimed_by = NULL WHERE status = 'queued' AND claimed_by IS NOT NULL AND claimed_by NOT IN (`+alive+`)`); err != nil {
+		return 0, translate(err, "releasing claims")
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ReleaseClaims releases holder's claims on sends it has not started.
+func (s *Store) ReleaseClaims(ctx context.Context, holder string) error {
+	_, err := s.db.Exec(ctx, `UPDATE sends SET claimed_by = NULL WHERE status = 'queued' AND claimed_by = $1`, holder)
+	return translate(err, "releasing claims")
+}
+
+// Templates implements campaigns.SendStore.
+func (s *Store) Templates(ctx context.Context, names []string) (map[string]campaigns.StoredTemplate, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version, content FROM templates WHERE name = ANY($1::text[])`, names)
+	if err != nil {
+		return nil, translate(err, "loading templates")
+	}
+	out := map[string]campaigns.StoredTemplate{}
+	var (
+		name string
+		v    int
+		body []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&name, &v, &body}, func() error {
+		var tj templateJSON
+		if err := json.Unmarshal(body, &tj); err != nil {
+			return err
+		}
+		out[name] = campaigns.StoredTemplate{Template: templates.Template{Name: name, Base: tj.Base, Tones: tj.Tones}, Version: v}
+		return nil
+	})
+	return out, translate(err, "loading templates")
+}
+
+// ToneRuleSources implements campaigns.SendStore (as ToneRules).
+func (s *Store) toneRuleSources(ctx context.Context) ([]campaigns.ToneRuleSource, error) {
+	ts, err := s.ToneRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]campaigns.ToneRuleSource, len(ts))
+	for i, t := range ts {
+		out[i] = campaigns.ToneRuleSource{Tone: t.Tone, When: t.When}
+	}
+	return out, nil
+}
+
+// SendStore adapts the store to campaigns.SendStore (whose ToneRules
+// returns campaigns types).
+type SendStore struct{ *Store }
+
+// ToneRules implements campaigns.SendStore.
+func (s SendStore) ToneRules(ctx context.Context) ([]campaigns.ToneRuleSource, error) {
+	return s.toneRuleSources(ctx)
+}
+
+var _ campaigns.SendStore = SendStore{}
