@@ -1,0 +1,134 @@
+package mailer
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+)
+
+// reservedHeaders are the fields a message sets itself; Message.Headers may
+// not add a second one.
+var reservedHeaders = map[string]bool{
+	"from": true, "sender": true, "to": true, "cc": true, "bcc": true,
+	"subject": true, "date": true, "message-id": true, "mime-version": true,
+	"content-type": true, "content-transfer-encoding": true, "content-disposition": true,
+	"dkim-signature": true, "return-path": true, "received": true,
+	"in-reply-to": true, "references": true,
+}
+
+// build turns m into a go-mail message, through go-mail's checked setters
+// only: addresses are parsed, other values are RFC 2047-encoded when they
+// hold anything but printable ASCII, so nothing in a value can start a new
+// header field or add a recipient.
+func build(m *Message, now time.Time) (*gomail.Msg, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil message", ErrInvalidMessage)
+	}
+	if !validID(m.ID) {
+		return nil, fmt.Errorf("%w: id %q is not a dot-atom", ErrInvalidMessage, m.ID)
+	}
+	from, err := mail.ParseAddress(m.From)
+	if err != nil {
+		return nil, fmt.Errorf("%w: From %q: %v", ErrInvalidMessage, m.From, err)
+	}
+	at := strings.LastIndexByte(from.Address, '@')
+	if at < 0 || at == len(from.Address)-1 {
+		return nil, fmt.Errorf("%w: From %q has no domain", ErrInvalidMessage, m.From)
+	}
+	if m.Text == "" {
+		return nil, fmt.Errorf("%w: no text part", ErrInvalidMessage)
+	}
+
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	msg.FromMailAddress(from)
+	if err := msg.To(m.To); err != nil {
+		return nil, fmt.Errorf("%w: To: %v", ErrInvalidMessage, err)
+	}
+	msg.Subject(oneLine(m.Subject))
+	msg.SetMessageIDWithValue(m.ID + "@" + from.Address[at+1:])
+	date := m.Date
+	if date.IsZero() {
+		date = now
+	}
+	msg.SetDateWithValue(date)
+
+	var names []string
+	values := map[string][]string{}
+	canon := map[string]string{}
+	for _, h := range m.Headers {
+		name, value := h[0], h[1]
+		if !validFieldName(name) {
+			return nil, fmt.Errorf("%w: header name %q", ErrInvalidMessage, name)
+		}
+		key := strings.ToLower(name)
+		if reservedHeaders[key] {
+			return nil, fmt.Errorf("%w: header %s is set by the mailer", ErrInvalidMessage, name)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, fmt.Errorf("%w: header %s: line break in value", ErrInvalidMessage, name)
+		}
+		if _, ok := canon[key]; !ok {
+			canon[key] = name
+			names = append(names, key)
+		}
+		values[key] = append(values[key], value)
+	}
+	for _, key := range names {
+		if key == "reply-to" {
+			if err := msg.ReplyTo(strings.Join(values[key], ", ")); err != nil {
+				return nil, fmt.Errorf("%w: Reply-To: %v", ErrInvalidMessage, err)
+			}
+			continue
+		}
+		msg.SetGenHeader(gomail.Header(canon[key]), values[key]...)
+	}
+
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	if m.HTML != "" {
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	}
+	return msg, nil
+}
+
+// validID reports whether id is an RFC 5322 dot-atom-text, so that
+// <id@domain> is a valid msg-id.
+func validID(id string) bool {
+	if id == "" || len(id) > 200 || id[0] == '.' || id[len(id)-1] == '.' || strings.Contains(id, "..") {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldName reports whether name is an RFC 5322 field-name: printable
+// ASCII without ':' (and without space).
+func validFieldName(name string) bool {
+	if name == "" || len(name) > 76 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// oneLine replaces every run of line breaks with one space.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\r' || r == '\n' }), " ")
+}
