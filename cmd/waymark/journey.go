@@ -148,7 +148,11 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 	eng := lifecycle.NewEngine(st, log)
 	runner := campaigns.NewRunner(st, log)
 	eng.Hook = runner
-	sender, err := newSender(&cfg, st, runner, log)
+	clock := time.Now
+	if *asOf != "" {
+		clock = func() time.Time { return at }
+	}
+	sender, err := newSender(&cfg, st, runner, log, clock)
 	if err != nil {
 		return err
 	}

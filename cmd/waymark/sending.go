@@ -22,7 +22,8 @@ func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) { return m
 
 // newSender builds the sender from the configuration; nil (and no error)
 // when no SMTP server is configured.
-func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, log *slog.Logger) (*campaigns.Sender, error) {
+// now is the sender's clock (time.Now, or the instant of a backtest).
+func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, log *slog.Logger, now func() time.Time) (*campaigns.Sender, error) {
 	if cfg.SMTP == nil {
 		return nil, nil
 	}
@@ -50,7 +51,7 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	base := publicURL(cfg)
-	return campaigns.NewSender(store.SendStore{Store: st}, dialer{d}, runner, log, time.Now, campaigns.SenderConfig{
+	return campaigns.NewSender(store.SendStore{Store: st}, dialer{d}, runner, log, now, campaigns.SenderConfig{
 		From:        cfg.From,
 		Connections: conns,
 		Holder:      fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),

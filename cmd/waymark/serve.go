@@ -78,7 +78,7 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	engine := lifecycle.NewEngine(s.store, log)
 	runner := campaigns.NewRunner(s.store, log)
 	engine.Hook = runner
-	sender, err := newSender(cfg, s.store, runner, log)
+	sender, err := newSender(cfg, s.store, runner, log, time.Now)
 	if err != nil {
 		return err
 	}
