@@ -100,9 +100,32 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	go func() { defer workers.Done(); reactor.Run(ctx) }()
 	go func() { defer workers.Done(); sched.Run(ctx) }()
 	if sender != nil {
-		runner.Wake = sender.Wake
-		workers.Add(1)
+		// Sends that became due now go out at once: here directly, and on
+		// the other instances through NOTIFY.
+		notify := make(chan struct{}, 1)
+		runner.Wake = func() {
+			sender.Wake()
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+		}
+		workers.Add(3)
 		go func() { defer workers.Done(); sender.Run(ctx, 5*time.Second) }()
+		go func() { defer workers.Done(); store.Listen(ctx, pool, store.SendsChannel, sender.Wake, log) }()
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-notify:
+					if err := s.store.Notify(ctx, store.SendsChannel); err != nil && ctx.Err() == nil {
+						log.Warn("notifying other instances", "err", err)
+					}
+				}
+			}
+		}()
 	} else {
 		log.Warn("no SMTP server configured (WAYMARK_SMTP_URL): emails are queued but not sent")
 	}

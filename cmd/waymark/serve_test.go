@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +17,18 @@ import (
 
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/smtptest"
 )
 
 // startServe runs `serve` in-process on a fresh database and returns its
 // base URL and a pool on its database.
 func startServe(t *testing.T, journeyYAML string) (string, *pgxpool.Pool) {
+	t.Helper()
+	return startServeWith(t, journeyYAML, nil)
+}
+
+// startServeWith is startServe with extra environment (SMTP…).
+func startServeWith(t *testing.T, journeyYAML string, extra map[string]string) (string, *pgxpool.Pool) {
 	t.Helper()
 	url := pgtest.Clone(t)
 	if journeyYAML != "" {
@@ -31,9 +39,11 @@ func startServe(t *testing.T, journeyYAML string) (string, *pgxpool.Pool) {
 		}
 	}
 	cfg := &config.Config{}
-	if err := cfg.Load(func(k string) string {
-		return map[string]string{"DATABASE_URL": url, "WAYMARK_HTTP_ADDR": "127.0.0.1:0", "WAYMARK_WRITE_KEY": "wk"}[k]
-	}); err != nil {
+	env := map[string]string{"DATABASE_URL": url, "WAYMARK_HTTP_ADDR": "127.0.0.1:0", "WAYMARK_WRITE_KEY": "wk"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	if err := cfg.Load(func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -120,5 +130,58 @@ func TestServeEvaluatesOnEvents(t *testing.T) {
 	_ = pool.QueryRow(context.Background(), "SELECT trigger FROM transitions WHERE rule = 'big-spender'").Scan(&trigger)
 	if trigger != "event" {
 		t.Fatalf("big-spender move triggered by %q, want event", trigger)
+	}
+}
+
+// An event that starts a sequence with a 0-delay step is mailed at once,
+// not at the next tick; a goal reached by a later event cancels the rest.
+func TestServeSendsOnEventsAndStopsAtTheGoal(t *testing.T) {
+	t.Parallel()
+	smtp := smtptest.Start(t)
+	base, pool := startServeWith(t, `sequences:
+  - name: cart
+    trigger: {event: cart_updated}
+    goal: count("order_completed", "enrolment") > 0
+    steps:
+      - {after: 0h, template: got-it}
+      - {after: 1h, template: reminder}
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - {name: got-it, subject: "Your cart is saved", text: "We saved it."}
+  - {name: reminder, subject: "Still thinking?", text: "Your cart misses you."}
+`, map[string]string{"WAYMARK_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "WAYMARK_FROM": "shop@shop.example", "WAYMARK_CRON": "@every 1h"})
+	if code := postJSON(t, base, "/v1/identify", `{"userId":"ann","traits":{"email":"ann@example.com"},"messageId":"i1"}`); code != 200 {
+		t.Fatalf("identify: %d", code)
+	}
+	start := time.Now()
+	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"cart_updated","messageId":"c1"}`); code != 200 {
+		t.Fatalf("track: %d", code)
+	}
+	msgs := smtp.WaitFor(1, 5*time.Second)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the 0-delay email took %v", took)
+	}
+	if subj := msgs[0].Header("Subject"); len(subj) != 1 || subj[0] != "Your cart is saved" {
+		t.Fatalf("subject %v", subj)
+	}
+	// Ann buys before the reminder is due: it is cancelled at once.
+	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1"}`); code != 200 {
+		t.Fatalf("order: %d", code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var status, reason string
+		_ = pool.QueryRow(context.Background(), `SELECT e.status, coalesce(s.delayed_reason, '') FROM enrolments e JOIN sends s ON s.enrolment_id = e.id AND s.step = 1`).Scan(&status, &reason)
+		if status == "converted" && strings.HasPrefix(reason, "converted: goal reached") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enrolment %q, reminder %q", status, reason)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := smtp.Count(); n != 1 {
+		t.Fatalf("%d messages, want 1", n)
 	}
 }
