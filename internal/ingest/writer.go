@@ -32,15 +32,17 @@ type Result struct {
 // the writer is stopping); clients should retry.
 var ErrUnavailable = errors.New("storage unavailable, retry")
 
-// Writer group-commits messages from concurrent requests: each flusher takes
-// whatever is waiting, up to MaxBatch messages, and writes it in one
+// Writer group-commits messages from concurrent requests. Messages are
+// routed to a flusher by their identity (userId, else anonymousId), so two
+// flushers never create the same contact at once; each flusher takes
+// whatever is waiting for it, up to MaxBatch messages, and writes it in one
 // transaction, so under load one commit carries many requests and a 200
 // never goes out before the commit.
 type Writer struct {
 	store    Store
 	log      *slog.Logger
 	maxBatch int
-	in       chan *pending
+	in       []chan *pending // one per flusher
 	wg       sync.WaitGroup
 	onStored func(ctx context.Context, res Result)
 	stop     chan struct{}
@@ -66,15 +68,32 @@ func NewWriter(store Store, log *slog.Logger, opt WriterOptions) *Writer {
 	if opt.Flushers <= 0 {
 		opt.Flushers = 4
 	}
+	opt.Flushers = min(opt.Flushers, 256) // shards are numbered in a byte
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 4000
 	}
-	w := &Writer{store: store, log: log, maxBatch: opt.MaxBatch, in: make(chan *pending, 1024), onStored: opt.OnStored, stop: make(chan struct{})}
+	w := &Writer{store: store, log: log, maxBatch: opt.MaxBatch, onStored: opt.OnStored, stop: make(chan struct{})}
 	for i := 0; i < opt.Flushers; i++ {
+		in := make(chan *pending, 256)
+		w.in = append(w.in, in)
 		w.wg.Add(1)
-		go w.flusher()
+		go w.flusher(in)
 	}
 	return w
+}
+
+// shard picks the flusher for m: FNV-1a of its userId, else anonymousId.
+func (w *Writer) shard(m *Message) int {
+	id := m.UserID
+	if id == "" {
+		id = m.AnonymousID
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % uint32(len(w.in)))
 }
 
 // Write stores msgs and returns once they are committed (nil) or known not
@@ -83,17 +102,72 @@ func (w *Writer) Write(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	p := &pending{msgs: msgs, done: make(chan error, 1)}
-	select {
-	case w.in <- p:
-	case <-w.stop:
-		return ErrUnavailable
-	case <-ctx.Done():
-		return ctx.Err()
+	n := len(w.in)
+	// Split by flusher, keeping each part in message order.
+	first := w.shard(&msgs[0])
+	split := false
+	shards := make([]uint8, len(msgs))
+	if n > 1 {
+		for i := range msgs {
+			k := w.shard(&msgs[i])
+			shards[i] = uint8(k)
+			if k != first {
+				split = true
+			}
+		}
+	}
+	done := make(chan error, n)
+	var parts []*pending
+	if !split {
+		parts = []*pending{{msgs: msgs, done: done}}
+	} else {
+		counts := make([]int, n)
+		for _, k := range shards {
+			counts[k]++
+		}
+		byShard := make([][]Message, n)
+		for k, c := range counts {
+			if c > 0 {
+				byShard[k] = make([]Message, 0, c)
+			}
+		}
+		for i, k := range shards {
+			byShard[k] = append(byShard[k], msgs[i])
+		}
+		for _, ms := range byShard {
+			if len(ms) > 0 {
+				parts = append(parts, &pending{msgs: ms, done: done})
+			}
+		}
+	}
+	handed := 0
+	var err error
+hand:
+	for _, p := range parts {
+		k := first
+		if split {
+			k = w.shard(&p.msgs[0])
+		}
+		select {
+		case w.in[k] <- p:
+			handed++
+		case <-w.stop:
+			err = ErrUnavailable
+			break hand
+		case <-ctx.Done():
+			err = ctx.Err()
+			break hand
+		}
 	}
 	// Once handed over, wait for the outcome even if the client gave up:
-	// the answer decides nothing more, but returning early would be a lie.
-	return <-p.done
+	// the answer decides nothing more, but returning early would be a lie
+	// (and the messages may point into the request's buffer).
+	for i := 0; i < handed; i++ {
+		if e := <-done; e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
 }
 
 // Close stops accepting writes and waits for the flushers to finish.
@@ -102,17 +176,17 @@ func (w *Writer) Close() {
 	w.wg.Wait()
 }
 
-func (w *Writer) flusher() {
+func (w *Writer) flusher(in chan *pending) {
 	defer w.wg.Done()
 	for {
 		var first *pending
 		select {
-		case first = <-w.in:
+		case first = <-in:
 		case <-w.stop:
 			// Drain what was handed over before stopping.
 			for {
 				select {
-				case p := <-w.in:
+				case p := <-in:
 					w.flush([]*pending{p})
 				default:
 					return
@@ -124,7 +198,7 @@ func (w *Writer) flusher() {
 	gather:
 		for n < w.maxBatch {
 			select {
-			case p := <-w.in:
+			case p := <-in:
 				group = append(group, p)
 				n += len(p.msgs)
 			default:
@@ -140,6 +214,11 @@ func (w *Writer) flush(group []*pending) {
 	if len(group) == 1 {
 		msgs = group[0].msgs
 	} else {
+		n := 0
+		for _, p := range group {
+			n += len(p.msgs)
+		}
+		msgs = make([]Message, 0, n)
 		for _, p := range group {
 			msgs = append(msgs, p.msgs...)
 		}
@@ -150,6 +229,18 @@ func (w *Writer) flush(group []*pending) {
 	if err != nil {
 		w.log.Error("storing events", "messages", len(msgs), "err", err)
 		err = errors.Join(ErrUnavailable, err)
+	}
+	if err == nil && w.onStored != nil && len(res.Contacts) > 0 {
+		// The messages may point into request buffers that are reused
+		// once the requests are answered: keep copies of what OnStored
+		// sees.
+		for c, m := range res.Latest {
+			cp := *m
+			cp.Properties = clone(m.Properties)
+			cp.Traits = clone(m.Traits)
+			cp.Context = clone(m.Context)
+			res.Latest[c] = &cp
+		}
 	}
 	for _, p := range group {
 		p.done <- err

@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/waymark/waymark/internal/ingest"
 )
@@ -11,11 +15,151 @@ import (
 // Import stores a large chunk of messages from a bulk file in one
 // transaction, with the same identity and de-duplication rules as Ingest.
 func (s *Store) Import(ctx context.Context, msgs []ingest.Message) (ingest.Result, error) {
+	return s.NewImporter().Import(ctx, msgs)
+}
+
+// Importer stores the chunks of one bulk import. It loads events with COPY
+// and remembers the contacts of the user ids it has seen (a user id's
+// contact never changes once written), so a chunk of known users costs no
+// lookup. It is safe for concurrent use.
+type Importer struct {
+	s     *Store
+	cache *identityCache
+}
+
+// NewImporter starts an import.
+func (s *Store) NewImporter() *Importer {
+	return &Importer{s: s, cache: &identityCache{m: map[string]int64{}}}
+}
+
+// Import stores one chunk in one transaction.
+func (im *Importer) Import(ctx context.Context, msgs []ingest.Message) (ingest.Result, error) {
 	var res ingest.Result
-	err := s.inTx(ctx, "importing events", func(tx pgx.Tx) error {
-		var err error
-		res, err = ingestTx(ctx, tx, msgs)
-		return err
-	})
+	err := im.s.ingestTx(ctx, "importing events", msgs, ingestOptions{copy: true, cache: im.cache}, func(r ingest.Result, _ map[int64]int64) { res = r })
 	return res, err
+}
+
+type cached struct {
+	identity string
+	contact  int64
+}
+
+// identityCache maps user identities ("u:…") to their contacts.
+type identityCache struct {
+	mu sync.RWMutex
+	m  map[string]int64
+}
+
+// fill puts the cached identities of idents into known and returns the
+// others.
+func (c *identityCache) fill(idents []string, known map[string]identityInfo) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rest := idents[:0]
+	for _, k := range idents {
+		if id, ok := c.m[k]; ok {
+			known[k] = identityInfo{id, true}
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	return rest
+}
+
+func (c *identityCache) add(l []cached) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range l {
+		c.m[e.identity] = e.contact
+	}
+}
+
+var eventColumns = []string{"contact_id", "message_id", "kind", "name", "properties", "context", "occurred_at"}
+
+// copyEvents loads the events with COPY, in (contact, message) order, under
+// a savepoint the caller set; if one is already stored (a re-import), it
+// rolls back to the savepoint and inserts them once each with fallback
+// instead. It returns the events stored and the positions (1-based) of the
+// new ones.
+func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf []int64, fallback func(b *pgx.Batch)) (int64, []int64, error) {
+	order := make([]int, len(msgs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if contactOf[a] != contactOf[b] {
+			if contactOf[a] < contactOf[b] {
+				return -1
+			}
+			return 1
+		}
+		if msgs[a].MessageID < msgs[b].MessageID {
+			return -1
+		}
+		if msgs[a].MessageID > msgs[b].MessageID {
+			return 1
+		}
+		return 0
+	})
+	// The same message twice in the chunk would stop COPY: go the slow way.
+	dup := false
+	for j := 1; j < len(order); j++ {
+		a, b := order[j-1], order[j]
+		if contactOf[a] == contactOf[b] && msgs[a].MessageID == msgs[b].MessageID {
+			dup = true
+			break
+		}
+	}
+	if !dup {
+		row := make([]any, len(eventColumns))
+		j := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if j == len(order) {
+				return nil, nil
+			}
+			m := &msgs[order[j]]
+			row[0], row[1], row[2], row[3], row[4], row[6] = contactOf[order[j]], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
+			if len(m.Context) > 0 {
+				row[5] = m.Context
+			} else {
+				row[5] = nil
+			}
+			j++
+			return row, nil
+		})
+		var err error
+		if t.conn != nil {
+			_, err = t.conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
+		} else {
+			_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
+		}
+		if err == nil {
+			fresh := make([]int64, len(msgs))
+			for i := range fresh {
+				fresh[i] = int64(i + 1)
+			}
+			return int64(len(msgs)), fresh, nil
+		}
+		var pg *pgconn.PgError
+		if !errors.As(err, &pg) || pg.Code != "23505" {
+			return 0, nil, err
+		}
+	}
+	var (
+		stored int64
+		fresh  []int64
+	)
+	if !dup {
+		// On its own: pgx cannot prepare the fallback in an aborted
+		// transaction.
+		err := t.run(ctx, false, func(b *pgx.Batch) { b.Queue("rollback to savepoint copy_events") },
+			func(br pgx.BatchResults) error { _, err := br.Exec(); return err })
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	err := t.run(ctx, false, fallback, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&stored, &fresh)
+	})
+	return stored, fresh, err
 }

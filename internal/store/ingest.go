@@ -3,39 +3,92 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/ingest"
 )
 
 const (
+	// sqlStoreKnown stores, in one statement (one round trip, one commit),
+	// the messages whose contact the identities already decide: a single
+	// known id, or a known user id whose anonymous id needs no joining
+	// (it is the same contact, or another identified contact's: shared
+	// devices). It returns the positions (1-based) of the messages it
+	// could not place, and of the events it stored with their contacts.
+	sqlStoreKnown = `
+WITH m AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[])
+        WITH ORDINALITY AS m(uk, ak, mid, kind, name, props, ctx, ts, ord)
+), r AS (
+    SELECT m.ord, m.mid, m.kind, m.name, m.props, m.ctx, m.ts,
+        CASE
+            WHEN m.uk = '' THEN a.contact_id
+            WHEN u.contact_id IS NULL THEN NULL
+            WHEN m.ak = '' OR a.contact_id = u.contact_id THEN u.contact_id
+            WHEN a.contact_id IS NOT NULL
+                AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = a.contact_id AND c.user_id IS NOT NULL) THEN u.contact_id
+        END AS cid
+    FROM m
+    LEFT JOIN identities u ON u.identity = m.uk AND m.uk <> ''
+    LEFT JOIN identities a ON a.identity = m.ak AND m.ak <> ''
+), ins AS (
+    INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at)
+    SELECT cid, mid, kind, name, props, ctx, ts FROM r WHERE cid IS NOT NULL ORDER BY cid, mid
+    ON CONFLICT (contact_id, message_id) DO NOTHING
+    RETURNING contact_id, message_id
+)
+SELECT
+    (SELECT count(*) FROM ins),
+    array_agg(r.ord) FILTER (WHERE r.cid IS NULL),
+    array_agg(r.ord) FILTER (WHERE ins.contact_id IS NOT NULL),
+    array_agg(r.cid) FILTER (WHERE ins.contact_id IS NOT NULL)
+FROM r LEFT JOIN ins ON ins.contact_id = r.cid AND ins.message_id = r.mid`
+
 	sqlResolveIdentities = `
 SELECT i.identity, i.contact_id, c.user_id IS NOT NULL
 FROM identities i JOIN contacts c ON c.id = i.contact_id
 WHERE i.identity = ANY($1::text[])`
 
-	sqlNewContactIDs = `SELECT nextval('contact_id_seq') FROM generate_series(1, $1::int)`
-
-	sqlInsertIdentities = `
+	// sqlClaimIdentities draws contact ids for the new contacts ($1, their
+	// placeholders) and maps the new identities to them or to existing
+	// contacts. An identity another transaction created first is skipped
+	// (after waiting for that transaction to end), so fewer rows come back
+	// and the caller starts again knowing it.
+	sqlClaimIdentities = `
+WITH drawn AS MATERIALIZED (
+    SELECT p, nextval('contact_id_seq') AS id FROM unnest($1::bigint[]) AS p
+)
 INSERT INTO identities (identity, contact_id)
-SELECT * FROM unnest($1::text[], $2::bigint[])
+SELECT t.k, coalesce(d.id, t.c) FROM unnest($2::text[], $3::bigint[]) AS t(k, c) LEFT JOIN drawn d ON d.p = t.c
+ORDER BY t.k
 ON CONFLICT (identity) DO NOTHING
-RETURNING identity`
+RETURNING identity, contact_id`
 
 	sqlInsertContacts = `
 INSERT INTO contacts (id, user_id, anonymous_id, created_at, stage_entered_at)
 SELECT id, nullif(u, ''), nullif(a, ''), ts, ts FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS t(id, u, a, ts)`
 
+	// sqlInsertEvents stores events once each and returns how many it
+	// stored and the positions (1-based) of the new ones.
 	sqlInsertEvents = `
-INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[])
-ON CONFLICT (contact_id, message_id) DO NOTHING
-RETURNING contact_id, message_id`
+WITH m AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[])
+        WITH ORDINALITY AS m(cid, mid, kind, name, props, ctx, ts, ord)
+), ins AS (
+    INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at)
+    SELECT cid, mid, kind, name, props, ctx, ts FROM m ORDER BY cid, mid
+    ON CONFLICT (contact_id, message_id) DO NOTHING
+    RETURNING contact_id, message_id
+)
+SELECT (SELECT count(*) FROM ins), array_agg(m.ord)
+FROM m JOIN ins ON ins.contact_id = m.cid AND ins.message_id = m.mid`
 
 	sqlMergeTraits = `
 UPDATE contacts c SET
@@ -52,43 +105,291 @@ FROM unnest($1::bigint[], $2::text[]) AS v(id, user_id)
 WHERE c.id = v.id AND c.user_id IS NULL`
 )
 
-// mergeContact moves everything of an anonymous contact into the
-// identified contact it turned out to be, and marks it merged.
-func mergeContact(ctx context.Context, tx pgx.Tx, from, to int64) error {
-	steps := []struct {
-		sql  string
-		args []any
-	}{
-		{`INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at, received_at)
+// queueMerge queues the statements that move everything of an anonymous
+// contact into the identified contact it turned out to be, and mark it
+// merged.
+func queueMerge(b *pgx.Batch, from, to int64) {
+	b.Queue(`INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at, received_at)
 		  SELECT $2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1
-		  ON CONFLICT (contact_id, message_id) DO NOTHING`, []any{from, to}},
-		{`DELETE FROM events WHERE contact_id = $1`, []any{from}},
-		{`UPDATE identities SET contact_id = $2 WHERE contact_id = $1`, []any{from, to}},
-		{`UPDATE contacts t SET traits = f.traits || t.traits, email = coalesce(t.email, f.email),
+		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
+	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
+	b.Queue(`UPDATE identities SET contact_id = $2 WHERE contact_id = $1`, from, to)
+	b.Queue(`UPDATE contacts t SET traits = f.traits || t.traits, email = coalesce(t.email, f.email),
 		         created_at = least(t.created_at, f.created_at), updated_at = now()
-		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, []any{from, to}},
-		{`UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1`, []any{from, to}},
-	}
-	for _, st := range steps {
-		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-			return fmt.Errorf("merging contact %d into %d: %w", from, to, err)
-		}
-	}
-	return nil
+		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, from, to)
+	b.Queue(`UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1`, from, to)
 }
+
+const mergeStatements = 5
 
 // Ingest implements ingest.Store: it resolves each message's contact
 // (creating contacts for new ids, joining an anonymous id to a user id,
 // merging an anonymous contact into the identified one), stores the events
-// once each, and merges identify traits, all in one transaction.
+// once each, and merges identify traits.
+//
+// Messages whose contact is already known (the steady state: returning
+// users) are stored by one statement in its own implicit transaction; the
+// others (new ids, joins, identify traits) in one transaction after it.
+// Either part may commit without the other when the database fails midway;
+// a client retrying the whole request then stores only what is missing.
 func (s *Store) Ingest(ctx context.Context, msgs []ingest.Message) (ingest.Result, error) {
-	var res ingest.Result
-	err := s.inTx(ctx, "storing events", func(tx pgx.Tx) error {
-		var err error
-		res, err = ingestTx(ctx, tx, msgs)
-		return err
-	})
-	return res, err
+	res, rest, err := s.storeKnown(ctx, msgs)
+	if err != nil {
+		return ingest.Result{}, translate(err, "storing events")
+	}
+	if len(rest) == 0 {
+		return res, nil
+	}
+	slow := make([]ingest.Message, len(rest))
+	for i, j := range rest {
+		slow[i] = msgs[j]
+	}
+	var (
+		sres   ingest.Result
+		merged map[int64]int64
+	)
+	err = s.ingestTx(ctx, "storing events", slow, ingestOptions{}, func(r ingest.Result, m map[int64]int64) { sres, merged = r, m })
+	if err != nil {
+		return ingest.Result{}, err
+	}
+	return combine(res, sres, merged), nil
+}
+
+// storeKnown runs sqlStoreKnown for the messages it may place and returns
+// what it stored and the positions of the messages left for ingestTx.
+func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.Result, []int, error) {
+	res := ingest.Result{}
+	var (
+		eligible = make([]int, 0, len(msgs))
+		rest     []int
+	)
+	for i := range msgs {
+		if msgs[i].Kind == ingest.KindIdentify {
+			rest = append(rest, i)
+		} else {
+			eligible = append(eligible, i)
+		}
+	}
+	if len(eligible) == 0 {
+		return res, rest, nil
+	}
+	n := len(eligible)
+	var (
+		uks   = make([]string, n)
+		aks   = make([]string, n)
+		mids  = make([]string, n)
+		kinds = make([]string, n)
+		names = make([]string, n)
+		props = make([]json.RawMessage, n)
+		ctxs  = make([]json.RawMessage, n)
+		times = make([]time.Time, n)
+	)
+	for j, i := range eligible {
+		m := &msgs[i]
+		k := identityKeys(m)
+		uks[j], aks[j], mids[j], kinds[j], names[j], props[j], times[j] = k[0], k[1], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
+		if len(m.Context) > 0 {
+			ctxs[j] = m.Context
+		}
+	}
+	var (
+		stored           int64
+		unplaced, freshs []int64
+		cids             []int64
+	)
+	err := s.db.QueryRow(ctx, sqlStoreKnown, uks, aks, mids, kinds, names, props, ctxs, times).Scan(&stored, &unplaced, &freshs, &cids)
+	if err != nil {
+		return res, nil, err
+	}
+	for _, o := range unplaced {
+		rest = append(rest, eligible[o-1])
+	}
+	slices.Sort(rest)
+	idx := make([]int, len(freshs))
+	for j, o := range freshs {
+		idx[j] = eligible[o-1]
+	}
+	res = buildResult(msgs, idx, cids, int(stored), len(eligible)-len(unplaced))
+	return res, rest, nil
+}
+
+// buildResult reports the new events: fresh are their positions in msgs
+// (a message repeated within the batch may appear more than once), cids
+// their contacts, stored the number of rows inserted, placed the number of
+// messages that were tried.
+func buildResult(msgs []ingest.Message, fresh []int, cids []int64, stored, placed int) ingest.Result {
+	res := ingest.Result{Stored: stored, Duplicates: placed - stored}
+	if stored != len(fresh) {
+		// The same message twice in one batch: report it once.
+		type key struct {
+			c int64
+			m string
+		}
+		seen := make(map[key]bool, len(fresh))
+		var f2 []int
+		var c2 []int64
+		for j, i := range fresh {
+			k := key{cids[j], msgs[i].MessageID}
+			if !seen[k] {
+				seen[k] = true
+				f2, c2 = append(f2, i), append(c2, cids[j])
+			}
+		}
+		fresh, cids = f2, c2
+	}
+	// In message order, so that names come in the order sent.
+	order := make([]int, len(fresh))
+	for j := range order {
+		order[j] = j
+	}
+	sort.Slice(order, func(x, y int) bool { return fresh[order[x]] < fresh[order[y]] })
+	res.Latest = make(map[int64]*ingest.Message, len(fresh))
+	res.Names = make(map[int64][]string, len(fresh))
+	for _, j := range order {
+		m, c := &msgs[fresh[j]], cids[j]
+		if l := res.Latest[c]; l == nil {
+			res.Contacts = append(res.Contacts, c)
+			res.Latest[c] = m
+		} else if !m.Timestamp.Before(l.Timestamp) {
+			res.Latest[c] = m
+		}
+		res.Names[c] = append(res.Names[c], m.Name)
+	}
+	slices.Sort(res.Contacts)
+	return res
+}
+
+// combine adds b (stored after a) to a; merged maps contacts b merged away
+// to the contacts they were merged into.
+func combine(a, b ingest.Result, merged map[int64]int64) ingest.Result {
+	out := ingest.Result{
+		Stored:     a.Stored + b.Stored,
+		Duplicates: a.Duplicates + b.Duplicates,
+		Latest:     make(map[int64]*ingest.Message, len(a.Latest)+len(b.Latest)),
+		Names:      make(map[int64][]string, len(a.Names)+len(b.Names)),
+	}
+	add := func(r ingest.Result) {
+		for _, c0 := range r.Contacts {
+			c := c0
+			for {
+				to, ok := merged[c]
+				if !ok {
+					break
+				}
+				c = to
+			}
+			if _, ok := out.Names[c]; !ok {
+				out.Names[c] = nil
+				out.Contacts = append(out.Contacts, c)
+			}
+			if l, m := out.Latest[c], r.Latest[c0]; m != nil && (l == nil || !m.Timestamp.Before(l.Timestamp)) {
+				out.Latest[c] = m
+			}
+			out.Names[c] = append(out.Names[c], r.Names[c0]...)
+		}
+	}
+	add(a)
+	add(b)
+	slices.Sort(out.Contacts)
+	return out
+}
+
+// txn is one ingest transaction. On a pool it holds a connection of its
+// own and sends BEGIN and COMMIT in the round trips of the statements next
+// to them; on anything else (a test's transaction) it nests with Begin.
+type txn struct {
+	conn  *pgxpool.Conn
+	tx    pgx.Tx
+	begun bool
+	ended bool
+}
+
+func (s *Store) begin(ctx context.Context) (*txn, error) {
+	if p, ok := s.db.(*pgxpool.Pool); ok {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &txn{conn: c}, nil
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &txn{tx: tx}, nil
+}
+
+// run sends the statements queue queues in one round trip (with BEGIN
+// before them, the first time, and COMMIT after them if commit), and reads
+// their results with read.
+func (t *txn) run(ctx context.Context, commit bool, queue func(b *pgx.Batch), read func(br pgx.BatchResults) error) error {
+	b := &pgx.Batch{}
+	lead := 0
+	if t.conn != nil && !t.begun {
+		b.Queue("begin")
+		lead = 1
+	}
+	t.begun = true
+	queue(b)
+	if commit && t.conn != nil {
+		b.Queue("commit")
+	}
+	if b.Len() == 0 {
+		if commit {
+			t.ended = true
+			return t.tx.Commit(ctx)
+		}
+		return nil
+	}
+	var br pgx.BatchResults
+	if t.conn != nil {
+		br = t.conn.SendBatch(ctx, b)
+	} else {
+		br = t.tx.SendBatch(ctx, b)
+	}
+	err := func() error {
+		for i := 0; i < lead; i++ {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if err := read(br); err != nil {
+			return err
+		}
+		if commit && t.conn != nil {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			t.ended = true
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && commit && t.tx != nil {
+		err = t.tx.Commit(ctx)
+		t.ended = true
+	}
+	return err
+}
+
+// close rolls back what was not committed and gives the connection back.
+func (t *txn) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if t.conn != nil {
+		if t.begun && !t.ended {
+			// A connection left inside a transaction is destroyed by the
+			// pool on release, so a failed rollback is harmless.
+			_, _ = t.conn.Exec(ctx, "rollback")
+		}
+		t.conn.Release()
+		return
+	}
+	if !t.ended {
+		_ = t.tx.Rollback(ctx)
+	}
 }
 
 type identityInfo struct {
@@ -96,7 +397,171 @@ type identityInfo struct {
 	identified bool // the contact has a user id
 }
 
-func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Result, error) {
+// errLost means another transaction created one of the identities this
+// one meant to create: start again, knowing it.
+var errLost = errors.New("identity created concurrently")
+
+// ingestTx stores msgs in one transaction, starting again when it loses a
+// race to create an identity (it waits for the winner to commit, so the
+// next attempt finds it) or deadlocks. done gets the result and the
+// contacts merged away.
+func (s *Store) ingestTx(ctx context.Context, doing string, msgs []ingest.Message, o ingestOptions, done func(ingest.Result, map[int64]int64)) error {
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		var t *txn
+		t, err = s.begin(ctx)
+		if err != nil {
+			break
+		}
+		var (
+			res    ingest.Result
+			merged map[int64]int64
+		)
+		var learned []cached
+		if o.cache != nil {
+			o.learned = &learned
+		}
+		res, merged, err = ingestIn(ctx, t, msgs, o)
+		t.close()
+		if err == nil {
+			if o.cache != nil {
+				o.cache.add(learned)
+			}
+			done(res, merged)
+			return nil
+		}
+		if !errors.Is(err, errLost) && !retryable(err) {
+			break
+		}
+	}
+	return translate(err, doing)
+}
+
+// plan is how a batch maps to contacts, decided from the identities known.
+type plan struct {
+	contactOf []int64 // per message; negative: a new contact's placeholder
+	created   []newContact
+	newIdents map[string]int64 // identity → contact (or placeholder)
+	identify  map[int64]string // existing anonymous contact → user id it now has
+	merges    [][2]int64       // anonymous contact → identified contact
+	merged    map[int64]int64  // contact or placeholder → the one it was folded into
+	known     map[string]identityInfo
+}
+
+type newContact struct {
+	user, anon string
+	dead       bool // folded into another contact of the batch
+}
+
+// decide maps each message to its contact, in order. New contacts get
+// placeholder ids (negative) until ids are drawn from the sequence.
+func decide(msgs []ingest.Message, known map[string]identityInfo) *plan {
+	p := &plan{
+		contactOf: make([]int64, len(msgs)),
+		newIdents: map[string]int64{},
+		identify:  map[int64]string{},
+		merged:    map[int64]int64{},
+		known:     known,
+	}
+	nextHolder := int64(-1)
+	lookup := func(id string) (identityInfo, bool) {
+		info, ok := known[id]
+		if ok {
+			if to, m := p.merged[info.contact]; m {
+				info.contact = to
+			}
+		}
+		return info, ok
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		keys := identityKeys(m)
+		u, a := keys[0], keys[1]
+		ui, uok := lookup(u)
+		ai, aok := lookup(a)
+		switch {
+		case u != "" && uok:
+			p.contactOf[i] = ui.contact
+			if a != "" && !aok {
+				known[a] = identityInfo{ui.contact, true}
+				p.newIdents[a] = ui.contact
+			} else if a != "" && ai.contact != ui.contact && !ai.identified {
+				// The anonymous visitor turned out to be this user.
+				if ai.contact > 0 {
+					p.merges = append(p.merges, [2]int64{ai.contact, ui.contact})
+				} else {
+					// Created earlier in this batch: fold it in instead.
+					p.created[-ai.contact-1].dead = true
+					p.newIdents[a] = ui.contact
+				}
+				p.merged[ai.contact] = ui.contact
+				known[a] = identityInfo{ui.contact, true}
+			}
+		case u != "" && aok && !ai.identified:
+			// An anonymous contact becomes identified.
+			p.contactOf[i] = ai.contact
+			known[u] = identityInfo{ai.contact, true}
+			p.newIdents[u] = ai.contact
+			if ai.contact > 0 {
+				p.identify[ai.contact] = m.UserID
+			} else {
+				p.created[-ai.contact-1].user = m.UserID
+			}
+			for k, v := range known {
+				if v.contact == ai.contact {
+					known[k] = identityInfo{v.contact, true}
+				}
+			}
+		case u != "":
+			// A new user (an anonymous id already taken by another user
+			// stays with that user: shared devices).
+			id := nextHolder
+			nextHolder--
+			p.created = append(p.created, newContact{user: m.UserID})
+			known[u] = identityInfo{id, true}
+			p.newIdents[u] = id
+			if a != "" && !aok {
+				p.created[len(p.created)-1].anon = m.AnonymousID
+				known[a] = identityInfo{id, true}
+				p.newIdents[a] = id
+			}
+			p.contactOf[i] = id
+		case aok:
+			p.contactOf[i] = ai.contact
+		default:
+			id := nextHolder
+			nextHolder--
+			p.created = append(p.created, newContact{anon: m.AnonymousID})
+			known[a] = identityInfo{id, false}
+			p.newIdents[a] = id
+			p.contactOf[i] = id
+		}
+	}
+	return p
+}
+
+// follow returns the contact (or placeholder) id ends up as after the
+// batch's folds and merges (an event of an anonymous contact merged later
+// in the batch goes to the contact it is merged into).
+func (p *plan) follow(id int64) int64 {
+	for {
+		to, ok := p.merged[id]
+		if !ok {
+			return id
+		}
+		id = to
+	}
+}
+
+// ingestOptions change how ingestIn loads: imports COPY the events and
+// keep the user ids they have seen.
+type ingestOptions struct {
+	copy    bool
+	cache   *identityCache
+	learned *[]cached // user ids resolved, for the cache
+}
+
+func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOptions) (ingest.Result, map[int64]int64, error) {
 	var res ingest.Result
 
 	// 1. The identities the batch mentions, and whom they belong to now.
@@ -111,289 +576,275 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 		}
 	}
 	known := make(map[string]identityInfo, len(idents))
-	rows, err := tx.Query(ctx, sqlResolveIdentities, idents)
-	if err != nil {
-		return res, err
+	if o.cache != nil {
+		idents = o.cache.fill(idents, known)
 	}
-	var (
-		ident      string
-		cid        int64
-		identified bool
-	)
-	_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
-		known[ident] = identityInfo{cid, identified}
-		return nil
-	})
+	var err error
+	if len(idents) > 0 {
+		err = t.run(ctx, false, func(b *pgx.Batch) {
+			b.Queue(sqlResolveIdentities, idents)
+		}, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var (
+				ident      string
+				cid        int64
+				identified bool
+			)
+			_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
+				known[ident] = identityInfo{cid, identified}
+				return nil
+			})
+			return err
+		})
+	}
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 
-	// 2. Decide each message's contact in order. New contacts get
-	// placeholder ids (negative) until ids are drawn from the sequence.
-	type newContact struct {
-		user, anon string
-		dead       bool // folded into another contact of the batch
-	}
-	var (
-		created    []newContact
-		newIdents  = map[string]int64{}
-		identify   = map[int64]string{} // existing anonymous contact → user id it now has
-		merges     [][2]int64           // anonymous contact → identified contact
-		merged     = map[int64]int64{}
-		contactOf  = make([]int64, len(msgs))
-		nextHolder = int64(-1)
-	)
-	lookup := func(id string) (identityInfo, bool) {
-		info, ok := known[id]
-		if ok {
-			if to, m := merged[info.contact]; m {
-				info.contact = to
-			}
-		}
-		return info, ok
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		u, a := identityKeys(m)[0], identityKeys(m)[1]
-		ui, uok := lookup(u)
-		ai, aok := lookup(a)
-		switch {
-		case u != "" && uok:
-			contactOf[i] = ui.contact
-			if a != "" && !aok {
-				known[a] = identityInfo{ui.contact, true}
-				newIdents[a] = ui.contact
-			} else if a != "" && ai.contact != ui.contact && !ai.identified {
-				// The anonymous visitor turned out to be this user.
-				if ai.contact > 0 {
-					merges = append(merges, [2]int64{ai.contact, ui.contact})
-				} else {
-					// Created earlier in this batch: fold it in instead.
-					created[-ai.contact-1].dead = true
-					newIdents[a] = ui.contact
-				}
-				merged[ai.contact] = ui.contact
-				known[a] = identityInfo{ui.contact, true}
-			}
-		case u != "" && aok && !ai.identified:
-			// An anonymous contact becomes identified.
-			contactOf[i] = ai.contact
-			known[u] = identityInfo{ai.contact, true}
-			newIdents[u] = ai.contact
-			if ai.contact > 0 {
-				identify[ai.contact] = m.UserID
-			} else {
-				created[-ai.contact-1].user = m.UserID
-			}
-			for k, v := range known {
-				if v.contact == ai.contact {
-					known[k] = identityInfo{v.contact, true}
-				}
-			}
-		case u != "":
-			// A new user (an anonymous id already taken by another user
-			// stays with that user: shared devices).
-			id := nextHolder
-			nextHolder--
-			created = append(created, newContact{user: m.UserID})
-			known[u] = identityInfo{id, true}
-			newIdents[u] = id
-			if a != "" && !aok {
-				created[len(created)-1].anon = m.AnonymousID
-				known[a] = identityInfo{id, true}
-				newIdents[a] = id
-			}
-			contactOf[i] = id
-		case aok:
-			contactOf[i] = ai.contact
-		default:
-			id := nextHolder
-			nextHolder--
-			created = append(created, newContact{anon: m.AnonymousID})
-			known[a] = identityInfo{id, false}
-			newIdents[a] = id
-			contactOf[i] = id
-		}
-	}
+	// 2. Decide each message's contact in order.
+	p := decide(msgs, known)
 
-	// 3. Draw real ids for new contacts and create them.
-	real := func(id int64) int64 { return id }
-	if len(created) > 0 {
-		rows, err := tx.Query(ctx, sqlNewContactIDs, len(created))
-		if err != nil {
-			return res, err
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return res, err
-		}
-		real = func(id int64) int64 {
-			for id < 0 {
-				if to, ok := merged[id]; ok {
-					id = to
-					continue
-				}
-				return ids[-id-1]
-			}
-			return id
-		}
-		for i := range contactOf {
-			contactOf[i] = real(contactOf[i])
-		}
-		for k, v := range newIdents {
-			newIdents[k] = real(v)
-		}
-		// A contact exists from its earliest event (imports are not in
-		// time order).
-		earliest := map[int64]time.Time{}
-		for i, c := range contactOf {
-			if t, ok := earliest[c]; !ok || msgs[i].Timestamp.Before(t) {
-				earliest[c] = msgs[i].Timestamp
-			}
-		}
-		var (
-			live   []int64
-			users  []string
-			anons  []string
-			firsts []any
-		)
-		for i, c := range created {
-			if c.dead {
-				continue
-			}
-			live = append(live, ids[i])
-			users, anons, firsts = append(users, c.user), append(anons, c.anon), append(firsts, earliest[ids[i]])
-		}
-		if _, err := tx.Exec(ctx, sqlInsertContacts, live, users, anons, firsts); err != nil {
-			return res, err
-		}
-	}
-	if len(newIdents) > 0 {
-		keys := make([]string, 0, len(newIdents))
-		for k := range newIdents {
+	// 3. Claim the new identities, drawing ids for the new contacts.
+	drawn := map[int64]int64{} // placeholder → drawn id
+	if len(p.newIdents) > 0 {
+		keys := make([]string, 0, len(p.newIdents))
+		for k := range p.newIdents {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys) // one lock order for all writers
 		vals := make([]int64, len(keys))
+		var holders []int64
 		for i, k := range keys {
-			vals[i] = newIdents[k]
+			vals[i] = p.follow(p.newIdents[k])
+			if vals[i] < 0 && !slices.Contains(holders, vals[i]) {
+				holders = append(holders, vals[i])
+			}
 		}
-		rows, err := tx.Query(ctx, sqlInsertIdentities, keys, vals)
+		byKey := make(map[string]int64, len(keys))
+		for i, k := range keys {
+			byKey[k] = vals[i]
+		}
+		got := 0
+		err := t.run(ctx, false, func(b *pgx.Batch) {
+			b.Queue(sqlClaimIdentities, holders, keys, vals)
+		}, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var (
+				k string
+				c int64
+			)
+			_, err = pgx.ForEachRow(rows, []any{&k, &c}, func() error {
+				got++
+				if v := byKey[k]; v < 0 {
+					drawn[v] = c
+				}
+				return nil
+			})
+			return err
+		})
 		if err != nil {
-			return res, err
+			return res, nil, err
 		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return res, err
-		}
-		if len(inserted) != len(keys) {
-			return res, errRaced
+		if got != len(keys) {
+			return res, nil, errLost
 		}
 	}
-	if len(identify) > 0 {
-		ids := make([]int64, 0, len(identify))
-		for id := range identify {
-			ids = append(ids, id)
+	toReal := func(id int64) int64 {
+		id = p.follow(id)
+		if id < 0 {
+			return drawn[id]
 		}
-		slices.Sort(ids)
-		users := make([]string, len(ids))
-		for i, id := range ids {
-			users[i] = identify[id]
-		}
-		if _, err := tx.Exec(ctx, sqlIdentifyContacts, ids, users); err != nil {
-			return res, err
-		}
+		return id
 	}
-	for i, mg := range merges {
-		mg[1] = real(mg[1])
-		merges[i] = mg
-		if err := mergeContact(ctx, tx, mg[0], mg[1]); err != nil {
-			return res, err
-		}
+	contactOf := p.contactOf
+	for i := range contactOf {
+		contactOf[i] = toReal(contactOf[i])
+	}
+	merged := map[int64]int64{}
+	for i, mg := range p.merges {
+		mg[1] = toReal(mg[1])
+		p.merges[i] = mg
+		merged[mg[0]] = mg[1]
 	}
 
-	// 4. The events, once each, in (contact, message) order.
-	order := make([]int, len(msgs))
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(x, y int) bool {
-		a, b := order[x], order[y]
-		if contactOf[a] != contactOf[b] {
-			return contactOf[a] < contactOf[b]
+	// 4. In one round trip: the new contacts, identified and merged
+	// contacts, the events (once each); and COMMIT if no traits follow.
+	hasIdentify := false
+	for i := range msgs {
+		if msgs[i].Kind == ingest.KindIdentify {
+			hasIdentify = true
+			break
 		}
-		return msgs[a].MessageID < msgs[b].MessageID
-	})
+	}
+	var (
+		stored int64
+		fresh  []int64
+	)
 	n := len(msgs)
 	var (
-		cids  = make([]int64, n)
 		mids  = make([]string, n)
 		kinds = make([]string, n)
 		names = make([]string, n)
-		props = make([]string, n)
-		ctxs  = make([]*string, n)
-		times = make([]any, n)
+		props = make([]json.RawMessage, n)
+		ctxs  = make([]json.RawMessage, n)
+		times = make([]time.Time, n)
 	)
-	for j, i := range order {
+	for i := range msgs {
 		m := &msgs[i]
-		cids[j], mids[j], kinds[j], names[j], props[j], times[j] = contactOf[i], m.MessageID, m.Kind, m.Name, string(m.Properties), m.Timestamp
+		mids[i], kinds[i], names[i], props[i], times[i] = m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
 		if len(m.Context) > 0 {
-			c := string(m.Context)
-			ctxs[j] = &c
+			ctxs[i] = m.Context
 		}
 	}
-	rows, err = tx.Query(ctx, sqlInsertEvents, cids, mids, kinds, names, props, ctxs, times)
-	if err != nil {
-		return res, err
-	}
-	type key struct {
-		c int64
-		m string
-	}
-	fresh := map[key]bool{}
-	var mid string
-	_, err = pgx.ForEachRow(rows, []any{&cid, &mid}, func() error {
-		fresh[key{cid, mid}] = true
-		return nil
+	err = t.run(ctx, !hasIdentify && !o.copy, func(b *pgx.Batch) {
+		if len(p.created) > 0 {
+			// A contact exists from its earliest event (imports are not
+			// in time order).
+			earliest := map[int64]time.Time{}
+			for i, c := range contactOf {
+				if t, ok := earliest[c]; !ok || msgs[i].Timestamp.Before(t) {
+					earliest[c] = msgs[i].Timestamp
+				}
+			}
+			var (
+				live   []int64
+				users  []string
+				anons  []string
+				firsts []time.Time
+			)
+			for i, c := range p.created {
+				if c.dead {
+					continue
+				}
+				id := drawn[int64(-i-1)]
+				live = append(live, id)
+				users, anons, firsts = append(users, c.user), append(anons, c.anon), append(firsts, earliest[id])
+			}
+			if len(live) > 0 {
+				b.Queue(sqlInsertContacts, live, users, anons, firsts)
+			}
+		}
+		if len(p.identify) > 0 {
+			ids := make([]int64, 0, len(p.identify))
+			for id := range p.identify {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			users := make([]string, len(ids))
+			for i, id := range ids {
+				users[i] = p.identify[id]
+			}
+			b.Queue(sqlIdentifyContacts, ids, users)
+		}
+		for _, mg := range p.merges {
+			queueMerge(b, mg[0], mg[1])
+		}
+		if o.copy {
+			b.Queue("savepoint copy_events")
+		} else {
+			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
+		}
+	}, func(br pgx.BatchResults) error {
+		if len(p.created) > 0 {
+			live := 0
+			for _, c := range p.created {
+				if !c.dead {
+					live++
+				}
+			}
+			if live > 0 {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(p.identify) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for _, mg := range p.merges {
+			for i := 0; i < mergeStatements; i++ {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("merging contact %d into %d: %w", mg[0], mg[1], err)
+				}
+			}
+		}
+		if o.copy {
+			_, err := br.Exec()
+			return err
+		}
+		return br.QueryRow().Scan(&stored, &fresh)
 	})
-	if err != nil {
-		return res, err
+	if err == nil && o.copy {
+		stored, fresh, err = t.copyEvents(ctx, msgs, contactOf, func(b *pgx.Batch) {
+			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
+		})
+		if err == nil && !hasIdentify {
+			err = t.run(ctx, true, func(*pgx.Batch) {}, func(pgx.BatchResults) error { return nil })
+		}
 	}
-	res.Stored = len(fresh)
-	res.Duplicates = n - len(fresh)
+	if err != nil {
+		return res, nil, err
+	}
+	if o.learned != nil {
+		// Cached by the caller once committed.
+		for k, info := range known {
+			if len(k) > 2 && k[:2] == "u:" {
+				*o.learned = append(*o.learned, cached{k, toReal(info.contact)})
+			}
+		}
+	}
+	idx := make([]int, len(fresh))
+	cids := make([]int64, len(fresh))
+	for j, o := range fresh {
+		idx[j] = int(o - 1)
+		cids[j] = contactOf[o-1]
+	}
+	res = buildResult(msgs, idx, cids, int(stored), n)
+	for _, mg := range p.merges {
+		if _, ok := res.Names[mg[1]]; !ok {
+			res.Names[mg[1]] = nil
+			res.Contacts = append(res.Contacts, mg[1])
+		}
+	}
+	slices.Sort(res.Contacts)
+	if !hasIdentify {
+		return res, merged, nil
+	}
 
-	// 5. Traits of new identify calls, merged in message order per contact.
+	// 5. Traits of new identify calls, merged in message order per
+	// contact; then COMMIT, in the same round trip.
+	isFresh := make([]bool, n)
+	for _, i := range idx {
+		isFresh[i] = true
+	}
 	patches := map[int64]map[string]json.RawMessage{}
 	emails := map[int64]string{}
 	userIDs := map[int64]string{}
-	touched := map[int64]bool{}
-	res.Latest = map[int64]*ingest.Message{}
-	res.Names = map[int64][]string{}
 	for i := range msgs {
 		m := &msgs[i]
+		if !isFresh[i] || m.Kind != ingest.KindIdentify {
+			continue
+		}
 		c := contactOf[i]
-		if !fresh[key{c, m.MessageID}] {
+		var tr map[string]json.RawMessage
+		if err := json.Unmarshal(m.Traits, &tr); err != nil {
 			continue
 		}
-		touched[c] = true
-		if l := res.Latest[c]; l == nil || !m.Timestamp.Before(l.Timestamp) {
-			res.Latest[c] = m
+		pt := patches[c]
+		if pt == nil {
+			pt = map[string]json.RawMessage{}
+			patches[c] = pt
 		}
-		res.Names[c] = append(res.Names[c], m.Name)
-		if m.Kind != ingest.KindIdentify {
-			continue
-		}
-		var t map[string]json.RawMessage
-		if err := json.Unmarshal(m.Traits, &t); err != nil {
-			continue
-		}
-		p := patches[c]
-		if p == nil {
-			p = map[string]json.RawMessage{}
-			patches[c] = p
-		}
-		for k, v := range t {
-			p[k] = v
+		for k, v := range tr {
+			pt[k] = v
 		}
 		if m.Email != "" {
 			emails[c] = m.Email
@@ -402,7 +853,10 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 			userIDs[c] = m.UserID
 		}
 	}
-	if len(patches) > 0 {
+	err = t.run(ctx, true, func(b *pgx.Batch) {
+		if len(patches) == 0 {
+			return
+		}
 		ids := make([]int64, 0, len(patches))
 		for id := range patches {
 			ids = append(ids, id)
@@ -412,22 +866,21 @@ func ingestTx(ctx context.Context, tx pgx.Tx, msgs []ingest.Message) (ingest.Res
 		ems := make([]string, len(ids))
 		uids := make([]string, len(ids))
 		for i, id := range ids {
-			b, _ := json.Marshal(patches[id])
-			traits[i], ems[i], uids[i] = string(b), emails[id], userIDs[id]
+			bt, _ := json.Marshal(patches[id])
+			traits[i], ems[i], uids[i] = string(bt), emails[id], userIDs[id]
 		}
-		if _, err := tx.Exec(ctx, sqlMergeTraits, ids, traits, ems, uids); err != nil {
-			return res, err
+		b.Queue(sqlMergeTraits, ids, traits, ems, uids)
+	}, func(br pgx.BatchResults) error {
+		if len(patches) == 0 {
+			return nil
 		}
+		_, err := br.Exec()
+		return err
+	})
+	if err != nil {
+		return res, nil, err
 	}
-	for _, mg := range merges {
-		touched[mg[1]] = true
-	}
-	res.Contacts = make([]int64, 0, len(touched))
-	for c := range touched {
-		res.Contacts = append(res.Contacts, c)
-	}
-	slices.Sort(res.Contacts)
-	return res, nil
+	return res, merged, nil
 }
 
 // identityKeys returns the message's user and anonymous identity keys ("" if
