@@ -105,3 +105,18 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestPaceHoldsTheRate(t *testing.T) {
+	t.Parallel()
+	s := &Sender{cfg: SenderConfig{Rate: 200}}
+	start := time.Now()
+	for i := 0; i < 41; i++ {
+		if err := s.pace(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 41 slots at 200/s span 200 ms; the first is immediate.
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("41 messages at 200/s took %v, want at least 200ms", el)
+	}
+}

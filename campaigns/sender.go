@@ -127,7 +127,9 @@ type SenderConfig struct {
 	Connections int // concurrent SMTP connections
 	Batch       int // sends claimed at once
 	MaxAttempts int // temporary failures before a send fails
-	Holder      string
+	// Rate caps messages per second across all connections (0: none).
+	Rate   float64
+	Holder string
 	// Decorate adds what the mailer issue adds to every marketing email
 	// (unsubscribe headers, footer, tracking); may be nil.
 	Decorate func(m *mailer.Message, d *Due, data *templates.Data)
@@ -148,6 +150,10 @@ type Sender struct {
 	cfg    SenderConfig
 
 	wake chan struct{}
+
+	// rate limiting: the next free slot.
+	rateMu   sync.Mutex
+	nextSlot time.Time
 
 	mu       sync.Mutex
 	compiled map[string]*templates.Compiled // name@version
@@ -515,6 +521,10 @@ func (s *Sender) deliver(ctx context.Context, items []*item, conns chan MailConn
 					}
 					conn = c
 				}
+				if err := s.pace(ctx); err != nil {
+					fail(err)
+					continue
+				}
 				ok, err := s.store.MarkSending(ctx, it.due, s.cfg.Holder)
 				if err != nil {
 					fail(err)
@@ -564,6 +574,32 @@ func (s *Sender) deliver(ctx context.Context, items []*item, conns chan MailConn
 		first = ctx.Err()
 	}
 	return st, first
+}
+
+// pace waits for the next slot allowed by the rate limit.
+func (s *Sender) pace(ctx context.Context) error {
+	if s.cfg.Rate <= 0 {
+		return nil
+	}
+	interval := time.Duration(float64(time.Second) / s.cfg.Rate)
+	s.rateMu.Lock()
+	now := time.Now()
+	if s.nextSlot.Before(now) {
+		s.nextSlot = now
+	}
+	slot := s.nextSlot
+	s.nextSlot = s.nextSlot.Add(interval)
+	s.rateMu.Unlock()
+	if wait := time.Until(slot); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // outcome turns an SMTP result into the send's final state, or a retry.

@@ -54,6 +54,7 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	return campaigns.NewSender(store.SendStore{Store: st}, dialer{d}, runner, log, now, campaigns.SenderConfig{
 		From:        cfg.From,
 		Connections: conns,
+		Rate:        cfg.SMTP.Rate,
 		Holder:      fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		Links: func(d *campaigns.Due) (string, string) {
 			return fmt.Sprintf("%s/u/%d.%d", base, d.ContactID, d.ID), fmt.Sprintf("%s/preferences/%d.%d", base, d.ContactID, d.ID)
