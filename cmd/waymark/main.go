@@ -56,6 +56,7 @@ func commands() []command {
 			}
 			return cmdBench(ctx, e, args)
 		}},
+		{"contacts", "erase|export CONTACT", "erase a contact's personal data (keeping a hashed suppression), or export everything stored about it as JSON", cmdContacts},
 		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", cmdHistory},
 	}
 }
