@@ -60,7 +60,9 @@ func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 
 // Export returns everything stored about a contact, as JSON.
 func (s *Store) Export(ctx context.Context, contactID int64) ([]byte, error) {
-	q := func(sql string) string { return `coalesce((SELECT jsonb_agg(to_jsonb(x)) FROM (` + sql + `) x), '[]'::jsonb)` }
+	q := func(sql string) string {
+		return `coalesce((SELECT jsonb_agg(to_jsonb(x)) FROM (` + sql + `) x), '[]'::jsonb)`
+	}
 	var out []byte
 	err := s.db.QueryRow(ctx, `SELECT jsonb_build_object(
 		'contact', (SELECT to_jsonb(c) FROM contacts c WHERE c.id = $1),
