@@ -50,6 +50,9 @@ type server struct {
 	writer *ingest.Writer
 	log    *slog.Logger
 	http   *http.Server
+	engine *lifecycle.Engine
+	runner *campaigns.Runner
+	sender *campaigns.Sender // nil without SMTP
 }
 
 // latestEvents converts each touched contact's newest event for rules.
@@ -63,9 +66,24 @@ func latestEvents(res ingest.Result) map[int64]*lifecycle.Event {
 	return out
 }
 
+// serveOptions extend serve.
+type serveOptions struct {
+	// Ready, if set, receives the address serve listens on.
+	Ready func(addr string)
+	// Routes add handlers to the server's mux (the dashboard, the demo's
+	// captured mail), with the running server's parts at hand.
+	Routes []func(mux *http.ServeMux, s *server)
+}
+
 // serve runs until ctx is done. ready, if set, receives the address it
 // listens on.
 func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, ready func(addr string)) error {
+	return serveWith(ctx, cfg, pool, log, serveOptions{Ready: ready})
+}
+
+// serveWith is serve with options.
+func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, opts serveOptions) error {
+	ready := opts.Ready
 	s := &server{cfg: cfg, pool: pool, store: store.New(pool), log: log}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -82,6 +100,7 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 	if err != nil {
 		return err
 	}
+	s.engine, s.runner, s.sender = engine, runner, sender
 	reactor := lifecycle.NewReactor(engine, log, time.Now)
 	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
 		st, err := engine.Sweep(ctx, at)
@@ -146,6 +165,9 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	for _, add := range opts.Routes {
+		add(mux, s)
+	}
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
