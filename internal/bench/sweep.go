@@ -874,9 +874,11 @@ func (s *FactsStore) loadRollup(ctx context.Context, q lifecycle.FactsQuery) ([]
 		pv, _ = rollupPlans.LoadOrStore(key, p)
 	}
 	p := pv.(*rollupPlan)
-	sql := `SELECT c.id, c.stage, c.stage_entered_at, ` + s.traits() + `, coalesce(c.email, ''), a.data
-FROM (SELECT * FROM contacts c WHERE c.id > $1 AND c.merged_into IS NULL AND c.created_at <= $2 ORDER BY c.id LIMIT $3) c
-LEFT JOIN bench_activity a ON a.contact_id = c.id ORDER BY c.id`
+	// The rollup rows are bounded by the batch's id range, so that the
+	// planner reads them by index rather than hashing the whole table.
+	sql := `WITH c AS (SELECT * FROM contacts c WHERE c.id > $1 AND c.merged_into IS NULL AND c.created_at <= $2 ORDER BY c.id LIMIT $3)
+SELECT c.id, c.stage, c.stage_entered_at, ` + s.traits() + `, coalesce(c.email, ''), a.data
+FROM c LEFT JOIN (SELECT * FROM bench_activity WHERE contact_id > $1 AND contact_id <= (SELECT max(id) FROM c)) a ON a.contact_id = c.id ORDER BY c.id`
 	rows, err := s.Pool.Query(ctx, sql, q.After, q.AsOf, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("loading facts (rollup): %w", err)
