@@ -2,6 +2,8 @@ package templates
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/waymark/waymark/lifecycle"
@@ -61,7 +63,21 @@ func Pinned(tone string) ToneChoice {
 func observed(obs []lifecycle.Observation) string {
 	parts := make([]string, len(obs))
 	for i, o := range obs {
-		parts[i] = fmt.Sprintf("%s = %v", o.Expr, o.Value)
+		parts[i] = o.Expr + " = " + shown(o.Value)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// shown writes a value a rule saw for a marketer: whole numbers as such,
+// fractions to two places (days_in_stage = 0.25, not 0.2500000381).
+func shown(v any) string {
+	f, ok := v.(float64)
+	if !ok || f == math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
+		return fmt.Sprintf("%v", v)
+	}
+	s := strconv.FormatFloat(f, 'f', 2, 64)
+	if s == "0.00" || s == "-0.00" {
+		return strconv.FormatFloat(f, 'g', 2, 64)
+	}
+	return s
 }
