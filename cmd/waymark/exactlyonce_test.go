@@ -1,0 +1,520 @@
+package main
+
+// Exactly once, end to end: the real binary, real PostgreSQL, a real SMTP
+// server. A large send is killed with SIGKILL several times at random
+// moments and restarted; two senders start at once on the same due sends.
+// Neither may ever put the same Message-ID on the wire twice, and a crash
+// may cost at most one message per open SMTP connection, marked unknown.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/smtptest"
+)
+
+// exactlyOnceJourney gives every contact (all start in awareness) one
+// email due at once, with nothing that would hold it back: no quiet
+// hours, a frequency cap far above one email.
+const exactlyOnceJourney = `sequences:
+  - name: welcome
+    trigger: {enter_stage: awareness}
+    steps:
+      - {after: 0h, template: welcome}
+sending:
+  frequency_cap: {max: 100, per: 1d}
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - {name: welcome, subject: "Welcome", text: "Glad you are here."}
+`
+
+// buildWaymark builds the binary under test into a temporary directory.
+func buildWaymark(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "waymark")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// seedWelcome imports n contacts and applies exactlyOnceJourney.
+func seedWelcome(t *testing.T, env map[string]string, n int) {
+	t.Helper()
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("userId,email\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&csv, "u%d,u%d@example.com\n", i, i)
+	}
+	files := map[string]string{"contacts.csv": csv.String(), "journey.yaml": exactlyOnceJourney}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
+		if _, errOut, err := runWith(t, env, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+	}
+}
+
+// tickProc is a `waymark tick` running as a child process.
+type tickProc struct {
+	cmd         *exec.Cmd
+	stdout      bytes.Buffer
+	stderr      bytes.Buffer
+	done        chan struct{}
+	err         error // once done is closed
+	killed      bool
+	started     time.Time
+	ranFor      time.Duration
+	description string
+}
+
+// startTick starts `waymark tick` with env added to a cleaned environment.
+func startTick(t *testing.T, bin string, env map[string]string, description string) *tickProc {
+	t.Helper()
+	p := &tickProc{done: make(chan struct{}), description: description}
+	p.cmd = exec.Command(bin, "tick")
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") {
+			continue
+		}
+		p.cmd.Env = append(p.cmd.Env, kv)
+	}
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", description, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		p.ranFor = time.Since(p.started)
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *tickProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL (no chance to clean up) and waits for the process.
+func (p *tickProc) kill(t *testing.T) {
+	t.Helper()
+	p.killed = true
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
+		t.Fatalf("kill -9 %s: %v", p.description, err)
+	}
+	<-p.done
+}
+
+// wait waits for a normal exit and fails the test if the tick failed.
+func (p *tickProc) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s did not finish in %v\nstdout:\n%s\nstderr:\n%s", p.description, timeout, p.stdout.String(), p.stderr.String())
+	}
+	if p.err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", p.description, p.err, p.stdout.String(), p.stderr.String())
+	}
+}
+
+// holderOf is the pattern matching the sender holder of a process
+// (hostname/pid/random).
+func (p *tickProc) holderPattern() string {
+	return fmt.Sprintf("%%/%d/%%", p.cmd.Process.Pid)
+}
+
+var tickSummary = regexp.MustCompile(`sent (\d+) in [^;]*; (\d+) failed, (\d+) unknown`)
+
+// summary returns what a finished tick reported: sent, failed, unknown.
+func (p *tickProc) summary(t *testing.T) (sent, failed, unknown int) {
+	t.Helper()
+	m := tickSummary.FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Fatalf("%s printed no send summary:\n%s", p.description, p.stdout.String())
+	}
+	sent, _ = strconv.Atoi(m[1])
+	failed, _ = strconv.Atoi(m[2])
+	unknown, _ = strconv.Atoi(m[3])
+	return sent, failed, unknown
+}
+
+// sendKey is a send's primary key.
+type sendKey struct{ contact, id int64 }
+
+var messageIDPattern = regexp.MustCompile(`^<(\d+)\.(\d+)@shop\.example>$`)
+
+// receivedByID counts the messages the server received by Message-ID,
+// which Waymark derives from the send (<CONTACT.SEND@domain>).
+func receivedByID(t *testing.T, msgs []smtptest.Message) map[sendKey]int {
+	t.Helper()
+	out := make(map[sendKey]int, len(msgs))
+	for _, m := range msgs {
+		ids := m.Header("Message-ID")
+		if len(ids) != 1 {
+			t.Fatalf("a message with Message-ID headers %q", ids)
+		}
+		sm := messageIDPattern.FindStringSubmatch(strings.TrimSpace(ids[0]))
+		if sm == nil {
+			t.Fatalf("Message-ID %q is not <CONTACT.SEND@shop.example>", ids[0])
+		}
+		c, _ := strconv.ParseInt(sm[1], 10, 64)
+		id, _ := strconv.ParseInt(sm[2], 10, 64)
+		out[sendKey{c, id}]++
+	}
+	return out
+}
+
+// settle waits until the server has recorded at least min messages and
+// its count has stopped moving (a killed client's last DATA may still be
+// in the server's hands for a moment).
+func settle(t *testing.T, smtp *smtptest.Server, min int) []smtptest.Message {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last, stableSince := -1, time.Now()
+	for {
+		n := smtp.Count()
+		if n != last {
+			last, stableSince = n, time.Now()
+		}
+		if n >= min && time.Since(stableSince) >= 300*time.Millisecond {
+			return smtp.Messages()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SMTP server has %d messages after 30s, want at least %d", n, min)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type sendRow struct {
+	status, messageID, recipient, email string
+}
+
+// sendRows loads every send with its contact's email.
+func sendRows(t *testing.T, pool *pgxpool.Pool) map[sendKey]sendRow {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT s.contact_id, s.id, s.status, coalesce(s.message_id, ''), coalesce(s.recipient, ''), coalesce(c.email, '')
+		FROM sends s JOIN contacts c ON c.id = s.contact_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[sendKey]sendRow{}
+	for rows.Next() {
+		var k sendKey
+		var r sendRow
+		if err := rows.Scan(&k.contact, &k.id, &r.status, &r.messageID, &r.recipient, &r.email); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func statusCounts(t *testing.T, pool *pgxpool.Pool) map[string]int {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT status, count(*) FROM sends GROUP BY status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[s] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func queryInt(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// checkExactlyOnce asserts the end state: every send is sent or unknown
+// (total n); no Message-ID was received twice; every sent send was
+// received, by its contact's address; every message received is a sent
+// or unknown send. It returns the counts.
+func checkExactlyOnce(t *testing.T, pool *pgxpool.Pool, smtp *smtptest.Server, n int) (sent, unknown, unknownReceived int) {
+	t.Helper()
+	counts := statusCounts(t, pool)
+	sent, unknown = counts["sent"], counts["unknown"]
+	for s, c := range counts {
+		if s != "sent" && s != "unknown" {
+			t.Errorf("%d sends are %q at the end, want only sent or unknown", c, s)
+		}
+	}
+	if sent+unknown != n {
+		t.Errorf("sent %d + unknown %d = %d, want %d", sent, unknown, sent+unknown, n)
+	}
+	msgs := settle(t, smtp, sent)
+	got := receivedByID(t, msgs)
+	rows := sendRows(t, pool)
+	dups := 0
+	for k, c := range got {
+		if c > 1 {
+			dups++
+			if dups <= 10 {
+				t.Errorf("Message-ID <%d.%d@shop.example> received %d times", k.contact, k.id, c)
+			}
+		}
+		r, ok := rows[k]
+		switch {
+		case !ok:
+			t.Errorf("received <%d.%d@shop.example>, which is no send", k.contact, k.id)
+		case r.status == "unknown":
+			unknownReceived++
+		case r.status != "sent":
+			t.Errorf("received <%d.%d@shop.example>, whose send is %q", k.contact, k.id, r.status)
+		}
+	}
+	if dups > 0 {
+		t.Errorf("%d Message-IDs were received more than once (%d messages for %d distinct)", dups, len(msgs), len(got))
+	}
+	missing := 0
+	for k, r := range rows {
+		if r.status != "sent" {
+			continue
+		}
+		if got[k] == 0 {
+			missing++
+			if missing <= 10 {
+				t.Errorf("send %d.%d is sent but the server never received it", k.contact, k.id)
+			}
+		}
+		if want := fmt.Sprintf("%d.%d", k.contact, k.id); r.messageID != want || r.recipient != r.email {
+			t.Errorf("send %s: message_id %q, recipient %q (contact %q)", want, r.messageID, r.recipient, r.email)
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d sent sends never reached the server", missing)
+	}
+	// Every received message is addressed to its send's contact.
+	for _, m := range msgs {
+		k := receivedByID(t, []smtptest.Message{m})
+		for key := range k {
+			if r, ok := rows[key]; ok && (len(m.To) != 1 || m.To[0] != r.email) {
+				t.Errorf("<%d.%d@shop.example> went to %v, want %s", key.contact, key.id, m.To, r.email)
+			}
+		}
+	}
+	return sent, unknown, unknownReceived
+}
+
+func TestKillNineDuringALargeSend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts the binary during a 5,000-email send")
+	}
+	t.Parallel()
+	const (
+		n     = 5000
+		conns = 4
+		kills = 3
+	)
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t, smtptest.Delay(2*time.Millisecond))
+	env := map[string]string{
+		"DATABASE_URL":     url,
+		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
+		"WAYMARK_FROM":     "Shop <news@shop.example>",
+	}
+	bin := buildWaymark(t)
+	seedWelcome(t, env, n)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))
+	var dead []*tickProc
+	for k := 1; k <= kills; k++ {
+		p := startTick(t, bin, env, fmt.Sprintf("tick %d", k))
+		// Kill once the server has received a random number more
+		// messages: mid-send, at a moment nobody chose.
+		base := smtp.Count()
+		target := base + 20 + rng.IntN(n/(2*(kills+1)))
+		deadline := time.Now().Add(60 * time.Second)
+		for smtp.Count() < target {
+			if p.exited() {
+				t.Fatalf("tick %d ended before it was killed (server had %d messages, waiting for %d): %v\nstdout:\n%s\nstderr:\n%s",
+					k, smtp.Count(), target, p.err, p.stdout.String(), p.stderr.String())
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tick %d: the server reached only %d messages in 60s, waiting for %d\nstderr:\n%s", k, smtp.Count(), target, p.stderr.String())
+			}
+			time.Sleep(time.Millisecond + time.Duration(rng.IntN(3000))*time.Microsecond)
+		}
+		p.kill(t)
+		dead = append(dead, p)
+		onWire := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, p.holderPattern())
+		claimed := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, p.holderPattern())
+		t.Logf("kill -9 of tick %d after %.2fs, the server having %d messages (+%d): %d sends left on the wire, %d claimed but not started",
+			k, p.ranFor.Seconds(), smtp.Count(), smtp.Count()-base, onWire, claimed)
+		if onWire > conns {
+			t.Errorf("tick %d left %d sends on the wire, more than its %d connections", k, onWire, conns)
+		}
+	}
+
+	// While the dead senders' leases are alive, nothing they left is
+	// touched: no send becomes unknown, none of their claims is taken. The
+	// leases are renewed here as a heartbeat a moment before the kill
+	// would have, so that this holds however slow the machine is.
+	var patterns []string
+	for _, p := range dead {
+		patterns = append(patterns, p.holderPattern())
+	}
+	if _, err := pool.Exec(context.Background(), `UPDATE leases SET expires_at = now() + interval '1 minute' WHERE name LIKE 'sender:%' AND holder LIKE ANY($1)`, patterns); err != nil {
+		t.Fatal(err)
+	}
+	onWire := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending'`)
+	p := startTick(t, bin, env, "tick with the dead senders' leases alive")
+	p.wait(t, 60*time.Second)
+	if _, _, u := p.summary(t); u != 0 {
+		t.Errorf("while the dead senders' leases are alive, the tick marked %d sends unknown", u)
+	}
+	counts := statusCounts(t, pool)
+	if counts["unknown"] != 0 || counts["sending"] != onWire {
+		t.Errorf("while the dead senders' leases are alive: %d unknown, %d sending (was %d)", counts["unknown"], counts["sending"], onWire)
+	}
+	notDead := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status IN ('queued', 'sending') AND NOT coalesce(claimed_by LIKE ANY($1), false)`, patterns)
+	if notDead != 0 {
+		t.Errorf("%d sends are left queued or sending without being a dead sender's", notDead)
+	}
+	if counts["sent"]+counts["sending"]+counts["queued"] != n {
+		t.Errorf("while the dead senders' leases are alive: %v, want sent + sending + queued = %d", counts, n)
+	}
+	t.Logf("with the dead senders' leases alive, a tick sent what was free in %.2fs: %v", p.ranFor.Seconds(), counts)
+
+	// The leases expire (the passage of 15 s, without the wait): the next
+	// tick marks what was on the wire unknown and sends the rest.
+	if _, err := pool.Exec(context.Background(), `UPDATE leases SET expires_at = now() - interval '1s' WHERE name LIKE 'sender:%'`); err != nil {
+		t.Fatal(err)
+	}
+	p = startTick(t, bin, env, "final tick")
+	p.wait(t, 60*time.Second)
+	finalSent, _, finalUnknown := p.summary(t)
+	if finalUnknown != onWire {
+		t.Errorf("the final tick marked %d sends unknown, want the %d left on the wire", finalUnknown, onWire)
+	}
+
+	sent, unknown, unknownReceived := checkExactlyOnce(t, pool, smtp, n)
+	if unknown > conns*kills {
+		t.Errorf("%d sends unknown, more than %d connections × %d kills", unknown, conns, kills)
+	}
+	if sent == 0 {
+		t.Errorf("nothing was sent")
+	}
+	t.Logf("%d contacts, %d kill -9s, %d SMTP connections: %d sent, %d unknown (%d of them did reach the server, %d did not), %d messages received, 0 duplicates; final tick sent %d in %.2fs; %.1fs in all",
+		n, kills, conns, sent, unknown, unknownReceived, unknown-unknownReceived, smtp.Count(), finalSent, p.ranFor.Seconds(), time.Since(start).Seconds())
+}
+
+func TestTwoSendersAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two senders on 2,000 emails")
+	}
+	t.Parallel()
+	const (
+		n     = 2000
+		conns = 4
+	)
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t, smtptest.Delay(2*time.Millisecond))
+	env := map[string]string{
+		"DATABASE_URL":     url,
+		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
+		"WAYMARK_FROM":     "Shop <news@shop.example>",
+	}
+	bin := buildWaymark(t)
+	seedWelcome(t, env, n)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+
+	// A tick without SMTP enrols everyone: n sends are due.
+	noSMTP := map[string]string{"DATABASE_URL": url}
+	if out, errOut, err := runWith(t, noSMTP, "tick"); err != nil {
+		t.Fatalf("tick: %v\n%s\n%s", err, out, errOut)
+	}
+	if q := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= now()`); q != n {
+		t.Fatalf("%d sends due, want %d", q, n)
+	}
+
+	start := time.Now()
+	a := startTick(t, bin, env, "sender A")
+	b := startTick(t, bin, env, "sender B")
+	a.wait(t, 90*time.Second)
+	b.wait(t, 90*time.Second)
+	el := time.Since(start)
+	sa, fa, ua := a.summary(t)
+	sb, fb, ub := b.summary(t)
+	if sa+sb != n || fa+fb+ua+ub != 0 {
+		t.Errorf("A sent %d (%d failed, %d unknown), B sent %d (%d failed, %d unknown); want %d sent in all", sa, fa, ua, sb, fb, ub, n)
+	}
+	sent, unknown, _ := checkExactlyOnce(t, pool, smtp, n)
+	if sent != n || unknown != 0 {
+		t.Errorf("%d sent, %d unknown; want %d sent", sent, unknown, n)
+	}
+	if c := smtp.Count(); c != n {
+		t.Errorf("the server received %d messages, want %d", c, n)
+	}
+	t.Logf("two senders at once on %d due sends: A sent %d in %.2fs, B sent %d in %.2fs; %d received, each Message-ID once; %.2fs in all",
+		n, sa, a.ranFor.Seconds(), sb, b.ranFor.Seconds(), smtp.Count(), el.Seconds())
+}
