@@ -1,0 +1,241 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/internal/tracking"
+)
+
+var _ tracking.Store = (*Store)(nil)
+
+const (
+	// sqlLockTrackedContact locks the contact a link names, or the
+	// contact it was merged into.
+	sqlLockTrackedContact = `
+SELECT id, coalesce(email, ''), status FROM contacts
+WHERE id = (SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1)
+FOR UPDATE`
+
+	sqlTrackedContact = `
+SELECT coalesce(email, ''), status FROM contacts
+WHERE id = (SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1)`
+
+	// sqlInsertTrackedEvent records an event Waymark itself observed, with
+	// the send's sequence, step and template; $1 is the contact the link
+	// names (the send's), the event goes to the contact it is now.
+	sqlInsertTrackedEvent = `
+INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at)
+SELECT coalesce(c.merged_into, c.id), $2, 'internal', $3,
+       coalesce((SELECT jsonb_strip_nulls(jsonb_build_object('send_id', s.id, 'sequence', s.sequence, 'step', s.step,
+                                                             'template', s.template, 'offer', s.offer))
+                 FROM sends s WHERE s.contact_id = $1 AND s.id = $4),
+                CASE WHEN $4::bigint > 0 THEN jsonb_build_object('send_id', $4::bigint) ELSE '{}' END) || $5::jsonb,
+       $6
+FROM contacts c WHERE c.id = $1
+ON CONFLICT (contact_id, message_id) DO NOTHING`
+
+	sqlUnsubscribeContact = `UPDATE contacts SET status = 'unsubscribed', updated_at = now() WHERE id = $1`
+
+	sqlResubscribeContact = `UPDATE contacts SET status = 'subscribed', updated_at = now() WHERE id = $1`
+
+	sqlCancelContactSends = `
+UPDATE sends SET status = 'cancelled', delayed_reason = $2, updated_at = now()
+WHERE contact_id = ANY($1::bigint[]) AND status = 'queued'`
+
+	sqlExitContactEnrolments = `
+UPDATE enrolments SET status = 'exited', reason = $2, ended_at = $3
+WHERE contact_id = ANY($1::bigint[]) AND status = 'active'`
+
+	sqlSuppressUnsubscribed = `
+INSERT INTO suppressions (email, reason, detail) VALUES ($1, 'unsubscribed', $2)
+ON CONFLICT (email) DO NOTHING`
+
+	sqlRemoveUnsubscribed = `DELETE FROM suppressions WHERE email = $1 AND reason = 'unsubscribed'`
+
+	// sqlSuppress adds an address; a stronger reason replaces an
+	// 'unsubscribed' one (which a resubscribe could otherwise remove),
+	// any other existing reason stays.
+	sqlSuppress = `
+INSERT INTO suppressions (email, reason, detail) VALUES ($1, $2, nullif($3, ''))
+ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, created_at = now()
+WHERE suppressions.reason = 'unsubscribed' AND excluded.reason <> 'unsubscribed'`
+
+	// sqlSuppressSends ends the active enrolments of the address's
+	// contacts and cancels their queued sends.
+	sqlSuppressSends = `
+WITH k AS (SELECT id FROM contacts WHERE email = $1),
+ended AS (
+    UPDATE enrolments e SET status = 'exited', reason = 'suppressed: ' || $2, ended_at = now()
+    FROM k WHERE e.contact_id = k.id AND e.status = 'active'
+    RETURNING e.id)
+UPDATE sends s SET status = 'cancelled', delayed_reason = $2, updated_at = now()
+FROM k WHERE s.contact_id = k.id AND s.status = 'queued'`
+
+	// sqlSentAt: when the send went on the wire. A message is marked
+	// 'sending' (claimed_at set) just before SMTP and gets sent_at only
+	// after the server's answer, while a privacy proxy may fetch the
+	// pixel in between: claimed_at stands in until then.
+	sqlSentAt = `
+SELECT coalesce(sent_at, CASE WHEN status IN ('sending', 'unknown') THEN claimed_at END)
+FROM sends WHERE contact_id = $1 AND id = $2`
+)
+
+// trackErr translates errors for tracking.Store: a missing row is
+// tracking.ErrNotFound.
+func trackErr(err error, doing string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tracking.ErrNotFound
+	}
+	return translate(err, doing)
+}
+
+func trackedMessageID(name string, sendID int64) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("waymark:%s:%d:%s", name, sendID, hex.EncodeToString(b[:]))
+}
+
+// insertTrackedEvent records event name for contactID (the send's
+// contact) and reports whether a row was written (false: no such contact).
+func insertTrackedEvent(ctx context.Context, db DB, contactID, sendID int64, name string, props map[string]any, at time.Time) (bool, error) {
+	if props == nil {
+		props = map[string]any{}
+	}
+	p, err := json.Marshal(props)
+	if err != nil {
+		return false, fmt.Errorf("encoding the properties of %s: %w", name, err)
+	}
+	tag, err := db.Exec(ctx, sqlInsertTrackedEvent, contactID, trackedMessageID(name, sendID), name, sendID, p, at)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Unsubscribe implements tracking.Store: in one transaction the contact
+// becomes 'unsubscribed', the address is suppressed as 'unsubscribed',
+// queued sends are cancelled (delayed_reason 'unsubscribed'), active
+// enrolments exit (reason 'unsubscribed'), and an 'unsubscribed' event is
+// recorded if the contact was subscribed.
+func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) error {
+	return s.inTx(ctx, "unsubscribing a contact", func(tx pgx.Tx) error {
+		var (
+			id            int64
+			email, status string
+		)
+		if err := tx.QueryRow(ctx, sqlLockTrackedContact, contactID).Scan(&id, &email, &status); err != nil {
+			return trackErr(err, "locking the contact")
+		}
+		ids := []int64{id}
+		if id != contactID {
+			ids = append(ids, contactID)
+		}
+		if status != "unsubscribed" {
+			if _, err := tx.Exec(ctx, sqlUnsubscribeContact, id); err != nil {
+				return err
+			}
+			if _, err := insertTrackedEvent(ctx, tx, contactID, sendID, "unsubscribed", nil, at); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, sqlCancelContactSends, ids, "unsubscribed"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sqlExitContactEnrolments, ids, "unsubscribed", at); err != nil {
+			return err
+		}
+		if email != "" {
+			if _, err := tx.Exec(ctx, sqlSuppressUnsubscribed, email, fmt.Sprintf("unsubscribe link of send %d", sendID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Resubscribe implements tracking.Store: the contact is 'subscribed'
+// again and the address's 'unsubscribed' suppression is removed; any
+// other suppression (hard_bounce, complaint, manual, erased) stays. A
+// 'resubscribed' event is recorded if the contact was unsubscribed.
+func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) error {
+	return s.inTx(ctx, "resubscribing a contact", func(tx pgx.Tx) error {
+		var (
+			id            int64
+			email, status string
+		)
+		if err := tx.QueryRow(ctx, sqlLockTrackedContact, contactID).Scan(&id, &email, &status); err != nil {
+			return trackErr(err, "locking the contact")
+		}
+		if status != "subscribed" {
+			if _, err := tx.Exec(ctx, sqlResubscribeContact, id); err != nil {
+				return err
+			}
+			if _, err := insertTrackedEvent(ctx, tx, id, 0, "resubscribed", nil, at); err != nil {
+				return err
+			}
+		}
+		if email != "" {
+			if _, err := tx.Exec(ctx, sqlRemoveUnsubscribed, email); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ContactEmail implements tracking.Store.
+func (s *Store) ContactEmail(ctx context.Context, id int64) (email, status string, err error) {
+	err = s.db.QueryRow(ctx, sqlTrackedContact, id).Scan(&email, &status)
+	return email, status, trackErr(err, "loading a contact's address")
+}
+
+// TrackEngagement implements tracking.Store: the event goes in with kind
+// 'internal' and the send's send_id, sequence, step, template (and offer)
+// added to props.
+func (s *Store) TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) error {
+	ok, err := insertTrackedEvent(ctx, s.db, contactID, sendID, name, props, at)
+	if err != nil {
+		return translate(err, "recording "+name)
+	}
+	if !ok {
+		return tracking.ErrNotFound
+	}
+	return nil
+}
+
+// Suppress implements tracking.Store.
+func (s *Store) Suppress(ctx context.Context, email, reason, detail string) (int, error) {
+	var n int
+	err := s.inTx(ctx, "suppressing an address", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlSuppress, email, reason, detail); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, sqlSuppressSends, email, reason)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		return nil
+	})
+	return n, err
+}
+
+// SentAt implements tracking.Store.
+func (s *Store) SentAt(ctx context.Context, contactID, sendID int64) (time.Time, error) {
+	var at *time.Time
+	if err := s.db.QueryRow(ctx, sqlSentAt, contactID, sendID).Scan(&at); err != nil {
+		return time.Time{}, trackErr(err, "loading a send's time")
+	}
+	if at == nil {
+		return time.Time{}, nil
+	}
+	return *at, nil
+}

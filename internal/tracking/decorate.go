@@ -1,0 +1,208 @@
+package tracking
+
+import (
+	"html"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/waymark/waymark/mailer"
+)
+
+// Default link lifetimes.
+const (
+	DefaultLinkTTL  = 365 * 24 * time.Hour // unsubscribe and preferences links
+	DefaultTrackTTL = 180 * 24 * time.Hour // open pixel and click redirects
+)
+
+// Decorator adds to a rendered marketing email what every one must carry:
+// the RFC 8058 one-click unsubscribe headers, a footer with the sender's
+// postal address and the unsubscribe and preferences links (in the text
+// and HTML parts, after rendering, so no template can leave them out) and,
+// when tracking is on, click redirects and the open pixel.
+type Decorator struct {
+	Signer *Signer
+	// PublicURL is where NewHandler is served, e.g.
+	// "https://mail.example.com" (WAYMARK_PUBLIC_URL); a trailing slash
+	// is ignored.
+	PublicURL string
+	// PostalAddress is the sender's postal address (WAYMARK_POSTAL_ADDRESS),
+	// one or more lines.
+	PostalAddress string
+	// From is the sender (WAYMARK_FROM), used for the mailto: unsubscribe
+	// address's domain when the message has no From of its own.
+	From string
+	// Now is the clock links expire from; nil means time.Now.
+	Now func() time.Time
+	// LinkTTL is how long unsubscribe and preferences links work
+	// (DefaultLinkTTL if 0); TrackTTL the same for opens and clicks
+	// (DefaultTrackTTL if 0).
+	LinkTTL, TrackTTL time.Duration
+}
+
+func (d *Decorator) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Decorator) base() string { return strings.TrimRight(d.PublicURL, "/") }
+
+func (d *Decorator) sign(k Kind, contactID, sendID int64, target string, now time.Time) string {
+	ttl := d.LinkTTL
+	if ttl <= 0 {
+		ttl = DefaultLinkTTL
+	}
+	if k == Open || k == Click {
+		ttl = d.TrackTTL
+		if ttl <= 0 {
+			ttl = DefaultTrackTTL
+		}
+	}
+	return d.Signer.Sign(Token{Kind: k, ContactID: contactID, SendID: sendID, URL: target, Expires: now.Add(ttl)})
+}
+
+// Paths under PublicURL that NewHandler serves.
+const (
+	PathUnsubscribe = "/u/"
+	PathPreferences = "/preferences/"
+	PathOpen        = "/o/"
+	PathClick       = "/c/"
+)
+
+// Links returns the unsubscribe and preferences URLs for a send, for
+// templates ({{.UnsubscribeURL}}, {{.PreferencesURL}}).
+func (d *Decorator) Links(contactID, sendID int64) (unsubscribe, preferences string) {
+	now := d.now()
+	return d.base() + PathUnsubscribe + d.sign(Unsubscribe, contactID, sendID, "", now),
+		d.base() + PathPreferences + d.sign(Preferences, contactID, sendID, "", now)
+}
+
+// Decorate adds the List-Unsubscribe and List-Unsubscribe-Post headers
+// (replacing any the message had), and the footer; with tracking, it
+// rewrites the HTML part's http(s) links into click redirects (not
+// mailto: or other schemes, and not Waymark's own links) and adds the
+// open pixel. The text part's links are left as they are.
+func (d *Decorator) Decorate(m *mailer.Message, contactID, sendID int64, tracking bool) {
+	now := d.now()
+	base := d.base()
+	unsubTok := d.sign(Unsubscribe, contactID, sendID, "", now)
+	unsub := base + PathUnsubscribe + unsubTok
+	prefs := base + PathPreferences + d.sign(Preferences, contactID, sendID, "", now)
+
+	// Headers: exactly one of each.
+	hs := m.Headers[:0:0]
+	for _, h := range m.Headers {
+		if strings.EqualFold(h[0], "List-Unsubscribe") || strings.EqualFold(h[0], "List-Unsubscribe-Post") {
+			continue
+		}
+		hs = append(hs, h)
+	}
+	lu := "<" + unsub + ">"
+	if dom := domainOf(m.From); dom != "" {
+		lu += ", <mailto:unsubscribe+" + unsubTok + "@" + dom + ">"
+	} else if dom := domainOf(d.From); dom != "" {
+		lu += ", <mailto:unsubscribe+" + unsubTok + "@" + dom + ">"
+	}
+	m.Headers = append(hs, [2]string{"List-Unsubscribe", lu}, [2]string{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"})
+
+	// Text footer.
+	var tf strings.Builder
+	tf.WriteString(strings.TrimRight(m.Text, "\r\n"))
+	tf.WriteString("\n\n-- \n")
+	if a := strings.TrimSpace(d.PostalAddress); a != "" {
+		tf.WriteString(a + "\n")
+	}
+	tf.WriteString("Unsubscribe: " + unsub + "\n")
+	tf.WriteString("Email preferences: " + prefs + "\n")
+	m.Text = tf.String()
+
+	if m.HTML == "" {
+		return
+	}
+	body := m.HTML
+	if tracking {
+		body = d.rewriteLinks(body, contactID, sendID, now)
+	}
+	var hf strings.Builder
+	hf.WriteString(`<div style="margin-top:24px;font-family:Arial,Helvetica,sans-serif;font-size:12px;line-height:18px;color:#6b7280">`)
+	if a := strings.TrimSpace(d.PostalAddress); a != "" {
+		lines := strings.Split(strings.ReplaceAll(a, "\r\n", "\n"), "\n")
+		for i, l := range lines {
+			lines[i] = html.EscapeString(strings.TrimSpace(l))
+		}
+		hf.WriteString(strings.Join(lines, "<br>") + "<br>")
+	}
+	hf.WriteString(`<a href="` + html.EscapeString(prefs) + `" style="color:#6b7280">Email preferences</a> &middot; `)
+	hf.WriteString(`<a href="` + html.EscapeString(unsub) + `" style="color:#6b7280">Unsubscribe</a></div>`)
+	if tracking {
+		pixel := base + PathOpen + d.sign(Open, contactID, sendID, "", now)
+		hf.WriteString(`<img src="` + html.EscapeString(pixel) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`)
+	}
+	m.HTML = beforeBody(body, hf.String())
+}
+
+// domainOf returns the domain of an address, "Name <addr>" or bare.
+func domainOf(from string) string {
+	if from == "" {
+		return ""
+	}
+	addr := from
+	if a, err := mail.ParseAddress(from); err == nil {
+		addr = a.Address
+	}
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 || i == len(addr)-1 || strings.ContainsAny(addr[i+1:], " <>,;\r\n") {
+		return ""
+	}
+	return strings.ToLower(addr[i+1:])
+}
+
+var closeBody = regexp.MustCompile(`(?i)</body\s*>`)
+
+// beforeBody inserts s before the last </body>, or appends it.
+func beforeBody(doc, s string) string {
+	locs := closeBody.FindAllStringIndex(doc, -1)
+	if len(locs) == 0 {
+		return doc + s
+	}
+	at := locs[len(locs)-1][0]
+	return doc[:at] + s + doc[at:]
+}
+
+var (
+	linkTag  = regexp.MustCompile(`(?is)<(?:a|area)\s[^>]*>`)
+	hrefAttr = regexp.MustCompile(`(?is)(\shref\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)`)
+)
+
+// rewriteLinks turns the href of every <a> and <area> with an absolute
+// http(s) target into a signed click redirect to that target.
+func (d *Decorator) rewriteLinks(doc string, contactID, sendID int64, now time.Time) string {
+	base := d.base()
+	own := func(u string) bool {
+		for _, p := range []string{PathUnsubscribe, PathPreferences, PathOpen, PathClick} {
+			if strings.HasPrefix(u, base+p) {
+				return true
+			}
+		}
+		return false
+	}
+	return linkTag.ReplaceAllStringFunc(doc, func(tag string) string {
+		loc := hrefAttr.FindStringSubmatchIndex(tag)
+		if loc == nil {
+			return tag
+		}
+		raw := tag[loc[4]:loc[5]]
+		if raw[0] == '"' || raw[0] == '\'' {
+			raw = raw[1 : len(raw)-1]
+		}
+		target := strings.TrimSpace(html.UnescapeString(raw))
+		if !linkable(target) || own(target) {
+			return tag
+		}
+		click := base + PathClick + d.sign(Click, contactID, sendID, target, now)
+		return tag[:loc[4]] + `"` + html.EscapeString(click) + `"` + tag[loc[5]:]
+	})
+}

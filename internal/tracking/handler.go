@@ -1,0 +1,567 @@
+package tracking
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/waymark/waymark/internal/ingest"
+)
+
+// Store is what the handler needs from storage.
+type Store interface {
+	// Unsubscribe unsubscribes a contact at once: status 'unsubscribed',
+	// the address suppressed ('unsubscribed'), queued sends cancelled,
+	// active enrolments exited, an 'unsubscribed' event recorded (once:
+	// not again when the contact already was unsubscribed). sendID is
+	// the send whose link was used.
+	Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) error
+	// Resubscribe sets the contact's status back to 'subscribed' and
+	// removes the address's 'unsubscribed' suppression (never a
+	// hard_bounce, complaint, manual or erased one).
+	Resubscribe(ctx context.Context, contactID int64, at time.Time) error
+	// ContactEmail returns a contact's address and status; ErrNotFound if
+	// there is no such contact.
+	ContactEmail(ctx context.Context, id int64) (email, status string, err error)
+	// TrackEngagement records event name for the contact, with props and
+	// the send's sequence, step and template.
+	TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) error
+	// Suppress adds email to the suppression list with reason and detail,
+	// cancels the queued sends to it and ends its contacts' active
+	// enrolments; it returns how many sends it cancelled.
+	Suppress(ctx context.Context, email, reason, detail string) (cancelled int, err error)
+	// SentAt returns when the send went on the wire (zero if not yet);
+	// ErrNotFound if there is no such send.
+	SentAt(ctx context.Context, contactID, sendID int64) (time.Time, error)
+}
+
+// ErrNotFound is what a Store returns for a contact or send that does not
+// exist.
+var ErrNotFound = errors.New("not found")
+
+// Event names the handler records.
+const (
+	EventOpened         = "email_opened"
+	EventClicked        = "email_clicked"
+	EventOpenedMachine  = "email_opened_machine"
+	EventClickedMachine = "email_clicked_machine"
+)
+
+// Suppression reasons the API and webhook accept.
+var apiReasons = map[string]bool{"manual": true, "complaint": true, "hard_bounce": true}
+
+// Handler serves the links in emails and the suppression API:
+//
+//	GET  /u/TOKEN              confirmation page with a button; changes nothing
+//	POST /u/TOKEN              RFC 8058 one-click unsubscribe: at once, 200
+//	GET  /preferences/TOKEN    preferences page
+//	POST /preferences/TOKEN    action=unsubscribe|resubscribe, then 303 back
+//	GET  /o/TOKEN              1x1 GIF; records email_opened(_machine)
+//	GET  /c/TOKEN              302 to the signed URL; records email_clicked(_machine)
+//	POST /v1/suppressions      {"email","reason","detail"}, write key as Basic username
+//	POST /v1/webhooks/bounces  {"type","email","bounce_type","diagnostic"}, same key
+//
+// The token in the path is the capability: no cookies, no login; the
+// pages change state only on POST, so they are CSRF-safe by construction.
+type Handler struct {
+	signer   *Signer
+	store    Store
+	writeKey string
+	log      *slog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+
+	// MachineWindow: hits this soon after sending are machines'
+	// (DefaultMachineWindow if 0).
+	MachineWindow time.Duration
+	// OnEvent, if set, is called after an engagement event or an
+	// unsubscription is stored (e.g. to let rules react at once); name is
+	// the stored event's name.
+	OnEvent func(contactID int64, name string, props map[string]any, at time.Time)
+}
+
+// NewHandler returns the handler. An empty writeKey accepts any key on
+// the /v1/ endpoints (development and demo only), like the ingestion API.
+func NewHandler(signer *Signer, store Store, writeKey string, log *slog.Logger, now func() time.Time) *Handler {
+	h := &Handler{signer: signer, store: store, writeKey: writeKey, log: log, now: now, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /u/{token}", h.unsubscribePage)
+	h.mux.HandleFunc("POST /u/{token}", h.unsubscribe)
+	h.mux.HandleFunc("GET /preferences/{token}", h.preferencesPage)
+	h.mux.HandleFunc("POST /preferences/{token}", h.preferences)
+	h.mux.HandleFunc("GET /o/{token}", h.open)
+	h.mux.HandleFunc("GET /c/{token}", h.click)
+	h.mux.HandleFunc("POST /v1/suppressions", h.suppressions)
+	h.mux.HandleFunc("POST /v1/webhooks/bounces", h.bounces)
+	return h
+}
+
+// Patterns are the http.ServeMux patterns the handler answers, to mount
+// it on another mux: for _, p := range h.Patterns() { mux.Handle(p, h) }.
+func (h *Handler) Patterns() []string {
+	return []string{"/u/", "/preferences/", "/o/", "/c/", "POST /v1/suppressions", "POST /v1/webhooks/bounces"}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// --- pages ---
+
+var pages = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{{.Title}}</title>
+<style>body{font-family:system-ui,-apple-system,Segoe UI,Arial,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2937;line-height:1.5}
+button{font:inherit;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #1f2937;background:#1f2937;color:#fff;cursor:pointer}
+button.secondary{background:#fff;color:#1f2937}.note{color:#6b7280;font-size:.9rem}</style></head>
+<body><h1>{{.Title}}</h1>
+{{range .Paragraphs}}<p>{{.}}</p>
+{{end}}{{range .Forms}}<form method="post">{{if .Name}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}<button type="submit"{{if .Secondary}} class="secondary"{{end}}>{{.Label}}</button></form>
+{{end}}{{if .Link}}<p class="note"><a href="{{.Link}}">{{.LinkLabel}}</a></p>{{end}}
+</body></html>
+`))
+
+// form posts to the page's own URL (no action attribute), so the pages
+// work under any path prefix.
+type form struct {
+	Name, Value, Label string
+	Secondary          bool
+}
+
+type page struct {
+	Title      string
+	Paragraphs []string
+	Forms      []form
+	Link       string
+	LinkLabel  string
+}
+
+func (h *Handler) render(w http.ResponseWriter, status int, p page) {
+	var b bytes.Buffer
+	if err := pages.Execute(&b, p); err != nil {
+		h.log.Error("rendering a page", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Robots-Tag", "noindex")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
+
+// badLink answers a refused token with a clear page.
+func (h *Handler) badLink(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrExpired):
+		h.render(w, http.StatusForbidden, page{Title: "This link has expired",
+			Paragraphs: []string{"The link you followed is too old to use. The unsubscribe and preferences links in any recent email from us will work."}})
+	case errors.Is(err, ErrKind):
+		h.render(w, http.StatusBadRequest, page{Title: "This link is not valid here",
+			Paragraphs: []string{"The link you followed was made for another page. Please use the link exactly as it appears in the email."}})
+	default:
+		h.render(w, http.StatusBadRequest, page{Title: "This link is not valid",
+			Paragraphs: []string{"The link you followed is incomplete or has been changed. Please use the link exactly as it appears in the email, or copy the whole of it into your browser."}})
+	}
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, doing string, err error) {
+	h.log.Error(doing, "err", err)
+	h.render(w, http.StatusServiceUnavailable, page{Title: "Please try again",
+		Paragraphs: []string{"Something went wrong on our side and nothing was changed. Please try again in a few minutes."}})
+}
+
+// --- unsubscribe ---
+
+func (h *Handler) unsubscribePage(w http.ResponseWriter, r *http.Request) {
+	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.now())
+	if err != nil {
+		h.badLink(w, err)
+		return
+	}
+	email, status, err := h.store.ContactEmail(r.Context(), t.ContactID)
+	if errors.Is(err, ErrNotFound) {
+		h.render(w, http.StatusNotFound, page{Title: "Nothing to unsubscribe", Paragraphs: []string{"We no longer have this address on file."}})
+		return
+	}
+	if err != nil {
+		h.unavailable(w, "loading a contact for the unsubscribe page", err)
+		return
+	}
+	prefs := h.preferencesPath(t)
+	if status == "unsubscribed" {
+		h.render(w, http.StatusOK, page{Title: "You are unsubscribed",
+			Paragraphs: []string{fmt.Sprintf("%s no longer receives our marketing emails.", display(email))},
+			Link:       prefs, LinkLabel: "Email preferences"})
+		return
+	}
+	h.render(w, http.StatusOK, page{Title: "Unsubscribe?",
+		Paragraphs: []string{fmt.Sprintf("Stop all marketing emails to %s?", display(email))},
+		Forms:      []form{{Label: "Unsubscribe"}},
+		Link:       prefs, LinkLabel: "Email preferences"})
+}
+
+// unsubscribe is the RFC 8058 one-click POST (the body,
+// "List-Unsubscribe=One-Click", is not needed) and the page's button.
+func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 4<<10))
+	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.now())
+	if err != nil {
+		h.badLink(w, err)
+		return
+	}
+	if !h.doUnsubscribe(w, r, t) {
+		return
+	}
+	h.render(w, http.StatusOK, page{Title: "You are unsubscribed",
+		Paragraphs: []string{"You will not receive our marketing emails any more. It can take a moment for an email already on its way to arrive."},
+		Link:       h.preferencesPath(t), LinkLabel: "Changed your mind? Email preferences"})
+}
+
+func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token) bool {
+	at := h.now()
+	err := h.store.Unsubscribe(r.Context(), t.ContactID, t.SendID, at)
+	if errors.Is(err, ErrNotFound) {
+		h.render(w, http.StatusNotFound, page{Title: "Nothing to unsubscribe", Paragraphs: []string{"We no longer have this address on file."}})
+		return false
+	}
+	if err != nil {
+		h.unavailable(w, "unsubscribing", err)
+		return false
+	}
+	h.log.Info("unsubscribed", "contact", t.ContactID, "send", t.SendID)
+	if h.OnEvent != nil {
+		h.OnEvent(t.ContactID, "unsubscribed", map[string]any{"send_id": t.SendID}, at)
+	}
+	return true
+}
+
+// preferencesPath is the preferences page of the contact and send of t,
+// with a link of the same lifetime as t, relative to /u/TOKEN.
+func (h *Handler) preferencesPath(t Token) string {
+	return ".." + PathPreferences + h.signer.Sign(Token{Kind: Preferences, ContactID: t.ContactID, SendID: t.SendID, Expires: t.Expires})
+}
+
+// --- preferences ---
+
+func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
+	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.now())
+	if err != nil {
+		h.badLink(w, err)
+		return
+	}
+	email, status, err := h.store.ContactEmail(r.Context(), t.ContactID)
+	if errors.Is(err, ErrNotFound) {
+		h.render(w, http.StatusNotFound, page{Title: "Email preferences", Paragraphs: []string{"We no longer have this address on file."}})
+		return
+	}
+	if err != nil {
+		h.unavailable(w, "loading a contact for the preferences page", err)
+		return
+	}
+	p := page{Title: "Email preferences"}
+	if r.URL.Query().Get("done") != "" {
+		p.Paragraphs = append(p.Paragraphs, "Saved.")
+	}
+	if status == "unsubscribed" {
+		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s is unsubscribed from all our marketing emails.", display(email)))
+		p.Forms = []form{{Name: "action", Value: "resubscribe", Label: "Resubscribe"}}
+	} else {
+		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s receives our marketing emails.", display(email)))
+		p.Forms = []form{{Name: "action", Value: "unsubscribe", Label: "Unsubscribe from all"}}
+	}
+	h.render(w, http.StatusOK, p)
+}
+
+func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
+	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.now())
+	if err != nil {
+		h.badLink(w, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		h.render(w, http.StatusBadRequest, page{Title: "Email preferences", Paragraphs: []string{"The form could not be read: " + err.Error()}})
+		return
+	}
+	switch r.PostForm.Get("action") {
+	case "unsubscribe":
+		if !h.doUnsubscribe(w, r, t) {
+			return
+		}
+	case "resubscribe":
+		at := h.now()
+		err := h.store.Resubscribe(r.Context(), t.ContactID, at)
+		if errors.Is(err, ErrNotFound) {
+			h.render(w, http.StatusNotFound, page{Title: "Email preferences", Paragraphs: []string{"We no longer have this address on file."}})
+			return
+		}
+		if err != nil {
+			h.unavailable(w, "resubscribing", err)
+			return
+		}
+		h.log.Info("resubscribed", "contact", t.ContactID, "send", t.SendID)
+		if h.OnEvent != nil {
+			h.OnEvent(t.ContactID, "resubscribed", map[string]any{"send_id": t.SendID}, at)
+		}
+	default:
+		h.render(w, http.StatusBadRequest, page{Title: "Email preferences",
+			Paragraphs: []string{`The form must choose "unsubscribe" or "resubscribe".`}})
+		return
+	}
+	// Back to the page (a relative reference: the same path, so it works
+	// under any prefix), which now shows the new state.
+	w.Header().Set("Location", "?done=1")
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+func display(email string) string {
+	if email == "" {
+		return "This address"
+	}
+	return email
+}
+
+// --- open and click ---
+
+// pixel is a transparent 1x1 GIF.
+var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+func (h *Handler) open(w http.ResponseWriter, r *http.Request) {
+	now := h.now()
+	t, err := h.signer.Verify(Open, r.PathValue("token"), now)
+	switch {
+	case err == nil:
+		h.engage(r, t, now, EventOpened, EventOpenedMachine, nil)
+	case errors.Is(err, ErrExpired):
+		// An old email opened: show the image, record nothing.
+	default:
+		http.Error(w, "invalid link", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "image/gif")
+	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, private, max-age=0")
+	w.Header().Set("Pragma", "no-cache")
+	w.Header().Set("Expires", "0")
+	w.Header().Set("Content-Length", fmt.Sprint(len(pixel)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(pixel)
+}
+
+func (h *Handler) click(w http.ResponseWriter, r *http.Request) {
+	now := h.now()
+	t, err := h.signer.Verify(Click, r.PathValue("token"), now)
+	switch {
+	case err == nil:
+		h.engage(r, t, now, EventClicked, EventClickedMachine, map[string]any{"url": t.URL})
+	case errors.Is(err, ErrExpired):
+		// Still an authentic link of ours: take the person where it
+		// goes, without recording.
+	default:
+		h.badLink(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	// The target comes only from the signed token: no open redirect.
+	http.Redirect(w, r, t.URL, http.StatusFound)
+}
+
+// engage records an open or click; failures are logged, never shown (the
+// image still loads, the click still goes through).
+func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine string, props map[string]any) {
+	ctx := r.Context()
+	sentAt, err := h.store.SentAt(ctx, t.ContactID, t.SendID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		h.log.Warn("looking up a send for tracking", "contact", t.ContactID, "send", t.SendID, "err", err)
+	}
+	if props == nil {
+		props = map[string]any{}
+	}
+	name := human
+	if isMachine, why := Machine(t.Kind, r, sentAt, now, h.MachineWindow); isMachine {
+		name = machine
+		props["machine_reason"] = why
+	}
+	if ua := r.UserAgent(); ua != "" {
+		if len(ua) > 512 {
+			ua = ua[:512]
+		}
+		props["user_agent"] = ua
+	}
+	// Recorded even if the request is cancelled once the answer is out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := h.store.TrackEngagement(ctx, t.ContactID, t.SendID, name, props, now); err != nil {
+		h.log.Error("recording "+name, "contact", t.ContactID, "send", t.SendID, "err", err)
+		return
+	}
+	if h.OnEvent != nil {
+		h.OnEvent(t.ContactID, name, props, now)
+	}
+}
+
+// --- suppression API and bounce webhook ---
+
+type apiResponse struct {
+	Success    bool   `json:"success"`
+	Error      string `json:"error,omitempty"`
+	Field      string `json:"field,omitempty"`
+	Suppressed *bool  `json:"suppressed,omitempty"`
+	Cancelled  *int   `json:"cancelled,omitempty"`
+}
+
+func reply(w http.ResponseWriter, status int, body apiResponse) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if h.writeKey == "" {
+		return true
+	}
+	if u, _, ok := r.BasicAuth(); ok && constantTimeEqual(u, h.writeKey) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="waymark"`)
+	reply(w, http.StatusUnauthorized, apiResponse{Error: "missing or wrong write key (send it as the HTTP Basic username)", Field: "writeKey"})
+	return false
+}
+
+// decode reads a JSON object into v, refusing unknown fields; the error
+// response names the field at fault.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		field, msg := "body", "malformed JSON: "+err.Error()
+		var te *json.UnmarshalTypeError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &te):
+			field, msg = te.Field, fmt.Sprintf("must be a %s, not %s", te.Type.Kind(), te.Value)
+		case errors.As(err, &mbe):
+			msg = "body is over the limit of 64 KB"
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			msg = "unknown field"
+		case errors.Is(err, io.EOF):
+			msg = "empty body: a JSON object is needed"
+		}
+		reply(w, http.StatusBadRequest, apiResponse{Error: msg, Field: field})
+		return false
+	}
+	if dec.More() {
+		reply(w, http.StatusBadRequest, apiResponse{Error: "one JSON object is expected, found more after it", Field: "body"})
+		return false
+	}
+	return true
+}
+
+// SuppressionRequest is the body of POST /v1/suppressions. Reason is
+// "manual" (the default), "complaint" or "hard_bounce".
+type SuppressionRequest struct {
+	Email  string `json:"email"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail"`
+}
+
+func (h *Handler) suppressions(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(w, r) {
+		return
+	}
+	var req SuppressionRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	email, err := ingest.NormalizeEmail(req.Email)
+	if err != nil {
+		reply(w, http.StatusBadRequest, apiResponse{Error: err.Error(), Field: "email"})
+		return
+	}
+	if req.Reason == "" {
+		req.Reason = "manual"
+	}
+	if !apiReasons[req.Reason] {
+		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%q is not a reason: use manual, complaint or hard_bounce", req.Reason), Field: "reason"})
+		return
+	}
+	if len(req.Detail) > 1000 {
+		reply(w, http.StatusBadRequest, apiResponse{Error: "longer than 1000 characters", Field: "detail"})
+		return
+	}
+	h.suppress(w, r, email, req.Reason, req.Detail)
+}
+
+func (h *Handler) suppress(w http.ResponseWriter, r *http.Request, email, reason, detail string) {
+	n, err := h.store.Suppress(r.Context(), email, reason, detail)
+	if err != nil {
+		h.log.Error("suppressing an address", "reason", reason, "err", err)
+		reply(w, http.StatusServiceUnavailable, apiResponse{Error: "storage unavailable, retry later"})
+		return
+	}
+	h.log.Info("suppressed", "reason", reason, "cancelled_sends", n)
+	yes := true
+	reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &yes, Cancelled: &n})
+}
+
+// BounceWebhook is the body of POST /v1/webhooks/bounces: Type "bounce"
+// (with BounceType "hard" or "soft") or "complaint". A hard bounce
+// suppresses the address as hard_bounce, a complaint as complaint; a soft
+// bounce is only logged.
+type BounceWebhook struct {
+	Type       string `json:"type"`
+	Email      string `json:"email"`
+	BounceType string `json:"bounce_type"`
+	Diagnostic string `json:"diagnostic"`
+}
+
+func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(w, r) {
+		return
+	}
+	var b BounceWebhook
+	if !decode(w, r, &b) {
+		return
+	}
+	if b.Type != "bounce" && b.Type != "complaint" {
+		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%q is not a type: use bounce or complaint", b.Type), Field: "type"})
+		return
+	}
+	email, err := ingest.NormalizeEmail(b.Email)
+	if err != nil {
+		reply(w, http.StatusBadRequest, apiResponse{Error: err.Error(), Field: "email"})
+		return
+	}
+	if len(b.Diagnostic) > 1000 {
+		b.Diagnostic = b.Diagnostic[:1000]
+	}
+	if b.Type == "complaint" {
+		if b.BounceType != "" {
+			reply(w, http.StatusBadRequest, apiResponse{Error: "only for type bounce", Field: "bounce_type"})
+			return
+		}
+		h.suppress(w, r, email, "complaint", b.Diagnostic)
+		return
+	}
+	switch b.BounceType {
+	case "hard":
+		h.suppress(w, r, email, "hard_bounce", b.Diagnostic)
+	case "soft":
+		h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
+		no := false
+		reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &no})
+	default:
+		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%q is not a bounce type: use hard or soft", b.BounceType), Field: "bounce_type"})
+	}
+}
