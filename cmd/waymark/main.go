@@ -61,6 +61,7 @@ func commands() []command {
 		}},
 		{"contacts", "erase|export CONTACT", "erase a contact's personal data (keeping a hashed suppression), or export everything stored about it as JSON", cmdContacts},
 		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", cmdHistory},
+		{"keys", "create|list|revoke", "management API keys: create --name NAME (printed once, stored hashed), list, revoke", cmdKeys},
 	}
 }
 
