@@ -53,6 +53,7 @@ type server struct {
 	engine *lifecycle.Engine
 	runner *campaigns.Runner
 	sender *campaigns.Sender // nil without SMTP
+	sched  *scheduler.Scheduler
 }
 
 // latestEvents converts each touched contact's newest event for rules.
@@ -73,6 +74,9 @@ type serveOptions struct {
 	// Routes add handlers to the server's mux (the dashboard, the demo's
 	// captured mail), with the running server's parts at hand.
 	Routes []func(mux *http.ServeMux, s *server)
+	// Now, if set, is the clock of rules, campaigns, the scheduler, the
+	// sender and ingestion (the demo's accelerated clock); nil: time.Now.
+	Now func() time.Time
 }
 
 // serve runs until ctx is done. ready, if set, receives the address it
@@ -85,6 +89,10 @@ func serve(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slo
 func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, opts serveOptions) error {
 	ready := opts.Ready
 	s := &server{cfg: cfg, pool: pool, store: store.New(pool), log: log}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var workers sync.WaitGroup
@@ -96,12 +104,12 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	engine := lifecycle.NewEngine(s.store, log)
 	runner := campaigns.NewRunner(s.store, log)
 	engine.Hook = runner
-	sender, err := newSender(cfg, s.store, runner, log, time.Now)
+	sender, err := newSender(cfg, s.store, runner, log, now)
 	if err != nil {
 		return err
 	}
 	s.engine, s.runner, s.sender = engine, runner, sender
-	reactor := lifecycle.NewReactor(engine, log, time.Now)
+	reactor := lifecycle.NewReactor(engine, log, now)
 	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
 		st, err := engine.Sweep(ctx, at)
 		if err == nil && st.Contacts > 0 {
@@ -111,10 +119,11 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 			sender.Wake()
 		}
 		return err
-	}, log, time.Now)
+	}, log, now)
 	if err != nil {
 		return &config.Error{Var: "WAYMARK_CRON", Msg: err.Error()}
 	}
+	s.sched = sched
 	workers.Add(2)
 	go func() { defer workers.Done(); reactor.Run(ctx) }()
 	go func() { defer workers.Done(); sched.Run(ctx) }()
@@ -155,7 +164,7 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	defer s.writer.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", ingest.NewHandler(cfg.WriteKey, s.writer, log, time.Now))
+	mux.Handle("/v1/", ingest.NewHandler(cfg.WriteKey, s.writer, log, now))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
