@@ -45,7 +45,8 @@ func TestExampleJourneyLoads(t *testing.T) {
 	for _, tp := range j.Templates {
 		names = append(names, tp.Name)
 	}
-	want := []string{"welcome", "best-of-blog", "cart-reminder", "cart-last-call", "first-purchase-thanks", "we-miss-you", "surprise"}
+	want := []string{"welcome", "best-of-blog", "cart-reminder", "cart-last-call", "first-purchase-thanks", "we-miss-you", "surprise",
+		"review-request", "refer-a-friend", "birthday", "come-back"}
 	if !slices.Equal(names, want) {
 		t.Errorf("templates = %v, want %v", names, want)
 	}
