@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -56,6 +57,20 @@ type FactsQuery struct {
 	// EventNames, for event-driven evaluation: the names of every new
 	// event of the contact.
 	EventNames map[int64][]string
+	// Rollup asks, for a page of contacts, for the aggregates from the
+	// activity rollup the store's [SweepPreparer] just brought up to date
+	// rather than from the events.
+	Rollup bool
+	// SkipTraits says no rule reads traits, so they need not be loaded.
+	SkipTraits bool
+}
+
+// SweepPreparer is implemented by stores that keep an activity rollup:
+// before a pass over every contact the engine asks them to bring it up to
+// date for the aggregates needs, then loads pages with Rollup set. An
+// error is logged and the pass reads the events instead.
+type SweepPreparer interface {
+	PrepareSweep(ctx context.Context, needs []Aggregate) error
 }
 
 // Store is what the engine needs from storage.
@@ -251,7 +266,10 @@ func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]st
 
 // pass evaluates rules for the contacts sel.IDs (all contacts when nil), a
 // batch at a time: one facts query per batch, then settling in memory, then
-// one write of the batch's moves, then the hook.
+// one write of the batch's moves, then the hook. In a pass over all
+// contacts the next batch is loaded while the current one is settled, the
+// facts come from the store's activity rollup when it keeps one, and
+// settling is spread over the CPUs.
 func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook) (SweepStats, error) {
 	start := time.Now()
 	var st SweepStats
@@ -266,35 +284,35 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	if len(rules) == 0 && hook == nil {
 		return st, nil
 	}
-	ids := sel.IDs
-	var after int64
-	for {
-		q := FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames}
-		if ids != nil {
-			if len(ids) == 0 {
-				break
+	skipTraits := hook == nil && !readTraits(rules)
+	rollup := false
+	if p, ok := e.store.(SweepPreparer); ok && sel.IDs == nil {
+		if err := p.PrepareSweep(ctx, needs); err != nil {
+			if ctx.Err() != nil {
+				return st, err
 			}
-			n := min(len(ids), e.BatchSize)
-			q.IDs, ids = ids[:n], ids[n:]
+			e.log.Warn("activity rollup unavailable; reading events", "err", err)
 		} else {
-			q.After, q.Limit = after, e.BatchSize
+			rollup = true
 		}
-		batch, err := e.store.LoadFacts(ctx, q)
-		if err != nil {
-			return st, fmt.Errorf("loading facts: %w", err)
+	}
+	batches := make(chan loaded, 1)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, Rollup: rollup, SkipTraits: skipTraits}, batches)
+	results := make([]settled, 0, e.BatchSize)
+	for b := range batches {
+		if b.err != nil {
+			return st, fmt.Errorf("loading facts: %w", b.err)
 		}
-		if q.IDs == nil {
-			if len(batch) == 0 {
-				break
-			}
-			after = batch[len(batch)-1].ID
-		}
+		batch := b.facts
+		results = settleAll(rules, batch, results[:0])
 		var moves []ContactMoves
 		emails := map[int64]string{}
 		for i := range batch {
 			c := &batch[i]
 			st.Contacts++
-			hops, err := Settle(rules, &c.Facts)
+			hops, err := results[i].hops, results[i].err
 			if err != nil {
 				// One contact's data not fitting a rule (a trait of the
 				// wrong type) must not stop the others.
@@ -332,12 +350,95 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 				return st, err
 			}
 		}
-		if q.IDs == nil && len(batch) < e.BatchSize {
-			break
-		}
 	}
 	st.Elapsed = time.Since(start)
-	return st, nil
+	return st, ctx.Err()
+}
+
+// loaded is one batch of facts, or the error loading it.
+type loaded struct {
+	facts []ContactFacts
+	err   error
+}
+
+// load sends the batches of sel to out, one ahead of the consumer, and
+// closes it after the last (or after an error, which it sends).
+func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded) {
+	defer close(out)
+	ids := sel.IDs
+	var after int64
+	for {
+		if ids != nil {
+			if len(ids) == 0 {
+				return
+			}
+			n := min(len(ids), e.BatchSize)
+			q.IDs, ids = ids[:n], ids[n:]
+		} else {
+			q.After, q.Limit = after, e.BatchSize
+		}
+		batch, err := e.store.LoadFacts(ctx, q)
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			select {
+			case out <- loaded{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if q.IDs == nil {
+			if len(batch) == 0 {
+				return
+			}
+			after = batch[len(batch)-1].ID
+		}
+		select {
+		case out <- loaded{facts: batch}:
+		case <-ctx.Done():
+			return
+		}
+		if q.IDs == nil && len(batch) < e.BatchSize {
+			return
+		}
+	}
+}
+
+// settled is one contact's settling.
+type settled struct {
+	hops []Move
+	err  error
+}
+
+// settleAll settles every contact of batch, on all CPUs for a large batch.
+func settleAll(rules []Rule, batch []ContactFacts, out []settled) []settled {
+	out = slices.Grow(out[:0], len(batch))[:len(batch)]
+	workers := min(runtime.GOMAXPROCS(0), len(batch)/256+1)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := len(batch)*w/workers, len(batch)*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				hops, err := Settle(rules, &batch[i].Facts)
+				out[i] = settled{hops, err}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// readTraits reports whether any rule reads traits.
+func readTraits(rules []Rule) bool {
+	for _, r := range rules {
+		if r.When != nil && r.When.ReadsTraits() {
+			return true
+		}
+	}
+	return false
 }
 
 func unionNeeds(a, b []Aggregate) []Aggregate {

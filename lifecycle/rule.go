@@ -149,6 +149,8 @@ type Program struct {
 	Anniversaries []string
 
 	program *vm.Program
+	// traits: the rule reads the traits variable.
+	traits bool
 	// observe lists what EvalTrace reports, in order of appearance.
 	observe []observable
 	// runs recycles the VM and environment of an evaluation.
@@ -275,6 +277,13 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 		return r
 	}
 	return p, nil
+}
+
+// ReadsTraits reports whether the rule reads the contact's traits (the
+// traits variable or days_to_anniversary), so that a pass whose rules do
+// not can skip loading them.
+func (p *Program) ReadsTraits() bool {
+	return p.traits || len(p.Anniversaries) > 0
 }
 
 // Needs returns the aggregates the programs read, each once, in order of
@@ -424,6 +433,9 @@ func (c *ruleCompiler) identifier(n *ast.IdentifierNode, observe bool) error {
 			return c.errorAt(n, "%s is a function: call it, like %s", n.Value, example(n.Value))
 		}
 		return c.errorAt(n, "unknown variable %q (known: %s)", n.Value, strings.Join(variables, ", "))
+	}
+	if n.Value == "traits" {
+		c.p.traits = true
 	}
 	if !observe {
 		return nil

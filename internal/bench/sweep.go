@@ -444,7 +444,8 @@ func LoadSweepData(ctx context.Context, pool *pgxpool.Pool, size SweepSize, now 
 
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS bench_sweep_meta (contacts bigint, events bigint, complete bool, loaded_at timestamptz, load_seconds float8)`,
-		`TRUNCATE bench_sweep_meta, events, identities, contacts, transitions`,
+		`TRUNCATE bench_sweep_meta, events, identities, contacts, transitions, activity, activity_names`,
+		`UPDATE activity_state SET spec = '', snapshot = '', built_at = NULL, folded_at = NULL`,
 		`ALTER TABLE events DROP CONSTRAINT events_pkey`,
 		`DROP INDEX events_contact_name_time`,
 	} {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -151,6 +152,12 @@ func numeric(v string) string {
 
 // LoadFacts implements lifecycle.Store.
 func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
+	if q.Rollup && q.IDs == nil {
+		out, err := s.loadRollupFacts(ctx, q)
+		if !errors.Is(err, errNoRollup) {
+			return out, translate(err, "loading facts from the activity rollup")
+		}
+	}
 	sql, args, kinds := factsSQL(q.Needs, q.IDs != nil)
 	args[0] = q.AsOf
 	if q.IDs != nil {

@@ -1,0 +1,551 @@
+package store
+
+// The activity rollup (migration 007): what a sweep over every contact
+// reads instead of the events table.
+//
+// Each contact has one row in activity whose data is a sequence of records,
+// one per event of the contact, in no particular order:
+//
+//	int4  the event name's id in activity_names
+//	int8  occurred_at, microseconds since the Unix epoch
+//	8 bytes per property the rollup tracks for that event name, in the
+//	        order of the spec: for a summed property the float8 value
+//	        (NaN when absent or not numeric), for a counted-distinct one
+//	        jsonb_hash_extended of the JSON value (0 when absent)
+//
+// Because every event keeps its exact time, every window edge is exactly
+// where the events-table query puts it (occurred_at > as-of - window, and
+// occurred_at <= as-of), and --as-of backtests work on the rollup too. The
+// rollup is a cache of the events table, kept in step by folding:
+//
+//   - Every event row carries ingest_xid, the transaction that stored it.
+//     activity_state remembers the snapshot of the last fold; a fold, in a
+//     REPEATABLE READ transaction holding the state row, appends the
+//     records of exactly the events visible now and not in that snapshot
+//     (so an event of a transaction still running at one fold is taken by
+//     the next), then records its own snapshot. Folds of two processes
+//     serialise on the state row; the later one retries.
+//   - Appending is enough because records are an unordered multiset: a
+//     late event (old occurred_at) is one more record. A merge inserts the
+//     anonymous contact's events under the identified contact (new rows,
+//     folded into its row) and marks the anonymous one merged, which no
+//     sweep reads. Erasing a contact deletes its row.
+//   - The spec lists the (event, property) pairs whose values records
+//     carry. When rules need one it lacks, the rollup is rebuilt from
+//     events with the union of both (it never shrinks, so two processes
+//     with different rules do not take turns rebuilding).
+//
+// Event-driven evaluation (lists of contacts) still reads the events table
+// directly, so an event is visible to its rule the moment it is committed.
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// rollupProp is a property whose values the rollup's records carry.
+type rollupProp struct {
+	Event    string `json:"event"`
+	Property string `json:"property"`
+	Sum      bool   `json:"sum"` // summed; else counted distinct
+}
+
+func parseSpec(s string) ([]rollupProp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []rollupProp
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, fmt.Errorf("activity rollup: bad spec %q: %w", s, err)
+	}
+	return out, nil
+}
+
+// specProps returns the properties needs read, sorted.
+func specProps(needs []lifecycle.Aggregate) []rollupProp {
+	var out []rollupProp
+	for _, a := range needs {
+		if a.Kind == lifecycle.AggSum || a.Kind == lifecycle.AggDistinct {
+			p := rollupProp{a.Event, a.Property, a.Kind == lifecycle.AggSum}
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	sortProps(out)
+	return out
+}
+
+func sortProps(ps []rollupProp) {
+	slices.SortFunc(ps, func(a, b rollupProp) int {
+		if c := strings.Compare(a.Event, b.Event); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Property, b.Property); c != 0 {
+			return c
+		}
+		if a.Sum == b.Sum {
+			return 0
+		}
+		if a.Sum {
+			return 1
+		}
+		return -1
+	})
+}
+
+// covers reports whether spec carries every property in want.
+func covers(spec, want []rollupProp) bool {
+	for _, p := range want {
+		if !slices.Contains(spec, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordSQL is the SQL of one event's record (events e joined with
+// activity_names n) under spec.
+func recordSQL(spec []rollupProp, param func(any) string) string {
+	var b strings.Builder
+	b.WriteString("int4send(n.id) || int8send((extract(epoch FROM e.occurred_at) * 1000000)::int8)")
+	for i := 0; i < len(spec); {
+		j := i
+		for j < len(spec) && spec[j].Event == spec[i].Event {
+			j++
+		}
+		b.WriteString(" || CASE WHEN e.name = " + param(spec[i].Event) + " THEN ")
+		for k := i; k < j; k++ {
+			if k > i {
+				b.WriteString(" || ")
+			}
+			v := "e.properties->" + param(spec[k].Property)
+			if spec[k].Sum {
+				b.WriteString("float8send(coalesce(" + numeric(v) + ", 'NaN'::float8))")
+			} else {
+				b.WriteString("int8send(CASE WHEN " + v + " IS NULL THEN 0 ELSE coalesce(nullif(jsonb_hash_extended(" + v + ", 0), 0), 1) END)")
+			}
+		}
+		b.WriteString(" ELSE ''::bytea END")
+		i = j
+	}
+	return b.String()
+}
+
+// sqlNewEvents selects the events committed since snapshot $1 (whose xmin
+// is $2).
+const sqlNewEvents = `e.ingest_xid >= $2::bigint AND NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8, $1::pg_snapshot)`
+
+// FoldStats says what PrepareSweep did.
+type FoldStats struct {
+	Rebuilt  bool // the rollup was built from all events
+	Contacts int64
+	Elapsed  time.Duration
+}
+
+// PrepareSweep implements lifecycle.SweepPreparer: it brings the activity
+// rollup up to date for needs — folding in the events committed since the
+// last fold, or building it from all events the first time or when needs
+// reads a property it does not carry.
+func (s *Store) PrepareSweep(ctx context.Context, needs []lifecycle.Aggregate) error {
+	_, err := s.FoldActivity(ctx, needs)
+	return err
+}
+
+// FoldActivity is PrepareSweep, with what it did.
+func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (FoldStats, error) {
+	start := time.Now()
+	var st FoldStats
+	_, nested := s.db.(pgx.Tx)
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		st = FoldStats{}
+		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+			if !nested {
+				if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`); err != nil {
+					return err
+				}
+			}
+			var specText, snap string
+			// Holding the state row serialises folds; one that started
+			// before another committed fails to serialise and retries.
+			if err := tx.QueryRow(ctx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`).Scan(&specText, &snap); err != nil {
+				return err
+			}
+			spec, err := parseSpec(specText)
+			if err != nil {
+				return err
+			}
+			want := specProps(needs)
+			if snap == "" || specText == "" && len(want) > 0 || !covers(spec, want) {
+				for _, p := range spec {
+					if !slices.Contains(want, p) {
+						want = append(want, p)
+					}
+				}
+				sortProps(want)
+				st.Rebuilt = true
+				st.Contacts, err = buildActivity(ctx, tx, want)
+				return err
+			}
+			st.Contacts, err = foldActivity(ctx, tx, spec, snap)
+			return err
+		})
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+	st.Elapsed = time.Since(start)
+	return st, translate(err, "updating the activity rollup")
+}
+
+// buildActivity replaces the rollup with one built from all events.
+func buildActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp) (int64, error) {
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return 0, err
+	}
+	args := []any{}
+	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	rec := recordSQL(spec, param)
+	for _, q := range []string{
+		`SET LOCAL work_mem = '256MB'`,
+		`INSERT INTO activity_names (name) SELECT DISTINCT name FROM events ON CONFLICT (name) DO NOTHING`,
+		// DELETE, not TRUNCATE: sweeps reading the rollup meanwhile keep
+		// seeing the old one.
+		`DELETE FROM activity`,
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return 0, err
+		}
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO activity (contact_id, data)
+SELECT e.contact_id, string_agg(`+rec+`, ''::bytea)
+FROM events e JOIN activity_names n ON n.name = e.name GROUP BY e.contact_id`, args...)
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE activity_state SET spec = $1, snapshot = pg_current_snapshot()::text, built_at = now(), folded_at = now()`, string(specJSON))
+	return tag.RowsAffected(), err
+}
+
+// foldActivity appends the records of the events committed since snap.
+func foldActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp, snap string) (int64, error) {
+	xmin, _, ok := strings.Cut(snap, ":")
+	if !ok {
+		return 0, fmt.Errorf("activity rollup: bad snapshot %q", snap)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO activity_names (name) SELECT DISTINCT e.name FROM events e WHERE `+sqlNewEvents+`
+ON CONFLICT (name) DO NOTHING`, snap, xmin); err != nil {
+		return 0, err
+	}
+	args := []any{snap, xmin}
+	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	rec := recordSQL(spec, param)
+	tag, err := tx.Exec(ctx, `INSERT INTO activity (contact_id, data)
+SELECT e.contact_id, string_agg(`+rec+`, ''::bytea)
+FROM events e JOIN activity_names n ON n.name = e.name WHERE `+sqlNewEvents+` GROUP BY e.contact_id
+ON CONFLICT (contact_id) DO UPDATE SET data = activity.data || EXCLUDED.data`, args...)
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE activity_state SET snapshot = pg_current_snapshot()::text, folded_at = now()`)
+	return tag.RowsAffected(), err
+}
+
+// rollupLayout is how to read records: per name id, the number of values
+// its records carry and, per need, what to do with a record.
+type rollupLayout struct {
+	width map[int32]int      // name id → record length
+	uses  map[int32][]recUse // name id → the needs it feeds
+}
+
+type recUse struct {
+	need  int
+	kind  lifecycle.AggKind
+	since int64 // window start in µs, exclusive; MinInt64 for all
+	none  bool  // an enrolment window: nothing, as in the events query
+	value int   // offset of the value (sum, distinct)
+}
+
+func newLayout(spec []rollupProp, ids []int32, names []string, needs []lifecycle.Aggregate, asOf int64) (*rollupLayout, error) {
+	l := &rollupLayout{width: map[int32]int{}, uses: map[int32][]recUse{}}
+	byName := map[string]int32{}
+	for i, id := range ids {
+		byName[names[i]] = id
+		n := 0
+		for _, p := range spec {
+			if p.Event == names[i] {
+				n++
+			}
+		}
+		l.width[id] = 12 + 8*n
+	}
+	for i, a := range needs {
+		id, ok := byName[a.Event]
+		if !ok {
+			continue // no such event yet: the defaults hold
+		}
+		u := recUse{need: i, kind: a.Kind, since: math.MinInt64, value: -1}
+		switch {
+		case a.Window.Enrolment:
+			u.none = true
+		case !a.Window.All && a.Window.Dur > 0:
+			u.since = asOf - a.Window.Dur.Microseconds()
+		}
+		if a.Kind == lifecycle.AggSum || a.Kind == lifecycle.AggDistinct {
+			off := 12
+			for _, p := range spec {
+				if p.Event != a.Event {
+					continue
+				}
+				if p.Property == a.Property && p.Sum == (a.Kind == lifecycle.AggSum) {
+					u.value = off
+					break
+				}
+				off += 8
+			}
+			if u.value < 0 {
+				return nil, fmt.Errorf("activity rollup: it does not carry %s", a)
+			}
+		}
+		if !u.none {
+			l.uses[id] = append(l.uses[id], u)
+		}
+	}
+	return l, nil
+}
+
+// aggState accumulates one contact's aggregates.
+type aggState struct {
+	num    []float64
+	latest []int64
+	sets   []map[uint64]struct{}
+}
+
+func newAggState(needs []lifecycle.Aggregate) *aggState {
+	st := &aggState{num: make([]float64, len(needs)), latest: make([]int64, len(needs)), sets: make([]map[uint64]struct{}, len(needs))}
+	for i, a := range needs {
+		if a.Kind == lifecycle.AggDistinct {
+			st.sets[i] = map[uint64]struct{}{}
+		}
+	}
+	return st
+}
+
+// accumulate reads a contact's records. It reports a record it cannot
+// read instead of guessing.
+func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
+	for i := range st.num {
+		st.num[i], st.latest[i] = 0, math.MinInt64
+		if st.sets[i] != nil {
+			clear(st.sets[i])
+		}
+	}
+	for off := 0; off < len(data); {
+		if len(data)-off < 12 {
+			return fmt.Errorf("activity rollup: a record is cut at byte %d of %d", off, len(data))
+		}
+		id := int32(binary.BigEndian.Uint32(data[off:]))
+		w, ok := l.width[id]
+		if !ok || len(data)-off < w {
+			return fmt.Errorf("activity rollup: unknown event name id %d or cut record at byte %d", id, off)
+		}
+		rec := data[off : off+w]
+		off += w
+		uses := l.uses[id]
+		if len(uses) == 0 {
+			continue
+		}
+		ts := int64(binary.BigEndian.Uint64(rec[4:]))
+		if ts > asOf {
+			continue
+		}
+		for _, u := range uses {
+			if ts <= u.since {
+				continue
+			}
+			switch u.kind {
+			case lifecycle.AggCount:
+				st.num[u.need]++
+			case lifecycle.AggSum:
+				if v := math.Float64frombits(binary.BigEndian.Uint64(rec[u.value:])); !math.IsNaN(v) {
+					st.num[u.need] += v
+				}
+			case lifecycle.AggDistinct:
+				if h := binary.BigEndian.Uint64(rec[u.value:]); h != 0 {
+					st.sets[u.need][h] = struct{}{}
+				}
+			default:
+				st.latest[u.need] = max(st.latest[u.need], ts)
+			}
+		}
+	}
+	return nil
+}
+
+// values returns the accumulated aggregates as Facts.Values, as values()
+// does for the events query.
+func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time) map[lifecycle.Aggregate]float64 {
+	out := make(map[lifecycle.Aggregate]float64, len(needs))
+	at := float64(asOf.UnixMicro()) / 1e6
+	for i, a := range needs {
+		switch a.Kind {
+		case lifecycle.AggDistinct:
+			out[a] = float64(len(st.sets[i]))
+		case lifecycle.AggEver:
+			out[a] = map[bool]float64{true: 1, false: 0}[st.latest[i] != math.MinInt64]
+		case lifecycle.AggDaysSince:
+			if st.latest[i] == math.MinInt64 {
+				out[a] = math.Inf(1)
+			} else {
+				out[a] = max(0, (at-float64(st.latest[i])/1e6)/86400)
+			}
+		default:
+			out[a] = st.num[i]
+		}
+	}
+	return out
+}
+
+const sqlRollupLayout = `SELECT s.spec, s.snapshot,
+    coalesce((SELECT array_agg(id ORDER BY id) FROM activity_names), '{}'),
+    coalesce((SELECT array_agg(name ORDER BY id) FROM activity_names), '{}')
+FROM activity_state s`
+
+// sqlRollupFacts reads a page of contacts with their rollup rows; the
+// rollup rows are bounded by the page's id range so that the planner reads
+// them by index.
+func sqlRollupFacts(traits bool) string {
+	t := "NULL::jsonb"
+	if traits {
+		t = "c.traits"
+	}
+	return `WITH c AS (SELECT id, stage, stage_entered_at, ` + t + ` AS traits, coalesce(email, '') AS email FROM contacts c
+    WHERE c.id > $1 AND c.merged_into IS NULL AND c.created_at <= $2 ORDER BY c.id LIMIT $3)
+SELECT c.id, c.stage, c.stage_entered_at, c.traits, c.email, a.data
+FROM c LEFT JOIN (SELECT contact_id, data FROM activity WHERE contact_id > $1 AND contact_id <= (SELECT max(id) FROM c)) a
+    ON a.contact_id = c.id
+ORDER BY c.id`
+}
+
+// errNoRollup means the rollup cannot serve a query (never built, or
+// lacking a property): the caller reads the events instead.
+var errNoRollup = errors.New("the activity rollup cannot serve this query")
+
+// loadRollupFacts serves a page of contacts from the rollup. The layout
+// and the page are read in one snapshot, so a concurrent rebuild cannot
+// pair one layout with another's records.
+func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
+	var (
+		specText, snap string
+		ids            []int32
+		names          []string
+		rows           pgx.Rows
+		closeFn        func() error
+	)
+	if _, nested := s.db.(pgx.Tx); nested {
+		if err := s.db.QueryRow(ctx, sqlRollupLayout).Scan(&specText, &snap, &ids, &names); err != nil {
+			return nil, err
+		}
+		closeFn = func() error { return nil }
+	} else {
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+		b.Queue(sqlRollupLayout)
+		b.Queue(sqlRollupFacts(!q.SkipTraits), q.After, q.AsOf, q.Limit)
+		b.Queue(`COMMIT`)
+		br := s.db.SendBatch(ctx, b)
+		closeFn = br.Close
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, err
+		}
+		if err := br.QueryRow().Scan(&specText, &snap, &ids, &names); err != nil {
+			br.Close()
+			return nil, err
+		}
+		var err error
+		if rows, err = br.Query(); err != nil {
+			br.Close()
+			return nil, err
+		}
+		defer func() {
+			rows.Close()
+			br.Close()
+		}()
+	}
+	spec, err := parseSpec(specText)
+	if err != nil {
+		return nil, err
+	}
+	if snap == "" || !covers(spec, specProps(q.Needs)) {
+		if rows != nil {
+			rows.Close()
+		}
+		return nil, errNoRollup
+	}
+	asOf := q.AsOf.UnixMicro()
+	layout, err := newLayout(spec, ids, names, q.Needs, asOf)
+	if err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		if rows, err = s.db.Query(ctx, sqlRollupFacts(!q.SkipTraits), q.After, q.AsOf, q.Limit); err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+	}
+	var (
+		out     = make([]lifecycle.ContactFacts, 0, q.Limit)
+		id      int64
+		stage   string
+		entered time.Time
+		traits  map[string]any
+		email   string
+		data    []byte
+	)
+	st := newAggState(q.Needs)
+	raw := rows.FieldDescriptions()[5].Format == pgx.BinaryFormatCode
+	for rows.Next() {
+		if raw {
+			// The records as they arrived, not copied: they are read
+			// before the next row.
+			if err := rows.Scan(&id, &stage, &entered, &traits, &email, nil); err != nil {
+				return nil, err
+			}
+			data = rows.RawValues()[5]
+		} else if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data); err != nil {
+			return nil, err
+		}
+		if err := layout.accumulate(st, data, asOf); err != nil {
+			return nil, fmt.Errorf("contact %d: %w", id, err)
+		}
+		f := lifecycle.ContactFacts{ID: id}
+		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, lifecycle.Stage(stage), entered, traits, email
+		f.Values = st.values(q.Needs, q.AsOf)
+		traits, data = nil, nil
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if err := closeFn(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

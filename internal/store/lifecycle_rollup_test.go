@@ -1,0 +1,294 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// rollupNeeds are aggregates of every kind over windows from minutes to
+// all history, and one enrolment window (nothing, outside a sequence).
+func rollupNeeds(t *testing.T) []lifecycle.Aggregate {
+	t.Helper()
+	w := func(s string) lifecycle.Window {
+		x, err := lifecycle.ParseWindow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	return []lifecycle.Aggregate{
+		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("14d")},
+		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("30m")},
+		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("all")},
+		{Kind: lifecycle.AggCount, Event: "order_completed", Window: w("12h")},
+		{Kind: lifecycle.AggCount, Event: "order_completed", Window: w("enrolment")},
+		{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: w("7d")},
+		{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: w("all")},
+		{Kind: lifecycle.AggDistinct, Event: "product_viewed", Property: "product_id", Window: w("30d")},
+		{Kind: lifecycle.AggDistinct, Event: "order_completed", Property: "sku", Window: w("1y")},
+		{Kind: lifecycle.AggDaysSince, Event: "page_viewed"},
+		{Kind: lifecycle.AggDaysSince, Event: "order_completed"},
+		{Kind: lifecycle.AggEver, Event: "cart_updated"},
+		{Kind: lifecycle.AggEver, Event: "never_seen"},
+	}
+}
+
+// randomEvent returns an event name, properties and time for a history
+// ending around base: many exactly on, or a microsecond either side of,
+// the edges of the windows at the instants compared.
+func randomEvent(r *rand.Rand, base time.Time, edges []time.Duration) (string, string, time.Time) {
+	names := []string{"page_viewed", "order_completed", "product_viewed", "cart_updated", "email_opened"}
+	name := names[r.IntN(len(names))]
+	var at time.Time
+	switch r.IntN(3) {
+	case 0:
+		at = base.Add(-time.Duration(r.Int64N(int64(400 * 24 * time.Hour))))
+	default:
+		at = base.Add(-edges[r.IntN(len(edges))]).Add(time.Duration(r.IntN(3)-1) * time.Microsecond)
+	}
+	var props string
+	switch name {
+	case "order_completed":
+		revenue := []string{`12.5`, `"49.90"`, `"abc"`, `null`, `7`, `-3.25`}[r.IntN(6)]
+		sku := []string{`"A"`, `"B"`, `1`, `1.0`, `null`, `{"x": 1}`}[r.IntN(6)]
+		if r.IntN(5) == 0 {
+			props = `{"sku": ` + sku + `}`
+		} else {
+			props = `{"revenue": ` + revenue + `, "sku": ` + sku + `}`
+		}
+	case "product_viewed":
+		props = fmt.Sprintf(`{"product_id": %s}`, []string{`"p-1"`, `"p-2"`, `3`, `3.00`, `"p-3"`}[r.IntN(5)])
+		if r.IntN(6) == 0 {
+			props = `{}`
+		}
+	default:
+		props = `{}`
+	}
+	return name, props, at
+}
+
+// allFacts loads every contact's facts a page at a time, from the rollup
+// or from the events.
+func allFacts(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, asOf time.Time, rollup bool) []lifecycle.ContactFacts {
+	t.Helper()
+	var out []lifecycle.ContactFacts
+	var after int64
+	for {
+		page, err := s.LoadFacts(context.Background(), lifecycle.FactsQuery{After: after, Limit: 7, AsOf: asOf, Needs: needs, Rollup: rollup})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, page...)
+		if len(page) < 7 {
+			return out
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// sameFacts fails unless the rollup's facts are the events'.
+func sameFacts(t *testing.T, what string, want, got []lifecycle.ContactFacts) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d contacts from the rollup, %d from events", what, len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if w.ID != g.ID || w.Stage != g.Stage || !w.StageEnteredAt.Equal(g.StageEnteredAt) || w.Email != g.Email {
+			t.Fatalf("%s: contact %d: rollup %+v, events %+v", what, i, g.Facts, w.Facts)
+		}
+		for a, wv := range w.Values {
+			gv, ok := g.Values[a]
+			if !ok || !(gv == wv || math.Abs(gv-wv) <= 1e-9*math.Max(1, math.Abs(wv))) {
+				t.Fatalf("%s: contact %d: %s = %v from the rollup, %v from events", what, w.ID, a, gv, wv)
+			}
+		}
+		if len(g.Values) != len(w.Values) {
+			t.Fatalf("%s: contact %d: %d values from the rollup, %d from events", what, w.ID, len(g.Values), len(w.Values))
+		}
+	}
+}
+
+func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what string, instants ...time.Time) {
+	t.Helper()
+	for _, at := range instants {
+		sameFacts(t, fmt.Sprintf("%s, as of %s", what, at.Format(time.RFC3339Nano)),
+			allFacts(t, s, needs, at, false), allFacts(t, s, needs, at, true))
+	}
+}
+
+// The rollup answers every aggregate exactly as the events table does, for
+// random histories with events on the window edges (to the microsecond),
+// late events, merges, events of a transaction still running at a fold,
+// a property the rollup did not carry yet, and erasure.
+func TestRollupEqualsEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	needs := rollupNeeds(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	base := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	instants := []time.Time{base, base.Add(-36 * time.Hour).Add(7 * time.Microsecond), base.Add(-20 * 24 * time.Hour)}
+	var edges []time.Duration
+	for _, at := range instants {
+		for _, a := range needs {
+			if a.Window.Dur > 0 {
+				edges = append(edges, base.Sub(at)+a.Window.Dur)
+			}
+		}
+		edges = append(edges, base.Sub(at))
+	}
+
+	const contacts = 40
+	ids := make([]int64, contacts)
+	for i := range ids {
+		err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, created_at, stage_entered_at)
+			VALUES (nextval('contact_id_seq'), $1, $2, $2) RETURNING id`, fmt.Sprintf("r%d", i), base.Add(-800*24*time.Hour)).Scan(&ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO identities (identity, contact_id) VALUES ($1, $2)`, fmt.Sprintf("u:r%d", i), ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := 0
+	insert := func(pool *pgxpool.Pool, n int) {
+		t.Helper()
+		for k := 0; k < n; k++ {
+			name, props, at := randomEvent(r, base, edges)
+			seq++
+			if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', $3, $4, $5)`,
+				ids[r.IntN(len(ids)-3)], fmt.Sprintf("m%d", seq), name, props, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	insert(pool, 600)
+
+	// Before the first fold the rollup cannot serve: the events do.
+	compareAt(t, s, needs, "never folded", base)
+
+	st, err := s.FoldActivity(ctx, needs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Rebuilt || st.Contacts == 0 {
+		t.Fatalf("first fold: %+v, want a build", st)
+	}
+	compareAt(t, s, needs, "built", instants...)
+
+	// Late and out-of-order events, folded incrementally.
+	insert(pool, 300)
+	st, err = s.FoldActivity(ctx, needs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rebuilt || st.Contacts == 0 {
+		t.Fatalf("second fold: %+v, want an incremental fold", st)
+	}
+	compareAt(t, s, needs, "folded", instants...)
+
+	// An event stored by a transaction still running at a fold is folded
+	// by the next one, exactly once.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := ids[len(ids)-1]
+	if _, err := tx.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, 'inflight', 'track', 'page_viewed', '{}', $2)`, late, base.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	insert(pool, 50)
+	if _, err := s.FoldActivity(ctx, needs); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pv := lifecycle.Aggregate{Kind: lifecycle.AggCount, Event: "page_viewed", Window: lifecycle.Window{All: true}}
+	countOf := func(rollup bool) float64 {
+		for _, f := range allFacts(t, s, needs, base, rollup) {
+			if f.ID == late {
+				return f.Values[pv]
+			}
+		}
+		t.Fatalf("contact %d not found", late)
+		return 0
+	}
+	if got, want := countOf(true), countOf(false); got != want-1 || want != 1 {
+		t.Fatalf("in-flight event: rollup %v, events %v; want the rollup one behind until the next fold", got, want)
+	}
+	for i := 0; i < 2; i++ { // the second fold must not take it again
+		if _, err := s.FoldActivity(ctx, needs); err != nil {
+			t.Fatal(err)
+		}
+		compareAt(t, s, needs, "after the in-flight event", base)
+	}
+
+	// A merge: an anonymous visitor's events join the identified contact.
+	anon := func(msgID, name string, at time.Time) ingest.Message {
+		return ingest.Message{Kind: ingest.KindTrack, AnonymousID: "anon-1", MessageID: msgID, Name: name, Properties: json.RawMessage(`{"product_id": "p-9"}`), Timestamp: at}
+	}
+	if _, err := s.Ingest(ctx, []ingest.Message{anon("a1", "product_viewed", base.Add(-2*time.Hour)), anon("a2", "page_viewed", base.Add(-10*time.Minute))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FoldActivity(ctx, needs); err != nil {
+		t.Fatal(err)
+	}
+	compareAt(t, s, needs, "anonymous visitor", base)
+	_, err = s.Ingest(ctx, []ingest.Message{{Kind: ingest.KindIdentify, UserID: "r3", AnonymousID: "anon-1", MessageID: "i1", Name: "identify",
+		Properties: json.RawMessage(`{}`), Traits: json.RawMessage(`{}`), Timestamp: base.Add(-time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var merged int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE anonymous_id = 'anon-1' AND merged_into = $1`, ids[3]).Scan(&merged); err != nil || merged != 1 {
+		t.Fatalf("the anonymous contact was not merged into r3 (%d, %v)", merged, err)
+	}
+	if _, err := s.FoldActivity(ctx, needs); err != nil {
+		t.Fatal(err)
+	}
+	compareAt(t, s, needs, "merged", instants...)
+
+	// A property the rollup does not carry yet: rebuilt, still exact.
+	more := append(append([]lifecycle.Aggregate(nil), needs...),
+		lifecycle.Aggregate{Kind: lifecycle.AggSum, Event: "product_viewed", Property: "product_id", Window: lifecycle.Window{All: true}})
+	st, err = s.FoldActivity(ctx, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Rebuilt {
+		t.Fatalf("a new property: %+v, want a rebuild", st)
+	}
+	compareAt(t, s, more, "rebuilt for a new property", instants...)
+	// The old rules, still served without another rebuild.
+	if st, err = s.FoldActivity(ctx, needs); err != nil || st.Rebuilt {
+		t.Fatalf("old rules after a rebuild: %+v, %v; want an incremental fold", st, err)
+	}
+
+	// Erasure removes the contact's rollup row with everything else.
+	if _, err := s.Erase(ctx, ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM activity WHERE contact_id = $1`, ids[5]).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("erased contact: %d rollup rows left (%v)", left, err)
+	}
+	if _, err := s.FoldActivity(ctx, needs); err != nil {
+		t.Fatal(err)
+	}
+	compareAt(t, s, needs, "erased", instants...)
+}
