@@ -12,6 +12,8 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/tracking"
+	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/mailer"
 )
 
@@ -19,6 +21,28 @@ import (
 type dialer struct{ d *mailer.Dialer }
 
 func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) { return m.d.Dial(ctx) }
+
+// linkSigner returns the signer of the links in emails: keyed by
+// WAYMARK_SECRET, or, when it is not set, by a secret generated once and
+// kept in the database, so every instance signs alike and links keep
+// working across restarts.
+func linkSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*tracking.Signer, error) {
+	secret := cfg.Secret
+	if secret == "" {
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		s, err := st.LinkSecret(ctx)
+		if err != nil {
+			return nil, err
+		}
+		secret = s
+	}
+	sg, err := tracking.NewSigner(secret)
+	if err != nil {
+		return nil, &config.Error{Var: "WAYMARK_SECRET", Msg: err.Error()}
+	}
+	return sg, nil
+}
 
 // newSender builds the sender from the configuration; nil (and no error)
 // when no SMTP server is configured.
@@ -43,6 +67,16 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	if err != nil {
 		return nil, &config.Error{Var: "WAYMARK_SMTP_URL", Msg: err.Error()}
 	}
+	signer, err := linkSigner(context.Background(), cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PostalAddress == "" {
+		log.Warn("no postal address configured (WAYMARK_POSTAL_ADDRESS): marketing emails go out without one in the footer, which anti-spam laws (CAN-SPAM) require")
+	}
+	if cfg.PublicURL == "" {
+		log.Warn("no public URL configured (WAYMARK_PUBLIC_URL): unsubscribe and tracking links point at " + publicURL(cfg) + ", which recipients may not reach")
+	}
 	conns := cfg.SMTP.PoolSize
 	if conns == 0 {
 		conns = 8
@@ -50,14 +84,37 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	base := publicURL(cfg)
+	// Links expire from the wall clock, also in a backtest: an email sent
+	// now must be unsubscribable for as long as any other.
+	dec := &tracking.Decorator{Signer: signer, PublicURL: publicURL(cfg), PostalAddress: cfg.PostalAddress, From: cfg.From}
 	return campaigns.NewSender(store.SendStore{Store: st}, dialer{d}, runner, log, now, campaigns.SenderConfig{
 		From:        cfg.From,
 		Connections: conns,
 		Rate:        cfg.SMTP.Rate,
 		Holder:      fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		Links: func(d *campaigns.Due) (string, string) {
-			return fmt.Sprintf("%s/u/%d.%d", base, d.ContactID, d.ID), fmt.Sprintf("%s/preferences/%d.%d", base, d.ContactID, d.ID)
+			return dec.Links(d.ContactID, d.ID)
+		},
+		Decorate: func(m *mailer.Message, d *campaigns.Due, tracking bool) {
+			dec.Decorate(m, d.ContactID, d.ID, tracking)
 		},
 	}), nil
+}
+
+// trackingHandler serves the links in emails (unsubscribe, preferences,
+// open pixel, click redirects), POST /v1/suppressions and the bounce
+// webhook. What it records is handed to the reactor, so rules and goals
+// see an unsubscription, an open or a click at once.
+func trackingHandler(ctx context.Context, cfg *config.Config, st *store.Store, reactor *lifecycle.Reactor, log *slog.Logger, now func() time.Time) (*tracking.Handler, error) {
+	signer, err := linkSigner(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	h := tracking.NewHandler(signer, st, cfg.WriteKey, log, now)
+	h.OnEvent = func(id int64, name string, props map[string]any, at time.Time) {
+		reactor.Touch([]int64{id},
+			map[int64]*lifecycle.Event{id: {Name: name, Properties: props, Timestamp: at}},
+			map[int64][]string{id: {name}})
+	}
+	return h, nil
 }

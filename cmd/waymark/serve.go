@@ -18,6 +18,7 @@ import (
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/scheduler"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/web"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -74,6 +75,8 @@ type serveOptions struct {
 	// Routes add handlers to the server's mux (the dashboard, the demo's
 	// captured mail), with the running server's parts at hand.
 	Routes []func(mux *http.ServeMux, s *server)
+	// Mail, if set, lists captured emails for the dashboard (demo mode).
+	Mail func(ctx context.Context) ([]web.Mail, error)
 	// Now, if set, is the clock of rules, campaigns, the scheduler, the
 	// sender and ingestion (the demo's accelerated clock); nil: time.Now.
 	Now func() time.Time
@@ -165,6 +168,14 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ingest.NewHandler(cfg.WriteKey, s.writer, log, now))
+	// Unsubscribe, preferences, open and click links; suppressions and the bounce webhook.
+	track, err := trackingHandler(ctx, cfg, s.store, reactor, log, now)
+	if err != nil {
+		return err
+	}
+	for _, p := range track.Patterns() {
+		mux.Handle(p, track)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -174,6 +185,7 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mountWeb(ctx, mux, s, opts, &workers)
 	for _, add := range opts.Routes {
 		add(mux, s)
 	}

@@ -40,7 +40,8 @@ SELECT coalesce(c.merged_into, c.id), $2, 'internal', $3,
                 CASE WHEN $4::bigint > 0 THEN jsonb_build_object('send_id', $4::bigint) ELSE '{}' END) || $5::jsonb,
        $6
 FROM contacts c WHERE c.id = $1
-ON CONFLICT (contact_id, message_id) DO NOTHING`
+ON CONFLICT (contact_id, message_id) DO NOTHING
+RETURNING contact_id`
 
 	sqlUnsubscribeContact = `UPDATE contacts SET status = 'unsubscribed', updated_at = now() WHERE id = $1`
 
@@ -83,6 +84,9 @@ FROM k WHERE s.contact_id = k.id AND s.status = 'queued'`
 	// 'sending' (claimed_at set) just before SMTP and gets sent_at only
 	// after the server's answer, while a privacy proxy may fetch the
 	// pixel in between: claimed_at stands in until then.
+	sqlInsertLinkSecret = `INSERT INTO link_secret (secret) VALUES ($1) ON CONFLICT (id) DO NOTHING`
+	sqlLinkSecret       = `SELECT secret FROM link_secret`
+
 	sqlSentAt = `
 SELECT coalesce(sent_at, CASE WHEN status IN ('sending', 'unknown') THEN claimed_at END)
 FROM sends WHERE contact_id = $1 AND id = $2`
@@ -104,20 +108,20 @@ func trackedMessageID(name string, sendID int64) string {
 }
 
 // insertTrackedEvent records event name for contactID (the send's
-// contact) and reports whether a row was written (false: no such contact).
-func insertTrackedEvent(ctx context.Context, db DB, contactID, sendID int64, name string, props map[string]any, at time.Time) (bool, error) {
+// contact), on the contact it is now (it may have been merged into
+// another), and returns that contact; pgx.ErrNoRows if there is no such
+// contact.
+func insertTrackedEvent(ctx context.Context, db DB, contactID, sendID int64, name string, props map[string]any, at time.Time) (int64, error) {
 	if props == nil {
 		props = map[string]any{}
 	}
 	p, err := json.Marshal(props)
 	if err != nil {
-		return false, fmt.Errorf("encoding the properties of %s: %w", name, err)
+		return 0, fmt.Errorf("encoding the properties of %s: %w", name, err)
 	}
-	tag, err := db.Exec(ctx, sqlInsertTrackedEvent, contactID, trackedMessageID(name, sendID), name, sendID, p, at)
-	if err != nil {
-		return false, err
-	}
-	return tag.RowsAffected() == 1, nil
+	var id int64
+	err = db.QueryRow(ctx, sqlInsertTrackedEvent, contactID, trackedMessageID(name, sendID), name, sendID, p, at).Scan(&id)
+	return id, err
 }
 
 // Unsubscribe implements tracking.Store: in one transaction the contact
@@ -125,12 +129,10 @@ func insertTrackedEvent(ctx context.Context, db DB, contactID, sendID int64, nam
 // queued sends are cancelled (delayed_reason 'unsubscribed'), active
 // enrolments exit (reason 'unsubscribed'), and an 'unsubscribed' event is
 // recorded if the contact was subscribed.
-func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) error {
-	return s.inTx(ctx, "unsubscribing a contact", func(tx pgx.Tx) error {
-		var (
-			id            int64
-			email, status string
-		)
+func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) (int64, error) {
+	var id int64
+	err := s.inTx(ctx, "unsubscribing a contact", func(tx pgx.Tx) error {
+		var email, status string
 		if err := tx.QueryRow(ctx, sqlLockTrackedContact, contactID).Scan(&id, &email, &status); err != nil {
 			return trackErr(err, "locking the contact")
 		}
@@ -143,7 +145,7 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 				return err
 			}
 			if _, err := insertTrackedEvent(ctx, tx, contactID, sendID, "unsubscribed", nil, at); err != nil {
-				return err
+				return fmt.Errorf("recording the unsubscription: %w", err)
 			}
 		}
 		if _, err := tx.Exec(ctx, sqlCancelContactSends, ids, "unsubscribed"); err != nil {
@@ -159,18 +161,17 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 		}
 		return nil
 	})
+	return id, err
 }
 
 // Resubscribe implements tracking.Store: the contact is 'subscribed'
 // again and the address's 'unsubscribed' suppression is removed; any
 // other suppression (hard_bounce, complaint, manual, erased) stays. A
 // 'resubscribed' event is recorded if the contact was unsubscribed.
-func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) error {
-	return s.inTx(ctx, "resubscribing a contact", func(tx pgx.Tx) error {
-		var (
-			id            int64
-			email, status string
-		)
+func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) (int64, error) {
+	var id int64
+	err := s.inTx(ctx, "resubscribing a contact", func(tx pgx.Tx) error {
+		var email, status string
 		if err := tx.QueryRow(ctx, sqlLockTrackedContact, contactID).Scan(&id, &email, &status); err != nil {
 			return trackErr(err, "locking the contact")
 		}
@@ -179,7 +180,7 @@ func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) 
 				return err
 			}
 			if _, err := insertTrackedEvent(ctx, tx, id, 0, "resubscribed", nil, at); err != nil {
-				return err
+				return fmt.Errorf("recording the resubscription: %w", err)
 			}
 		}
 		if email != "" {
@@ -189,6 +190,7 @@ func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) 
 		}
 		return nil
 	})
+	return id, err
 }
 
 // ContactEmail implements tracking.Store.
@@ -200,15 +202,9 @@ func (s *Store) ContactEmail(ctx context.Context, id int64) (email, status strin
 // TrackEngagement implements tracking.Store: the event goes in with kind
 // 'internal' and the send's send_id, sequence, step, template (and offer)
 // added to props.
-func (s *Store) TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) error {
-	ok, err := insertTrackedEvent(ctx, s.db, contactID, sendID, name, props, at)
-	if err != nil {
-		return translate(err, "recording "+name)
-	}
-	if !ok {
-		return tracking.ErrNotFound
-	}
-	return nil
+func (s *Store) TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) (int64, error) {
+	id, err := insertTrackedEvent(ctx, s.db, contactID, sendID, name, props, at)
+	return id, trackErr(err, "recording "+name)
 }
 
 // Suppress implements tracking.Store.
@@ -238,4 +234,20 @@ func (s *Store) SentAt(ctx context.Context, contactID, sendID int64) (time.Time,
 		return time.Time{}, nil
 	}
 	return *at, nil
+}
+
+// LinkSecret returns the key for signed links kept in the database,
+// generating it on first use (when WAYMARK_SECRET is not set). Every
+// instance gets the same one.
+func (s *Store) LinkSecret(ctx context.Context) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generating the link secret: %w", err)
+	}
+	if _, err := s.db.Exec(ctx, sqlInsertLinkSecret, hex.EncodeToString(b[:])); err != nil {
+		return "", translate(err, "storing the link secret")
+	}
+	var secret string
+	err := s.db.QueryRow(ctx, sqlLinkSecret).Scan(&secret)
+	return secret, translate(err, "loading the link secret")
 }

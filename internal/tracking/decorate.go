@@ -30,8 +30,9 @@ type Decorator struct {
 	// PostalAddress is the sender's postal address (WAYMARK_POSTAL_ADDRESS),
 	// one or more lines.
 	PostalAddress string
-	// From is the sender (WAYMARK_FROM), used for the mailto: unsubscribe
-	// address's domain when the message has no From of its own.
+	// From is the sender (WAYMARK_FROM): the List-Unsubscribe mailto:
+	// goes to the message's From address, or to this one when the message
+	// has none.
 	From string
 	// Now is the clock links expire from; nil means time.Now.
 	Now func() time.Time
@@ -100,11 +101,17 @@ func (d *Decorator) Decorate(m *mailer.Message, contactID, sendID int64, trackin
 		}
 		hs = append(hs, h)
 	}
+	// RFC 8058: the https URI is what one-click POSTs; the mailto: is for
+	// clients that only mail. It goes to the sender's own address with the
+	// token in the subject, so whoever reads that mailbox can act on it
+	// (POST /u/TOKEN); Waymark does not read mail.
 	lu := "<" + unsub + ">"
-	if dom := domainOf(m.From); dom != "" {
-		lu += ", <mailto:unsubscribe+" + unsubTok + "@" + dom + ">"
-	} else if dom := domainOf(d.From); dom != "" {
-		lu += ", <mailto:unsubscribe+" + unsubTok + "@" + dom + ">"
+	addr := mailtoAddress(m.From)
+	if addr == "" {
+		addr = mailtoAddress(d.From)
+	}
+	if addr != "" {
+		lu += ", <mailto:" + addr + "?subject=unsubscribe%20" + unsubTok + ">"
 	}
 	m.Headers = append(hs, [2]string{"List-Unsubscribe", lu}, [2]string{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"})
 
@@ -144,20 +151,31 @@ func (d *Decorator) Decorate(m *mailer.Message, contactID, sendID int64, trackin
 	m.HTML = beforeBody(body, hf.String())
 }
 
-// domainOf returns the domain of an address, "Name <addr>" or bare.
-func domainOf(from string) string {
+// mailtoAddress returns the address of from ("Name <addr>" or bare) when
+// it can go into a mailto: URI as it is (RFC 6068: no character that would
+// need percent-encoding), else "".
+func mailtoAddress(from string) string {
 	if from == "" {
 		return ""
 	}
-	addr := from
-	if a, err := mail.ParseAddress(from); err == nil {
-		addr = a.Address
-	}
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 || i == len(addr)-1 || strings.ContainsAny(addr[i+1:], " <>,;\r\n") {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
 		return ""
 	}
-	return strings.ToLower(addr[i+1:])
+	at := strings.LastIndexByte(a.Address, '@')
+	if at <= 0 || at == len(a.Address)-1 {
+		return ""
+	}
+	for i := 0; i < len(a.Address); i++ {
+		c := a.Address[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte(".-_+!$&'*=^`{|}~@", c) >= 0:
+		default:
+			return ""
+		}
+	}
+	return a.Address
 }
 
 var closeBody = regexp.MustCompile(`(?i)</body\s*>`)

@@ -50,7 +50,7 @@ func headerValues(m *mailer.Message, name string) []string {
 	return out
 }
 
-var listUnsub = regexp.MustCompile(`^<https://mail\.example\.com/u/([A-Za-z0-9_-]+)>, <mailto:unsubscribe\+([A-Za-z0-9_-]+)@brand\.example\.com>$`)
+var listUnsub = regexp.MustCompile(`^<https://mail\.example\.com/u/([A-Za-z0-9_-]+)>, <mailto:news@Brand\.Example\.COM\?subject=unsubscribe%20([A-Za-z0-9_-]+)>$`)
 
 func TestDecorateHeaders(t *testing.T) {
 	t.Parallel()
@@ -63,7 +63,7 @@ func TestDecorateHeaders(t *testing.T) {
 	}
 	mm := listUnsub.FindStringSubmatch(lu[0])
 	if mm == nil {
-		t.Fatalf("List-Unsubscribe = %q, want <https://mail.example.com/u/TOKEN>, <mailto:unsubscribe+TOKEN@brand.example.com>", lu[0])
+		t.Fatalf("List-Unsubscribe = %q, want <https://mail.example.com/u/TOKEN>, <mailto:news@Brand.Example.COM?subject=unsubscribe%%20TOKEN>", lu[0])
 	}
 	if mm[1] != mm[2] {
 		t.Errorf("the URL and mailto tokens differ: %q, %q", mm[1], mm[2])
@@ -88,8 +88,16 @@ func TestDecorateMailtoFallsBackToConfiguredFrom(t *testing.T) {
 	d := newDecorator(t)
 	m := &mailer.Message{Text: "x"}
 	d.Decorate(m, 1, 2, false)
-	if lu := headerValues(m, "List-Unsubscribe"); len(lu) != 1 || !strings.Contains(lu[0], "@fallback.example>") {
-		t.Errorf("List-Unsubscribe = %q, want a mailto at fallback.example", lu)
+	if lu := headerValues(m, "List-Unsubscribe"); len(lu) != 1 || !strings.Contains(lu[0], ", <mailto:news@fallback.example?subject=unsubscribe%20") {
+		t.Errorf("List-Unsubscribe = %q, want a mailto to news@fallback.example", lu)
+	}
+	// An address that would need escaping in a URI gets no mailto:; the
+	// https link is enough for RFC 8058.
+	d.From = `"odd one"@fallback.example`
+	m = &mailer.Message{Text: "x", From: "News <news%x@brand.example>"}
+	d.Decorate(m, 1, 2, false)
+	if lu := headerValues(m, "List-Unsubscribe"); len(lu) != 1 || strings.Contains(lu[0], "mailto") || !strings.HasPrefix(lu[0], "<https://mail.example.com/u/") {
+		t.Errorf("List-Unsubscribe = %q, want only the https link", lu)
 	}
 }
 

@@ -22,18 +22,22 @@ type Store interface {
 	// the address suppressed ('unsubscribed'), queued sends cancelled,
 	// active enrolments exited, an 'unsubscribed' event recorded (once:
 	// not again when the contact already was unsubscribed). sendID is
-	// the send whose link was used.
-	Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) error
+	// the send whose link was used. It returns the contact unsubscribed:
+	// contactID, or the contact it was merged into.
+	Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) (int64, error)
 	// Resubscribe sets the contact's status back to 'subscribed' and
 	// removes the address's 'unsubscribed' suppression (never a
-	// hard_bounce, complaint, manual or erased one).
-	Resubscribe(ctx context.Context, contactID int64, at time.Time) error
+	// hard_bounce, complaint, manual or erased one); it returns the
+	// contact, as Unsubscribe does.
+	Resubscribe(ctx context.Context, contactID int64, at time.Time) (int64, error)
 	// ContactEmail returns a contact's address and status; ErrNotFound if
 	// there is no such contact.
 	ContactEmail(ctx context.Context, id int64) (email, status string, err error)
 	// TrackEngagement records event name for the contact, with props and
-	// the send's sequence, step and template.
-	TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) error
+	// the send's sequence, step and template, and returns the contact it
+	// was recorded on (as Unsubscribe does); ErrNotFound if there is no
+	// such contact (any more).
+	TrackEngagement(ctx context.Context, contactID, sendID int64, name string, props map[string]any, at time.Time) (int64, error)
 	// Suppress adds email to the suppression list with reason and detail,
 	// cancels the queued sends to it and ends its contacts' active
 	// enrolments; it returns how many sends it cancelled.
@@ -53,6 +57,8 @@ const (
 	EventClicked        = "email_clicked"
 	EventOpenedMachine  = "email_opened_machine"
 	EventClickedMachine = "email_clicked_machine"
+	EventUnsubscribed   = "unsubscribed"
+	EventResubscribed   = "resubscribed"
 )
 
 // Suppression reasons the API and webhook accept.
@@ -63,14 +69,20 @@ var apiReasons = map[string]bool{"manual": true, "complaint": true, "hard_bounce
 //	GET  /u/TOKEN              confirmation page with a button; changes nothing
 //	POST /u/TOKEN              RFC 8058 one-click unsubscribe: at once, 200
 //	GET  /preferences/TOKEN    preferences page
-//	POST /preferences/TOKEN    action=unsubscribe|resubscribe, then 303 back
+//	POST /preferences/TOKEN    action=unsubscribe|resubscribe and the page's
+//	                           form token, then 303 back
 //	GET  /o/TOKEN              1x1 GIF; records email_opened(_machine)
 //	GET  /c/TOKEN              302 to the signed URL; records email_clicked(_machine)
 //	POST /v1/suppressions      {"email","reason","detail"}, write key as Basic username
 //	POST /v1/webhooks/bounces  {"type","email","bounce_type","diagnostic"}, same key
 //
-// The token in the path is the capability: no cookies, no login; the
-// pages change state only on POST, so they are CSRF-safe by construction.
+// The token in the path is the capability: no cookies, no login, so there
+// is no ambient authority for a cross-site request to ride on. The pages
+// change state only on POST; the preferences form must also carry a form
+// token bound to the link (FormToken), and a browser's cross-site POST
+// (Sec-Fetch-Site: cross-site, or an Origin of another host) is refused.
+// The one-click POST takes neither: RFC 8058 has mailbox providers POST
+// it from their servers.
 type Handler struct {
 	signer   *Signer
 	store    Store
@@ -87,6 +99,15 @@ type Handler struct {
 	// the stored event's name.
 	OnEvent func(contactID int64, name string, props map[string]any, at time.Time)
 }
+
+// Event properties the handler adds.
+const (
+	// PropMachine is true on email_opened_machine and
+	// email_clicked_machine events, and PropMachineReason says which
+	// heuristic flagged the hit.
+	PropMachine       = "machine"
+	PropMachineReason = "machine_reason"
+)
 
 // NewHandler returns the handler. An empty writeKey accepts any key on
 // the /v1/ endpoints (development and demo only), like the ingestion API.
@@ -121,7 +142,7 @@ button{font:inherit;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #1
 button.secondary{background:#fff;color:#1f2937}.note{color:#6b7280;font-size:.9rem}</style></head>
 <body><h1>{{.Title}}</h1>
 {{range .Paragraphs}}<p>{{.}}</p>
-{{end}}{{range .Forms}}<form method="post">{{if .Name}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}<button type="submit"{{if .Secondary}} class="secondary"{{end}}>{{.Label}}</button></form>
+{{end}}{{range .Forms}}<form method="post">{{if .Name}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}{{if .CSRF}}<input type="hidden" name="form_token" value="{{.CSRF}}">{{end}}<button type="submit"{{if .Secondary}} class="secondary"{{end}}>{{.Label}}</button></form>
 {{end}}{{if .Link}}<p class="note"><a href="{{.Link}}">{{.LinkLabel}}</a></p>{{end}}
 </body></html>
 `))
@@ -130,6 +151,7 @@ button.secondary{background:#fff;color:#1f2937}.note{color:#6b7280;font-size:.9r
 // work under any path prefix.
 type form struct {
 	Name, Value, Label string
+	CSRF               string // the form token, for the preferences form
 	Secondary          bool
 }
 
@@ -227,7 +249,7 @@ func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token) bool {
 	at := h.now()
-	err := h.store.Unsubscribe(r.Context(), t.ContactID, t.SendID, at)
+	id, err := h.store.Unsubscribe(r.Context(), t.ContactID, t.SendID, at)
 	if errors.Is(err, ErrNotFound) {
 		h.render(w, http.StatusNotFound, page{Title: "Nothing to unsubscribe", Paragraphs: []string{"We no longer have this address on file."}})
 		return false
@@ -236,9 +258,9 @@ func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token)
 		h.unavailable(w, "unsubscribing", err)
 		return false
 	}
-	h.log.Info("unsubscribed", "contact", t.ContactID, "send", t.SendID)
+	h.log.Info("unsubscribed", "contact", id, "send", t.SendID)
 	if h.OnEvent != nil {
-		h.OnEvent(t.ContactID, "unsubscribed", map[string]any{"send_id": t.SendID}, at)
+		h.OnEvent(id, EventUnsubscribed, map[string]any{"send_id": t.SendID}, at)
 	}
 	return true
 }
@@ -270,12 +292,13 @@ func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("done") != "" {
 		p.Paragraphs = append(p.Paragraphs, "Saved.")
 	}
+	csrf := h.signer.FormToken(r.PathValue("token"))
 	if status == "unsubscribed" {
 		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s is unsubscribed from all our marketing emails.", display(email)))
-		p.Forms = []form{{Name: "action", Value: "resubscribe", Label: "Resubscribe"}}
+		p.Forms = []form{{Name: "action", Value: "resubscribe", Label: "Resubscribe", CSRF: csrf}}
 	} else {
 		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s receives our marketing emails.", display(email)))
-		p.Forms = []form{{Name: "action", Value: "unsubscribe", Label: "Unsubscribe from all"}}
+		p.Forms = []form{{Name: "action", Value: "unsubscribe", Label: "Unsubscribe from all", CSRF: csrf}}
 	}
 	h.render(w, http.StatusOK, p)
 }
@@ -286,9 +309,19 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 		h.badLink(w, err)
 		return
 	}
+	if crossSite(r) {
+		h.render(w, http.StatusForbidden, page{Title: "Email preferences",
+			Paragraphs: []string{"This form can only be sent from the preferences page itself. Please open the link from the email and try again."}})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
 		h.render(w, http.StatusBadRequest, page{Title: "Email preferences", Paragraphs: []string{"The form could not be read: " + err.Error()}})
+		return
+	}
+	if !h.signer.CheckFormToken(r.PathValue("token"), r.PostForm.Get("form_token")) {
+		h.render(w, http.StatusForbidden, page{Title: "Email preferences",
+			Paragraphs: []string{"The form is incomplete or out of date (its form_token does not match this link). Please reload the page and try again."}})
 		return
 	}
 	switch r.PostForm.Get("action") {
@@ -298,7 +331,7 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 		}
 	case "resubscribe":
 		at := h.now()
-		err := h.store.Resubscribe(r.Context(), t.ContactID, at)
+		id, err := h.store.Resubscribe(r.Context(), t.ContactID, at)
 		if errors.Is(err, ErrNotFound) {
 			h.render(w, http.StatusNotFound, page{Title: "Email preferences", Paragraphs: []string{"We no longer have this address on file."}})
 			return
@@ -307,9 +340,9 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 			h.unavailable(w, "resubscribing", err)
 			return
 		}
-		h.log.Info("resubscribed", "contact", t.ContactID, "send", t.SendID)
+		h.log.Info("resubscribed", "contact", id, "send", t.SendID)
 		if h.OnEvent != nil {
-			h.OnEvent(t.ContactID, "resubscribed", map[string]any{"send_id": t.SendID}, at)
+			h.OnEvent(id, EventResubscribed, map[string]any{"send_id": t.SendID}, at)
 		}
 	default:
 		h.render(w, http.StatusBadRequest, page{Title: "Email preferences",
@@ -320,6 +353,20 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 	// under any prefix), which now shows the new state.
 	w.Header().Set("Location", "?done=1")
 	w.WriteHeader(http.StatusSeeOther)
+}
+
+// crossSite reports whether a browser says r comes from another site
+// (Sec-Fetch-Site: cross-site or same-site; every current browser sends
+// it). Requests without it (older browsers, tools) are judged by the form
+// token alone. The Origin header is not used: the pages' no-referrer
+// policy makes browsers send "Origin: null", and a reverse proxy may
+// change Host.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	return false
 }
 
 func display(email string) string {
@@ -390,7 +437,8 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 	name := human
 	if isMachine, why := Machine(t.Kind, r, sentAt, now, h.MachineWindow); isMachine {
 		name = machine
-		props["machine_reason"] = why
+		props[PropMachine] = true
+		props[PropMachineReason] = why
 	}
 	if ua := r.UserAgent(); ua != "" {
 		if len(ua) > 512 {
@@ -401,12 +449,18 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 	// Recorded even if the request is cancelled once the answer is out.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := h.store.TrackEngagement(ctx, t.ContactID, t.SendID, name, props, now); err != nil {
+	id, err := h.store.TrackEngagement(ctx, t.ContactID, t.SendID, name, props, now)
+	if errors.Is(err, ErrNotFound) {
+		// The contact was erased since: nothing to record it on.
+		h.log.Debug("not recording "+name+": no such contact", "contact", t.ContactID, "send", t.SendID)
+		return
+	}
+	if err != nil {
 		h.log.Error("recording "+name, "contact", t.ContactID, "send", t.SendID, "err", err)
 		return
 	}
 	if h.OnEvent != nil {
-		h.OnEvent(t.ContactID, name, props, now)
+		h.OnEvent(id, name, props, now)
 	}
 }
 

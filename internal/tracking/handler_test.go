@@ -18,6 +18,7 @@ import (
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/tracking"
+	"github.com/waymark/waymark/lifecycle"
 )
 
 var sentAt = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -218,17 +219,38 @@ func TestUnsubscribeRefusesBadTokens(t *testing.T) {
 func TestPreferencesUnsubscribeAndResubscribe(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	path := "/preferences/" + f.token(tracking.Preferences, "", f.now.Add(time.Hour))
+	tok := f.token(tracking.Preferences, "", f.now.Add(time.Hour))
+	path := "/preferences/" + tok
 	form := "application/x-www-form-urlencoded"
+	csrf := f.signer.FormToken(tok)
 
 	w := f.do("GET", path, "")
-	if w.Code != 200 || !strings.Contains(w.Body.String(), `<input type="hidden" name="action" value="unsubscribe"><button type="submit">Unsubscribe from all</button>`) {
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `<input type="hidden" name="action" value="unsubscribe"><input type="hidden" name="form_token" value="`+csrf+`"><button type="submit">Unsubscribe from all</button>`) {
 		t.Fatalf("GET: %d\n%s", w.Code, w.Body)
 	}
 	if got := f.state(); got != untouched {
 		t.Errorf("after GET: %s", got)
 	}
-	w = f.do("POST", path, "action=unsubscribe", "Content-Type", form)
+	// Without the page's form token, with another link's, or sent by a
+	// browser from another site: refused, nothing changes.
+	other := f.signer.FormToken(f.token(tracking.Preferences, "", f.now.Add(2*time.Hour)))
+	for _, tc := range []struct {
+		name, body string
+		hdr        []string
+	}{
+		{"no form token", "action=unsubscribe", nil},
+		{"another link's form token", "action=unsubscribe&form_token=" + other, nil},
+		{"cross-site", "action=unsubscribe&form_token=" + csrf, []string{"Sec-Fetch-Site", "cross-site"}},
+	} {
+		w := f.do("POST", path, tc.body, append([]string{"Content-Type", form}, tc.hdr...)...)
+		if w.Code != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403\n%s", tc.name, w.Code, w.Body)
+		}
+	}
+	if got := f.state(); got != untouched {
+		t.Fatalf("after refused forms: %s", got)
+	}
+	w = f.do("POST", path, "action=unsubscribe&form_token="+csrf, "Content-Type", form, "Sec-Fetch-Site", "same-origin")
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "?done=1" {
 		t.Fatalf("POST unsubscribe: %d %q", w.Code, w.Header().Get("Location"))
 	}
@@ -236,10 +258,10 @@ func TestPreferencesUnsubscribeAndResubscribe(t *testing.T) {
 		t.Errorf("after unsubscribe: %s", got)
 	}
 	w = f.do("GET", path+"?done=1", "")
-	if !strings.Contains(w.Body.String(), `value="resubscribe"><button type="submit">Resubscribe</button>`) {
+	if !strings.Contains(w.Body.String(), `value="resubscribe"><input type="hidden" name="form_token" value="`+csrf+`"><button type="submit">Resubscribe</button>`) {
 		t.Fatalf("GET after unsubscribing offers no resubscribe:\n%s", w.Body)
 	}
-	w = f.do("POST", path, "action=resubscribe", "Content-Type", form)
+	w = f.do("POST", path, "action=resubscribe&form_token="+csrf, "Content-Type", form)
 	if w.Code != http.StatusSeeOther {
 		t.Fatalf("POST resubscribe: %d %s", w.Code, w.Body)
 	}
@@ -250,11 +272,12 @@ func TestPreferencesUnsubscribeAndResubscribe(t *testing.T) {
 	if got := strings.Join(f.events, ","); got != "unsubscribed,resubscribed" {
 		t.Errorf("OnEvent saw %s", got)
 	}
-	if w := f.do("POST", path, "action=delete", "Content-Type", form); w.Code != 400 {
+	if w := f.do("POST", path, "action=delete&form_token="+csrf, "Content-Type", form); w.Code != 400 {
 		t.Errorf("unknown action: %d", w.Code)
 	}
 	// An unsubscribe token does not open the preferences page.
-	if w := f.do("POST", "/preferences/"+f.token(tracking.Unsubscribe, "", f.now.Add(time.Hour)), "action=unsubscribe", "Content-Type", form); w.Code != 400 {
+	utok := f.token(tracking.Unsubscribe, "", f.now.Add(time.Hour))
+	if w := f.do("POST", "/preferences/"+utok, "action=unsubscribe&form_token="+f.signer.FormToken(utok), "Content-Type", form); w.Code != 400 {
 		t.Errorf("unsubscribe token on preferences: %d", w.Code)
 	}
 	if got := f.query(`SELECT status FROM contacts WHERE id = $1`, f.contact); got != "subscribed" {
@@ -272,8 +295,8 @@ func TestResubscribeKeepsHardBounce(t *testing.T) {
 	if _, err := f.db.Exec(ctx, `INSERT INTO suppressions (email, reason) VALUES ($1, 'hard_bounce')`, f.email); err != nil {
 		t.Fatal(err)
 	}
-	path := "/preferences/" + f.token(tracking.Preferences, "", f.now.Add(time.Hour))
-	if w := f.do("POST", path, "action=resubscribe", "Content-Type", "application/x-www-form-urlencoded"); w.Code != http.StatusSeeOther {
+	tok := f.token(tracking.Preferences, "", f.now.Add(time.Hour))
+	if w := f.do("POST", "/preferences/"+tok, "action=resubscribe&form_token="+f.signer.FormToken(tok), "Content-Type", "application/x-www-form-urlencoded"); w.Code != http.StatusSeeOther {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 	if got, want := f.state(), "subscribed | hard_bounce | queued/ | active/"; got != want {
@@ -297,7 +320,7 @@ func TestOpenPixel(t *testing.T) {
 	if w := f.do("GET", path, ""); w.Code != 200 {
 		t.Fatalf("%d", w.Code)
 	}
-	want := `email_opened_machine {"step": 0, "send_id": ` + itoa(f.sent) + `, "sequence": "welcome", "template": "welcome-1", "user_agent": "` + chrome + `", "machine_reason": "within 10s of sending"}` + "\n" +
+	want := `email_opened_machine {"step": 0, "machine": true, "send_id": ` + itoa(f.sent) + `, "sequence": "welcome", "template": "welcome-1", "user_agent": "` + chrome + `", "machine_reason": "within 10s of sending"}` + "\n" +
 		`email_opened {"step": 0, "send_id": ` + itoa(f.sent) + `, "sequence": "welcome", "template": "welcome-1", "user_agent": "` + chrome + `"}`
 	if got := f.eventsOf(); got != want {
 		t.Errorf("events:\n%s\nwant\n%s", got, want)
@@ -454,3 +477,43 @@ func TestBounceWebhook(t *testing.T) {
 }
 
 var _ = url.Values{}
+
+// TestMachineHitsLeftOutOfCount: what the rule language counts, read by
+// the store's facts query as the lifecycle engine and the sender read it.
+// Machine opens and clicks are stored under their own names, so
+// count("email_opened", ...) counts people, and a rule that wants the
+// machines asks for email_opened_machine.
+func TestMachineHitsLeftOutOfCount(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	open := "/o/" + f.token(tracking.Open, "", sentAt.Add(24*time.Hour))
+	click := "/c/" + f.token(tracking.Click, "https://shop.example.com/", sentAt.Add(24*time.Hour))
+	f.now = sentAt.Add(2 * time.Second) // at delivery: a privacy proxy and a link scanner
+	f.do("GET", open, "")
+	f.do("GET", click, "")
+	f.now = sentAt.Add(time.Hour)
+	f.do("GET", open, "", "User-Agent", "Mozilla/5.0") // Apple Mail Privacy Protection
+	f.do("HEAD", click, "")                            // a scanner's probe
+	f.do("GET", open, "")                              // the person reads it
+	f.do("GET", click, "")                             // and clicks
+
+	prog, err := lifecycle.Compile(`count("email_opened", "14d") == 1 && count("email_opened_machine", "14d") == 2 && `+
+		`count("email_clicked", "14d") == 1 && count("email_clicked_machine", "14d") == 2 && ever("email_opened")`, lifecycle.CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts, err := store.New(f.db).LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: []int64{f.contact}, AsOf: f.now, Needs: prog.Aggregates})
+	if err != nil || len(facts) != 1 {
+		t.Fatalf("LoadFacts: %d, %v", len(facts), err)
+	}
+	var got []string
+	for _, a := range prog.Aggregates {
+		got = append(got, fmt.Sprintf("%s=%v", a, facts[0].Values[a]))
+	}
+	if ok, err := prog.Eval(&facts[0].Facts); !ok || err != nil {
+		t.Errorf("the rule is %v (%v); values: %s", ok, err, strings.Join(got, ", "))
+	}
+	if n := f.query(`SELECT count(*)::text FROM events WHERE contact_id = $1 AND name LIKE '%_machine' AND properties->'machine' = 'true'`, f.contact); n != "4" {
+		t.Errorf("%s machine events flagged machine: true, want 4", n)
+	}
+}

@@ -177,6 +177,21 @@ func (s *Signer) Verify(k Kind, tok string, now time.Time) (Token, error) {
 	return t, nil
 }
 
+// FormToken is the value the preferences form carries for the link token
+// tok: an HMAC of it under a label of its own, so it is bound to this link
+// and cannot be computed without the secret.
+func (s *Signer) FormToken(tok string) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("preferences form\x00"))
+	m.Write([]byte(tok))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:MACSize])
+}
+
+// CheckFormToken reports, in constant time, whether form is FormToken(tok).
+func (s *Signer) CheckFormToken(tok, form string) bool {
+	return hmac.Equal([]byte(s.FormToken(tok)), []byte(form))
+}
+
 // linkable reports whether u is an absolute http(s) URL with a host: the
 // only targets a click token may carry.
 func linkable(u string) bool {
