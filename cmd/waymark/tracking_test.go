@@ -407,3 +407,75 @@ func verifyEd25519DKIM(msg []byte, pub ed25519.PublicKey) error {
 	}
 	return nil
 }
+
+// TestSuppressionsAndTrackingOff: addresses suppressed through the API
+// and the bounce webhook are never mailed, each skipped send says why; a
+// journey with tracking off still gets the unsubscribe headers and the
+// footer, but neither click redirects nor the pixel.
+func TestSuppressionsAndTrackingOff(t *testing.T) {
+	t.Parallel()
+	smtp := smtptest.Start(t)
+	const public = "https://links.shop.example"
+	base, pool := startServeWith(t, strings.Replace(trackingJourney, "sending:\n", "sending:\n  tracking: false\n", 1), map[string]string{
+		"WAYMARK_SMTP_URL":       "smtp://" + smtp.Addr() + "?tls=none",
+		"WAYMARK_FROM":           "news@shop.example",
+		"WAYMARK_PUBLIC_URL":     public,
+		"WAYMARK_POSTAL_ADDRESS": "Shop Ltd, 1 High Street, Bristol",
+		"WAYMARK_CRON":           "@every 1h",
+	})
+	for _, tc := range []struct {
+		path, body string
+		code       int
+	}{
+		{"/v1/suppressions", `{"email":"not an address","reason":"manual"}`, 400},
+		{"/v1/suppressions", `{"email":"cy@example.com","reason":"manual","detail":"asked by phone"}`, 200},
+		{"/v1/webhooks/bounces", `{"type":"bounce","email":"dee@example.com"}`, 400},
+		{"/v1/webhooks/bounces", `{"type":"complaint","email":"dee@example.com","diagnostic":"abuse report"}`, 200},
+	} {
+		if code := postJSON(t, base, tc.path, tc.body); code != tc.code {
+			t.Fatalf("%s %s: %d, want %d", tc.path, tc.body, code, tc.code)
+		}
+	}
+	for _, u := range []string{"cy", "dee", "eve"} {
+		if code := postJSON(t, base, "/v1/identify", `{"userId":"`+u+`","traits":{"email":"`+u+`@example.com"}}`); code != 200 {
+			t.Fatalf("identify %s: %d", u, code)
+		}
+		if code := postJSON(t, base, "/v1/track", `{"userId":"`+u+`","event":"signed_up"}`); code != 200 {
+			t.Fatalf("track %s: %d", u, code)
+		}
+	}
+	const want = "cy:suppressed/suppressed: manual, dee:suppressed/suppressed: complaint, eve:sent/"
+	var got string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		got = one(t, pool, `SELECT coalesce(string_agg(c.user_id || ':' || s.status || '/' || coalesce(s.delayed_reason, ''), ', ' ORDER BY c.user_id), '')
+			FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE s.template = 'welcome'`)
+		if got == want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != want {
+		t.Fatalf("welcome sends: %s, want %s", got, want)
+	}
+	msgs := smtp.Messages()
+	if len(msgs) != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != "eve@example.com" {
+		t.Fatalf("messages %v, want one, to eve", msgs)
+	}
+	m := msgs[0]
+	if lu := m.Header("List-Unsubscribe"); len(lu) != 1 || !strings.HasPrefix(lu[0], "<"+public+"/u/") {
+		t.Errorf("List-Unsubscribe %q", lu)
+	}
+	parts, err := m.Parts()
+	if err != nil || len(parts) != 2 {
+		t.Fatalf("parts: %d, %v", len(parts), err)
+	}
+	html := string(parts[1].Body)
+	if !strings.Contains(html, `href="https://shop.example/sale?x=1&amp;y=2"`) || strings.Contains(html, public+"/c/") || strings.Contains(html, public+"/o/") {
+		t.Errorf("tracking is off, but the HTML has tracked links or a pixel:\n%s", html)
+	}
+	for part, body := range map[string]string{"text": string(parts[0].Body), "html": html} {
+		if !strings.Contains(body, "Shop Ltd, 1 High Street, Bristol") || !strings.Contains(body, public+"/u/") {
+			t.Errorf("the %s part has no footer:\n%s", part, body)
+		}
+	}
+}
