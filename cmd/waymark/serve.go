@@ -19,7 +19,6 @@ import (
 	"github.com/waymark/waymark/internal/scheduler"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/web"
-	"github.com/waymark/waymark/internal/web"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -76,8 +75,6 @@ type serveOptions struct {
 	// Routes add handlers to the server's mux (the dashboard, the demo's
 	// captured mail), with the running server's parts at hand.
 	Routes []func(mux *http.ServeMux, s *server)
-	// Mail, if set, lists captured emails for the dashboard (demo mode).
-	Mail func(ctx context.Context) ([]web.Mail, error)
 	// Mail, if set, lists captured emails for the dashboard (demo mode).
 	Mail func(ctx context.Context) ([]web.Mail, error)
 	// Now, if set, is the clock of rules, campaigns, the scheduler, the
@@ -188,7 +185,6 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mountWeb(ctx, mux, s, opts, &workers)
 	mountWeb(ctx, mux, s, opts, &workers)
 	for _, add := range opts.Routes {
 		add(mux, s)
