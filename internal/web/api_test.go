@@ -209,7 +209,9 @@ func TestAPI(t *testing.T) {
 		if resp := f.call(t, "POST", "/api/v1/suppressions", f.key, `{"email":"Carol@example.com"}`, nil); resp.StatusCode != 201 {
 			t.Errorf("suppress: %d", resp.StatusCode)
 		}
-		var p struct{ Items []struct{ Email, Reason string } }
+		var p struct {
+			Items []struct{ Email, Reason string }
+		}
 		f.call(t, "GET", "/api/v1/suppressions?sort=email", f.key, "", &p)
 		if len(p.Items) != 1 || p.Items[0].Email != "carol@example.com" || p.Items[0].Reason != "manual" {
 			t.Errorf("list %+v", p)
