@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -56,6 +57,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	skipBaseline := fs.Bool("no-baseline", false, "skip the GROUP BY baseline")
 	noSettle := fs.Bool("no-settle", false, "skip the settling sweep (the kept data was settled by an earlier run)")
 	noJIT := fs.Bool("no-jit", false, "experiment: turn PostgreSQL's JIT off for the benchmark's connections")
+	ingestEvents := fs.Int("ingest", 0, "instead of sweeping, measure /v1/batch ingestion of this many events without and with the ten rules, in one run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +79,9 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
 	if err != nil {
 		return err
+	}
+	if *ingestEvents > 0 {
+		return benchIngestRules(ctx, e, cfg, server, *ingestEvents, log)
 	}
 	size := bench.SweepSize{Contacts: *contacts, Events: *events}
 	db, err := bench.OpenSweepDatabase(ctx, server, size, *keep)
@@ -141,6 +146,18 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	}
 	needs := lifecycle.Needs(ps...)
 	fmt.Fprintf(out, "rules: %d, reading %d aggregates of %d event names\n", len(rules), len(needs), len(distinctEvents(needs)))
+
+	// The activity rollup: built from all events the first time (and
+	// whenever the rules need a property it lacks), folded afterwards.
+	fold, err := base.FoldActivity(ctx, needs)
+	if err != nil {
+		return err
+	}
+	if fold.Rebuilt {
+		fmt.Fprintf(out, "activity rollup: built from all events in %.1fs (%d contacts); sizes: %s\n", fold.Elapsed.Seconds(), fold.Contacts, bench.SizeReport(ctx, pool))
+	} else {
+		fmt.Fprintf(out, "activity rollup: folded new events in %.2fs (%d contacts)\n", fold.Elapsed.Seconds(), fold.Contacts)
+	}
 
 	// Settle everyone first with the engine as it is, so that the
 	// measured sweep is the steady state: few contacts move.
@@ -390,4 +407,67 @@ func compareFacts(want, got []lifecycle.ContactFacts) string {
 		}
 	}
 	return ""
+}
+
+// benchIngestRules measures /v1/batch ingestion twice in one run, on fresh
+// databases: without rules, then with the sweep benchmark's ten rules
+// applied, so that every ingested batch is also evaluated at once by the
+// server's reactor (and by its scheduled sweep), and reports the ratio.
+func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server string, events int, log *slog.Logger) error {
+	out := e.stdout
+	f := &benchFlags{cfg: cfg, events: events, batch: 500, clients: 8, users: 100_000}
+	b := &benchRun{e: e, f: f, server: server, log: log}
+	j, err := journey.Parse("sweep-journey.yaml", []byte(bench.SweepJourney))
+	if err != nil {
+		return err
+	}
+	var rates [2]float64
+	for i, withRules := range []bool{false, true} {
+		name := "without rules"
+		if withRules {
+			name = "with the ten rules applied (event-driven evaluation on)"
+		}
+		fmt.Fprintf(out, "\n== ingest %s: %d events to /v1/batch, %d per request, %d clients, %d users\n", name, f.events, f.batch, f.clients, f.users)
+		dbCfg, drop, err := b.database(ctx, "ingest")
+		if err != nil {
+			return err
+		}
+		srv, err := b.startServer(ctx, dbCfg)
+		if err != nil {
+			drop()
+			return err
+		}
+		st := store.New(srv.pool)
+		if withRules {
+			if _, err := st.ApplyJourney(ctx, j, false); err != nil {
+				srv.stop()
+				srv.pool.Close()
+				drop()
+				return err
+			}
+		}
+		gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
+		res, err := bench.Ingest(ctx, bench.IngestOptions{
+			URL: "http://" + srv.addr, WriteKey: dbCfg.WriteKey, Gen: gen,
+			Events: f.events, Batch: f.batch, Clients: f.clients, Progress: io.Discard,
+		})
+		if serr := srv.stop(); serr != nil && err == nil {
+			err = serr
+		}
+		var moved int64
+		if err == nil {
+			err = srv.pool.QueryRow(ctx, `SELECT count(*) FROM transitions WHERE trigger = 'event'`).Scan(&moved)
+		}
+		srv.pool.Close()
+		drop()
+		if err != nil {
+			return err
+		}
+		rates[i] = res.Rate()
+		fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n",
+			res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved)
+	}
+	ratio := rates[1] / rates[0]
+	fmt.Fprintf(out, "\ningestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))
+	return nil
 }

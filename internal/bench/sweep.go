@@ -561,11 +561,12 @@ func (g *liteGroup) Wait() error { g.wg.Wait(); g.cancel(); return g.err }
 
 // SizeReport describes the tables' sizes.
 func SizeReport(ctx context.Context, pool *pgxpool.Pool) string {
-	var ev, idx, ct, act string
+	var ev, idx, ct, act, exp string
 	_ = pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_table_size('events')), pg_size_pretty(pg_indexes_size('events')),
 		pg_size_pretty(pg_total_relation_size('contacts')),
-		coalesce(pg_size_pretty(pg_total_relation_size(to_regclass('bench_activity'))), '-')`).Scan(&ev, &idx, &ct, &act)
-	return fmt.Sprintf("events %s + indexes %s, contacts %s, activity rollup %s", ev, idx, ct, act)
+		coalesce(pg_size_pretty(pg_total_relation_size(to_regclass('activity'))), '-'),
+		coalesce(pg_size_pretty(pg_total_relation_size(to_regclass('bench_activity'))), '-')`).Scan(&ev, &idx, &ct, &act, &exp)
+	return fmt.Sprintf("events %s + indexes %s, contacts %s, activity rollup %s (experiment's: %s)", ev, idx, ct, act, exp)
 }
 
 // aggColumns returns, as factsSQL in internal/store does, one SQL
