@@ -84,9 +84,11 @@ type SendStore interface {
 	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
 	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
 	ToneRules(ctx context.Context) ([]ToneRuleSource, error)
-	// MarkSending records, before the message is handed to SMTP, that it
-	// is on the wire; false if the send is no longer this holder's to send.
-	MarkSending(ctx context.Context, d *Due, holder string) (bool, error)
+	// Record makes durable, in one transaction, the ends of messages
+	// (final states and retries) and the marks of the messages about to
+	// be handed to SMTP: marked[i] says whether marks[i] is now on the
+	// wire ('sending'), false if it is no longer holder's to send.
+	Record(ctx context.Context, holder string, marks []*Due, fs []Final, ds []Delay) (marked []bool, err error)
 	Finish(ctx context.Context, fs []Final) error
 	Delay(ctx context.Context, ds []Delay) error
 	// RecoverInDoubt marks 'unknown' the sends left on the wire by
@@ -252,52 +254,70 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return total, err
 	}
-	conns := make(chan MailConn, s.cfg.Connections)
-	defer func() {
-		close(conns)
-		for c := range conns {
-			_ = c.Close()
-		}
-	}()
+	// The next batch is claimed and rendered while the connections send
+	// the previous one; at most two batches are claimed at a time.
+	d := s.startDelivery(ctx, s.cfg.Batch)
+	var passErr error
+	drained := false
 	for {
+		claimedAt := time.Now()
 		now := s.now()
 		batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, defs.Settings.CapPer)
 		if err != nil {
-			return total, err
+			passErr = err
+			break
 		}
 		if len(batch) == 0 {
-			return total, nil
+			if drained {
+				break
+			}
+			// What the connections are finishing may queue 0-delay
+			// next steps: let them finish, then look once more.
+			d.wait()
+			drained = true
+			continue
 		}
-		st, err := s.process(ctx, defs, batch, now, conns)
+		drained = false
+		d.prune(claimedAt)
+		st, items, err := s.process(ctx, defs, batch, now, func(contact int64) []time.Time { return d.sentTo(contact, claimedAt) })
 		total.add(st)
 		if err != nil {
-			return total, err
+			passErr = err
+			break
+		}
+		if !d.enqueue(items) {
+			break
 		}
 	}
+	st, err := d.close()
+	total.add(st)
+	switch {
+	case passErr != nil:
+		return total, passErr
+	case err != nil:
+		return total, err
+	}
+	return total, ctx.Err()
 }
 
-// item is a send ready for SMTP.
-type item struct {
-	due    *Due
-	msg    *mailer.Message
-	final  Final
-	result mailer.Result
-}
-
-func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now time.Time, conns chan MailConn) (Stats, error) {
+// process decides about a claimed batch: what ends without SMTP is
+// recorded, what waits is delayed, and the rest is rendered and returned,
+// ready for the connections. inflight gives the times of this pass's
+// earlier sends to a contact that the claim may not have seen.
+func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now time.Time, inflight func(contact int64) []time.Time) (Stats, []*item, error) {
 	var st Stats
 	// Facts for holds and tone rules, one query for the batch.
 	holds := make([]*lifecycle.Program, 0, len(defs.Holds))
 	for _, h := range defs.Holds {
 		p, err := lifecycle.Compile(h.When, lifecycle.CompileOptions{})
 		if err != nil {
-			return st, fmt.Errorf("hold %q: %w", h.Name, err)
+			return st, nil, fmt.Errorf("hold %q: %w", h.Name, err)
 		}
 		holds = append(holds, p)
 	}
 	tones, err := s.toneRules(ctx)
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	progs := append([]*lifecycle.Program(nil), holds...)
 	for _, t := range tones {
@@ -317,7 +337,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	}
 	facts, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: ids, AsOf: now, Needs: lifecycle.Needs(progs...)})
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	byContact := make(map[int64]*lifecycle.ContactFacts, len(facts))
 	for i := range facts {
@@ -329,11 +349,11 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	}
 	stored, err := s.store.Templates(ctx, tmplNames)
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	stepValues, err := s.stepValues(ctx, batch, now)
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 
 	var (
@@ -388,7 +408,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 		if d.EnrolmentID != 0 {
 			c, err := s.runner.Version(ctx, d.Sequence, d.EnrolmentVersion)
 			if err != nil {
-				return st, err
+				return st, nil, err
 			}
 			if d.Step >= len(c.Sequence.Steps) {
 				fin("cancelled", "the step is no longer in the sequence")
@@ -412,7 +432,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			}
 		}
 		// Frequency cap and quiet hours delay, never drop.
-		window := append(append([]time.Time(nil), d.SentInWindow...), sentTo[d.ContactID]...)
+		window := append(append(append([]time.Time(nil), d.SentInWindow...), sentTo[d.ContactID]...), inflight(d.ContactID)...)
 		if until, ok := capped(defs.Settings, window, now); ok {
 			delays = append(delays, Delay{Due: d, Until: until, Reason: fmt.Sprintf("frequency cap: %d emails in %s", defs.Settings.CapMax, defs.Settings.CapPer)})
 			st.Delayed++
@@ -458,123 +478,15 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			s.cfg.Decorate(msg, d, defs.Settings.Tracking)
 		}
 		sentTo[d.ContactID] = append(sentTo[d.ContactID], now)
-		items = append(items, &item{due: d, msg: msg, final: Final{Due: d, Recipient: d.Email, MessageID: msg.ID, Tone: choice.Tone, ToneReason: choice.Reason, TemplateVersion: tpl.Version}})
+		items = append(items, &item{due: d, msg: msg, final: Final{Due: d, Recipient: d.Email, MessageID: msg.ID, Tone: choice.Tone, ToneReason: choice.Reason, TemplateVersion: tpl.Version, At: now}})
 	}
 	if err := s.store.Delay(ctx, delays); err != nil {
-		return st, err
+		return st, nil, err
 	}
 	if err := s.store.Finish(ctx, finals); err != nil {
-		return st, err
+		return st, nil, err
 	}
-	sent, err := s.deliver(ctx, items, conns)
-	st.add(sent)
-	return st, err
-}
-
-// deliver hands the items to the connections, one goroutine per
-// connection, each message marked on the wire before SMTP sees it.
-func (s *Sender) deliver(ctx context.Context, items []*item, conns chan MailConn) (Stats, error) {
-	var (
-		st    Stats
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		work  = make(chan *item)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-	}
-	workers := min(s.cfg.Connections, len(items))
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var conn MailConn
-			select {
-			case conn = <-conns:
-			default:
-			}
-			defer func() {
-				if conn != nil {
-					conns <- conn
-				}
-			}()
-			for it := range work {
-				if conn == nil {
-					c, err := s.mail.Dial(ctx)
-					if err != nil {
-						// Nothing was handed over: a temporary failure.
-						res := mailer.Result{Outcome: mailer.TempFail, Stage: mailer.StageConnect, Err: err}
-						fl, delay := s.outcome(it, res)
-						if delay != nil {
-							err = s.store.Delay(ctx, []Delay{*delay})
-						} else {
-							err = s.store.Finish(ctx, []Final{fl})
-						}
-						if err != nil {
-							fail(err)
-						}
-						continue
-					}
-					conn = c
-				}
-				if err := s.pace(ctx); err != nil {
-					fail(err)
-					continue
-				}
-				ok, err := s.store.MarkSending(ctx, it.due, s.cfg.Holder)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				if !ok {
-					continue // no longer ours (cancelled meanwhile)
-				}
-				res := conn.Send(ctx, it.msg)
-				fl, delay := s.outcome(it, res)
-				var err2 error
-				if delay != nil {
-					err2 = s.store.Delay(ctx, []Delay{*delay})
-				} else {
-					err2 = s.store.Finish(ctx, []Final{fl})
-				}
-				if err2 != nil {
-					fail(err2)
-				}
-				mu.Lock()
-				switch {
-				case delay != nil:
-					st.Retried++
-				case fl.Status == "sent":
-					st.Sent++
-				case fl.Status == "unknown":
-					st.Unknown++
-				default:
-					st.Failed++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, it := range items {
-		select {
-		case work <- it:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(work)
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return st, first
+	return st, items, nil
 }
 
 // pace waits for the next slot allowed by the rate limit.

@@ -165,7 +165,19 @@ templates:
 	if subj := msgs[0].Header("Subject"); len(subj) != 1 || subj[0] != "Your cart is saved" {
 		t.Fatalf("subject %v", subj)
 	}
-	// Ann buys before the reminder is due: it is cancelled at once.
+	// Ann buys before the reminder is due (once the first email is
+	// recorded sent and the reminder queued): it is cancelled at once.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var queued int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM sends WHERE step = 1 AND status = 'queued'`).Scan(&queued)
+		if queued == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reminder was not queued after the first email")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1"}`); code != 200 {
 		t.Fatalf("order: %d", code)
 	}

@@ -58,54 +58,139 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time
 	return out, translate(err, "claiming due sends")
 }
 
-// MarkSending implements campaigns.SendStore: the durable record that the
-// message is about to be on the wire.
+// Record implements campaigns.SendStore: the ends of messages (final
+// states, retries) and the marks of the messages about to be handed to
+// SMTP, in one round trip and one transaction (a pipelined batch runs as
+// one implicit transaction: all of it or nothing).
+func (s *Store) Record(ctx context.Context, holder string, marks []*campaigns.Due, fs []campaigns.Final, ds []campaigns.Delay) ([]bool, error) {
+	var marked []bool
+	err := s.batch(ctx, "recording sends", func(b *pgx.Batch) []func(pgx.BatchResults) error {
+		marked = make([]bool, len(marks))
+		reads := queueFinish(b, fs)
+		reads = append(reads, queueDelay(b, ds)...)
+		if len(marks) == 0 {
+			return reads
+		}
+		cids, ids := make([]int64, len(marks)), make([]int64, len(marks))
+		at := make(map[[2]int64]int, len(marks))
+		for i, d := range marks {
+			cids[i], ids[i] = d.ContactID, d.ID
+			at[[2]int64{d.ContactID, d.ID}] = i
+		}
+		// 'sending' is the durable record that the message is on the
+		// wire: only a send still queued and claimed by holder.
+		b.Queue(`UPDATE sends s SET status = 'sending', attempts = s.attempts + 1, claimed_at = now(), updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS v(contact_id, id)
+WHERE s.contact_id = v.contact_id AND s.id = v.id AND s.claimed_by = $3 AND s.status = 'queued'
+RETURNING s.contact_id, s.id`, cids, ids, holder)
+		return append(reads, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var c, id int64
+			_, err = pgx.ForEachRow(rows, []any{&c, &id}, func() error {
+				if i, ok := at[[2]int64{c, id}]; ok {
+					marked[i] = true
+				}
+				return nil
+			})
+			return err
+		})
+	})
+	return marked, err
+}
+
+// MarkSending records that one message is on the wire (Record does it
+// for many at once).
 func (s *Store) MarkSending(ctx context.Context, d *campaigns.Due, holder string) (bool, error) {
-	tag, err := s.db.Exec(ctx, `UPDATE sends SET status = 'sending', attempts = attempts + 1, claimed_at = now(), updated_at = now()
-		WHERE contact_id = $1 AND id = $2 AND claimed_by = $3 AND status = 'queued'`, d.ContactID, d.ID, holder)
+	m, err := s.Record(ctx, holder, []*campaigns.Due{d}, nil, nil)
 	if err != nil {
-		return false, translate(err, "marking a send on the wire")
+		return false, err
 	}
-	return tag.RowsAffected() == 1, nil
+	return m[0], nil
+}
+
+// batch sends the statements queue queues as one pipelined batch (one
+// round trip, one implicit transaction) and reads their results, retrying
+// transient conflicts a few times.
+func (s *Store) batch(ctx context.Context, doing string, queue func(b *pgx.Batch) []func(pgx.BatchResults) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		b := &pgx.Batch{}
+		reads := queue(b)
+		if b.Len() == 0 {
+			return nil
+		}
+		br := s.db.SendBatch(ctx, b)
+		for _, read := range reads {
+			if err = read(br); err != nil {
+				break
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	return translate(err, doing)
+}
+
+func execRead(br pgx.BatchResults) error {
+	_, err := br.Exec()
+	return err
 }
 
 // Finish implements campaigns.SendStore: final states, the next steps of
 // enrolments, ended enrolments and hard-bounce suppressions, in one
 // transaction.
 func (s *Store) Finish(ctx context.Context, fs []campaigns.Final) error {
+	return s.batch(ctx, "recording sends", func(b *pgx.Batch) []func(pgx.BatchResults) error {
+		return queueFinish(b, fs)
+	})
+}
+
+// queueFinish queues what Finish writes; it returns the readers of the
+// statements' results.
+func queueFinish(b *pgx.Batch, fs []campaigns.Final) []func(pgx.BatchResults) error {
 	if len(fs) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, "recording sends", func(tx pgx.Tx) error {
-		n := len(fs)
-		var (
-			cids, ids                              = make([]int64, n), make([]int64, n)
-			statuses, details, recips, mids, tones = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			reasons                                = make([]string, n)
-			versions                               = make([]int32, n)
-			ats                                    = make([]time.Time, n)
-			nextC, nextE                           []int64
-			nextSeq, nextTmpl                      []string
-			nextStep                               []int32
-			nextDue                                []time.Time
-			endings                                []campaigns.Ending
-			suppress                               []string
-		)
-		for i, f := range fs {
-			cids[i], ids[i], statuses[i], details[i], recips[i], mids[i], tones[i], reasons[i], versions[i], ats[i] =
-				f.Due.ContactID, f.Due.ID, f.Status, f.Detail, f.Recipient, f.MessageID, f.Tone, f.ToneReason, int32(f.TemplateVersion), f.At
-			if f.Next != nil {
-				nextC, nextE, nextSeq, nextTmpl = append(nextC, f.Due.ContactID), append(nextE, f.Due.EnrolmentID), append(nextSeq, f.Due.Sequence), append(nextTmpl, f.Next.Template)
-				nextStep, nextDue = append(nextStep, int32(f.Next.Step)), append(nextDue, f.Next.DueAt)
-			}
-			if f.End != nil {
-				endings = append(endings, *f.End)
-			}
-			if f.Suppress != "" {
-				suppress = append(suppress, f.Suppress)
-			}
+	n := len(fs)
+	var (
+		cids, ids                              = make([]int64, n), make([]int64, n)
+		statuses, details, recips, mids, tones = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		reasons                                = make([]string, n)
+		versions                               = make([]int32, n)
+		ats                                    = make([]time.Time, n)
+		nextC, nextE                           []int64
+		nextSeq, nextTmpl                      []string
+		nextStep                               []int32
+		nextDue                                []time.Time
+		endIDs, endC                           []int64
+		endStatus, endReason                   []string
+		endAt                                  []time.Time
+		suppress                               []string
+	)
+	for i, f := range fs {
+		cids[i], ids[i], statuses[i], details[i], recips[i], mids[i], tones[i], reasons[i], versions[i], ats[i] =
+			f.Due.ContactID, f.Due.ID, f.Status, f.Detail, f.Recipient, f.MessageID, f.Tone, f.ToneReason, int32(f.TemplateVersion), f.At
+		if f.Next != nil {
+			nextC, nextE, nextSeq, nextTmpl = append(nextC, f.Due.ContactID), append(nextE, f.Due.EnrolmentID), append(nextSeq, f.Due.Sequence), append(nextTmpl, f.Next.Template)
+			nextStep, nextDue = append(nextStep, int32(f.Next.Step)), append(nextDue, f.Next.DueAt)
 		}
-		if _, err := tx.Exec(ctx, `
+		if e := f.End; e != nil {
+			endIDs, endC = append(endIDs, e.Enrolment.ID), append(endC, e.Enrolment.ContactID)
+			endStatus, endReason, endAt = append(endStatus, e.Status), append(endReason, e.Reason), append(endAt, e.At)
+		}
+		if f.Suppress != "" {
+			suppress = append(suppress, f.Suppress)
+		}
+	}
+	reads := []func(pgx.BatchResults) error{execRead}
+	b.Queue(`
 UPDATE sends s SET status = v.status,
     smtp_response = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN v.detail ELSE s.smtp_response END,
     delayed_reason = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN NULL ELSE v.detail END,
@@ -115,34 +200,46 @@ UPDATE sends s SET status = v.status,
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::timestamptz[])
     AS v(contact_id, id, status, detail, recipient, mid, tone, reason, version, at)
 WHERE s.contact_id = v.contact_id AND s.id = v.id`,
-			cids, ids, statuses, details, recips, mids, tones, reasons, versions, ats); err != nil {
-			return err
-		}
-		if len(nextC) > 0 {
-			if _, err := tx.Exec(ctx, `
+		cids, ids, statuses, details, recips, mids, tones, reasons, versions, ats)
+	if len(nextC) > 0 {
+		reads = append(reads, execRead)
+		b.Queue(`
 INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
 SELECT v.contact_id, v.enrolment_id, v.sequence, v.step, v.template, v.due_at
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::text[], $6::timestamptz[]) AS v(contact_id, enrolment_id, sequence, step, template, due_at)
 JOIN enrolments e ON e.contact_id = v.contact_id AND e.id = v.enrolment_id AND e.status = 'active'
-ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue); err != nil {
-				return err
-			}
-		}
-		if len(suppress) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO suppressions (email, reason, detail) SELECT unnest($1::text[]), 'hard_bounce', 'permanent failure on the recipient' ON CONFLICT DO NOTHING`, suppress); err != nil {
-				return err
-			}
-		}
-		if len(endings) > 0 {
-			return New(tx).EndEnrolments(ctx, endings)
-		}
-		return nil
-	})
+ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue)
+	}
+	if len(suppress) > 0 {
+		reads = append(reads, execRead)
+		b.Queue(`INSERT INTO suppressions (email, reason, detail) SELECT unnest($1::text[]), 'hard_bounce', 'permanent failure on the recipient' ON CONFLICT DO NOTHING`, suppress)
+	}
+	if len(endIDs) > 0 {
+		// As EndEnrolments: the enrolment ends, its queued sends are
+		// cancelled with the reason.
+		reads = append(reads, execRead)
+		b.Queue(`
+WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
+ended AS (
+    UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
+    FROM v WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
+    RETURNING e.contact_id, e.id, v.reason, v.status)
+UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
+FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`,
+			endIDs, endC, endStatus, endReason, endAt)
+	}
+	return reads
 }
 
 // Delay implements campaigns.SendStore: the sends wait until the given
 // time with the reason, and their claims are released.
 func (s *Store) Delay(ctx context.Context, ds []campaigns.Delay) error {
+	return s.batch(ctx, "delaying sends", func(b *pgx.Batch) []func(pgx.BatchResults) error {
+		return queueDelay(b, ds)
+	})
+}
+
+func queueDelay(b *pgx.Batch, ds []campaigns.Delay) []func(pgx.BatchResults) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -154,12 +251,12 @@ func (s *Store) Delay(ctx context.Context, ds []campaigns.Delay) error {
 	for i, d := range ds {
 		cids[i], ids[i], untils[i], reasons[i], retry[i] = d.Due.ContactID, d.Due.ID, d.Until, d.Reason, d.Retry
 	}
-	_, err := s.db.Exec(ctx, `
+	b.Queue(`
 UPDATE sends s SET status = 'queued', due_at = v.until, delayed_reason = v.reason, claimed_by = NULL, updated_at = now(),
     smtp_response = CASE WHEN v.retry THEN v.reason ELSE s.smtp_response END
 FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::bool[]) AS v(contact_id, id, until, reason, retry)
 WHERE s.contact_id = v.contact_id AND s.id = v.id AND s.status IN ('queued', 'sending')`, cids, ids, untils, reasons, retry)
-	return translate(err, "delaying sends")
+	return []func(pgx.BatchResults) error{execRead}
 }
 
 // Heartbeat implements campaigns.SendStore.
