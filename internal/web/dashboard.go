@@ -372,6 +372,7 @@ type timelineItem struct {
 	Draw  *store.TimelineDraw
 	Enrol *store.TimelineEnrolment
 	Back  bool
+	seq   int
 }
 
 func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
@@ -418,12 +419,20 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 	for i := range t.Enrolments {
 		items = append(items, timelineItem{At: t.Enrolments[i].EnrolledAt, Kind: "enrolment", Enrol: &t.Enrolments[i]})
 	}
+	// Newest first; at the same instant, what came later (a move after
+	// the event that caused it, the second hop of a settling) first.
 	order := map[string]int{"event": 0, "move": 1, "enrolment": 2, "offer": 3, "email": 4}
-	slices.SortStableFunc(items, func(a, b timelineItem) int {
+	for i := range items {
+		items[i].seq = i
+	}
+	slices.SortFunc(items, func(a, b timelineItem) int {
 		if c := b.At.Compare(a.At); c != 0 {
 			return c
 		}
-		return order[b.Kind] - order[a.Kind]
+		if c := order[b.Kind] - order[a.Kind]; c != 0 {
+			return c
+		}
+		return b.seq - a.seq
 	})
 	traits, _ := json.MarshalIndent(c.Traits, "", "  ")
 	s.render(w, r, http.StatusOK, "contact", view{Title: "Contact " + strconv.FormatInt(c.ID, 10), Nav: "contacts", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{

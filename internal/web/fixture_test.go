@@ -91,7 +91,7 @@ func newFixture(t *testing.T, cfg web.Config) *fixture {
 			t.Fatal(err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if _, err := lifecycle.NewEngine(f.st, log).Sweep(ctx, now); err != nil {
 		t.Fatal(err)
 	}
@@ -154,4 +154,12 @@ func (f *fixture) call(t *testing.T, method, path, key, body string, out any) *h
 		}
 	}
 	return resp
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
