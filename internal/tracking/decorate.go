@@ -3,7 +3,6 @@ package tracking
 import (
 	"html"
 	"net/mail"
-	"regexp"
 	"strings"
 	"time"
 
@@ -178,49 +177,135 @@ func mailtoAddress(from string) string {
 	return a.Address
 }
 
-var closeBody = regexp.MustCompile(`(?i)</body\s*>`)
-
 // beforeBody inserts s before the last </body>, or appends it.
 func beforeBody(doc, s string) string {
-	locs := closeBody.FindAllStringIndex(doc, -1)
-	if len(locs) == 0 {
-		return doc + s
+	for i := len(doc) - len("</body"); i >= 0; i-- {
+		if doc[i] != '<' || doc[i+1] != '/' || !strings.EqualFold(doc[i+2:i+6], "body") {
+			continue
+		}
+		j := i + 6
+		for j < len(doc) && isSpace(doc[j]) {
+			j++
+		}
+		if j < len(doc) && doc[j] == '>' {
+			return doc[:i] + s + doc[i:]
+		}
 	}
-	at := locs[len(locs)-1][0]
-	return doc[:at] + s + doc[at:]
+	return doc + s
 }
 
-var (
-	linkTag  = regexp.MustCompile(`(?is)<(?:a|area)\s[^>]*>`)
-	hrefAttr = regexp.MustCompile(`(?is)(\shref\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)`)
-)
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
 
 // rewriteLinks turns the href of every <a> and <area> with an absolute
-// http(s) target into a signed click redirect to that target.
+// http(s) target into a signed click redirect to that target. Waymark's
+// own links (unsubscribe, preferences...) stay as they are.
 func (d *Decorator) rewriteLinks(doc string, contactID, sendID int64, now time.Time) string {
 	base := d.base()
-	own := func(u string) bool {
-		for _, p := range []string{PathUnsubscribe, PathPreferences, PathOpen, PathClick} {
-			if strings.HasPrefix(u, base+p) {
-				return true
-			}
+	own := [...]string{base + PathUnsubscribe, base + PathPreferences, base + PathOpen, base + PathClick}
+	var out strings.Builder
+	last := 0 // doc[:last] is in out
+	for i := 0; ; {
+		j := strings.IndexByte(doc[i:], '<')
+		if j < 0 {
+			break
 		}
-		return false
-	}
-	return linkTag.ReplaceAllStringFunc(doc, func(tag string) string {
-		loc := hrefAttr.FindStringSubmatchIndex(tag)
-		if loc == nil {
-			return tag
+		i += j + 1
+		vs, ve, ok := linkHref(doc, i)
+		if !ok {
+			continue
 		}
-		raw := tag[loc[4]:loc[5]]
-		if raw[0] == '"' || raw[0] == '\'' {
+		raw := doc[vs:ve]
+		if raw != "" && (raw[0] == '"' || raw[0] == '\'') {
 			raw = raw[1 : len(raw)-1]
 		}
 		target := strings.TrimSpace(html.UnescapeString(raw))
-		if !linkable(target) || own(target) {
-			return tag
+		if !linkable(target) || hasAnyPrefix(target, own[:]) {
+			continue
 		}
-		click := base + PathClick + d.sign(Click, contactID, sendID, target, now)
-		return tag[:loc[4]] + `"` + html.EscapeString(click) + `"` + tag[loc[5]:]
-	})
+		if out.Len() == 0 {
+			out.Grow(len(doc) + 1024)
+		}
+		out.WriteString(doc[last:vs])
+		out.WriteByte('"')
+		out.WriteString(html.EscapeString(base + PathClick + d.sign(Click, contactID, sendID, target, now)))
+		out.WriteByte('"')
+		last = ve
+		i = ve
+	}
+	if last == 0 {
+		return doc
+	}
+	out.WriteString(doc[last:])
+	return out.String()
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// linkHref reads the tag starting at doc[i] (just after its '<'): for an
+// <a> or <area> start tag with an href attribute, it returns the span of
+// the attribute's value, quotes included. Attributes are read the way
+// HTML does (names, optional "=" and a quoted or unquoted value), so an
+// attribute like data-href or a value containing "href=" is not taken
+// for it.
+func linkHref(doc string, i int) (vs, ve int, ok bool) {
+	n := i
+	for n < len(doc) && ('a' <= doc[n]|0x20 && doc[n]|0x20 <= 'z') {
+		n++
+	}
+	if name := doc[i:n]; !strings.EqualFold(name, "a") && !strings.EqualFold(name, "area") {
+		return 0, 0, false
+	}
+	if n >= len(doc) || !isSpace(doc[n]) {
+		return 0, 0, false
+	}
+	for p := n; p < len(doc); {
+		for p < len(doc) && (isSpace(doc[p]) || doc[p] == '/') {
+			p++
+		}
+		if p >= len(doc) || doc[p] == '>' {
+			return 0, 0, false
+		}
+		as := p
+		for p < len(doc) && !isSpace(doc[p]) && doc[p] != '=' && doc[p] != '>' && doc[p] != '/' {
+			p++
+		}
+		attr := doc[as:p]
+		for p < len(doc) && isSpace(doc[p]) {
+			p++
+		}
+		if p >= len(doc) || doc[p] != '=' {
+			continue // an attribute without a value
+		}
+		p++
+		for p < len(doc) && isSpace(doc[p]) {
+			p++
+		}
+		if p >= len(doc) {
+			return 0, 0, false
+		}
+		vs = p
+		switch q := doc[p]; q {
+		case '"', '\'':
+			e := strings.IndexByte(doc[p+1:], q)
+			if e < 0 {
+				return 0, 0, false
+			}
+			p += e + 2
+		default:
+			for p < len(doc) && !isSpace(doc[p]) && doc[p] != '>' {
+				p++
+			}
+		}
+		if strings.EqualFold(attr, "href") {
+			return vs, p, true
+		}
+	}
+	return 0, 0, false
 }

@@ -214,3 +214,52 @@ func TestDecorateTwiceKeepsOneHeaderEach(t *testing.T) {
 		t.Errorf("%d List-Unsubscribe-Post headers", n)
 	}
 }
+
+// BenchmarkDecorate: headers, footer, 8 tracked links and the pixel on a
+// typical 6 KB marketing email.
+func BenchmarkDecorate(b *testing.B) {
+	d := &Decorator{PublicURL: "https://mail.example.com", PostalAddress: "Waymark Ltd\n1 Harbour Street, Bristol BS1 4AA", From: "news@brand.example"}
+	var err error
+	if d.Signer, err = NewSigner("a-benchmark-secret-of-some-length"); err != nil {
+		b.Fatal(err)
+	}
+	var body strings.Builder
+	body.WriteString("<html><head><style>p{margin:0}</style></head><body><table>")
+	for i := 0; i < 8; i++ {
+		body.WriteString(`<tr><td style="padding:16px 32px;font-family:Georgia,serif;font-size:16px;line-height:24px;color:#2b2a26">`)
+		body.WriteString(strings.Repeat("Our autumn range is here: wool throws, cedar planters and more. ", 10))
+		body.WriteString(`<a href="https://shop.example.com/collections/autumn?utm_source=waymark&amp;utm_campaign=welcome&amp;i=` + string(rune('0'+i)) + `" style="color:#46613e">Shop now</a></td></tr>`)
+	}
+	body.WriteString("</table></body></html>")
+	html := body.String()
+	b.SetBytes(int64(len(html)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m := &mailer.Message{ID: "42.7", From: "news@brand.example", To: "ann@example.com", Subject: "Hi", Text: "Hello Ann\n", HTML: html}
+		d.Decorate(m, 42, 7, true)
+	}
+}
+
+func TestRewriteLinksReadsAttributes(t *testing.T) {
+	t.Parallel()
+	d := newDecorator(t)
+	click := func(target string) string {
+		return html.EscapeString("https://mail.example.com/c/" + d.sign(Click, 1, 2, target, t0))
+	}
+	for _, tc := range []struct{ name, in, want string }{
+		{"double quotes", `<a href="https://x.example/">x</a>`, `<a href="` + click("https://x.example/") + `">x</a>`},
+		{"upper case, spaces around =", `<A CLASS=b HREF = 'https://x.example/a'>x</A>`, `<A CLASS=b HREF = "` + click("https://x.example/a") + `">x</A>`},
+		{"unquoted, self-closing area", `<area shape=rect href=https://x.example/m/>`, `<area shape=rect href="` + click("https://x.example/m/") + `">`},
+		{"entities in the URL", `<a href="https://x.example/?a=1&amp;b=2">`, `<a href="` + click("https://x.example/?a=1&b=2") + `">`},
+		{"data-href is not href", `<a data-href="https://x.example/" title="x">x</a>`, `<a data-href="https://x.example/" title="x">x</a>`},
+		{"href= inside another value", `<a title=" href=https://evil.example/" href="https://x.example/">`, `<a title=" href=https://evil.example/" href="` + click("https://x.example/") + `">`},
+		{"abbr and link tags", `<abbr href="https://x.example/">x</abbr><link href="https://x.example/s.css">`, `<abbr href="https://x.example/">x</abbr><link href="https://x.example/s.css">`},
+		{"relative and mailto", `<a href="/a">a</a><a href="mailto:a@x.example">m</a>`, `<a href="/a">a</a><a href="mailto:a@x.example">m</a>`},
+		{"unterminated", `<a href="https://x.example/`, `<a href="https://x.example/`},
+		{"no href", `<a name=top>`, `<a name=top>`},
+	} {
+		if got := d.rewriteLinks(tc.in, 1, 2, t0); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}

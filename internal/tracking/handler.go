@@ -251,7 +251,11 @@ func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token)
 	at := h.now()
 	id, err := h.store.Unsubscribe(r.Context(), t.ContactID, t.SendID, at)
 	if errors.Is(err, ErrNotFound) {
-		h.render(w, http.StatusNotFound, page{Title: "Nothing to unsubscribe", Paragraphs: []string{"We no longer have this address on file."}})
+		// The link is authentic, so the contact existed and has been
+		// erased since: its address is suppressed for good. What the
+		// person asked for holds, so a one-click client gets its 200.
+		h.render(w, http.StatusOK, page{Title: "You are unsubscribed",
+			Paragraphs: []string{"We no longer have this address on file, and it will not receive our emails."}})
 		return false
 	}
 	if err != nil {

@@ -517,3 +517,18 @@ func TestMachineHitsLeftOutOfCount(t *testing.T) {
 		t.Errorf("%s machine events flagged machine: true, want 4", n)
 	}
 }
+
+// A one-click POST for a contact that has been erased since the email
+// was sent still answers 200: the address is suppressed for good.
+func TestUnsubscribeErasedContact(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tok := f.signer.Sign(tracking.Token{Kind: tracking.Unsubscribe, ContactID: f.contact + 1000000, SendID: 1, Expires: f.now.Add(time.Hour)})
+	w := f.do("POST", "/u/"+tok, "List-Unsubscribe=One-Click")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "no longer have this address") {
+		t.Errorf("%d\n%s", w.Code, w.Body)
+	}
+	if len(f.events) != 0 {
+		t.Errorf("OnEvent saw %v", f.events)
+	}
+}
