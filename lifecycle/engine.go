@@ -336,6 +336,13 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 			st.Moved += n
 		}
 		if hook != nil {
+			// The hook reads the values as a map.
+			for i := range batch {
+				if batch[i].Values == nil && batch[i].Nums != nil {
+					batch[i].Values = batch[i].ValuesMap()
+					batch[i].Nums, batch[i].NumNeeds = nil, nil
+				}
+			}
 			// The hook sees each contact where it settled.
 			final := make(map[int64]Stage, len(moves))
 			for _, m := range moves {

@@ -32,6 +32,38 @@ type Facts struct {
 	// days_since in days (math.Inf(1) when never), ever as 1 or 0. A
 	// missing key means 0, or +Inf for days_since.
 	Values map[Aggregate]float64
+	// Nums is the compact form a sweep loads, read when Values is nil:
+	// the aggregates NumNeeds (one slice shared by a batch), in order.
+	Nums     []float64
+	NumNeeds []Aggregate
+}
+
+// Value returns the value of aggregate a, from Values or else Nums, with
+// the default (0, or +Inf for days_since) when it is not there.
+func (f *Facts) Value(a Aggregate) float64 {
+	if f.Values == nil && f.Nums != nil {
+		for i, n := range f.NumNeeds {
+			if n == a && i < len(f.Nums) {
+				return f.Nums[i]
+			}
+		}
+		return value(nil, a)
+	}
+	return value(f.Values, a)
+}
+
+// ValuesMap returns the aggregates as a map, whichever form holds them.
+func (f *Facts) ValuesMap() map[Aggregate]float64 {
+	if f.Values != nil || f.Nums == nil {
+		return f.Values
+	}
+	m := make(map[Aggregate]float64, len(f.NumNeeds))
+	for i, a := range f.NumNeeds {
+		if i < len(f.Nums) {
+			m[a] = f.Nums[i]
+		}
+	}
+	return m
 }
 
 // Observation is one value a rule read during an evaluation, recorded in
@@ -69,10 +101,22 @@ func (p *Program) Eval(f *Facts) (bool, error) {
 	e.Event = f.Event
 	defer func() { e.Traits, e.Event = nil, nil }() // do not keep them alive in the pool
 
-	for i, a := range p.Aggregates {
-		v := value(f.Values, a)
-		e.Num[i] = v
-		e.Ever[i] = v != 0
+	if f.Values == nil && f.Nums != nil {
+		idx := p.indexIn(f.NumNeeds)
+		for i, a := range p.Aggregates {
+			v := value(nil, a)
+			if j := idx[i]; j >= 0 && j < len(f.Nums) {
+				v = f.Nums[j]
+			}
+			e.Num[i] = v
+			e.Ever[i] = v != 0
+		}
+	} else {
+		for i, a := range p.Aggregates {
+			v := value(f.Values, a)
+			e.Num[i] = v
+			e.Ever[i] = v != 0
+		}
 	}
 	for i, trait := range p.Anniversaries {
 		d, err := daysToAnniversary(f.Traits[trait], f.Now)
@@ -114,9 +158,9 @@ func (p *Program) observations(f *Facts) []Observation {
 		case obsAggregate:
 			a := p.Aggregates[o.index]
 			if a.Kind == AggEver {
-				v = value(f.Values, a) != 0
+				v = f.Value(a) != 0
 			} else {
-				v = value(f.Values, a)
+				v = f.Value(a)
 			}
 		case obsAnniversary:
 			d, err := daysToAnniversary(f.Traits[p.Anniversaries[o.index]], f.Now)
@@ -137,6 +181,28 @@ func (p *Program) observations(f *Facts) []Observation {
 		out = append(out, Observation{Expr: o.expr, Value: v})
 	}
 	return out
+}
+
+// needsIndex maps a program's aggregates to their places in one needs
+// list.
+type needsIndex struct {
+	needs []Aggregate
+	idx   []int // per aggregate of the program: index in needs, or -1
+}
+
+// indexIn returns, per aggregate of p, its index in needs (-1 when
+// absent). A pass uses one needs slice for all its contacts, so the last
+// answer is kept.
+func (p *Program) indexIn(needs []Aggregate) []int {
+	if c := p.lastIndex.Load(); c != nil && len(c.needs) == len(needs) && (len(needs) == 0 || &c.needs[0] == &needs[0]) {
+		return c.idx
+	}
+	c := &needsIndex{needs: needs, idx: make([]int, len(p.Aggregates))}
+	for i, a := range p.Aggregates {
+		c.idx[i] = slices.Index(needs, a)
+	}
+	p.lastIndex.Store(c)
+	return c.idx
 }
 
 // value returns the value of a in values, with the default for a missing

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr/ast"
@@ -151,6 +152,8 @@ type Program struct {
 	program *vm.Program
 	// traits: the rule reads the traits variable.
 	traits bool
+	// lastIndex caches where its aggregates are in a pass's needs.
+	lastIndex atomic.Pointer[needsIndex]
 	// observe lists what EvalTrace reports, in order of appearance.
 	observe []observable
 	// runs recycles the VM and environment of an evaluation.

@@ -400,7 +400,7 @@ func compareFacts(want, got []lifecycle.ContactFacts) string {
 			return fmt.Sprintf("contact %d: %d %s, want %d %s", i, g.ID, g.Stage, w.ID, w.Stage)
 		}
 		for a, wv := range w.Values {
-			gv := g.Values[a]
+			gv := g.Value(a)
 			if math.Abs(wv-gv) > 1e-6*max(1, math.Abs(wv)) && !(math.IsInf(wv, 1) && math.IsInf(gv, 1)) {
 				return fmt.Sprintf("contact %d: %s = %v, want %v", w.ID, a, gv, wv)
 			}

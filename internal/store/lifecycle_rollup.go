@@ -248,6 +248,12 @@ func foldActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp, snap string
 	if !ok {
 		return 0, fmt.Errorf("activity rollup: bad snapshot %q", snap)
 	}
+	// The new events are found through the BRIN index on ingest_xid;
+	// the planner, whose statistics lag behind the newest transaction
+	// ids, must not scan the whole table instead.
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		return 0, err
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO activity_names (name) SELECT DISTINCT e.name FROM events e WHERE `+sqlNewEvents+`
 ON CONFLICT (name) DO NOTHING`, snap, xmin); err != nil {
 		return 0, err
@@ -269,8 +275,8 @@ ON CONFLICT (contact_id) DO UPDATE SET data = activity.data || EXCLUDED.data`, a
 // rollupLayout is how to read records: per name id, the number of values
 // its records carry and, per need, what to do with a record.
 type rollupLayout struct {
-	width map[int32]int      // name id → record length
-	uses  map[int32][]recUse // name id → the needs it feeds
+	width []int      // by name id: record length (0: unknown id)
+	uses  [][]recUse // by name id: the needs it feeds
 }
 
 type recUse struct {
@@ -282,7 +288,14 @@ type recUse struct {
 }
 
 func newLayout(spec []rollupProp, ids []int32, names []string, needs []lifecycle.Aggregate, asOf int64) (*rollupLayout, error) {
-	l := &rollupLayout{width: map[int32]int{}, uses: map[int32][]recUse{}}
+	maxID := int32(0)
+	for _, id := range ids {
+		if id < 0 {
+			return nil, fmt.Errorf("activity rollup: bad event name id %d", id)
+		}
+		maxID = max(maxID, id)
+	}
+	l := &rollupLayout{width: make([]int, maxID+1), uses: make([][]recUse, maxID+1)}
 	byName := map[string]int32{}
 	for i, id := range ids {
 		byName[names[i]] = id
@@ -359,9 +372,12 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 		if len(data)-off < 12 {
 			return fmt.Errorf("activity rollup: a record is cut at byte %d of %d", off, len(data))
 		}
-		id := int32(binary.BigEndian.Uint32(data[off:]))
-		w, ok := l.width[id]
-		if !ok || len(data)-off < w {
+		id := binary.BigEndian.Uint32(data[off:])
+		w := 0
+		if id < uint32(len(l.width)) {
+			w = l.width[id]
+		}
+		if w == 0 || len(data)-off < w {
 			return fmt.Errorf("activity rollup: unknown event name id %d or cut record at byte %d", id, off)
 		}
 		rec := data[off : off+w]
@@ -397,28 +413,29 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 	return nil
 }
 
-// values returns the accumulated aggregates as Facts.Values, as values()
-// does for the events query.
-func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time) map[lifecycle.Aggregate]float64 {
-	out := make(map[lifecycle.Aggregate]float64, len(needs))
+// values writes the accumulated aggregates to out (parallel to needs), as
+// values() does for the events query.
+func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time, out []float64) {
 	at := float64(asOf.UnixMicro()) / 1e6
 	for i, a := range needs {
 		switch a.Kind {
 		case lifecycle.AggDistinct:
-			out[a] = float64(len(st.sets[i]))
+			out[i] = float64(len(st.sets[i]))
 		case lifecycle.AggEver:
-			out[a] = map[bool]float64{true: 1, false: 0}[st.latest[i] != math.MinInt64]
+			out[i] = 0
+			if st.latest[i] != math.MinInt64 {
+				out[i] = 1
+			}
 		case lifecycle.AggDaysSince:
 			if st.latest[i] == math.MinInt64 {
-				out[a] = math.Inf(1)
+				out[i] = math.Inf(1)
 			} else {
-				out[a] = max(0, (at-float64(st.latest[i])/1e6)/86400)
+				out[i] = max(0, (at-float64(st.latest[i])/1e6)/86400)
 			}
 		default:
-			out[a] = st.num[i]
+			out[i] = st.num[i]
 		}
 	}
-	return out
 }
 
 const sqlRollupLayout = `SELECT s.spec, s.snapshot,
@@ -519,6 +536,7 @@ func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]
 		data    []byte
 	)
 	st := newAggState(q.Needs)
+	var nums []float64 // the batch's values, allocated in blocks
 	raw := rows.FieldDescriptions()[5].Format == pgx.BinaryFormatCode
 	for rows.Next() {
 		if raw {
@@ -536,7 +554,12 @@ func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]
 		}
 		f := lifecycle.ContactFacts{ID: id}
 		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, lifecycle.Stage(stage), entered, traits, email
-		f.Values = st.values(q.Needs, q.AsOf)
+		if len(nums) < len(q.Needs) {
+			nums = make([]float64, len(q.Needs)*256)
+		}
+		f.Nums, nums = nums[:len(q.Needs):len(q.Needs)], nums[len(q.Needs):]
+		f.NumNeeds = q.Needs
+		st.values(q.Needs, q.AsOf, f.Nums)
 		traits, data = nil, nil
 		out = append(out, f)
 	}

@@ -109,14 +109,15 @@ func sameFacts(t *testing.T, what string, want, got []lifecycle.ContactFacts) {
 		if w.ID != g.ID || w.Stage != g.Stage || !w.StageEnteredAt.Equal(g.StageEnteredAt) || w.Email != g.Email {
 			t.Fatalf("%s: contact %d: rollup %+v, events %+v", what, i, g.Facts, w.Facts)
 		}
+		gm := g.ValuesMap()
 		for a, wv := range w.Values {
-			gv, ok := g.Values[a]
+			gv, ok := gm[a]
 			if !ok || !(gv == wv || math.Abs(gv-wv) <= 1e-9*math.Max(1, math.Abs(wv))) {
 				t.Fatalf("%s: contact %d: %s = %v from the rollup, %v from events", what, w.ID, a, gv, wv)
 			}
 		}
-		if len(g.Values) != len(w.Values) {
-			t.Fatalf("%s: contact %d: %d values from the rollup, %d from events", what, w.ID, len(g.Values), len(w.Values))
+		if len(gm) != len(w.Values) {
+			t.Fatalf("%s: contact %d: %d values from the rollup, %d from events", what, w.ID, len(gm), len(w.Values))
 		}
 	}
 }
