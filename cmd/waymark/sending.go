@@ -25,19 +25,22 @@ func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) { return m
 // linkSigner returns the signer of the links in emails: keyed by
 // WAYMARK_SECRET, or, when it is not set, by a secret generated once and
 // kept in the database, so every instance signs alike and links keep
-// working across restarts.
+// working across restarts. Links signed with the database's secret keep
+// working after WAYMARK_SECRET is set.
 func linkSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*tracking.Signer, error) {
-	secret := cfg.Secret
-	if secret == "" {
-		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		s, err := st.LinkSecret(ctx)
-		if err != nil {
-			return nil, err
-		}
-		secret = s
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	stored, err := st.LinkSecret(ctx, cfg.Secret == "")
+	if err != nil {
+		return nil, err
 	}
-	sg, err := tracking.NewSigner(secret)
+	secret, older := cfg.Secret, []string{stored}
+	if secret == "" {
+		secret, older = stored, nil
+	} else if stored == "" {
+		older = nil
+	}
+	sg, err := tracking.NewSigner(secret, older...)
 	if err != nil {
 		return nil, &config.Error{Var: "WAYMARK_SECRET", Msg: err.Error()}
 	}

@@ -236,18 +236,23 @@ func (s *Store) SentAt(ctx context.Context, contactID, sendID int64) (time.Time,
 	return *at, nil
 }
 
-// LinkSecret returns the key for signed links kept in the database,
-// generating it on first use (when WAYMARK_SECRET is not set). Every
-// instance gets the same one.
-func (s *Store) LinkSecret(ctx context.Context) (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generating the link secret: %w", err)
-	}
-	if _, err := s.db.Exec(ctx, sqlInsertLinkSecret, hex.EncodeToString(b[:])); err != nil {
-		return "", translate(err, "storing the link secret")
+// LinkSecret returns the key for signed links kept in the database; with
+// generate, it is generated on first use (when WAYMARK_SECRET is not set),
+// and every instance gets the same one; without, "" when there is none.
+func (s *Store) LinkSecret(ctx context.Context, generate bool) (string, error) {
+	if generate {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("generating the link secret: %w", err)
+		}
+		if _, err := s.db.Exec(ctx, sqlInsertLinkSecret, hex.EncodeToString(b[:])); err != nil {
+			return "", translate(err, "storing the link secret")
+		}
 	}
 	var secret string
 	err := s.db.QueryRow(ctx, sqlLinkSecret).Scan(&secret)
+	if !generate && errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
 	return secret, translate(err, "loading the link secret")
 }

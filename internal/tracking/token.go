@@ -81,12 +81,15 @@ const MinSecretLen = 16
 type Signer struct {
 	key  []byte
 	macs sync.Pool // of keyed HMAC-SHA256 states: hmac.New costs more than a short MAC
+	// older verify links signed with earlier secrets.
+	older []*Signer
 }
 
 // NewSigner returns a signer keyed by secret, which must be at least
 // MinSecretLen bytes (a random string; changing it invalidates every link
-// already sent).
-func NewSigner(secret string) (*Signer, error) {
+// already sent). Links signed with an older secret are accepted too (they
+// were sent, and must keep working); new ones are signed with secret.
+func NewSigner(secret string, older ...string) (*Signer, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("the secret must be at least %d characters, it has %d", MinSecretLen, len(secret))
 	}
@@ -95,7 +98,31 @@ func NewSigner(secret string) (*Signer, error) {
 	m.Write([]byte("waymark tracking links v1"))
 	s := &Signer{key: m.Sum(nil)}
 	s.macs.New = func() any { return hmac.New(sha256.New, s.key) }
+	for _, o := range older {
+		if o == secret {
+			continue
+		}
+		prev, err := NewSigner(o)
+		if err != nil {
+			return nil, fmt.Errorf("an older secret: %w", err)
+		}
+		s.older = append(s.older, prev)
+	}
 	return s, nil
+}
+
+// authentic reports whether sum is payload's MAC under the secret or an
+// older one.
+func (s *Signer) authentic(payload, sum []byte) bool {
+	if hmac.Equal(sum, s.mac(payload)) {
+		return true
+	}
+	for _, o := range s.older {
+		if hmac.Equal(sum, o.mac(payload)) {
+			return true
+		}
+	}
+	return false
 }
 
 // The payload, before the MAC:
@@ -148,7 +175,7 @@ func (s *Signer) Verify(k Kind, tok string, now time.Time) (Token, error) {
 		return Token{}, ErrInvalid
 	}
 	payload, sum := b[:len(b)-MACSize], b[len(b)-MACSize:]
-	if !hmac.Equal(sum, s.mac(payload)) {
+	if !s.authentic(payload, sum) {
 		return Token{}, ErrInvalid
 	}
 	t := Token{Kind: Kind(payload[0])}

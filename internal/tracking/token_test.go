@@ -176,3 +176,30 @@ func TestClickTokenOnlyForHTTPURLs(t *testing.T) {
 		}
 	}
 }
+
+// Links sent before the secret changed keep working; new ones use the
+// new secret, which the old signer refuses.
+func TestOlderSecretStillVerifies(t *testing.T) {
+	t.Parallel()
+	old, err := NewSigner("the-secret-we-started-with")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := NewSigner("the-secret-configured-later", "the-secret-we-started-with")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := Token{Kind: Unsubscribe, ContactID: 3, SendID: 4, Expires: t0.Add(time.Hour)}
+	if got, err := cur.Verify(Unsubscribe, old.Sign(tok), t0); err != nil || got != tok {
+		t.Errorf("a link signed with the older secret: %+v, %v", got, err)
+	}
+	if _, err := old.Verify(Unsubscribe, cur.Sign(tok), t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("the new secret's link verified by the old signer: %v", err)
+	}
+	if cur.Sign(tok) == old.Sign(tok) {
+		t.Error("new links are signed with the older secret")
+	}
+	if _, err := NewSigner("the-secret-configured-later", "short"); err == nil {
+		t.Error("a short older secret is accepted")
+	}
+}
