@@ -25,8 +25,10 @@ WHERE id = (SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1)
 FOR UPDATE`
 
 	sqlTrackedContact = `
-SELECT coalesce(email, ''), status FROM contacts
-WHERE id = (SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1)`
+SELECT coalesce(c.email, ''), c.status,
+       coalesce((SELECT sp.reason FROM suppressions sp WHERE sp.email = c.email AND sp.reason <> 'unsubscribed'), '')
+FROM contacts c
+WHERE c.id = (SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1)`
 
 	// sqlInsertTrackedEvent records an event Waymark itself observed, with
 	// the send's sequence, step and template; $1 is the contact the link
@@ -194,9 +196,9 @@ func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) 
 }
 
 // ContactEmail implements tracking.Store.
-func (s *Store) ContactEmail(ctx context.Context, id int64) (email, status string, err error) {
-	err = s.db.QueryRow(ctx, sqlTrackedContact, id).Scan(&email, &status)
-	return email, status, trackErr(err, "loading a contact's address")
+func (s *Store) ContactEmail(ctx context.Context, id int64) (email, status, blocked string, err error) {
+	err = s.db.QueryRow(ctx, sqlTrackedContact, id).Scan(&email, &status, &blocked)
+	return email, status, blocked, trackErr(err, "loading a contact's address")
 }
 
 // TrackEngagement implements tracking.Store: the event goes in with kind

@@ -30,9 +30,11 @@ type Store interface {
 	// hard_bounce, complaint, manual or erased one); it returns the
 	// contact, as Unsubscribe does.
 	Resubscribe(ctx context.Context, contactID int64, at time.Time) (int64, error)
-	// ContactEmail returns a contact's address and status; ErrNotFound if
-	// there is no such contact.
-	ContactEmail(ctx context.Context, id int64) (email, status string, err error)
+	// ContactEmail returns a contact's address, status ('subscribed' or
+	// 'unsubscribed') and the reason its address is suppressed for other
+	// than unsubscribing ("" if it is not); ErrNotFound if there is no
+	// such contact.
+	ContactEmail(ctx context.Context, id int64) (email, status, blocked string, err error)
 	// TrackEngagement records event name for the contact, with props and
 	// the send's sequence, step and template, and returns the contact it
 	// was recorded on (as Unsubscribe does); ErrNotFound if there is no
@@ -208,7 +210,7 @@ func (h *Handler) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 		h.badLink(w, err)
 		return
 	}
-	email, status, err := h.store.ContactEmail(r.Context(), t.ContactID)
+	email, status, _, err := h.store.ContactEmail(r.Context(), t.ContactID)
 	if errors.Is(err, ErrNotFound) {
 		h.render(w, http.StatusNotFound, page{Title: "Nothing to unsubscribe", Paragraphs: []string{"We no longer have this address on file."}})
 		return
@@ -283,7 +285,7 @@ func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
 		h.badLink(w, err)
 		return
 	}
-	email, status, err := h.store.ContactEmail(r.Context(), t.ContactID)
+	email, status, blocked, err := h.store.ContactEmail(r.Context(), t.ContactID)
 	if errors.Is(err, ErrNotFound) {
 		h.render(w, http.StatusNotFound, page{Title: "Email preferences", Paragraphs: []string{"We no longer have this address on file."}})
 		return
@@ -300,6 +302,9 @@ func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
 	if status == "unsubscribed" {
 		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s is unsubscribed from all our marketing emails.", display(email)))
 		p.Forms = []form{{Name: "action", Value: "resubscribe", Label: "Resubscribe", CSRF: csrf}}
+	} else if blocked != "" {
+		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s is subscribed, but we do not send to it: %s. Please contact us if that should change.", display(email), blockedWhy(blocked)))
+		p.Forms = []form{{Name: "action", Value: "unsubscribe", Label: "Unsubscribe from all", CSRF: csrf}}
 	} else {
 		p.Paragraphs = append(p.Paragraphs, fmt.Sprintf("%s receives our marketing emails.", display(email)))
 		p.Forms = []form{{Name: "action", Value: "unsubscribe", Label: "Unsubscribe from all", CSRF: csrf}}
@@ -371,6 +376,19 @@ func crossSite(r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// blockedWhy says in words why an address is suppressed.
+func blockedWhy(reason string) string {
+	switch reason {
+	case "hard_bounce":
+		return "an earlier email to it could not be delivered"
+	case "complaint":
+		return "an earlier email was reported as unwanted"
+	case "manual":
+		return "it was removed from our list"
+	}
+	return "it is on our do-not-send list"
 }
 
 func display(email string) string {

@@ -302,6 +302,9 @@ func TestResubscribeKeepsHardBounce(t *testing.T) {
 	if got, want := f.state(), "subscribed | hard_bounce | queued/ | active/"; got != want {
 		t.Errorf("%s, want %s", got, want)
 	}
+	if w := f.do("GET", "/preferences/"+tok, ""); !strings.Contains(w.Body.String(), "is subscribed, but we do not send to it: an earlier email to it could not be delivered") {
+		t.Errorf("the page does not say the address is still blocked:\n%s", w.Body)
+	}
 }
 
 func TestOpenPixel(t *testing.T) {

@@ -1,8 +1,8 @@
 package tracking
 
 import (
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -20,14 +20,15 @@ import (
 //
 //  1. A HEAD request: browsers and mail clients GET; scanners probe.
 //  2. No User-Agent at all.
-//  3. A User-Agent of a known scanner, proxy or bot (MachineAgents):
+//  3. A User-Agent of a known scanner, proxy or bot (machineAgents):
 //     Microsoft Defender/Safe Links, Proofpoint, Mimecast, Barracuda,
 //     Cisco IronPort, Symantec/Broadcom, Trend Micro, Sophos, Forcepoint,
 //     Zscaler, Yahoo's and other caching image proxies, link-preview bots
 //     and HTTP libraries (curl, python-requests, Go-http-client...).
 //  4. Apple Mail Privacy Protection, for opens: it prefetches every image
 //     through Apple's proxies with the bare User-Agent "Mozilla/5.0", from
-//     Apple's 17.0.0.0/8 network. Either is enough.
+//     Apple's networks (17.0.0.0/8, 2620:149::/32, 2a01:b740::/32). Either
+//     is enough.
 //  5. Timing: a hit within MachineWindow (10 s by default) of the send's
 //     sent_at. No person opens or clicks that fast; proxies that fetch at
 //     delivery and scanners do.
@@ -43,9 +44,9 @@ import (
 // DefaultMachineWindow is how soon after sending a hit counts as a machine.
 const DefaultMachineWindow = 10 * time.Second
 
-// MachineAgents are User-Agent substrings (matched case-insensitively) of
+// machineAgents are User-Agent substrings (matched case-insensitively) of
 // scanners, proxies and bots.
-var MachineAgents = []string{
+var machineAgents = [...]string{
 	// Security gateways and link scanners.
 	"safelinks", "microsoft defender", "msoffice-safelinks", "office 365 atp", "bingpreview",
 	"proofpoint", "ppops-", "urldefense",
@@ -70,8 +71,27 @@ var MachineAgents = []string{
 	"curl/", "wget/", "python-requests", "python-urllib", "go-http-client", "java/", "okhttp", "libwww-perl", "apache-httpclient", "axios/", "node-fetch",
 }
 
-// appleNet is Apple's 17.0.0.0/8, where Mail Privacy Protection fetches from.
-var appleNet = &net.IPNet{IP: net.IPv4(17, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}
+// appleNets are Apple's networks, where Mail Privacy Protection fetches
+// from.
+var appleNets = [...]netip.Prefix{
+	netip.MustParsePrefix("17.0.0.0/8"),
+	netip.MustParsePrefix("2620:149::/32"),
+	netip.MustParsePrefix("2a01:b740::/32"),
+}
+
+func fromApple(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range appleNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
 
 // Machine reports whether a hit on an open (k == Open) or click link is a
 // machine's, and why. sentAt is the send's sent_at (zero if unknown);
@@ -88,7 +108,7 @@ func Machine(k Kind, r *http.Request, sentAt, now time.Time, window time.Duratio
 		return true, "no user agent"
 	}
 	low := strings.ToLower(ua)
-	for _, a := range MachineAgents {
+	for _, a := range machineAgents {
 		if strings.Contains(low, a) {
 			return true, "user agent: " + a
 		}
@@ -97,10 +117,8 @@ func Machine(k Kind, r *http.Request, sentAt, now time.Time, window time.Duratio
 		if ua == "Mozilla/5.0" {
 			return true, "Apple Mail Privacy Protection (user agent)"
 		}
-		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			if ip := net.ParseIP(host); ip != nil && appleNet.Contains(ip) {
-				return true, "Apple Mail Privacy Protection (address)"
-			}
+		if fromApple(r.RemoteAddr) {
+			return true, "Apple Mail Privacy Protection (address)"
 		}
 	}
 	if !sentAt.IsZero() && now.Sub(sentAt) < window {
