@@ -50,6 +50,11 @@ type recordResult struct {
 // maxGroup bounds the records committed together.
 const maxGroup = 1000
 
+// writers is how many group commits may be in flight at once (each on
+// its own database connection): while one waits for its WAL flush, the
+// next gathers what the connections asked for meanwhile.
+const writers = 2
+
 // delivery is one pass's connections and writer.
 type delivery struct {
 	s     *Sender
@@ -57,7 +62,7 @@ type delivery struct {
 	work  chan *item
 	recs  chan *record
 	conns sync.WaitGroup // the connection goroutines
-	wrote chan struct{}  // closed when the writer has stopped
+	wrote chan struct{}  // closed when the writers have stopped
 
 	// pending counts the items handed to the connections whose end is
 	// not yet durable; the pass waits for it before its last claim, so
@@ -84,7 +89,12 @@ func (s *Sender) startDelivery(ctx context.Context, queue int) *delivery {
 		wrote:    make(chan struct{}),
 		inflight: map[int64][]inflightSend{},
 	}
-	go d.writer()
+	var ws sync.WaitGroup
+	for range writers {
+		ws.Add(1)
+		go func() { defer ws.Done(); d.writer() }()
+	}
+	go func() { ws.Wait(); close(d.wrote) }()
 	for range s.cfg.Connections {
 		d.conns.Add(1)
 		go d.connection()
@@ -202,7 +212,6 @@ func (d *delivery) commit(r *record) recordResult {
 // writer commits the connections' records in groups: whatever arrived
 // while the previous group was being written goes in the next.
 func (d *delivery) writer() {
-	defer close(d.wrote)
 	// Records of messages already handed over are written even when the
 	// pass is cancelled: they are the truth about what was sent.
 	ctx := context.WithoutCancel(d.ctx)

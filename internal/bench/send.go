@@ -556,10 +556,40 @@ func (s *SQLStats) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Tr
 
 // TraceQueryEnd implements pgx.QueryTracer.
 func (s *SQLStats) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
-	st, ok := ctx.Value(sqlStartKey{}).(sqlStart)
-	if !ok {
-		return
+	if st, ok := ctx.Value(sqlStartKey{}).(sqlStart); ok {
+		s.add(st)
 	}
+}
+
+type batchStartKey struct{}
+
+// TraceBatchStart implements pgx.BatchTracer: a pipelined batch counts as
+// one statement, named after its statements.
+func (s *SQLStats) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	var names []string
+	if data.Batch != nil {
+		for _, q := range data.Batch.QueuedQueries {
+			f := strings.Fields(q.SQL)
+			if len(f) > 2 {
+				f = f[:2]
+			}
+			names = append(names, strings.Join(f, " "))
+		}
+	}
+	return context.WithValue(ctx, batchStartKey{}, sqlStart{name: "batch: " + strings.Join(names, "; "), at: time.Now()})
+}
+
+// TraceBatchQuery implements pgx.BatchTracer.
+func (s *SQLStats) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+// TraceBatchEnd implements pgx.BatchTracer.
+func (s *SQLStats) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {
+	if st, ok := ctx.Value(batchStartKey{}).(sqlStart); ok {
+		s.add(st)
+	}
+}
+
+func (s *SQLStats) add(st sqlStart) {
 	d := time.Since(st.at)
 	s.mu.Lock()
 	if s.by == nil {
