@@ -50,12 +50,15 @@ func commands() []command {
 		{"tick", "[--as-of TIME]", "one scheduler pass, then exit; --as-of backtests at a past instant", cmdTick},
 		{"stages", "[--json]", "how many contacts are in each stage", cmdStages},
 		{"preview", "TEMPLATE --contact ID", "render a template for a contact: the tone chosen, why, subject, text and HTML", cmdPreview},
-		{"bench", "ingest|import|track|sweep|send|all", "measure: ingestion, import, single-call latency, the lifecycle sweep, sending", func(ctx context.Context, e *env, args []string) error {
+		{"bench", "ingest|import|track|sweep|send|dashboard|all", "measure: ingestion, import, single-call latency, the lifecycle sweep, sending, dashboard pages", func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 && args[0] == "sweep" {
 				return cmdBenchSweep(ctx, e, args[1:])
 			}
 			if len(args) > 0 && args[0] == "send" {
 				return cmdBenchSend(ctx, e, args[1:])
+			}
+			if len(args) > 0 && args[0] == "dashboard" {
+				return cmdBenchDashboard(ctx, e, args[1:])
 			}
 			return cmdBench(ctx, e, args)
 		}},
