@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/waymark/waymark/internal/ingest"
 )
@@ -517,23 +518,19 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
 // decode reads a JSON object into v, refusing unknown fields; the error
 // response names the field at fault.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		reply(w, http.StatusRequestEntityTooLarge, apiResponse{Error: "body is over the limit of 64 KB", Field: "body"})
+		return false
+	}
+	return decodeBytes(w, body, v)
+}
+
+func decodeBytes(w http.ResponseWriter, body []byte, v any) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		field, msg := "body", "malformed JSON: "+err.Error()
-		var te *json.UnmarshalTypeError
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &te):
-			field, msg = te.Field, fmt.Sprintf("must be a %s, not %s", te.Type.Kind(), te.Value)
-		case errors.As(err, &mbe):
-			msg = "body is over the limit of 64 KB"
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			msg = "unknown field"
-		case errors.Is(err, io.EOF):
-			msg = "empty body: a JSON object is needed"
-		}
+		field, msg := jsonProblem(err)
 		reply(w, http.StatusBadRequest, apiResponse{Error: msg, Field: field})
 		return false
 	}
@@ -542,6 +539,23 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// jsonProblem names the field a decoding error is about ("body" when it
+// is not about one) and says what is wrong.
+func jsonProblem(err error) (field, msg string) {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return te.Field, fmt.Sprintf("must be a %s, not %s", te.Type.Kind(), te.Value)
+	case errors.As(err, &te):
+		return "body", fmt.Sprintf("must be a JSON object, not %s", te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field"
+	case errors.Is(err, io.EOF):
+		return "body", "empty body: a JSON object is needed"
+	}
+	return "body", "malformed JSON: " + err.Error()
 }
 
 // SuppressionRequest is the body of POST /v1/suppressions. Reason is
@@ -591,10 +605,11 @@ func (h *Handler) suppress(w http.ResponseWriter, r *http.Request, email, reason
 	reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &yes, Cancelled: &n})
 }
 
-// BounceWebhook is the body of POST /v1/webhooks/bounces: Type "bounce"
+// BounceWebhook is one event of POST /v1/webhooks/bounces: Type "bounce"
 // (with BounceType "hard" or "soft") or "complaint". A hard bounce
 // suppresses the address as hard_bounce, a complaint as complaint; a soft
-// bounce is only logged.
+// bounce is only logged. The body is one such object, or an array of up
+// to MaxBounceBatch of them.
 type BounceWebhook struct {
 	Type       string `json:"type"`
 	Email      string `json:"email"`
@@ -602,42 +617,131 @@ type BounceWebhook struct {
 	Diagnostic string `json:"diagnostic"`
 }
 
+// MaxBounceBatch is the most events one webhook call may carry.
+const MaxBounceBatch = 500
+
+// check validates b and returns the address and the suppression reason
+// ("" for a soft bounce), or the field at fault and what is wrong.
+func (b *BounceWebhook) check() (email, reason, field, problem string) {
+	if b.Type != "bounce" && b.Type != "complaint" {
+		return "", "", "type", fmt.Sprintf("%q is not a type: use bounce or complaint", b.Type)
+	}
+	email, err := ingest.NormalizeEmail(b.Email)
+	if err != nil {
+		return "", "", "email", err.Error()
+	}
+	b.Diagnostic = truncate(b.Diagnostic, 1000)
+	if b.Type == "complaint" {
+		if b.BounceType != "" {
+			return "", "", "bounce_type", "only for type bounce"
+		}
+		return email, "complaint", "", ""
+	}
+	switch b.BounceType {
+	case "hard":
+		return email, "hard_bounce", "", ""
+	case "soft":
+		return email, "", "", ""
+	}
+	return "", "", "bounce_type", fmt.Sprintf("%q is not a bounce type: use hard or soft", b.BounceType)
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// bounceResult is a rejected event of a batch.
+type bounceResult struct {
+	Index int    `json:"index"`
+	Field string `json:"field"`
+	Error string `json:"error"`
+}
+
 func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 	if !h.authorized(w, r) {
 		return
 	}
-	var b BounceWebhook
-	if !decode(w, r, &b) {
-		return
-	}
-	if b.Type != "bounce" && b.Type != "complaint" {
-		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%q is not a type: use bounce or complaint", b.Type), Field: "type"})
-		return
-	}
-	email, err := ingest.NormalizeEmail(b.Email)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 512<<10))
 	if err != nil {
-		reply(w, http.StatusBadRequest, apiResponse{Error: err.Error(), Field: "email"})
+		reply(w, http.StatusRequestEntityTooLarge, apiResponse{Error: "body is over the limit of 512 KB", Field: "body"})
 		return
 	}
-	if len(b.Diagnostic) > 1000 {
-		b.Diagnostic = b.Diagnostic[:1000]
-	}
-	if b.Type == "complaint" {
-		if b.BounceType != "" {
-			reply(w, http.StatusBadRequest, apiResponse{Error: "only for type bounce", Field: "bounce_type"})
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '[' {
+		var b BounceWebhook
+		if !decodeBytes(w, body, &b) {
 			return
 		}
-		h.suppress(w, r, email, "complaint", b.Diagnostic)
+		email, reason, field, problem := b.check()
+		switch {
+		case field != "":
+			reply(w, http.StatusBadRequest, apiResponse{Error: problem, Field: field})
+		case reason == "":
+			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
+			no := false
+			reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &no})
+		default:
+			h.suppress(w, r, email, reason, b.Diagnostic)
+		}
 		return
 	}
-	switch b.BounceType {
-	case "hard":
-		h.suppress(w, r, email, "hard_bounce", b.Diagnostic)
-	case "soft":
-		h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
-		no := false
-		reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &no})
-	default:
-		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%q is not a bounce type: use hard or soft", b.BounceType), Field: "bounce_type"})
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		reply(w, http.StatusBadRequest, apiResponse{Error: "malformed JSON: " + err.Error(), Field: "body"})
+		return
 	}
+	if len(raw) > MaxBounceBatch {
+		reply(w, http.StatusBadRequest, apiResponse{Error: fmt.Sprintf("%d events: at most %d in one call", len(raw), MaxBounceBatch), Field: "body"})
+		return
+	}
+	// Good entries are applied even when others are refused.
+	var (
+		rejected   []bounceResult
+		suppressed int
+		cancelled  int
+	)
+	for i, m := range raw {
+		var b BounceWebhook
+		dec := json.NewDecoder(bytes.NewReader(m))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			field, msg := jsonProblem(err)
+			rejected = append(rejected, bounceResult{Index: i, Field: fmt.Sprintf("[%d].%s", i, field), Error: msg})
+			continue
+		}
+		email, reason, field, problem := b.check()
+		switch {
+		case field != "":
+			rejected = append(rejected, bounceResult{Index: i, Field: fmt.Sprintf("[%d].%s", i, field), Error: problem})
+			continue
+		case reason == "":
+			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
+			continue
+		}
+		n, err := h.store.Suppress(r.Context(), email, reason, b.Diagnostic)
+		if err != nil {
+			// What went before is stored; the sender retries the call,
+			// and suppressing again changes nothing.
+			h.log.Error("suppressing an address", "reason", reason, "err", err)
+			reply(w, http.StatusServiceUnavailable, apiResponse{Error: fmt.Sprintf("storage unavailable at event %d, retry later", i)})
+			return
+		}
+		suppressed++
+		cancelled += n
+	}
+	h.log.Info("bounce webhook", "events", len(raw), "suppressed", suppressed, "rejected", len(rejected), "cancelled_sends", cancelled)
+	status := http.StatusOK
+	if len(rejected) > 0 {
+		status = http.StatusBadRequest
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"success": len(rejected) == 0, "accepted": len(raw) - len(rejected),
+		"suppressed": suppressed, "cancelled": cancelled, "rejected": rejected})
 }

@@ -535,3 +535,34 @@ func TestUnsubscribeErasedContact(t *testing.T) {
 		t.Errorf("OnEvent saw %v", f.events)
 	}
 }
+
+// A batch of webhook events keeps its good entries and names the bad ones
+// by index; a diagnostic over the limit is cut on a character boundary.
+func TestBounceWebhookBatch(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	long := strings.Repeat("x", 999) + "é and more" // é straddles byte 1000
+	body := `[
+		{"type":"complaint","email":"` + f.email + `","diagnostic":"` + long + `"},
+		{"type":"bounce","email":"nobody","bounce_type":"hard"},
+		{"type":"bounce","email":"soft.` + f.email + `","bounce_type":"soft"},
+		{"type":"bounce","email":"hard.` + f.email + `","bounce_type":"hard","extra":1},
+		{"type":"bounce","email":"hard.` + f.email + `","bounce_type":"hard"},
+		"not an object"
+	]`
+	code, out := f.api("/v1/webhooks/bounces", body, true)
+	rej, _ := json.Marshal(out["rejected"])
+	wantRej := `[{"error":"\"nobody\" is not a valid email address","field":"[1].email","index":1},{"error":"unknown field","field":"[3].extra","index":3},{"error":"must be a JSON object, not string","field":"[5].body","index":5}]`
+	if code != 400 || out["accepted"] != 3.0 || out["suppressed"] != 2.0 || out["cancelled"] != 1.0 || string(rej) != wantRej {
+		t.Errorf("%d %v\nrejected %s\nwant     %s", code, out, rej, wantRej)
+	}
+	if got := f.query(`SELECT string_agg(email || ' ' || reason || ' ' || length(coalesce(detail, '')), ', ' ORDER BY email) FROM suppressions WHERE email LIKE '%' || $1`, f.email); got != f.email+" complaint 999, hard."+f.email+" hard_bounce 0" {
+		t.Errorf("suppressions: %s", got)
+	}
+	if code, out := f.api("/v1/webhooks/bounces", `[{"type":"bounce","email":"`+f.email+`","bounce_type":"soft"}]`, true); code != 200 || out["success"] != true {
+		t.Errorf("a good batch: %d %v", code, out)
+	}
+	if code, out := f.api("/v1/webhooks/bounces", `[{"type":"bounce"`, true); code != 400 || out["field"] != "body" {
+		t.Errorf("malformed batch: %d %v", code, out)
+	}
+}
