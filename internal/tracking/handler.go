@@ -587,7 +587,11 @@ func (h *Handler) suppressions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Detail) > 1000 {
-		reply(w, http.StatusBadRequest, apiResponse{Error: "longer than 1000 characters", Field: "detail"})
+		reply(w, http.StatusBadRequest, apiResponse{Error: "longer than 1000 bytes", Field: "detail"})
+		return
+	}
+	if strings.ContainsRune(req.Detail, 0) {
+		reply(w, http.StatusBadRequest, apiResponse{Error: "contains a NUL character", Field: "detail"})
 		return
 	}
 	h.suppress(w, r, email, req.Reason, req.Detail)
@@ -629,6 +633,9 @@ func (b *BounceWebhook) check() (email, reason, field, problem string) {
 	email, err := ingest.NormalizeEmail(b.Email)
 	if err != nil {
 		return "", "", "email", err.Error()
+	}
+	if strings.ContainsRune(b.Diagnostic, 0) {
+		return "", "", "diagnostic", "contains a NUL character"
 	}
 	b.Diagnostic = truncate(b.Diagnostic, 1000)
 	if b.Type == "complaint" {

@@ -412,6 +412,7 @@ func TestSuppressionAPI(t *testing.T) {
 		{"unknown field", `{"email":"ann@example.com","why":"x"}`, true, 400, "why"},
 		{"wrong type", `{"email":["ann@example.com"]}`, true, 400, "email"},
 		{"malformed", `{"email":`, true, 400, "body"},
+		{"NUL in detail", `{"email":"ann@example.com","detail":"a\u0000b"}`, true, 400, "detail"},
 	} {
 		code, out := f.api("/v1/suppressions", strings.ReplaceAll(tc.body, "ann@example.com", f.email), tc.auth)
 		if code != tc.code || out["field"] != tc.field || out["error"] == "" {
@@ -446,6 +447,7 @@ func TestBounceWebhook(t *testing.T) {
 		{"bad email", `{"type":"complaint","email":"nobody"}`, 400, "email"},
 		{"no bounce type", `{"type":"bounce","email":"ann@example.com"}`, 400, "bounce_type"},
 		{"bad bounce type", `{"type":"bounce","email":"ann@example.com","bounce_type":"medium"}`, 400, "bounce_type"},
+		{"NUL in diagnostic", `{"type":"complaint","email":"ann@example.com","diagnostic":"a\u0000b"}`, 400, "diagnostic"},
 	} {
 		code, out := f.api("/v1/webhooks/bounces", strings.ReplaceAll(tc.body, "ann@example.com", f.email), true)
 		if code != tc.code || out["field"] != tc.field {
