@@ -308,3 +308,50 @@ func BenchmarkSettle(b *testing.B) {
 		}
 	}
 }
+
+// The compact form a sweep loads (Nums along a shared needs list) gives
+// the same verdicts and observations as the map, including an aggregate
+// missing from the list (its default) and two programs sharing a list.
+func TestNumsEqualValues(t *testing.T) {
+	a, err := Compile(`count("order_completed", "365d") >= 3 || days_since("page_viewed") < 2`, CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Compile(`ever("review_posted") && sum("order_completed", "revenue", "all") > 10`, CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	needs := Needs(a, b)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, nums := range [][]float64{
+		{3, 5, 1, 11},
+		{2, 1.5, 0, 11},
+		{2, math.Inf(1), 1, 10},
+		{0, 0.5, 1, 20},
+	} {
+		values := map[Aggregate]float64{}
+		for i, n := range needs {
+			values[n] = nums[i]
+		}
+		m := Facts{Now: now, Stage: "awareness", Values: values}
+		d := Facts{Now: now, Stage: "awareness", Nums: nums, NumNeeds: needs}
+		for _, p := range []*Program{a, b} {
+			wantOK, wantObs, werr := p.EvalTrace(&m)
+			gotOK, gotObs, gerr := p.EvalTrace(&d)
+			if werr != nil || gerr != nil || wantOK != gotOK || !reflect.DeepEqual(wantObs, gotObs) {
+				t.Fatalf("%s with %v: map gives %v %v %v, slice %v %v %v", p.Source, nums, wantOK, wantObs, werr, gotOK, gotObs, gerr)
+			}
+		}
+		if !reflect.DeepEqual(d.ValuesMap(), values) {
+			t.Fatalf("ValuesMap %v, want %v", d.ValuesMap(), values)
+		}
+	}
+	// Missing from the list: days_since is +Inf, so the rule is false.
+	short := Facts{Now: now, Nums: []float64{1}, NumNeeds: needs[:1]}
+	if ok, err := a.Eval(&short); err != nil || ok {
+		t.Fatalf("missing aggregates: %v %v, want false", ok, err)
+	}
+	if v := short.Value(needs[1]); !math.IsInf(v, 1) {
+		t.Fatalf("missing days_since: %v, want +Inf", v)
+	}
+}
