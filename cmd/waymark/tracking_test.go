@@ -518,3 +518,28 @@ func TestLinkSignerSecret(t *testing.T) {
 		t.Errorf("a link of another secret: %v", err)
 	}
 }
+
+// A journey's tracking setting is true or false; anything else is refused
+// with its place, and nothing is saved.
+func TestJourneyTrackingSettingChecked(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	p := filepath.Join(t.TempDir(), "journey.yaml")
+	bad := strings.Replace(trackingJourney, "sending:\n", "sending:\n  tracking: sometimes\n", 1)
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runWaymark(t, url, "apply", "-f", p)
+	msg := fmt.Sprint(err) + errOut
+	if err == nil || !strings.Contains(msg, "journey.yaml:13:13: sending: tracking must be true or false") {
+		t.Errorf("apply of tracking: sometimes: %v\n%s", err, errOut)
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if n := one(t, pool, `SELECT (SELECT count(*) FROM settings) + (SELECT count(*) FROM sequences)`); n != "0" {
+		t.Errorf("%s rows saved by a refused journey", n)
+	}
+}
