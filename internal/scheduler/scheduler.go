@@ -98,12 +98,12 @@ func (s *Scheduler) Tick(ctx context.Context) bool {
 		return false
 	}
 	start := time.Now()
-	if err := s.pass(ctx, now); err != nil {
-		if ctx.Err() == nil {
-			s.log.Error("scheduled pass", "err", err)
-		}
-		return true
+	err = s.pass(ctx, now)
+	// One line per pass, from the instance that ran it, so that how many
+	// passes a tick got (one, across all instances) can be checked.
+	s.log.Info("scheduled pass", "tick", now.UTC().Format(time.RFC3339Nano), "holder", s.holder, "took", time.Since(start).Round(time.Millisecond))
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("scheduled pass", "err", err)
 	}
-	s.log.Debug("scheduled pass done", "took", time.Since(start))
 	return true
 }

@@ -283,8 +283,17 @@ func (s *Store) RecoverInDoubt(ctx context.Context) (int, error) {
 	return int(tag.RowsAffected()), nil
 }
 
-// ReleaseClaims releases holder's claims on sends it has not started.
+// ReleaseClaims releases holder's claims on sends it has not started. It
+// is called between passes, when none of holder's messages is on the
+// wire: a send holder still has as 'sending' is one whose end an earlier
+// pass could not record (the database went away meanwhile), in doubt like
+// those of a stopped sender, so it is marked 'unknown' and never resent.
 func (s *Store) ReleaseClaims(ctx context.Context, holder string) error {
+	if _, err := s.db.Exec(ctx, `UPDATE sends SET status = 'unknown', claimed_by = NULL, updated_at = now(),
+		smtp_response = 'in doubt: the database went away before this message''s end was recorded; not resent'
+		WHERE status = 'sending' AND claimed_by = $1`, holder); err != nil {
+		return translate(err, "recovering sends in doubt")
+	}
 	_, err := s.db.Exec(ctx, `UPDATE sends SET claimed_by = NULL WHERE status = 'queued' AND claimed_by = $1`, holder)
 	return translate(err, "releasing claims")
 }
