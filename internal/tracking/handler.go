@@ -252,7 +252,11 @@ func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token) bool {
 	at := h.now()
-	id, err := h.store.Unsubscribe(r.Context(), t.ContactID, t.SendID, at)
+	// Done even if the client goes away meanwhile: a one-click POST is
+	// not always retried.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
+	defer cancel()
+	id, err := h.store.Unsubscribe(ctx, t.ContactID, t.SendID, at)
 	if errors.Is(err, ErrNotFound) {
 		// The link is authentic, so the contact existed and has been
 		// erased since: its address is suppressed for good. What the
@@ -341,7 +345,9 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 		}
 	case "resubscribe":
 		at := h.now()
-		id, err := h.store.Resubscribe(r.Context(), t.ContactID, at)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
+		defer cancel()
+		id, err := h.store.Resubscribe(ctx, t.ContactID, at)
 		if errors.Is(err, ErrNotFound) {
 			h.render(w, http.StatusNotFound, page{Title: "Email preferences", Paragraphs: []string{"We no longer have this address on file."}})
 			return
@@ -401,6 +407,13 @@ func display(email string) string {
 
 // --- open and click ---
 
+// engageTimeout bounds how long recording an open or click may hold the
+// image or the redirect back.
+const engageTimeout = 3 * time.Second
+
+// changeTimeout bounds an unsubscription or a resubscription.
+const changeTimeout = 15 * time.Second
+
 // pixel is a transparent 1x1 GIF.
 var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
@@ -447,9 +460,12 @@ func (h *Handler) click(w http.ResponseWriter, r *http.Request) {
 }
 
 // engage records an open or click; failures are logged, never shown (the
-// image still loads, the click still goes through).
+// image still loads, the click still goes through), and a slow database
+// holds the answer back by at most engageTimeout.
 func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine string, props map[string]any) {
-	ctx := r.Context()
+	// Recorded even if the client goes away meanwhile.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), engageTimeout)
+	defer cancel()
 	sentAt, err := h.store.SentAt(ctx, t.ContactID, t.SendID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		h.log.Warn("looking up a send for tracking", "contact", t.ContactID, "send", t.SendID, "err", err)
@@ -464,14 +480,8 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 		props[PropMachineReason] = why
 	}
 	if ua := r.UserAgent(); ua != "" {
-		if len(ua) > 512 {
-			ua = ua[:512]
-		}
-		props["user_agent"] = ua
+		props["user_agent"] = truncate(ua, 512)
 	}
-	// Recorded even if the request is cancelled once the answer is out.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	id, err := h.store.TrackEngagement(ctx, t.ContactID, t.SendID, name, props, now)
 	if errors.Is(err, ErrNotFound) {
 		// The contact was erased since: nothing to record it on.
