@@ -119,7 +119,7 @@ func (d *Decorator) Decorate(m *mailer.Message, contactID, sendID int64, trackin
 	tf.WriteString(strings.TrimRight(m.Text, "\r\n"))
 	tf.WriteString("\n\n-- \n")
 	if a := strings.TrimSpace(d.PostalAddress); a != "" {
-		tf.WriteString(a + "\n")
+		tf.WriteString(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(a) + "\n")
 	}
 	tf.WriteString("Unsubscribe: " + unsub + "\n")
 	tf.WriteString("Email preferences: " + prefs + "\n")
