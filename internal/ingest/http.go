@@ -113,49 +113,24 @@ func (h *handler) serve(rw http.ResponseWriter, r *http.Request, kind string) {
 }
 
 func (h *handler) serveBatch(rw http.ResponseWriter, r *http.Request, data []byte, received time.Time) {
-	var env struct {
-		Batch    []json.RawMessage `json:"batch"`
-		SentAt   json.RawMessage   `json:"sentAt"`
-		WriteKey string            `json:"writeKey"`
-		Context  json.RawMessage   `json:"context"`
-	}
-	if err := json.Unmarshal(data, &env); err != nil {
-		reply(rw, http.StatusBadRequest, response{Error: "malformed JSON: " + jsonProblem(err), Field: "body"})
+	env := envPool.Get().(*envelope)
+	defer func() {
+		clear(env.raws) // drop the references into the body
+		*env = envelope{entries: env.entries[:0], raws: env.raws[:0], objects: env.objects[:0]}
+		envPool.Put(env)
+	}()
+	if bad := decodeEnvelope(data, env); bad != nil {
+		reply(rw, http.StatusBadRequest, *bad)
 		return
 	}
-	if !h.keyOK(r, env.WriteKey) {
+	if !h.keyOK(r, env.writeKey) {
 		unauthorized(rw)
 		return
 	}
-	if env.Batch == nil {
-		reply(rw, http.StatusBadRequest, response{Error: "missing: the body needs a batch array", Field: "batch"})
+	msgs, rejected, bad := parseEntries(env, received)
+	if bad != nil {
+		reply(rw, http.StatusBadRequest, *bad)
 		return
-	}
-	var sentAt time.Time
-	if s, err := str(env.SentAt); err != nil {
-		reply(rw, http.StatusBadRequest, response{Error: err.Error(), Field: "sentAt"})
-		return
-	} else if s != "" {
-		if sentAt, err = ParseTime(s); err != nil {
-			reply(rw, http.StatusBadRequest, response{Error: err.Error(), Field: "sentAt"})
-			return
-		}
-	}
-	msgs := make([]Message, 0, len(env.Batch))
-	var rejected []*FieldError
-	for i, e := range env.Batch {
-		m, err := Parse(e, "", i, received, sentAt)
-		if err != nil {
-			var fe *FieldError
-			errors.As(err, &fe)
-			fe.Field = "batch[" + itoa(i) + "]" + dotted(fe.Field)
-			rejected = append(rejected, fe)
-			continue
-		}
-		if m.Context == nil && len(env.Context) > 2 && env.Context[0] == '{' {
-			m.Context = env.Context
-		}
-		msgs = append(msgs, m)
 	}
 	if err := h.w.Write(r.Context(), msgs); err != nil {
 		h.unavailable(rw, err)
@@ -168,6 +143,81 @@ func (h *handler) serveBatch(rw http.ResponseWriter, r *http.Request, data []byt
 	}
 	reply(rw, http.StatusOK, response{Success: true})
 }
+
+// decodeEnvelope decodes a /v1/batch body into env, or says why it cannot.
+func decodeEnvelope(data []byte, env *envelope) *response {
+	switch scanEnvelope(data, env) {
+	case scanTooDeep:
+		field := "body"
+		if env.deepAt >= 0 {
+			field = "batch[" + itoa(env.deepAt) + "]"
+		}
+		return &response{Error: depthError(), Field: field}
+	case scanInvalid:
+		// Not valid JSON, or not the expected shape: encoding/json says
+		// what is wrong and where.
+		var std struct {
+			Batch    []json.RawMessage `json:"batch"`
+			SentAt   json.RawMessage   `json:"sentAt"`
+			WriteKey string            `json:"writeKey"`
+			Context  json.RawMessage   `json:"context"`
+		}
+		if err := json.Unmarshal(data, &std); err != nil {
+			return &response{Error: "malformed JSON: " + jsonProblem(err), Field: "body"}
+		}
+		*env = envelope{entries: std.Batch, hasBatch: std.Batch != nil, sentAt: std.SentAt, writeKey: std.WriteKey, context: std.Context}
+	}
+	return nil
+}
+
+// parseEntries validates the entries of a decoded batch: the good ones
+// come back as messages, the others as rejections; a problem with the
+// batch as a whole comes back as bad.
+func parseEntries(env *envelope, received time.Time) (msgs []Message, rejected []*FieldError, bad *response) {
+	if !env.hasBatch {
+		return nil, nil, &response{Error: "missing: the body needs a batch array", Field: "batch"}
+	}
+	// The batch's context goes with each entry that has none.
+	var batchContext json.RawMessage
+	if env.contextBig {
+		return nil, nil, &response{Error: numberProblem(), Field: "context"}
+	}
+	if c, err := object(env.context); err != nil {
+		return nil, nil, &response{Error: err.Error(), Field: "context"}
+	} else if len(c) > 2 {
+		batchContext = c
+	}
+	var sentAt time.Time
+	if s, err := str(env.sentAt); err != nil {
+		return nil, nil, &response{Error: err.Error(), Field: "sentAt"}
+	} else if s != "" {
+		if sentAt, err = ParseTime(s); err != nil {
+			return nil, nil, &response{Error: err.Error(), Field: "sentAt"}
+		}
+	}
+	msgs = make([]Message, 0, len(env.entries))
+	for i, e := range env.entries {
+		var fields *raw
+		if i < len(env.objects) && env.objects[i] {
+			fields = &env.raws[i]
+		}
+		m, err := parse(e, fields, "", i, received, sentAt)
+		if err != nil {
+			var fe *FieldError
+			errors.As(err, &fe)
+			fe.Field = "batch[" + itoa(i) + "]" + dotted(fe.Field)
+			rejected = append(rejected, fe)
+			continue
+		}
+		if m.Context == nil {
+			m.Context = batchContext
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, rejected, nil
+}
+
+var envPool = sync.Pool{New: func() any { return new(envelope) }}
 
 func (h *handler) unavailable(rw http.ResponseWriter, err error) {
 	if errors.Is(err, ErrUnavailable) {

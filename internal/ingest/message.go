@@ -85,6 +85,10 @@ type raw struct {
 	Timestamp         json.RawMessage `json:"timestamp"`
 	OriginalTimestamp json.RawMessage `json:"originalTimestamp"`
 	SentAt            json.RawMessage `json:"sentAt"`
+
+	// Set by the scanner: a number that cannot be stored, in bigField.
+	bigNumber bool
+	bigField  string
 }
 
 // Parse validates one entry. kind is the type implied by the endpoint
@@ -92,7 +96,16 @@ type raw struct {
 // the request arrived and sentAt the batch's sentAt (zero if none), for
 // Segment's clock-skew correction: timestamp = received - (sentAt -
 // originalTimestamp) when the entry has no explicit timestamp.
+//
+// The message's JSON values (Properties, Traits, Context) may point into
+// body.
 func Parse(body []byte, kind string, index int, received, sentAt time.Time) (Message, error) {
+	return parse(body, nil, kind, index, received, sentAt)
+}
+
+// parse is Parse; r, if set, holds body's fields already found by
+// scanEnvelope.
+func parse(body []byte, r *raw, kind string, index int, received, sentAt time.Time) (Message, error) {
 	fail := func(field, msg string, args ...any) (Message, error) {
 		return Message{}, &FieldError{Index: index, Field: field, Msg: fmt.Sprintf(msg, args...)}
 	}
@@ -102,9 +115,20 @@ func Parse(body []byte, kind string, index int, received, sentAt time.Time) (Mes
 	if !utf8.Valid(body) {
 		return fail("", "not valid UTF-8")
 	}
-	var r raw
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fail("", "malformed JSON: %s", jsonProblem(err))
+	if r == nil {
+		r = new(raw)
+		switch scanRaw(body, r) {
+		case scanTooDeep:
+			return fail("", "%s", depthError())
+		case scanInvalid:
+			*r = raw{}
+			if err := json.Unmarshal(body, r); err != nil {
+				return fail("", "malformed JSON: %s", jsonProblem(err))
+			}
+		}
+	}
+	if r.bigNumber {
+		return fail(r.bigField, "%s", numberProblem())
 	}
 	var m Message
 	var err error
@@ -223,7 +247,7 @@ type tsError struct {
 
 func (e *tsError) Error() string { return e.field + ": " + e.err.Error() }
 
-func timestamp(r raw, received, batchSentAt time.Time) (time.Time, error) {
+func timestamp(r *raw, received, batchSentAt time.Time) (time.Time, error) {
 	parse := func(field string, v json.RawMessage) (time.Time, error) {
 		s, err := str(v)
 		if err != nil {
@@ -281,9 +305,15 @@ func str(v json.RawMessage) (string, error) {
 	if len(v) == 0 || string(v) == "null" {
 		return "", nil
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if v[0] != '"' {
 		return "", fmt.Errorf("must be a string, got %s", kindOf(v))
+	}
+	s, err := unquote(v)
+	if err != nil {
+		return "", fmt.Errorf("malformed string")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", fmt.Errorf("contains a NUL character")
 	}
 	return s, nil
 }
@@ -297,7 +327,8 @@ func id(v json.RawMessage) (string, error) {
 	var s string
 	switch v[0] {
 	case '"':
-		if err := json.Unmarshal(v, &s); err != nil {
+		var err error
+		if s, err = unquote(v); err != nil {
 			return "", fmt.Errorf("malformed string")
 		}
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
@@ -330,17 +361,38 @@ func object(v json.RawMessage) (json.RawMessage, error) {
 		// PostgreSQL's jsonb refuses NUL characters and lone surrogates
 		// that encoding/json lets through: re-encode such objects.
 		var x any
-		if err := json.Unmarshal(v, &x); err != nil {
+		d := json.NewDecoder(bytes.NewReader(v))
+		d.UseNumber() // numbers as sent, not rounded to float64
+		if err := d.Decode(&x); err != nil {
 			return nil, fmt.Errorf("malformed: %v", err)
 		}
-		out, err := json.Marshal(x)
+		out, err := json.Marshal(noNUL(x))
 		if err != nil {
 			return nil, fmt.Errorf("malformed: %v", err)
 		}
-		out = bytes.ReplaceAll(out, []byte(`\u0000`), []byte(`\ufffd`))
 		return out, nil
 	}
 	return v, nil
+}
+
+// noNUL replaces NUL characters in x's strings and keys with U+FFFD
+// (encoding/json already turned lone surrogates into it).
+func noNUL(x any) any {
+	switch v := x.(type) {
+	case string:
+		return strings.ReplaceAll(v, "\x00", "\uFFFD")
+	case []any:
+		for i := range v {
+			v[i] = noNUL(v[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[strings.ReplaceAll(k, "\x00", "\uFFFD")] = noNUL(e)
+		}
+		return out
+	}
+	return x
 }
 
 func kindOf(v json.RawMessage) string {
