@@ -53,6 +53,12 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the send phase to `file` (with several connection counts: file.N)")
 	sqlStats := fs.Bool("sql-stats", false, "trace the sender's SQL: count and client-side time per statement")
 	noSource := fs.Bool("no-smtp-source", false, "skip the smtp-source baselines")
+	dkim := fs.String("dkim", "", "sign every email with DKIM: rsa (2048-bit) or ed25519, with a key generated for the run (empty: no signing)")
+	mode := fs.String("mode", "tick", "tick: the sender as waymark tick runs it, in this process, next to smtp-source and a bare go-mail loop; "+
+		"serve: a `waymark serve` process sends the due emails (rate and peak RSS); "+
+		"latency: events posted to a `waymark serve` process at -rate per second for -duration, each making a 0-delay email due (event to SMTP-accept latency)")
+	rate := fs.Float64("rate", 50, "latency: events per second")
+	duration := fs.Duration("duration", 10*time.Second, "latency: how long to post events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,8 +80,22 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bench send: -body: %w", err)
 	}
+	if *mode != "tick" && *mode != "serve" && *mode != "latency" {
+		return fmt.Errorf("bench send: -mode %q: want tick, serve or latency", *mode)
+	}
+	if *rate <= 0 || *duration <= 0 {
+		return errors.New("bench send: -rate and -duration must be positive")
+	}
 	if err := cfg.Load(e.getenv); err != nil {
 		return err
+	}
+	if *dkim != "" {
+		keyFile, err := bench.DKIMKeyFile(*dkim)
+		if err != nil {
+			return fmt.Errorf("bench send: -dkim: %w", err)
+		}
+		defer os.Remove(keyFile)
+		cfg.DKIMDomain, cfg.DKIMSelector, cfg.DKIMKeyFile = "fernwood.example", "bench", keyFile
 	}
 	for _, t := range []string{"smtp-sink", "smtp-source"} {
 		if _, err := bench.PostfixTool(t); err != nil {
@@ -97,13 +117,20 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	}
 	defer sink.Stop()
 	out := e.stdout
-	fmt.Fprintf(out, "waymark bench send: %d emails, body %s, PostgreSQL at %s, GOMAXPROCS %d, %d CPUs\n",
-		*emails, *body, redactURL(server), runtime.GOMAXPROCS(0), runtime.NumCPU())
+	signed := "no DKIM"
+	if *dkim != "" {
+		signed = "DKIM " + *dkim
+	}
+	fmt.Fprintf(out, "waymark bench send -mode %s: %d emails, body %s, %s, PostgreSQL at %s, GOMAXPROCS %d, %d CPUs\n",
+		*mode, *emails, *body, signed, redactURL(server), runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if *mode == "latency" {
+		return benchSendLatency(ctx, e, server, cfg, *rate, *duration, *keep)
+	}
 	fmt.Fprintf(out, "sink: %s\n", sink.Command())
 	var failed []string
 	for _, c := range conns {
 		r := &sendRun{e: e, out: out, log: log, server: server, sink: sink, cfg: cfg, journey: jsrc, body: *body,
-			emails: *emails, conns: c, dbConns: *dbConns, keep: *keep, sqlStats: *sqlStats, noSource: *noSource}
+			emails: *emails, conns: c, dbConns: *dbConns, keep: *keep, sqlStats: *sqlStats, noSource: *noSource, serve: *mode == "serve"}
 		if *cpuprofile != "" {
 			r.profile = *cpuprofile
 			if len(conns) > 1 {
@@ -141,6 +168,7 @@ type sendRun struct {
 
 	sqlStats bool
 	noSource bool
+	serve    bool // send with a `waymark serve` process
 }
 
 // run measures one connection count on a fresh database; it returns the
@@ -222,6 +250,9 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	cfg.SMTPURL = fmt.Sprintf("smtp://%s?tls=none&pool=%d", r.sink.Addr(), r.conns)
 	if cfg.From == "" {
 		cfg.From = "Fernwood Supply <news@fernwood.example>"
+	}
+	if r.serve {
+		return nil, r.sendWithServe(ctx, db.URL, &cfg, pool)
 	}
 	if err := cfg.Load(func(string) string { return "" }); err != nil {
 		return nil, err
