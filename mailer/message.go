@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -47,7 +48,11 @@ func build(m *Message, now time.Time) (*gomail.Msg, error) {
 	if err := msg.To(m.To); err != nil {
 		return nil, fmt.Errorf("%w: To: %v", ErrInvalidMessage, err)
 	}
-	msg.Subject(oneLine(m.Subject))
+	if field, ok := forceEncoded(oneLine(m.Subject)); ok {
+		msg.SetGenHeaderPreformatted(gomail.HeaderSubject, field)
+	} else {
+		msg.Subject(oneLine(m.Subject))
+	}
 	msg.SetMessageIDWithValue(m.ID + "@" + from.Address[at+1:])
 	date := m.Date
 	if date.IsZero() {
@@ -131,4 +136,46 @@ func oneLine(s string) string {
 		return s
 	}
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\r' || r == '\n' }), " ")
+}
+
+// forceEncoded returns s as RFC 2047 Q encoded-words, folded, when s holds
+// "=?": plain text that looks like an encoded-word would be decoded by the
+// recipient's client, so a subject built from contact data could show a
+// line break or another field that Waymark never wrote. Encoded as a
+// whole, it reads back exactly as written. ok is false when s needs no
+// such care.
+func forceEncoded(s string) (field string, ok bool) {
+	if !strings.Contains(s, "=?") {
+		return "", false
+	}
+	const (
+		head = "=?UTF-8?q?"
+		tail = "?="
+		max  = 75 - len(head) - len(tail) // encoded text per word
+	)
+	var (
+		words []string
+		word  strings.Builder
+	)
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		var enc strings.Builder
+		var buf [utf8.UTFMax]byte
+		for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
+			switch {
+			case c == ' ':
+				enc.WriteByte('_')
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '!', c == '*', c == '+', c == '-', c == '/':
+				enc.WriteByte(c)
+			default:
+				fmt.Fprintf(&enc, "=%02X", c)
+			}
+		}
+		if word.Len()+enc.Len() > max {
+			words = append(words, head+word.String()+tail)
+			word.Reset()
+		}
+		word.WriteString(enc.String())
+	}
+	words = append(words, head+word.String()+tail)
+	return strings.Join(words, "\r\n "), true
 }
