@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,16 @@ const (
 	// MaxNodes is the most syntax nodes (names, literals, operators,
 	// calls...) a rule may have.
 	MaxNodes = 300
+	// MaxPatternSize is the most steps (compiled instructions, roughly) a
+	// pattern of matches may have. Matching costs up to this many steps
+	// per character of the text (Go's regexp simulates every state at
+	// once), and the text can be a contact's 32 KB trait: at 300, such a
+	// match stays under a fifth of a second; patterns people write take
+	// a few dozen.
+	MaxPatternSize = 300
+	// MaxJoins is the most + a rule may have whose operands may be
+	// strings.
+	MaxJoins = 16
 	// memoryBudget bounds what a rule may allocate in expr's VM (array and
 	// map literals) in one evaluation.
 	memoryBudget = 10000
@@ -252,6 +263,13 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 	typ, err := checker.Check(tree, cfg)
 	if err != nil {
 		return nil, fromExprError(src, err)
+	}
+	// Every + that joins strings copies what came before it: a chain of
+	// them costs the square of its length times the texts' size.
+	var joins stringJoins
+	ast.Walk(&tree.Node, &joins)
+	if len(joins) > MaxJoins {
+		return nil, c.errorAt(joins[MaxJoins], "the rule joins too many values with +: %d, at most %d", len(joins), MaxJoins)
 	}
 	if typ.Kind() != reflect.Bool && typ.Kind() != reflect.Interface {
 		return nil, c.errorAt(tree.Node, "the rule must be true or false, but it gives %s", describeType(typ))
@@ -470,6 +488,16 @@ func (c *ruleCompiler) binary(n *ast.BinaryNode) error {
 		s, ok := n.Right.(*ast.StringNode)
 		if !ok {
 			return c.errorAt(leftmost(n.Right), "the pattern of matches must be a literal string like \"^vip\"")
+		}
+		re, err := syntax.Parse(s.Value, syntax.Perl)
+		if err != nil {
+			return c.errorAt(n.Right, "the pattern of matches is not a valid regular expression: %s", err)
+		}
+		// Matching costs the pattern's size for every character of the
+		// text: a few thousand repetitions would take a second per
+		// contact. Checked before compiling, which costs as much.
+		if size := patternSize(re); size > MaxPatternSize {
+			return c.errorAt(n.Right, "the pattern of matches is too complex: about %d steps, at most %d; use fewer or smaller repetitions", size, MaxPatternSize)
 		}
 		if _, err := regexp.Compile(s.Value); err != nil {
 			return c.errorAt(n.Right, "the pattern of matches is not a valid regular expression: %s", err)
@@ -843,4 +871,50 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// patternSize estimates the size of re's compiled program without
+// compiling it (repetitions expand into copies), saturating well above
+// MaxPatternSize.
+func patternSize(re *syntax.Regexp) int {
+	const ceiling = 1 << 30
+	add := func(a, b int) int { return min(a+b, ceiling) }
+	switch re.Op {
+	case syntax.OpLiteral:
+		return max(len(re.Rune), 1)
+	case syntax.OpRepeat:
+		n := re.Max
+		if n < 0 {
+			n = re.Min + 1 // x{n,}: n copies and a star
+		}
+		sub := patternSize(re.Sub[0])
+		if n > 0 && sub > ceiling/n {
+			return ceiling
+		}
+		return add(max(n, 1)*sub, 1)
+	case syntax.OpConcat, syntax.OpAlternate, syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		size := 1
+		for _, sub := range re.Sub {
+			size = add(size, patternSize(sub))
+		}
+		return size
+	}
+	return 1
+}
+
+// stringJoins collects the + nodes whose operands may be strings (typed
+// string, or any, as traits are), in source order.
+type stringJoins []ast.Node
+
+func (j *stringJoins) Visit(np *ast.Node) {
+	b, ok := (*np).(*ast.BinaryNode)
+	if !ok || b.Operator != "+" {
+		return
+	}
+	for _, side := range []ast.Node{b.Left, b.Right} {
+		if t := side.Type(); t == nil || t.Kind() == reflect.String || t.Kind() == reflect.Interface {
+			*j = append(*j, b)
+			return
+		}
+	}
 }
