@@ -28,6 +28,15 @@ const (
 	// list of a hundred items costs a few thousand; the most expensive
 	// render stays in the tens of milliseconds.
 	maxWork = 250_000
+	// maxArgs is the most values print, println, html, js and urlquery
+	// take, and the most verbs a printf format holds; maxWidth is the
+	// largest width or precision of a printf verb. fmt builds its whole
+	// result before the size check sees it, so these bound what one call
+	// can build first: maxArgs contact values, or maxArgs paddings of
+	// maxWidth (without them, %[1]v repeated through a 256 KB template,
+	// or %999999d repeated, built gigabytes before being refused).
+	maxArgs  = 32
+	maxWidth = maxValueSize
 )
 
 var (
@@ -107,6 +116,9 @@ func charge(d *execData, n int) error {
 
 func capped(f func(...any) string) func(*execData, ...any) (string, error) {
 	return func(d *execData, args ...any) (string, error) {
+		if len(args) > maxArgs {
+			return "", fmt.Errorf("%d values, at most %d", len(args), maxArgs)
+		}
 		s := f(args...)
 		if err := charge(d, len(s)); err != nil {
 			return "", err
@@ -116,6 +128,12 @@ func capped(f func(...any) string) func(*execData, ...any) (string, error) {
 }
 
 func printf(d *execData, format string, args ...any) (string, error) {
+	if len(args) > maxArgs {
+		return "", fmt.Errorf("%d values, at most %d", len(args), maxArgs)
+	}
+	if err := checkFormat(format); err != nil {
+		return "", err
+	}
 	s := fmt.Sprintf(format, args...)
 	if err := charge(d, len(s)); err != nil {
 		return "", err
@@ -456,4 +474,51 @@ func appendGrouped(b []byte, f float64) []byte {
 		b = append(b, c)
 	}
 	return append(b, digits[len(digits)-3:]...)
+}
+
+// checkFormat refuses a printf format that could build a large string
+// before its size is checked: more than maxArgs verbs, a width or
+// precision over maxWidth, or one taken from the arguments (*).
+func checkFormat(format string) error {
+	verbs := 0
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(format) && format[i] == '%' {
+			continue
+		}
+		verbs++
+		if verbs > maxArgs {
+			return fmt.Errorf("the format has more than %d verbs", maxArgs)
+		}
+		// Flags, argument indexes, width, precision, up to the verb.
+		n := 0
+		for ; i < len(format); i++ {
+			c := format[i]
+			switch {
+			case c >= '0' && c <= '9':
+				n = min(n*10+int(c-'0'), maxWidth+1)
+				if n > maxWidth {
+					return errValueTooLarge
+				}
+				continue
+			case c == '*':
+				return fmt.Errorf("widths and precisions taken from the values (*) are not allowed")
+			case c == '[':
+				// An argument index: its digits are not a width.
+				for i < len(format) && format[i] != ']' {
+					i++
+				}
+				n = 0
+				continue
+			case c == '.' || c == '+' || c == '-' || c == '#' || c == ' ':
+				n = 0
+				continue
+			}
+			break
+		}
+	}
+	return nil
 }
