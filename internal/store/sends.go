@@ -12,15 +12,17 @@ import (
 )
 
 const sqlClaimDue = `
-WITH d AS (
-    SELECT contact_id, id FROM sends
-    WHERE status = 'queued' AND due_at <= $2 AND claimed_by IS NULL
-    ORDER BY due_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+WITH claimed AS (
+    -- The rows are locked by the sub-select, so their ctids hold until
+    -- the update: a TID scan, where a join on the key made the planner
+    -- hash the whole table.
     UPDATE sends s SET claimed_by = $1, claimed_at = now()
-    FROM d WHERE s.contact_id = d.contact_id AND s.id = d.id
+    WHERE s.ctid = ANY(ARRAY(
+        SELECT ctid FROM sends
+        WHERE status = 'queued' AND due_at <= $2 AND claimed_by IS NULL
+        ORDER BY due_at
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED))
     RETURNING s.*
 )
 SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, ''), c.step, coalesce(c.offer, ''), coalesce(c.offer_code, ''),
