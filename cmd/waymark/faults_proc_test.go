@@ -152,6 +152,16 @@ func (p *serveProc) stop(t *testing.T) {
 	}
 }
 
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *serveProc) kill(t *testing.T) {
+	t.Helper()
+	if p.exited() {
+		t.Fatalf("%s had already exited: %v\n%s", p.name, p.err, p.tail(40))
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
 // holder is the pid part the process's scheduler and sender put in their
 // holder names (host/pid/random).
 func (p *serveProc) pidMark() string { return fmt.Sprintf("/%d/", p.cmd.Process.Pid) }
