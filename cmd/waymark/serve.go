@@ -80,6 +80,9 @@ type serveOptions struct {
 	// Now, if set, is the clock of rules, campaigns, the scheduler, the
 	// sender and ingestion (the demo's accelerated clock); nil: time.Now.
 	Now func() time.Time
+	// NoSender: the caller sends (the demo runs its own sender in step
+	// with its clock); serve starts none and does not warn.
+	NoSender bool
 }
 
 // serve runs until ctx is done. ready, if set, receives the address it
@@ -108,6 +111,9 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	runner := campaigns.NewRunner(s.store, log)
 	engine.Hook = runner
 	sender, err := newSender(cfg, s.store, runner, log, now)
+	if opts.NoSender {
+		sender = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -157,7 +163,7 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 				}
 			}
 		}()
-	} else {
+	} else if !opts.NoSender {
 		log.Warn("no SMTP server configured (WAYMARK_SMTP_URL): emails are queued but not sent")
 	}
 

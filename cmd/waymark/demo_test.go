@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// The demo, on a smaller population and a faster clock: everything it
+// promises is checked against the database and the capture server.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	var cfg config.Config
+	if err := cfg.Load(func(k string) string {
+		return map[string]string{"DATABASE_URL": url, "WAYMARK_HTTP_ADDR": "127.0.0.1:0"}[k]
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	began := time.Now()
+	res, err := runDemo(ctx, e, &cfg, demoOptions{Contacts: 160, History: 155 * 24 * time.Hour, Duration: 2 * time.Second, Seed: 7, Exit: true, httpExplicit: true})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	t.Logf("the demo took %s:\n%s", time.Since(began).Round(time.Millisecond), out.String())
+	if strings.Contains(errb.String(), "level=ERROR") {
+		t.Logf("logged:\n%s", errb.String())
+	}
+
+	// What it prints.
+	printed := out.String()
+	for _, want := range []string{
+		"ingestion   http://" + res.Addr + "/v1/batch  (write key " + cfg.WriteKey + ")",
+		"API key     " + res.APIKey,
+		"captured by the built-in SMTP server on " + res.Capture.Addr(),
+		"✓ contacts in every stage  ✓ all four tones used  ✓ a win-back sent",
+		"✓ a surprise offer sent",
+	} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	if _, err := st.Authenticate(ctx, res.APIKey); err != nil {
+		t.Errorf("the printed API key does not authenticate: %v", err)
+	}
+	count := func(sql string, args ...any) int64 {
+		t.Helper()
+		var n int64
+		if err := pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+
+	// Contacts in every stage.
+	stages, err := st.StageCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"awareness", "consideration", "decision", "retention", "advocacy"} {
+		if stages[lifecycle.Stage(s)] == 0 {
+			t.Errorf("no contact in %s: %v", s, stages)
+		}
+	}
+	// All four tones used in emails actually sent.
+	for _, tone := range []string{"friendly", "formal", "empathetic", "celebratory"} {
+		if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND tone = $1`, tone); n == 0 {
+			t.Errorf("no email sent in the %s tone", tone)
+		}
+	}
+	// A win-back, sent more than 120 simulated days after the contact's
+	// last order before it: the clock the sender ran on is the simulated
+	// one, not the wall clock.
+	if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND sequence = 'win-back' AND template = 'we-miss-you'`); n == 0 {
+		t.Errorf("no win-back email sent")
+	}
+	if n := count(`SELECT count(*) FROM sends s WHERE s.status = 'sent' AND s.sequence = 'win-back' AND NOT (
+		SELECT max(e.occurred_at) FROM events e WHERE e.contact_id = s.contact_id AND e.name = 'order_completed' AND e.occurred_at <= s.sent_at
+	) < s.sent_at - interval '120 days'`); n != 0 {
+		t.Errorf("%d win-back emails went to customers whose last order was not 120 days old at the time", n)
+	}
+	// A surprise offer, with its generated code in the email received.
+	var code string
+	if err := pool.QueryRow(ctx, `SELECT offer_code FROM sends WHERE status = 'sent' AND offer = 'surprise-thank-you' ORDER BY id LIMIT 1`).Scan(&code); err != nil {
+		t.Fatalf("no surprise offer sent: %v", err)
+	}
+	if !strings.HasPrefix(code, "THANKS-") {
+		t.Errorf("surprise code %q lacks the THANKS- prefix", code)
+	}
+	// Every email sent was received by the capture server, once.
+	sent := count(`SELECT count(*) FROM sends WHERE status = 'sent'`)
+	if sent < 100 || res.Capture.Received() != sent || res.Final.Sent != sent {
+		t.Errorf("sent %d (the demo said %d), the capture server received %d", sent, res.Final.Sent, res.Capture.Received())
+	}
+	ids := map[string]bool{}
+	foundCode := false
+	for _, m := range res.Capture.List(0, 0) {
+		if ids[m.MessageID] {
+			t.Errorf("message %s received twice", m.MessageID)
+		}
+		ids[m.MessageID] = true
+		if strings.Contains(m.Text, code) && strings.Contains(m.HTML, code) {
+			foundCode = true
+		}
+		if m.Subject == "" || m.Text == "" || m.ParseError != "" {
+			t.Errorf("message %d: subject %q, %d bytes of text, parse error %q", m.ID, m.Subject, len(m.Text), m.ParseError)
+		}
+	}
+	if !foundCode {
+		t.Errorf("no captured email carries the surprise code %s", code)
+	}
+	rows, err := pool.Query(ctx, `SELECT message_id FROM sends WHERE status = 'sent'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		if !ids["<"+id+"@fernwoodsupply.example>"] {
+			missing++
+		}
+	}
+	rows.Close()
+	if missing > 0 {
+		t.Errorf("%d sent emails are not among the captured ones (ids like %v)", missing, firstKey(ids))
+	}
+
+	// The history is simulated honestly: events span the simulated
+	// months, emails went out across them, and no email went to a
+	// customer while their complaint was open (the hold).
+	if n := count(`SELECT count(*) FROM events WHERE occurred_at < now() - interval '150 days'`); n == 0 {
+		t.Errorf("no event is older than 150 days: the history was not simulated")
+	}
+	if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND sent_at < now() - interval '100 days'`); n == 0 {
+		t.Errorf("no email went out in the simulated past")
+	}
+	if n := count(`SELECT count(DISTINCT contact_id) FROM events WHERE name = 'complaint_opened'`); n == 0 {
+		t.Errorf("no customer complained")
+	}
+	if n := count(`SELECT count(*) FROM sends s JOIN events o ON o.contact_id = s.contact_id AND o.name = 'complaint_opened'
+		WHERE s.status = 'sent' AND o.occurred_at <= s.sent_at AND o.occurred_at > s.sent_at - interval '60 days'
+		  AND NOT EXISTS (SELECT 1 FROM events r WHERE r.contact_id = s.contact_id AND r.name = 'complaint_resolved'
+		                  AND r.occurred_at >= o.occurred_at AND r.occurred_at <= s.sent_at)`); n != 0 {
+		t.Errorf("%d emails went to customers with an open complaint", n)
+	}
+	if n := count(`SELECT count(*) FROM transitions t JOIN contacts c ON c.id = t.contact_id WHERE t.at < c.created_at`); n != 0 {
+		t.Errorf("%d stage moves happened before their contact existed", n)
+	}
+}
+
+func firstKey(m map[string]bool) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+// Bad flags are refused before anything starts.
+func TestDemoFlags(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--days", "90"}, "--days 90: use 150 to 3650"},
+		{[]string{"--contacts", "3"}, "--contacts 3: use 12 to 1,000,000"},
+		{[]string{"--duration", "-1s"}, "must not be negative"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		_, _, err := runWaymark(t, "", append([]string{"demo"}, tt.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("demo %v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}

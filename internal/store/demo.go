@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// DemoFigures are what `waymark demo` reports while it runs.
+type DemoFigures struct {
+	Stages map[lifecycle.Stage]int64
+	// Emails by status, and the sent ones by tone and by template.
+	Sent, Failed, Unknown int64
+	SentByTone            map[string]int64
+	SentByTemplate        map[string]int64
+	// Due: queued and due at the instant asked about (waiting for the
+	// sender); Sending: on the wire; Held: waiting because a hold applies;
+	// Later: queued for later (a delay, quiet hours, the frequency cap).
+	Due, Sending, Held, Later int64
+	// Sent from the win-back sequence, and offer emails sent.
+	WinBacks, OfferEmails int64
+}
+
+const sqlDemoSends = `
+SELECT count(*) FILTER (WHERE status = 'sent'),
+       count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'unknown'),
+       count(*) FILTER (WHERE status = 'queued' AND due_at <= $1),
+       count(*) FILTER (WHERE status = 'sending'),
+       count(*) FILTER (WHERE status = 'queued' AND delayed_reason LIKE 'held:%'),
+       count(*) FILTER (WHERE status = 'queued' AND due_at > $1),
+       count(*) FILTER (WHERE status = 'sent' AND sequence = 'win-back'),
+       count(*) FILTER (WHERE status = 'sent' AND offer IS NOT NULL)
+FROM sends`
+
+// DemoFigures counts contacts per stage and emails, as of now (for what
+// is due).
+func (s *Store) DemoFigures(ctx context.Context, now time.Time) (DemoFigures, error) {
+	var f DemoFigures
+	var err error
+	if f.Stages, err = s.StageCounts(ctx); err != nil {
+		return f, err
+	}
+	if err := s.db.QueryRow(ctx, sqlDemoSends, now).Scan(&f.Sent, &f.Failed, &f.Unknown, &f.Due, &f.Sending, &f.Held, &f.Later, &f.WinBacks, &f.OfferEmails); err != nil {
+		return f, translate(err, "counting emails")
+	}
+	rows, err := s.db.Query(ctx, `SELECT 'tone', coalesce(tone, ''), count(*) FROM sends WHERE status = 'sent' GROUP BY tone
+		UNION ALL SELECT 'template', template, count(*) FROM sends WHERE status = 'sent' GROUP BY template`)
+	if err != nil {
+		return f, translate(err, "counting emails by tone")
+	}
+	f.SentByTone, f.SentByTemplate = map[string]int64{}, map[string]int64{}
+	var (
+		kind, key string
+		n         int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&kind, &key, &n}, func() error {
+		if kind == "tone" {
+			f.SentByTone[key] = n
+		} else {
+			f.SentByTemplate[key] = n
+		}
+		return nil
+	})
+	return f, translate(err, "counting emails by tone")
+}
+
+// ContactCount is the number of contacts (merged ones not counted).
+func (s *Store) ContactCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE merged_into IS NULL`).Scan(&n)
+	return n, translate(err, "counting contacts")
+}
