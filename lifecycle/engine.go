@@ -89,6 +89,11 @@ type Engine struct {
 	log   *slog.Logger
 	// BatchSize is how many contacts one facts query covers.
 	BatchSize int
+	// SweepBatchSize, when positive, is how many contacts one page of a
+	// pass over every contact covers (BatchSize otherwise): a page of
+	// the rollup costs two range reads whatever its size, so pages are
+	// larger than the lists event-driven evaluation loads.
+	SweepBatchSize int
 	// compiled caches compiled rules by name and version: the reactor
 	// evaluates on every ingested batch, and compiling is not free.
 	compiled sync.Map // ruleKey → *Program
@@ -110,7 +115,7 @@ type Hook interface {
 
 // NewEngine returns an engine on store.
 func NewEngine(store Store, log *slog.Logger) *Engine {
-	return &Engine{store: store, log: log, BatchSize: 2000}
+	return &Engine{store: store, log: log, BatchSize: 2000, SweepBatchSize: 10000}
 }
 
 // LoadRules compiles the stored rules.
@@ -374,15 +379,19 @@ func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded)
 	defer close(out)
 	ids := sel.IDs
 	var after int64
+	size := e.BatchSize
+	if ids == nil && e.SweepBatchSize > 0 {
+		size = e.SweepBatchSize
+	}
 	for {
 		if ids != nil {
 			if len(ids) == 0 {
 				return
 			}
-			n := min(len(ids), e.BatchSize)
+			n := min(len(ids), size)
 			q.IDs, ids = ids[:n], ids[n:]
 		} else {
-			q.After, q.Limit = after, e.BatchSize
+			q.After, q.Limit = after, size
 		}
 		batch, err := e.store.LoadFacts(ctx, q)
 		if err == nil && ctx.Err() != nil {
@@ -406,7 +415,7 @@ func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded)
 		case <-ctx.Done():
 			return
 		}
-		if q.IDs == nil && len(batch) < e.BatchSize {
+		if q.IDs == nil && len(batch) < size {
 			return
 		}
 	}

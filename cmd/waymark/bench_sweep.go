@@ -281,7 +281,7 @@ func sweepEngines(st lifecycle.Store, n int, maxID int64, batch int, log *slog.L
 	for i, s := range stores {
 		out[i] = lifecycle.NewEngine(s, log)
 		if batch > 0 {
-			out[i].BatchSize = batch
+			out[i].BatchSize, out[i].SweepBatchSize = batch, batch
 		}
 	}
 	return out

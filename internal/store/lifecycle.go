@@ -84,7 +84,10 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 	)
 	for _, a := range needs {
 		names[a.Event] = true
-		cond := "e.name = " + param(a.Event)
+		cond := nameCond(a.Event, param)
+		if base, ok := machineBase(a.Event); ok {
+			names[base] = true
+		}
 		switch {
 		case a.Window.Enrolment:
 			cond += " AND e.occurred_at >= " + enrolled
@@ -116,6 +119,44 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 		agg = "ARRAY[" + strings.Join(cols, ", ") + "]"
 	}
 	return agg, list, kinds
+}
+
+// Machine opens and clicks. Tracking stores a hit that is not a person
+// reading (a privacy proxy fetching every pixel, a link scanner) as
+// email_opened_machine or email_clicked_machine with "machine": true; an
+// email_opened or email_clicked that arrives flagged "machine": true some
+// other way (imported from another tool, sent to /v1/track) is taken as the
+// _machine name too. So count("email_opened", ...) and every other
+// aggregate over email_opened count people only, and a rule that wants the
+// machines asks for the _machine name. The rollup applies the same mapping
+// when it folds (see lifecycle_rollup.go).
+var machineEvents = map[string]string{"email_opened": "email_opened_machine", "email_clicked": "email_clicked_machine"}
+
+// sqlMachineFlag is true for an event e flagged as a machine's.
+const sqlMachineFlag = `e.properties @> '{"machine": true}'`
+
+// sqlEventName is the name an event e counts under.
+const sqlEventName = `(CASE WHEN e.name IN ('email_opened', 'email_clicked') AND ` + sqlMachineFlag + ` THEN e.name || '_machine' ELSE e.name END)`
+
+// machineBase returns, for email_opened_machine, email_opened.
+func machineBase(name string) (string, bool) {
+	for base, m := range machineEvents {
+		if m == name {
+			return base, true
+		}
+	}
+	return "", false
+}
+
+// nameCond is the SQL condition that event e counts as name.
+func nameCond(name string, param func(any) string) string {
+	if _, ok := machineEvents[name]; ok {
+		return "(e.name = " + param(name) + " AND NOT " + sqlMachineFlag + ")"
+	}
+	if base, ok := machineBase(name); ok {
+		return "(e.name = " + param(name) + " OR e.name = " + param(base) + " AND " + sqlMachineFlag + ")"
+	}
+	return "e.name = " + param(name)
 }
 
 // values turns a row's aggregate array into Facts.Values.

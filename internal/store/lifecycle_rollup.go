@@ -62,15 +62,36 @@ type rollupProp struct {
 	Sum      bool   `json:"sum"` // summed; else counted distinct
 }
 
-func parseSpec(s string) ([]rollupProp, error) {
+// rollupFormat is the rollup's current format. 2: rows stored in
+// contact_id order, machine opens and clicks under their _machine names.
+// A rollup of an older format (1, a bare JSON list of properties) is
+// rebuilt by the next fold.
+const rollupFormat = 2
+
+// rollupSpec is what activity_state.spec records.
+type rollupSpec struct {
+	Format int          `json:"format"`
+	Props  []rollupProp `json:"props"`
+}
+
+// parseSpec reads activity_state.spec: the properties the records carry
+// and the format they were built in (0 when never built).
+func parseSpec(s string) ([]rollupProp, int, error) {
 	if s == "" {
-		return nil, nil
+		return nil, 0, nil
 	}
-	var out []rollupProp
-	if err := json.Unmarshal([]byte(s), &out); err != nil {
-		return nil, fmt.Errorf("activity rollup: bad spec %q: %w", s, err)
+	if strings.HasPrefix(s, "[") {
+		var out []rollupProp
+		if err := json.Unmarshal([]byte(s), &out); err != nil {
+			return nil, 0, fmt.Errorf("activity rollup: bad spec %q: %w", s, err)
+		}
+		return out, 1, nil
 	}
-	return out, nil
+	var sp rollupSpec
+	if err := json.Unmarshal([]byte(s), &sp); err != nil || sp.Format <= 0 {
+		return nil, 0, fmt.Errorf("activity rollup: bad spec %q: %v", s, err)
+	}
+	return sp.Props, sp.Format, nil
 }
 
 // specProps returns the properties needs read, sorted.
@@ -117,7 +138,7 @@ func covers(spec, want []rollupProp) bool {
 }
 
 // recordSQL is the SQL of one event's record (events e joined with
-// activity_names n) under spec.
+// activity_names n on the name it counts under, sqlEventName) under spec.
 func recordSQL(spec []rollupProp, param func(any) string) string {
 	var b strings.Builder
 	b.WriteString("int4send(n.id) || int8send((extract(epoch FROM e.occurred_at) * 1000000)::int8)")
@@ -126,7 +147,7 @@ func recordSQL(spec []rollupProp, param func(any) string) string {
 		for j < len(spec) && spec[j].Event == spec[i].Event {
 			j++
 		}
-		b.WriteString(" || CASE WHEN e.name = " + param(spec[i].Event) + " THEN ")
+		b.WriteString(" || CASE WHEN n.name = " + param(spec[i].Event) + " THEN ")
 		for k := i; k < j; k++ {
 			if k > i {
 				b.WriteString(" || ")
@@ -184,12 +205,12 @@ func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (
 			if err := tx.QueryRow(ctx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`).Scan(&specText, &snap); err != nil {
 				return err
 			}
-			spec, err := parseSpec(specText)
+			spec, format, err := parseSpec(specText)
 			if err != nil {
 				return err
 			}
 			want := specProps(needs)
-			if snap == "" || specText == "" && len(want) > 0 || !covers(spec, want) {
+			if snap == "" || format != rollupFormat || !covers(spec, want) {
 				for _, p := range spec {
 					if !slices.Contains(want, p) {
 						want = append(want, p)
@@ -214,7 +235,7 @@ func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (
 
 // buildActivity replaces the rollup with one built from all events.
 func buildActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp) (int64, error) {
-	specJSON, err := json.Marshal(spec)
+	specJSON, err := json.Marshal(rollupSpec{Format: rollupFormat, Props: spec})
 	if err != nil {
 		return 0, err
 	}
@@ -223,7 +244,10 @@ func buildActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp) (int64, er
 	rec := recordSQL(spec, param)
 	for _, q := range []string{
 		`SET LOCAL work_mem = '256MB'`,
-		`INSERT INTO activity_names (name) SELECT DISTINCT name FROM events ON CONFLICT (name) DO NOTHING`,
+		`INSERT INTO activity_names (name) SELECT DISTINCT ` + sqlEventName + ` FROM events e ON CONFLICT (name) DO NOTHING`,
+		// Room on each page for the folds' new row versions, which then
+		// stay on their page (HOT) and keep the table in contact_id order.
+		`ALTER TABLE activity SET (fillfactor = 90)`,
 		// DELETE, not TRUNCATE: sweeps reading the rollup meanwhile keep
 		// seeing the old one.
 		`DELETE FROM activity`,
@@ -232,9 +256,12 @@ func buildActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp) (int64, er
 			return 0, err
 		}
 	}
+	// In contact_id order, so that a sweep reading pages of contacts in id
+	// order reads the table from start to end, not a random page per
+	// contact.
 	tag, err := tx.Exec(ctx, `INSERT INTO activity (contact_id, data)
 SELECT e.contact_id, string_agg(`+rec+`, ''::bytea)
-FROM events e JOIN activity_names n ON n.name = e.name GROUP BY e.contact_id`, args...)
+FROM events e JOIN activity_names n ON n.name = `+sqlEventName+` GROUP BY e.contact_id ORDER BY e.contact_id`, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -254,7 +281,7 @@ func foldActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp, snap string
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO activity_names (name) SELECT DISTINCT e.name FROM events e WHERE `+sqlNewEvents+`
+	if _, err := tx.Exec(ctx, `INSERT INTO activity_names (name) SELECT DISTINCT `+sqlEventName+` FROM events e WHERE `+sqlNewEvents+`
 ON CONFLICT (name) DO NOTHING`, snap, xmin); err != nil {
 		return 0, err
 	}
@@ -263,7 +290,7 @@ ON CONFLICT (name) DO NOTHING`, snap, xmin); err != nil {
 	rec := recordSQL(spec, param)
 	tag, err := tx.Exec(ctx, `INSERT INTO activity (contact_id, data)
 SELECT e.contact_id, string_agg(`+rec+`, ''::bytea)
-FROM events e JOIN activity_names n ON n.name = e.name WHERE `+sqlNewEvents+` GROUP BY e.contact_id
+FROM events e JOIN activity_names n ON n.name = `+sqlEventName+` WHERE `+sqlNewEvents+` GROUP BY e.contact_id
 ON CONFLICT (contact_id) DO UPDATE SET data = activity.data || EXCLUDED.data`, args...)
 	if err != nil {
 		return 0, err
@@ -443,88 +470,74 @@ const sqlRollupLayout = `SELECT s.spec, s.snapshot,
     coalesce((SELECT array_agg(name ORDER BY id) FROM activity_names), '{}')
 FROM activity_state s`
 
-// sqlRollupFacts reads a page of contacts with their rollup rows; the
-// rollup rows are bounded by the page's id range so that the planner reads
-// them by index.
-func sqlRollupFacts(traits bool) string {
+// sqlRollupContacts reads a page of contacts: $1 the cursor, $2 the as-of
+// instant, $3 the page size.
+func sqlRollupContacts(traits bool) string {
 	t := "NULL::jsonb"
 	if traits {
-		t = "c.traits"
+		t = "traits"
 	}
-	return `WITH c AS (SELECT id, stage, stage_entered_at, ` + t + ` AS traits, coalesce(email, '') AS email FROM contacts c
-    WHERE c.id > $1 AND c.merged_into IS NULL AND c.created_at <= $2 ORDER BY c.id LIMIT $3)
-SELECT c.id, c.stage, c.stage_entered_at, c.traits, c.email, a.data
-FROM c LEFT JOIN (SELECT contact_id, data FROM activity WHERE contact_id > $1 AND contact_id <= (SELECT max(id) FROM c)) a
-    ON a.contact_id = c.id
-ORDER BY c.id`
+	return `SELECT id, stage, stage_entered_at, ` + t + `, coalesce(email, '') FROM contacts
+WHERE id > $1 AND merged_into IS NULL AND created_at <= $2 ORDER BY id LIMIT $3`
 }
+
+// sqlRollupRows reads the rollup rows of the contacts $1 < id <= $2: a
+// range of the table, which a build wrote in contact_id order. (Joining
+// them to the page of contacts instead made PostgreSQL probe the index once
+// per contact.)
+const sqlRollupRows = `SELECT contact_id, data FROM activity WHERE contact_id > $1 AND contact_id <= $2 ORDER BY contact_id`
 
 // errNoRollup means the rollup cannot serve a query (never built, or
 // lacking a property): the caller reads the events instead.
 var errNoRollup = errors.New("the activity rollup cannot serve this query")
 
-// loadRollupFacts serves a page of contacts from the rollup. The layout
-// and the page are read in one snapshot, so a concurrent rebuild cannot
-// pair one layout with another's records.
+// loadRollupFacts serves a page of contacts from the rollup: the page of
+// contacts, then the rollup rows of its id range, merged here. The layout
+// and both reads share one snapshot, so a concurrent rebuild cannot pair
+// one layout with another's records.
 func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
+	var out []lifecycle.ContactFacts
+	fn := func(tx pgx.Tx) error {
+		var err error
+		out, err = rollupPage(ctx, tx, q)
+		return err
+	}
+	var err error
+	if b, ok := s.db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		err = pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	} else {
+		// A transaction already (tests): its snapshot.
+		err = pgx.BeginFunc(ctx, s.db, fn)
+	}
+	return out, err
+}
+
+func rollupPage(ctx context.Context, tx pgx.Tx, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
 	var (
 		specText, snap string
 		ids            []int32
 		names          []string
-		rows           pgx.Rows
-		closeFn        func() error
 	)
-	if _, nested := s.db.(pgx.Tx); nested {
-		if err := s.db.QueryRow(ctx, sqlRollupLayout).Scan(&specText, &snap, &ids, &names); err != nil {
-			return nil, err
-		}
-		closeFn = func() error { return nil }
-	} else {
-		b := &pgx.Batch{}
-		b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-		b.Queue(sqlRollupLayout)
-		b.Queue(sqlRollupFacts(!q.SkipTraits), q.After, q.AsOf, q.Limit)
-		b.Queue(`COMMIT`)
-		br := s.db.SendBatch(ctx, b)
-		closeFn = br.Close
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return nil, err
-		}
-		if err := br.QueryRow().Scan(&specText, &snap, &ids, &names); err != nil {
-			br.Close()
-			return nil, err
-		}
-		var err error
-		if rows, err = br.Query(); err != nil {
-			br.Close()
-			return nil, err
-		}
-		defer func() {
-			rows.Close()
-			br.Close()
-		}()
+	b := &pgx.Batch{}
+	b.Queue(sqlRollupLayout)
+	b.Queue(sqlRollupContacts(!q.SkipTraits), q.After, q.AsOf, q.Limit)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if err := br.QueryRow().Scan(&specText, &snap, &ids, &names); err != nil {
+		return nil, err
 	}
-	spec, err := parseSpec(specText)
+	spec, format, err := parseSpec(specText)
 	if err != nil {
 		return nil, err
 	}
-	if snap == "" || !covers(spec, specProps(q.Needs)) {
-		if rows != nil {
-			rows.Close()
-		}
+	if snap == "" || format != rollupFormat || !covers(spec, specProps(q.Needs)) {
 		return nil, errNoRollup
 	}
-	asOf := q.AsOf.UnixMicro()
-	layout, err := newLayout(spec, ids, names, q.Needs, asOf)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, err
-	}
-	if rows == nil {
-		if rows, err = s.db.Query(ctx, sqlRollupFacts(!q.SkipTraits), q.After, q.AsOf, q.Limit); err != nil {
-			return nil, err
-		}
-		defer rows.Close()
 	}
 	var (
 		out     = make([]lifecycle.ContactFacts, 0, q.Limit)
@@ -533,42 +546,93 @@ func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]
 		entered time.Time
 		traits  map[string]any
 		email   string
-		data    []byte
+		nums    []float64 // the page's values, allocated in blocks
+		n       = len(q.Needs)
 	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &stage, &entered, &traits, &email); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		f := lifecycle.ContactFacts{ID: id}
+		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, internStage(stage), entered, traits, email
+		if len(nums) < n {
+			nums = make([]float64, n*1024)
+		}
+		f.Nums, nums = nums[:n:n], nums[n:]
+		f.NumNeeds = q.Needs
+		traits = nil
+		out = append(out, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	asOf := q.AsOf.UnixMicro()
+	layout, err := newLayout(spec, ids, names, q.Needs, asOf)
+	if err != nil {
+		return nil, err
+	}
 	st := newAggState(q.Needs)
-	var nums []float64 // the batch's values, allocated in blocks
-	raw := rows.FieldDescriptions()[5].Format == pgx.BinaryFormatCode
+	// The values of a contact without events.
+	none := make([]float64, n)
+	if err := layout.accumulate(st, nil, asOf); err != nil {
+		return nil, err
+	}
+	st.values(q.Needs, q.AsOf, none)
+	if len(out) == 0 {
+		return out, nil
+	}
+	rows, err = tx.Query(ctx, sqlRollupRows, q.After, out[len(out)-1].ID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	raw := rows.FieldDescriptions()[1].Format == pgx.BinaryFormatCode
+	j := 0
+	var data []byte
 	for rows.Next() {
 		if raw {
 			// The records as they arrived, not copied: they are read
 			// before the next row.
-			if err := rows.Scan(&id, &stage, &entered, &traits, &email, nil); err != nil {
+			if err := rows.Scan(&id, nil); err != nil {
 				return nil, err
 			}
-			data = rows.RawValues()[5]
-		} else if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data); err != nil {
+			data = rows.RawValues()[1]
+		} else if err := rows.Scan(&id, &data); err != nil {
 			return nil, err
+		}
+		for ; j < len(out) && out[j].ID < id; j++ {
+			copy(out[j].Nums, none)
+		}
+		if j == len(out) || out[j].ID != id {
+			continue // a merged contact's, or one created after as-of
 		}
 		if err := layout.accumulate(st, data, asOf); err != nil {
 			return nil, fmt.Errorf("contact %d: %w", id, err)
 		}
-		f := lifecycle.ContactFacts{ID: id}
-		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, lifecycle.Stage(stage), entered, traits, email
-		if len(nums) < len(q.Needs) {
-			nums = make([]float64, len(q.Needs)*256)
-		}
-		f.Nums, nums = nums[:len(q.Needs):len(q.Needs)], nums[len(q.Needs):]
-		f.NumNeeds = q.Needs
-		st.values(q.Needs, q.AsOf, f.Nums)
-		traits, data = nil, nil
-		out = append(out, f)
+		st.values(q.Needs, q.AsOf, out[j].Nums)
+		j++
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows.Close()
-	if err := closeFn(); err != nil {
-		return nil, err
+	for ; j < len(out); j++ {
+		copy(out[j].Nums, none)
 	}
 	return out, nil
+}
+
+// internStage returns the stage named s without keeping s, for the
+// stages there are.
+func internStage(s string) lifecycle.Stage {
+	for _, st := range lifecycle.Stages {
+		if string(st) == s {
+			return st
+		}
+	}
+	return lifecycle.Stage(s)
 }

@@ -42,6 +42,13 @@ func rollupNeeds(t *testing.T) []lifecycle.Aggregate {
 		{Kind: lifecycle.AggDaysSince, Event: "order_completed"},
 		{Kind: lifecycle.AggEver, Event: "cart_updated"},
 		{Kind: lifecycle.AggEver, Event: "never_seen"},
+		// Machine opens and clicks, by either way of flagging them.
+		{Kind: lifecycle.AggCount, Event: "email_opened", Window: w("14d")},
+		{Kind: lifecycle.AggCount, Event: "email_opened_machine", Window: w("all")},
+		{Kind: lifecycle.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: w("30d")},
+		{Kind: lifecycle.AggDaysSince, Event: "email_clicked"},
+		{Kind: lifecycle.AggEver, Event: "email_clicked_machine"},
+		{Kind: lifecycle.AggSum, Event: "email_clicked", Property: "n", Window: w("all")},
 	}
 }
 
@@ -49,7 +56,7 @@ func rollupNeeds(t *testing.T) []lifecycle.Aggregate {
 // ending around base: many exactly on, or a microsecond either side of,
 // the edges of the windows at the instants compared.
 func randomEvent(r *rand.Rand, base time.Time, edges []time.Duration) (string, string, time.Time) {
-	names := []string{"page_viewed", "order_completed", "product_viewed", "cart_updated", "email_opened"}
+	names := []string{"page_viewed", "order_completed", "product_viewed", "cart_updated", "email_opened", "email_clicked", "email_opened_machine", "email_clicked_machine"}
 	name := names[r.IntN(len(names))]
 	var at time.Time
 	switch r.IntN(3) {
@@ -73,6 +80,10 @@ func randomEvent(r *rand.Rand, base time.Time, edges []time.Duration) (string, s
 		if r.IntN(6) == 0 {
 			props = `{}`
 		}
+	case "email_opened", "email_clicked", "email_opened_machine", "email_clicked_machine":
+		// Flagged as a machine's (only a JSON true counts), or not.
+		machine := []string{``, `"machine": true, `, `"machine": false, `, `"machine": "true", `}[r.IntN(4)]
+		props = `{` + machine + `"campaign": ` + []string{`"welcome"`, `"sale"`, `7`}[r.IntN(3)] + `, "n": ` + []string{`1`, `2.5`, `"x"`}[r.IntN(3)] + `}`
 	default:
 		props = `{}`
 	}
@@ -292,4 +303,65 @@ func TestRollupEqualsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareAt(t, s, needs, "erased", instants...)
+}
+
+// Opens and clicks flagged as a machine's are left out of the people's
+// names and counted under the _machine names, however they were flagged:
+// stored under the _machine name by tracking, or an email_opened carrying
+// "machine": true (imported from another tool). Both the events query and
+// the rollup say so.
+func TestMachineOpensLeftOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	at := time.Now().Add(-time.Hour)
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, created_at, stage_entered_at) VALUES (nextval('contact_id_seq'), 'm1', $1, $1) RETURNING id`, at.Add(-time.Hour)).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range []struct{ name, props string }{
+		{"email_opened", `{"campaign": "a"}`},                                    // a person
+		{"email_opened", `{"campaign": "b", "machine": false}`},                  // a person
+		{"email_opened", `{"campaign": "c", "machine": true}`},                   // imported, flagged
+		{"email_opened_machine", `{"campaign": "d", "machine": true}`},           // tracking's
+		{"email_clicked", `{"machine": true, "machine_reason": "Safe Links"}`},   // imported, flagged
+		{"email_clicked", `{"machine": "yes"}`},                                  // not a JSON true: a person
+		{"email_clicked_machine", `{"machine": true, "machine_reason": "HEAD"}`}, // tracking's
+	} {
+		if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', $3, $4, $5)`,
+			id, fmt.Sprintf("m%d", i), ev.name, ev.props, at.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := lifecycle.Window{All: true}
+	needs := []lifecycle.Aggregate{
+		{Kind: lifecycle.AggCount, Event: "email_opened", Window: all},
+		{Kind: lifecycle.AggCount, Event: "email_opened_machine", Window: all},
+		{Kind: lifecycle.AggDistinct, Event: "email_opened", Property: "campaign", Window: all},
+		{Kind: lifecycle.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: all},
+		{Kind: lifecycle.AggCount, Event: "email_clicked", Window: all},
+		{Kind: lifecycle.AggCount, Event: "email_clicked_machine", Window: all},
+	}
+	want := []float64{2, 2, 2, 2, 1, 2}
+	if _, err := s.FoldActivity(ctx, needs); err != nil {
+		t.Fatal(err)
+	}
+	for _, rollup := range []bool{false, true} {
+		var fs []lifecycle.ContactFacts
+		var err error
+		if rollup {
+			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{Limit: 10, AsOf: time.Now(), Needs: needs, Rollup: true})
+		} else {
+			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: time.Now(), Needs: needs})
+		}
+		if err != nil || len(fs) != 1 {
+			t.Fatalf("rollup %v: %d contacts, %v", rollup, len(fs), err)
+		}
+		for i, a := range needs {
+			if got := fs[0].Value(a); got != want[i] {
+				t.Errorf("rollup %v: %s = %v, want %v", rollup, a, got, want[i])
+			}
+		}
+	}
 }

@@ -62,7 +62,7 @@ func TestConcurrentSweepsApplyEachMoveOnce(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			e := lifecycle.NewEngine(store.New(pool), log)
-			e.BatchSize = 50
+			e.BatchSize, e.SweepBatchSize = 50, 50
 			var err error
 			stats[i], err = e.Sweep(context.Background(), now)
 			if err != nil {
