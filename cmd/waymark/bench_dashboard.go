@@ -137,12 +137,6 @@ func cmdBenchDashboard(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(out, "history: %s\n", d)
-		if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_dash_meta (complete bool, loaded_at timestamptz, summary text)`); err != nil {
-			return err
-		}
-		if _, err := pool.Exec(ctx, `TRUNCATE bench_dash_meta`); err != nil {
-			return err
-		}
 		if _, err := pool.Exec(ctx, `INSERT INTO bench_dash_meta VALUES (true, now(), $1)`, d.String()); err != nil {
 			return err
 		}

@@ -82,8 +82,7 @@ const (
 )
 
 // dashSim simulates contacts one at a time, in id order, numbering
-// enrolments and sends as the database will (ids from 1, in COPY order,
-// after TRUNCATE ... RESTART IDENTITY).
+// enrolments and sends from 1 in that order.
 type dashSim struct {
 	now    int64
 	rules  map[string][]dashRule // by from stage
@@ -197,7 +196,7 @@ func (s *dashSim) contact(c dashContact) {
 		if status != "queued" {
 			rcpt, toneV, reasonV, ver = c.email, tn, reason, 1
 		}
-		s.rows[tSends] = append(s.rows[tSends], []any{c.id, enrolID, seqv, step, off, offCode, exp, template, status, ts(due),
+		s.rows[tSends] = append(s.rows[tSends], []any{id, c.id, enrolID, seqv, step, off, offCode, exp, template, status, ts(due),
 			ver, toneV, reasonV, rcpt, msgID, resp, min(1, boolInt(sentAt != nil)), sentAt, ts(due), ts(due)})
 		if sentAt == nil {
 			return
@@ -224,7 +223,13 @@ func (s *dashSim) contact(c dashContact) {
 	}
 	// enrolment adds an enrolment and its steps: step k is due at
 	// start+after[k]; it ends at end (the first later move, or a goal).
+	// The sequences the contact is active in (at most one enrolment of
+	// each at a time: a trigger while one is active enrols no one).
+	active := map[string]bool{}
 	enrolment := func(seq string, start int64, after []int64, end int64, endStatus, reason string, skip func(step int) bool) {
+		if active[seq] {
+			return
+		}
 		s.enrol++
 		id := s.enrol
 		s.counts.Enrolments++
@@ -255,7 +260,8 @@ func (s *dashSim) contact(c dashContact) {
 		if status == "exited" || status == "converted" {
 			why = reason
 		}
-		s.rows[tEnrol] = append(s.rows[tEnrol], []any{c.id, seq, 1, status, why, ts(start), endedAt, sent})
+		active[seq] = status == "active"
+		s.rows[tEnrol] = append(s.rows[tEnrol], []any{id, c.id, seq, 1, status, why, ts(start), endedAt, sent})
 	}
 	firstMove := int64(0)
 	if len(moves) > 0 {
@@ -356,7 +362,8 @@ func (r *simRows) Err() error             { return nil }
 
 // LoadDashboardData replaces a database's journey history (transitions,
 // enrolments, sends, offer draws, suppressions, the dashboard's rollups
-// and any events an earlier load added) with a generated one over its
+// and any events an earlier load added, which it marks by leaving the
+// table bench_dash_meta for the caller to fill) with a generated one over its
 // contacts, as of now, and sets each contact's stage to where its walk
 // ended. The journey (examples/journey.yaml) must be applied: the walk
 // takes its rules, and the emails are its sequences' templates.
@@ -398,9 +405,22 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 		return d, errors.New("dashboard data: the database has no contacts")
 	}
 	fmt.Fprintf(progress, "  %d contacts read; clearing the journey's history\n", len(contacts))
+	t := time.Now()
+	// The events an earlier load added (it left its table behind): a scan
+	// of all events, so only when there was one.
+	var earlier bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('bench_dash_meta') IS NOT NULL`).Scan(&earlier); err != nil {
+		return d, err
+	}
+	if earlier {
+		if _, err := pool.Exec(ctx, `DELETE FROM events WHERE message_id LIKE 'dash-%'`); err != nil {
+			return d, fmt.Errorf("dashboard data: deleting the events an earlier load added: %w", err)
+		}
+	}
 	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS bench_dash_meta (complete bool, loaded_at timestamptz, summary text)`,
+		`TRUNCATE bench_dash_meta`,
 		`TRUNCATE transitions, enrolments, sends, offer_draws, suppressions, stats_moves, stats_entries, stats_stays, stats_email, stats_steps, stats_offers, stats_state RESTART IDENTITY`,
-		`DELETE FROM events WHERE message_id LIKE 'dash-%'`,
 		`UPDATE contacts SET stage = 'awareness', stage_entered_at = created_at WHERE stage <> 'awareness' OR stage_entered_at <> created_at`,
 		`DROP TABLE IF EXISTS bench_dash_stage`,
 		`CREATE UNLOGGED TABLE bench_dash_stage (id bigint PRIMARY KEY, stage text NOT NULL, at timestamptz NOT NULL)`,
@@ -409,20 +429,28 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 			return d, fmt.Errorf("dashboard data: %s: %w", strings.SplitN(q, "\n", 2)[0], err)
 		}
 	}
+	fmt.Fprintf(progress, "  cleared in %.1fs\n", time.Since(t).Seconds())
 	sim := func() *dashSim { return &dashSim{now: now.Unix(), rules: rules} }
+	// The simulation goes contact by contact, but the product writes
+	// moves, emails and events as time goes by, so that recent rows lie
+	// together (what the rollups' refresh reads): those tables are
+	// copied into a scratch table first, and inserted from it in time
+	// order (the by-name order of the columns given: id first where the
+	// simulation numbered the rows).
 	copies := []struct {
 		table int
 		name  string
 		cols  []string
+		order string // staged and inserted in this order if set
 	}{
-		{tMoves, "transitions", []string{"contact_id", "from_stage", "to_stage", "rule", "rule_version", "observed", "trigger", "at"}},
-		{tEnrol, "enrolments", []string{"contact_id", "sequence", "version", "status", "reason", "enrolled_at", "ended_at", "next_step"}},
-		{tSends, "sends", []string{"contact_id", "enrolment_id", "sequence", "step", "offer", "offer_code", "offer_expires", "template", "status", "due_at",
-			"template_version", "tone", "tone_reason", "recipient", "message_id", "smtp_response", "attempts", "sent_at", "created_at", "updated_at"}},
-		{tEvents, "events", []string{"contact_id", "message_id", "kind", "name", "properties", "occurred_at", "received_at"}},
-		{tDraws, "offer_draws", []string{"contact_id", "offer", "drawn", "code", "expires_at", "at"}},
-		{tSupp, "suppressions", []string{"email", "reason", "detail", "created_at"}},
-		{tStage, "bench_dash_stage", []string{"id", "stage", "at"}},
+		{tMoves, "transitions", []string{"contact_id", "from_stage", "to_stage", "rule", "rule_version", "observed", "trigger", "at"}, "at"},
+		{tEnrol, "enrolments", []string{"id", "contact_id", "sequence", "version", "status", "reason", "enrolled_at", "ended_at", "next_step"}, "enrolled_at"},
+		{tSends, "sends", []string{"id", "contact_id", "enrolment_id", "sequence", "step", "offer", "offer_code", "offer_expires", "template", "status", "due_at",
+			"template_version", "tone", "tone_reason", "recipient", "message_id", "smtp_response", "attempts", "sent_at", "created_at", "updated_at"}, "due_at"},
+		{tEvents, "events", []string{"contact_id", "message_id", "kind", "name", "properties", "occurred_at", "received_at"}, "received_at"},
+		{tDraws, "offer_draws", []string{"contact_id", "offer", "drawn", "code", "expires_at", "at"}, "at"},
+		{tSupp, "suppressions", []string{"email", "reason", "detail", "created_at"}, ""},
+		{tStage, "bench_dash_stage", []string{"id", "stage", "at"}, ""},
 	}
 	g, gctx := errgroupLite(ctx)
 	sims := make([]*dashSim, len(copies))
@@ -430,11 +458,34 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 		sims[i] = sim()
 		g.Go(func() error {
 			t := time.Now()
-			n, err := pool.CopyFrom(gctx, pgx.Identifier{cp.name}, cp.cols, &simRows{sim: sims[i], contacts: contacts, table: cp.table})
+			target := cp.name
+			cols := strings.Join(cp.cols, ", ")
+			if cp.order != "" {
+				target = "bench_dash_" + cp.name
+				q := `DROP TABLE IF EXISTS ` + target + `; CREATE UNLOGGED TABLE ` + target + ` AS SELECT ` + cols + ` FROM ` + cp.name + ` WHERE false`
+				if _, err := pool.Exec(gctx, q); err != nil {
+					return fmt.Errorf("dashboard data: %s: %w", q, err)
+				}
+			}
+			n, err := pool.CopyFrom(gctx, pgx.Identifier{target}, cp.cols, &simRows{sim: sims[i], contacts: contacts, table: cp.table})
 			if err != nil {
 				return fmt.Errorf("dashboard data: copying %s: %w", cp.name, err)
 			}
-			fmt.Fprintf(progress, "  %s: %d rows in %.1fs\n", cp.name, n, time.Since(t).Seconds())
+			copied := time.Since(t)
+			if cp.order != "" {
+				over := ""
+				if cp.cols[0] == "id" {
+					over = "OVERRIDING SYSTEM VALUE "
+				}
+				q := `INSERT INTO ` + cp.name + ` (` + cols + `) ` + over + `SELECT ` + cols + ` FROM ` + target + ` ORDER BY ` + cp.order
+				if _, err := pool.Exec(gctx, q); err != nil {
+					return fmt.Errorf("dashboard data: inserting %s in time order: %w", cp.name, err)
+				}
+				if _, err := pool.Exec(gctx, `DROP TABLE `+target); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(progress, "  %s: %d rows in %.1fs (simulated and copied in %.1fs)\n", cp.name, n, time.Since(t).Seconds(), copied.Seconds())
 			return nil
 		})
 	}
@@ -442,8 +493,8 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 		return d, err
 	}
 	d = sims[0].counts
-	// The sends and enrolments were numbered by the simulation as the
-	// database numbered them; check it, since opens and clicks name them.
+	// Opens and clicks name their send by the simulation's numbering:
+	// check that every pass numbered alike.
 	var sMax, sN, eMax, eN int64
 	if err := pool.QueryRow(ctx, `SELECT coalesce(max(id), 0), count(*) FROM sends`).Scan(&sMax, &sN); err != nil {
 		return d, err
@@ -463,7 +514,7 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 	if mismatched > 0 {
 		return d, fmt.Errorf("dashboard data: %d sends name an enrolment of another contact or sequence", mismatched)
 	}
-	t := time.Now()
+	t = time.Now()
 	for _, q := range []string{
 		`UPDATE contacts c SET stage = s.stage, stage_entered_at = s.at FROM bench_dash_stage s WHERE c.id = s.id`,
 		`DROP TABLE bench_dash_stage`,
