@@ -127,12 +127,7 @@ func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf [
 			j++
 			return row, nil
 		})
-		var err error
-		if t.conn != nil {
-			_, err = t.conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
-		} else {
-			_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
-		}
+		err := t.copyFrom(ctx, src)
 		if err == nil {
 			fresh := make([]int64, len(msgs))
 			for i := range fresh {
@@ -162,4 +157,20 @@ func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf [
 		return br.QueryRow().Scan(&stored, &fresh)
 	})
 	return stored, fresh, err
+}
+
+// copyFrom COPYs src into events (after BEGIN, if not begun yet).
+func (t *txn) copyFrom(ctx context.Context, src pgx.CopyFromSource) error {
+	if t.conn != nil {
+		if !t.begun {
+			if _, err := t.conn.Exec(ctx, "begin"); err != nil {
+				return err
+			}
+			t.begun = true
+		}
+		_, err := t.conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
+		return err
+	}
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
+	return err
 }

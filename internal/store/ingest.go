@@ -1,15 +1,18 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/ingest"
@@ -51,10 +54,23 @@ SELECT
     array_agg(r.cid) FILTER (WHERE ins.contact_id IS NOT NULL)
 FROM r LEFT JOIN ins ON ins.contact_id = r.cid AND ins.message_id = r.mid`
 
+	// sqlResolveIdentities finds whom identities belong to now. Anonymous
+	// ids are locked (FOR SHARE) until the transaction ends: a merge moves
+	// an anonymous id (queueMerge updates its identities first), so it
+	// waits for transactions storing events under the old contact, then
+	// moves those events too; or they wait for it and see the new contact.
+	//
+	// One index lookup an identity (LATERAL): with the array's size
+	// unknown, a generic plan would otherwise hash whole tables.
 	sqlResolveIdentities = `
-SELECT i.identity, i.contact_id, c.user_id IS NOT NULL
-FROM identities i JOIN contacts c ON c.id = i.contact_id
-WHERE i.identity = ANY($1::text[])`
+SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = i.contact_id)
+FROM unnest($1::text[]) AS k(k)
+CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k) i`
+
+	sqlResolveAnonymous = `
+SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = i.contact_id)
+FROM unnest($1::text[]) AS k(k)
+CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k FOR SHARE) i`
 
 	// sqlClaimIdentities draws contact ids for the new contacts ($1, their
 	// placeholders) and maps the new identities to them or to existing
@@ -109,11 +125,14 @@ WHERE c.id = v.id AND c.user_id IS NULL`
 // contact into the identified contact it turned out to be, and mark it
 // merged.
 func queueMerge(b *pgx.Batch, from, to int64) {
+	// The identities first: this waits for transactions that resolved
+	// them to the old contact (sqlResolveAnonymous) so that the events
+	// they stored are moved below.
+	b.Queue(`UPDATE identities SET contact_id = $2 WHERE contact_id = $1`, from, to)
 	b.Queue(`INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at, received_at)
 		  SELECT $2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1
 		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
-	b.Queue(`UPDATE identities SET contact_id = $2 WHERE contact_id = $1`, from, to)
 	b.Queue(`UPDATE contacts t SET traits = f.traits || t.traits, email = coalesce(t.email, f.email),
 		         created_at = least(t.created_at, f.created_at), updated_at = now()
 		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, from, to)
@@ -155,10 +174,17 @@ func (s *Store) Ingest(ctx context.Context, msgs []ingest.Message) (ingest.Resul
 	return combine(res, sres, merged), nil
 }
 
-// storeKnown runs sqlStoreKnown for the messages it may place and returns
-// what it stored and the positions of the messages left for ingestTx.
+// storeKnown stores the messages whose contact the identities already
+// decide (a single known id, or a known user id whose anonymous id needs
+// no joining: the same contact, or another identified contact's, as on
+// shared devices) and returns what it stored and the positions of the
+// messages left for ingestTx.
+//
+// It resolves the identities and COPYs the events in one transaction (the
+// cheapest way into the table); when one of them is stored already (a
+// client's retry), COPY fails and sqlStoreKnown stores them once each
+// instead.
 func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.Result, []int, error) {
-	res := ingest.Result{}
 	var (
 		eligible = make([]int, 0, len(msgs))
 		rest     []int
@@ -171,8 +197,199 @@ func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.R
 		}
 	}
 	if len(eligible) == 0 {
-		return res, rest, nil
+		return ingest.Result{}, rest, nil
 	}
+	var (
+		res ingest.Result
+		err error
+	)
+	for attempt := 0; attempt < 5; attempt++ {
+		var retried []int
+		res, retried, err = s.copyKnown(ctx, msgs, eligible)
+		if err == nil {
+			rest = append(rest, retried...)
+			slices.Sort(rest)
+			return res, rest, nil
+		}
+		if errors.Is(err, errStored) || !retryable(err) {
+			break
+		}
+	}
+	if !errors.Is(err, errStored) {
+		return ingest.Result{}, nil, err
+	}
+	res, retried, err := s.insertKnown(ctx, msgs, eligible)
+	if err != nil {
+		return ingest.Result{}, nil, err
+	}
+	rest = append(rest, retried...)
+	slices.Sort(rest)
+	return res, rest, nil
+}
+
+// errStored means COPY met an event stored already.
+var errStored = errors.New("an event is stored already")
+
+// copyKnown is storeKnown's COPY: it returns errStored if an event is
+// stored already, having stored nothing.
+func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible []int) (ingest.Result, []int, error) {
+	var users, anons []string
+	seen := make(map[string]struct{}, 2*len(eligible))
+	for _, i := range eligible {
+		for j, k := range identityKeys(&msgs[i]) {
+			if k == "" {
+				continue
+			}
+			if _, ok := seen[k]; ok {
+				continue
+			}
+			seen[k] = struct{}{}
+			if j == 0 {
+				users = append(users, k)
+			} else {
+				anons = append(anons, k)
+			}
+		}
+	}
+	sort.Strings(anons) // one lock order
+	t, err := s.begin(ctx)
+	if err != nil {
+		return ingest.Result{}, nil, err
+	}
+	defer t.close()
+	known := make(map[string]identityInfo, len(seen))
+	read := func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var (
+			ident      string
+			cid        int64
+			identified bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
+			known[ident] = identityInfo{cid, identified}
+			return nil
+		})
+		return err
+	}
+	err = t.run(ctx, false, func(b *pgx.Batch) {
+		if len(users) > 0 {
+			b.Queue(sqlResolveIdentities, users)
+		}
+		if len(anons) > 0 {
+			b.Queue(sqlResolveAnonymous, anons)
+		}
+	}, func(br pgx.BatchResults) error {
+		if len(users) > 0 {
+			if err := read(br); err != nil {
+				return err
+			}
+		}
+		if len(anons) > 0 {
+			return read(br)
+		}
+		return nil
+	})
+	if err != nil {
+		return ingest.Result{}, nil, err
+	}
+	// As sqlStoreKnown's CASE.
+	var (
+		rest   []int
+		placed = make([]int, 0, len(eligible))
+		cids   = make([]int64, 0, len(eligible))
+	)
+	for _, i := range eligible {
+		k := identityKeys(&msgs[i])
+		u, uok := known[k[0]]
+		a, aok := known[k[1]]
+		var cid int64
+		switch {
+		case k[0] == "":
+			if aok {
+				cid = a.contact
+			}
+		case !uok:
+		case k[1] == "" || aok && a.contact == u.contact:
+			cid = u.contact
+		case aok && a.identified:
+			cid = u.contact
+		}
+		if cid == 0 {
+			rest = append(rest, i)
+			continue
+		}
+		placed, cids = append(placed, i), append(cids, cid)
+	}
+	// In (contact, messageId) order: locality in the primary key, and one
+	// lock order for all writers. The same message twice in the batch is
+	// stored once.
+	order := make([]int, len(placed))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortFunc(order, func(x, y int) int {
+		if cids[x] != cids[y] {
+			return cmp.Compare(cids[x], cids[y])
+		}
+		if c := strings.Compare(msgs[placed[x]].MessageID, msgs[placed[y]].MessageID); c != 0 {
+			return c
+		}
+		return cmp.Compare(x, y)
+	})
+	keep := order[:0]
+	for j, o := range order {
+		if j > 0 {
+			p := order[j-1]
+			if cids[p] == cids[o] && msgs[placed[p]].MessageID == msgs[placed[o]].MessageID {
+				continue
+			}
+		}
+		keep = append(keep, o)
+	}
+	if len(keep) > 0 {
+		row := make([]any, len(eventColumns))
+		j := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if j == len(keep) {
+				return nil, nil
+			}
+			o := keep[j]
+			m := &msgs[placed[o]]
+			row[0], row[1], row[2], row[3], row[4], row[6] = cids[o], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
+			if len(m.Context) > 0 {
+				row[5] = m.Context
+			} else {
+				row[5] = nil
+			}
+			j++
+			return row, nil
+		})
+		if err := t.copyFrom(ctx, src); err != nil {
+			var pg *pgconn.PgError
+			if errors.As(err, &pg) && pg.Code == "23505" {
+				return ingest.Result{}, nil, errStored
+			}
+			return ingest.Result{}, nil, err
+		}
+	}
+	err = t.run(ctx, true, func(*pgx.Batch) {}, func(pgx.BatchResults) error { return nil })
+	if err != nil {
+		return ingest.Result{}, nil, err
+	}
+	fresh := make([]int, len(keep))
+	fc := make([]int64, len(keep))
+	for j, o := range keep {
+		fresh[j], fc[j] = placed[o], cids[o]
+	}
+	return buildResult(msgs, fresh, fc, len(keep), len(placed)), rest, nil
+}
+
+// insertKnown is storeKnown with sqlStoreKnown, for batches holding events
+// stored already.
+func (s *Store) insertKnown(ctx context.Context, msgs []ingest.Message, eligible []int) (ingest.Result, []int, error) {
 	n := len(eligible)
 	var (
 		uks   = make([]string, n)
@@ -196,21 +413,20 @@ func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.R
 		stored           int64
 		unplaced, freshs []int64
 		cids             []int64
+		rest             []int
 	)
 	err := s.db.QueryRow(ctx, sqlStoreKnown, uks, aks, mids, kinds, names, props, ctxs, times).Scan(&stored, &unplaced, &freshs, &cids)
 	if err != nil {
-		return res, nil, err
+		return ingest.Result{}, nil, err
 	}
 	for _, o := range unplaced {
 		rest = append(rest, eligible[o-1])
 	}
-	slices.Sort(rest)
 	idx := make([]int, len(freshs))
 	for j, o := range freshs {
 		idx[j] = eligible[o-1]
 	}
-	res = buildResult(msgs, idx, cids, int(stored), len(eligible)-len(unplaced))
-	return res, rest, nil
+	return buildResult(msgs, idx, cids, int(stored), len(eligible)-len(unplaced)), rest, nil
 }
 
 // buildResult reports the new events: fresh are their positions in msgs
@@ -580,24 +796,49 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		idents = o.cache.fill(idents, known)
 	}
 	var err error
+	var users, anons []string
+	for _, k := range idents {
+		if strings.HasPrefix(k, "a:") {
+			anons = append(anons, k)
+		} else {
+			users = append(users, k)
+		}
+	}
+	sort.Strings(anons) // one lock order
+	read := func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var (
+			ident      string
+			cid        int64
+			identified bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
+			known[ident] = identityInfo{cid, identified}
+			return nil
+		})
+		return err
+	}
 	if len(idents) > 0 {
 		err = t.run(ctx, false, func(b *pgx.Batch) {
-			b.Queue(sqlResolveIdentities, idents)
-		}, func(br pgx.BatchResults) error {
-			rows, err := br.Query()
-			if err != nil {
-				return err
+			if len(users) > 0 {
+				b.Queue(sqlResolveIdentities, users)
 			}
-			var (
-				ident      string
-				cid        int64
-				identified bool
-			)
-			_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
-				known[ident] = identityInfo{cid, identified}
-				return nil
-			})
-			return err
+			if len(anons) > 0 {
+				b.Queue(sqlResolveAnonymous, anons)
+			}
+		}, func(br pgx.BatchResults) error {
+			if len(users) > 0 {
+				if err := read(br); err != nil {
+					return err
+				}
+			}
+			if len(anons) > 0 {
+				return read(br)
+			}
+			return nil
 		})
 	}
 	if err != nil {
