@@ -57,9 +57,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("demo", &cfg)
 	o := demoOptions{}
-	fs.IntVar(&o.Contacts, "contacts", 3000, "how many customers to simulate")
+	fs.IntVar(&o.Contacts, "contacts", 1500, "how many customers to simulate")
 	days := fs.Int("days", 200, "days of history to simulate before now (at least 150: lapsed customers need 120 quiet days)")
-	fs.DurationVar(&o.Duration, "duration", 45*time.Second, "wall-clock time to play the history in (longer if the machine cannot keep up)")
+	fs.DurationVar(&o.Duration, "duration", 40*time.Second, "wall-clock time to play the history in (longer if the machine cannot keep up)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "the population's random seed (the same seed, the same customers)")
 	fs.StringVar(&o.Journey, "journey", "", "journey file to apply (default: the embedded examples/journey.yaml)")
 	fs.BoolVar(&o.Exit, "exit", false, "exit once the history is played and the emails due are sent, instead of going on in real time")
