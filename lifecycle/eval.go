@@ -88,6 +88,12 @@ type run struct {
 //
 // Eval does not modify f and is safe for concurrent use.
 func (p *Program) Eval(f *Facts) (bool, error) {
+	return p.eval(f, true)
+}
+
+// eval is Eval, on the rule's native form if it has one and native is set,
+// else on expr's VM.
+func (p *Program) eval(f *Facts, native bool) (bool, error) {
 	if f == nil {
 		return false, errors.New("evaluating rule: no facts")
 	}
@@ -95,7 +101,9 @@ func (p *Program) Eval(f *Facts) (bool, error) {
 	defer p.runs.Put(r)
 	e := &r.env
 	e.Stage = string(f.Stage)
-	e.DaysInStage = daysBetween(f.StageEnteredAt, f.Now)
+	if p.daysInStage {
+		e.DaysInStage = daysBetween(f.StageEnteredAt, f.Now)
+	}
 	e.Traits = f.Traits
 	e.Email = f.Email
 	e.Event = f.Event
@@ -124,6 +132,9 @@ func (p *Program) Eval(f *Facts) (bool, error) {
 			return false, fmt.Errorf("evaluating rule: days_to_anniversary(%q): %w", trait, err)
 		}
 		e.Ann[i] = d
+	}
+	if p.native != nil && native {
+		return p.native(e), nil
 	}
 
 	out, err := r.vm.Run(p.program, e)

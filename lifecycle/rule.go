@@ -169,6 +169,11 @@ type Program struct {
 	observe []observable
 	// runs recycles the VM and environment of an evaluation.
 	runs sync.Pool
+	// native is the rule as Go closures, when it fits (native.go); nil
+	// otherwise.
+	native boolFn
+	// daysInStage: the rule reads days_in_stage.
+	daysInStage bool
 }
 
 // observableKind says where an observed value comes from.
@@ -281,6 +286,10 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 		return nil, fromExprError(src, err)
 	}
 	ast.Walk(&tree.Node, untypeChains{})
+	var uses identifierUses
+	ast.Walk(&tree.Node, &uses)
+	c.p.daysInStage = uses["days_in_stage"]
+	c.p.native = compileNative(tree.Node)
 	prog, err := compiler.Compile(tree, cfg)
 	if err != nil {
 		return nil, fromExprError(src, err)
@@ -351,6 +360,18 @@ func newConfig() *conf.Config {
 		}
 	}
 	return cfg
+}
+
+// identifierUses records the identifiers a tree reads.
+type identifierUses map[string]bool
+
+func (u *identifierUses) Visit(np *ast.Node) {
+	if n, ok := (*np).(*ast.IdentifierNode); ok {
+		if *u == nil {
+			*u = identifierUses{}
+		}
+		(*u)[n.Value] = true
+	}
 }
 
 // untypeChains gives optional chains (event?.name) the type any. expr

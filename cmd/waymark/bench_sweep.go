@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -234,12 +235,23 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 		stop = func() { pprof.StopCPUProfile(); pf.Close(); fmt.Fprintf(out, "CPU profile: %s\n", *cpuprofile) }
 	}
 	fmt.Fprintf(out, "\nmeasuring (%s):\n", variant)
+	// CPU: this process's, and the server processes' serving this
+	// database (other databases' load on a shared machine left out).
+	cpu := func() func() string {
+		self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, pool, db.Name)
+		return func() string {
+			return fmt.Sprintf("CPU: waymark %.2fs, PostgreSQL %.2fs; load average %s on %d cores",
+				(bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, pool, db.Name)).Seconds(), bench.LoadAverage(), runtime.NumCPU())
+		}
+	}
+	measured := cpu()
 	sw, err := runEngines(engines, func(eng *lifecycle.Engine) (lifecycle.SweepStats, error) { return eng.Sweep(ctx, time.Now()) })
 	if err != nil {
 		stop()
 		return err
 	}
-	fmt.Fprintf(out, "  sweep:    %s  %s (target %s)\n", sweepStatsText(sw), sweepVerdict(sw.Elapsed <= targetSweep), targetSweep)
+	fmt.Fprintf(out, "  sweep:    %s  %s (target %s)\n            %s\n", sweepStatsText(sw), sweepVerdict(sw.Elapsed <= targetSweep), targetSweep, measured())
+	measured = cpu()
 	dr, err := runEngines(engines, func(eng *lifecycle.Engine) (lifecycle.SweepStats, error) {
 		_, st, err := eng.DryRun(ctx, rules, time.Now())
 		return st, err
@@ -248,7 +260,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  dry run:  %s  %s (target %s)\n", sweepStatsText(dr), sweepVerdict(dr.Elapsed <= targetDryRun), targetDryRun)
+	fmt.Fprintf(out, "  dry run:  %s  %s (target %s)\n            %s\n", sweepStatsText(dr), sweepVerdict(dr.Elapsed <= targetDryRun), targetDryRun, measured())
 	if !*skipBaseline {
 		n, d, err := bench.Baseline(ctx, pool, needs, time.Now())
 		if err != nil {

@@ -16,9 +16,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -1013,4 +1015,67 @@ func (r *rangeStore) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]l
 		}
 	}
 	return out, err
+}
+
+// DatabaseCPU returns the CPU time (user + system) used so far by the
+// server processes connected to database name, by pid, read from /proc
+// (nil elsewhere). A benchmark takes it before and after a measurement to
+// report what PostgreSQL spent on it, apart from other databases' load.
+func DatabaseCPU(ctx context.Context, pool *pgxpool.Pool, name string) map[int]time.Duration {
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1`, name)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := map[int]time.Duration{}
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fs := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fs) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(fs[11], 10, 64)
+		st, _ := strconv.ParseInt(fs[12], 10, 64)
+		out[int(pid)] = time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return out
+}
+
+// CPUSince is the CPU time the processes of now used since before (a
+// process absent before counts from zero).
+func CPUSince(before, now map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - before[pid]
+	}
+	return d
+}
+
+// ProcessCPU is this process's CPU time so far.
+func ProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// LoadAverage is the machine's one-minute load average ("" if unknown).
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }

@@ -248,9 +248,11 @@ func buildActivity(ctx context.Context, tx pgx.Tx, spec []rollupProp) (int64, er
 		// Room on each page for the folds' new row versions, which then
 		// stay on their page (HOT) and keep the table in contact_id order.
 		`ALTER TABLE activity SET (fillfactor = 90)`,
-		// DELETE, not TRUNCATE: sweeps reading the rollup meanwhile keep
-		// seeing the old one.
-		`DELETE FROM activity`,
+		// TRUNCATE, so that the new rows are alone in the table, in order,
+		// not mixed with the old ones' dead versions until a vacuum. Pages
+		// being read hold the table (loadRollupFacts locks it before its
+		// snapshot), so a page is read wholly before or wholly after this.
+		`TRUNCATE activity`,
 	} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return 0, err
@@ -497,19 +499,26 @@ var errNoRollup = errors.New("the activity rollup cannot serve this query")
 // one layout with another's records.
 func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
 	var out []lifecycle.ContactFacts
-	fn := func(tx pgx.Tx) error {
-		var err error
-		out, err = rollupPage(ctx, tx, q)
-		return err
-	}
 	var err error
 	if b, ok := s.db.(interface {
 		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 	}); ok {
-		err = pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+		err = pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			// The lock before the snapshot (LOCK takes none): a rebuild
+			// (TRUNCATE) either committed before it, and the snapshot
+			// sees the new rows, or waits for this page.
+			if _, err := tx.Exec(ctx, `LOCK TABLE activity IN ACCESS SHARE MODE`); err != nil {
+				return err
+			}
+			out, err = rollupPage(ctx, tx, q)
+			return err
+		})
 	} else {
 		// A transaction already (tests): its snapshot.
-		err = pgx.BeginFunc(ctx, s.db, fn)
+		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+			out, err = rollupPage(ctx, tx, q)
+			return err
+		})
 	}
 	return out, err
 }
