@@ -207,10 +207,36 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 		args[len(args)-2] = q.After
 		args[len(args)-1] = q.Limit
 	}
-	rows, err := s.db.Query(ctx, sql, args...)
+	var out []lifecycle.ContactFacts
+	err := s.withoutJIT(ctx, func(db DB) error {
+		rows, err := db.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanFacts(rows, q, kinds)
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "loading facts")
 	}
+	return out, nil
+}
+
+// withoutJIT runs fn in a transaction with PostgreSQL's JIT compilation
+// off. The facts query's estimated cost (a subquery per contact over its
+// events) is far above jit_above_cost, and compiling it took about half a
+// second of CPU per query, more than running it: every batch of contacts
+// touched by events paid that.
+func (s *Store) withoutJIT(ctx context.Context, fn func(db DB) error) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.ContactFacts, error) {
 	var (
 		out     []lifecycle.ContactFacts
 		id      int64
@@ -220,7 +246,7 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 		email   string
 		aggs    []*float64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &stage, &entered, &traits, &email, &aggs}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&id, &stage, &entered, &traits, &email, &aggs}, func() error {
 		f := lifecycle.ContactFacts{ID: id}
 		f.Now = q.AsOf
 		f.Stage = lifecycle.Stage(stage)
@@ -239,10 +265,7 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 		out = append(out, f)
 		return nil
 	})
-	if err != nil {
-		return nil, translate(err, "loading facts")
-	}
-	return out, nil
+	return out, err
 }
 
 const sqlApplyMoves = `
