@@ -57,7 +57,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("demo", &cfg)
 	o := demoOptions{}
-	fs.IntVar(&o.Contacts, "contacts", 1500, "how many customers to simulate")
+	fs.IntVar(&o.Contacts, "contacts", 1000, "how many customers to simulate")
 	days := fs.Int("days", 200, "days of history to simulate before now (at least 150: lapsed customers need 120 quiet days)")
 	fs.DurationVar(&o.Duration, "duration", 40*time.Second, "wall-clock time to play the history in (longer if the machine cannot keep up)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "the population's random seed (the same seed, the same customers)")
@@ -242,6 +242,10 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 		return nil, err
 	}
 	sendDue := func(ctx context.Context) error {
+		// A look at the queue is much cheaper than a sender pass.
+		if at, ok, err := st.NextDue(ctx); err != nil || !ok || at.After(clock.Now()) {
+			return err
+		}
 		_, err := sender.SendDue(ctx)
 		return err
 	}
@@ -511,8 +515,8 @@ func progressLine(s demo.Status, f store.DemoFigures, c *capture.Server) string 
 	if c != nil {
 		fmt.Fprintf(&b, " | captured %s", thousands(c.Received()))
 	}
-	if d := s.SweepEvery / (24 * time.Hour); d > 1 && !s.CaughtUp {
-		fmt.Fprintf(&b, " | a pass every %d days", d)
+	if !s.CaughtUp && (s.SweepEvery > 24*time.Hour || s.SendEvery > 2*time.Hour) {
+		fmt.Fprintf(&b, " | a pass every %d days, sending every %d hours", s.SweepEvery/(24*time.Hour), s.SendEvery/time.Hour)
 	}
 	return b.String()
 }

@@ -35,10 +35,12 @@ type Options struct {
 	// Americas).
 	//
 	// A scheduled pass over every contact takes real time; when passes
-	// every SweepEvery would take more than half of Duration, they run
+	// every SweepEvery would take more than a third of Duration, they run
 	// less often (a whole number of SweepEvery apart, at most 7), like a
 	// cron job on a machine that cannot keep up, so that the history
-	// still plays in about Duration. Status.SweepEvery says how often.
+	// still plays in about Duration. Likewise the sender runs less often
+	// (at most every 12 SendEvery) when sending every SendEvery would
+	// take more than 40% of Duration. Status says how often each runs.
 	Step, SendEvery, SweepEvery, SweepAt time.Duration
 	// Clock is the clock Waymark runs on; the simulation moves it.
 	Clock *Clock
@@ -69,8 +71,9 @@ type Status struct {
 	// Wall-clock time spent posting events, in scheduled passes and
 	// sending.
 	PostTook, PassTook, SendTook time.Duration
-	// SweepEvery is how often, in simulated time, passes run now.
-	SweepEvery time.Duration
+	// SweepEvery and SendEvery are how often, in simulated time, passes
+	// and the sender run now.
+	SweepEvery, SendEvery time.Duration
 }
 
 // Simulation plays a population's events through the ingestion API on an
@@ -163,14 +166,21 @@ func (s *Simulation) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+	var sendCost time.Duration // a moving average of a send's wall-clock time
 	send := func() error {
 		if o.Send == nil {
 			return nil
 		}
 		began := time.Now()
 		err := o.Send(ctx)
+		took := time.Since(began)
+		if sendCost == 0 {
+			sendCost = took
+		} else {
+			sendCost = (sendCost*7 + took) / 8
+		}
 		s.mu.Lock()
-		s.status.SendTook += time.Since(began)
+		s.status.SendTook += took
 		s.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("sending at %s: %w", o.Clock.Now().Format(time.RFC3339), err)
@@ -208,12 +218,13 @@ func (s *Simulation) Run(ctx context.Context) error {
 		nextSweep = nextSweep.Add(o.SweepEvery)
 	}
 	nextSend := o.Start
-	// The wall-clock time one SweepEvery of history may take, half of it
-	// for passes.
-	budget := time.Duration(float64(o.SweepEvery) / speed / 2)
-	every := o.SweepEvery
+	// The wall-clock time one SweepEvery of history may take, a third of
+	// it for passes; one SendEvery, 40% of it for sending.
+	budget := time.Duration(float64(o.SweepEvery) / speed / 3)
+	sendBudget := time.Duration(float64(o.SendEvery) / speed * 0.4)
+	every, sendEvery := o.SweepEvery, o.SendEvery
 	s.mu.Lock()
-	s.status.SweepEvery = every
+	s.status.SweepEvery, s.status.SendEvery = every, sendEvery
 	s.mu.Unlock()
 	for t := o.Start; t.Before(o.End); {
 		step := t.Add(o.Step)
@@ -248,8 +259,16 @@ func (s *Simulation) Run(ctx context.Context) error {
 			if err := send(); err != nil {
 				return err
 			}
+			n := time.Duration(1)
+			if sendBudget > 0 {
+				n = min(max(1, (sendCost+sendBudget-1)/sendBudget), 12)
+			}
+			sendEvery = n * o.SendEvery
+			s.mu.Lock()
+			s.status.SendEvery = sendEvery
+			s.mu.Unlock()
 			for !nextSend.After(step) {
-				nextSend = nextSend.Add(o.SendEvery)
+				nextSend = nextSend.Add(sendEvery)
 			}
 		}
 		t = step

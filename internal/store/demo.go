@@ -74,3 +74,16 @@ func (s *Store) ContactCount(ctx context.Context) (int64, error) {
 	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE merged_into IS NULL`).Scan(&n)
 	return n, translate(err, "counting contacts")
 }
+
+// NextDue is when the earliest queued email is due; ok is false when none
+// is queued.
+func (s *Store) NextDue(ctx context.Context) (at time.Time, ok bool, err error) {
+	var t *time.Time
+	if err := s.db.QueryRow(ctx, `SELECT min(due_at) FROM sends WHERE status = 'queued'`).Scan(&t); err != nil {
+		return time.Time{}, false, translate(err, "finding the next email due")
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return *t, true, nil
+}
