@@ -21,7 +21,9 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/mailer"
 	"github.com/waymark/waymark/migrations"
 	"github.com/waymark/waymark/templates"
 )
@@ -46,8 +48,8 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("bench send", &cfg)
 	emails := fs.Int("emails", 20_000, "contacts, each due one email")
-	connList := fs.String("connections", "8", "SMTP connections (the sender's pool=, smtp-source -s, bare clients); a comma-separated list runs each")
-	body := fs.String("body", "short", "the email: short (text) or newsletter (~5.5 KB HTML + text)")
+	connList := fs.String("connections", "64", "SMTP connections (the sender's pool=, smtp-source -s, bare clients); a comma-separated list runs each")
+	body := fs.String("body", "short", "the email: short (text) or newsletter (HTML the size of listmonk's default template, + text)")
 	keep := fs.Bool("keep", false, "keep the scratch database(s)")
 	dbConns := fs.Int("db-conns", 4, "PostgreSQL pool size of the sender (waymark tick uses 4)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the send phase to `file` (with several connection counts: file.N)")
@@ -251,6 +253,12 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	if cfg.From == "" {
 		cfg.From = "Fernwood Supply <news@fernwood.example>"
 	}
+	if cfg.PostalAddress == "" {
+		cfg.PostalAddress = "Fernwood Supply, 12 Trail Road, Portland, OR 97201"
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "https://fernwoodsupply.example"
+	}
 	if r.serve {
 		return nil, r.sendWithServe(ctx, db.URL, &cfg, pool)
 	}
@@ -415,14 +423,23 @@ func (r *sendRun) sample(ctx context.Context, st *store.Store, cfg *config.Confi
 	if err != nil || len(facts) != 1 {
 		return m, fmt.Errorf("bench send: loading contact 1: %v", err)
 	}
-	base := publicURL(cfg)
+	// Decorated as the sender decorates it: signed unsubscribe and
+	// preferences links, RFC 8058 headers, footer, tracked links, pixel.
+	signer, err := linkSigner(ctx, cfg, st)
+	if err != nil {
+		return m, err
+	}
+	dec := &tracking.Decorator{Signer: signer, PublicURL: publicURL(cfg), PostalAddress: cfg.PostalAddress, From: cfg.From}
+	unsub, prefs := dec.Links(1, 1)
 	data := &templates.Data{Contact: templates.Contact{Email: "cust-1@example.com", Traits: facts[0].Traits, Stage: string(facts[0].Stage)},
-		UnsubscribeURL: base + "/u/1.1", PreferencesURL: base + "/preferences/1.1"}
+		UnsubscribeURL: unsub, PreferencesURL: prefs}
 	rd, err := c.Render("friendly", data)
 	if err != nil {
 		return m, err
 	}
-	return bench.BareMessage{From: cfg.From, Subject: rd.Subject, Text: rd.Text, HTML: rd.HTML, Date: time.Now()}, nil
+	msg := &mailer.Message{ID: "1.1", From: cfg.From, To: "cust-1@example.com", Subject: rd.Subject, Text: rd.Text, HTML: rd.HTML}
+	dec.Decorate(msg, 1, 1, true)
+	return bench.BareMessage{From: cfg.From, Subject: msg.Subject, Text: msg.Text, HTML: msg.HTML, Headers: msg.Headers, Date: time.Now()}, nil
 }
 
 func cpuText(u bench.CPUUse) string {

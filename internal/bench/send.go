@@ -168,7 +168,7 @@ Unsubscribe: {{.UnsubscribeURL}}
 
 // newsletterHTML is shaped like listmonk's default campaign template (a
 // style block, a header with a logo, a content column, a footer with the
-// unsubscribe link), with a newsletter in it: about 5.5 KB rendered.
+// unsubscribe link), with a newsletter in it: about 10 KB rendered.
 const newsletterHTML = `<!doctype html>
 <html>
 <head>
@@ -213,6 +213,31 @@ h2 { font-size: 20px; line-height: 28px; margin: 24px 0 8px; color: #2f2e2a; }
   <p>Three pairs, four hundred miles, one honest review each: the <a href="https://fernwoodsupply.example/shop/boots/ridge?utm_source=newsletter">Ridge</a>, the <a href="https://fernwoodsupply.example/shop/boots/alder?utm_source=newsletter">Alder</a> and the <a href="https://fernwoodsupply.example/shop/boots/cascade-mid?utm_source=newsletter">Cascade Mid</a>. Which one to buy depends less on the boot than on your feet; the review says how to tell.</p>
   <h2>Camp kitchen: one-pan hash</h2>
   <p>Potatoes, peppers, an onion and a cast iron pan. Twenty minutes, two people, one pan to clean. The <a href="https://fernwoodsupply.example/shop/camp-kitchen/skillet-10?utm_source=newsletter">10-inch skillet</a> is back in stock.</p>
+  <h2>From the workshop</h2>
+  <p><img src="https://fernwoodsupply.example/static/blog/workshop.jpg" alt="Waxed canvas bags drying on a rack in the workshop" width="525" height="300"></p>
+  <p>Every waxed canvas bag we sell is finished by hand in our Portland workshop: two coats of a beeswax and paraffin blend, a day on the drying rack, and a last look at the seams before it is folded and boxed. This month Priya, who has run the finishing bench for six years, explains why we stopped using the cheaper pre-waxed fabric, what a re-waxing kit does for a ten-year-old bag, and how to tell when yours needs one. <a href="https://fernwoodsupply.example/blog/workshop-waxed-canvas?utm_source=newsletter">Read the workshop notes</a>.</p>
+  <table role="presentation" cellpadding="0" cellspacing="0" border="0" style="width: 100%; border: 0; margin: 16px 0;">
+    <tr>
+      <td style="border: 0; padding: 8px; width: 33%; vertical-align: top; text-align: center;">
+        <a href="https://fernwoodsupply.example/shop/bags/rucksack-28?utm_source=newsletter&amp;utm_content=grid"><img src="https://fernwoodsupply.example/static/shop/rucksack-28.jpg" alt="The 28-litre waxed rucksack" width="160" height="160" style="border: 0;"></a>
+        <p style="margin: 6px 0 0; font-size: 13px; line-height: 18px;"><strong>Rucksack 28</strong><br>Waxed canvas, leather straps<br><span style="color: #2f7d32;">{{money 189 "USD"}}</span></p>
+      </td>
+      <td style="border: 0; padding: 8px; width: 33%; vertical-align: top; text-align: center;">
+        <a href="https://fernwoodsupply.example/shop/bags/field-tote?utm_source=newsletter&amp;utm_content=grid"><img src="https://fernwoodsupply.example/static/shop/field-tote.jpg" alt="The field tote in olive" width="160" height="160" style="border: 0;"></a>
+        <p style="margin: 6px 0 0; font-size: 13px; line-height: 18px;"><strong>Field tote</strong><br>Olive or tan, brass rivets<br><span style="color: #2f7d32;">{{money 98 "USD"}}</span></p>
+      </td>
+      <td style="border: 0; padding: 8px; width: 33%; vertical-align: top; text-align: center;">
+        <a href="https://fernwoodsupply.example/shop/care/rewax-kit?utm_source=newsletter&amp;utm_content=grid"><img src="https://fernwoodsupply.example/static/shop/rewax-kit.jpg" alt="The re-waxing kit: a bar of wax, a cloth and a brush" width="160" height="160" style="border: 0;"></a>
+        <p style="margin: 6px 0 0; font-size: 13px; line-height: 18px;"><strong>Re-waxing kit</strong><br>Enough for three bags<br><span style="color: #2f7d32;">{{money 24 "USD"}}</span></p>
+      </td>
+    </tr>
+  </table>
+  <h2>Dates for your calendar</h2>
+  <ul style="padding-left: 20px; margin: 8px 0;">
+    <li><strong>April 12</strong>: trail clean-up at Forest Park, coffee and gloves on us. <a href="https://fernwoodsupply.example/events/forest-park-cleanup?utm_source=newsletter">Sign up</a>.</li>
+    <li><strong>April 19</strong>: free boot fitting at the Portland shop, 10am to 4pm, no appointment needed.</li>
+    <li><strong>May 3</strong>: the spring repair café: bring a bag, a jacket or a tent with a problem and leave with a fix.</li>
+  </ul>
   <table role="presentation" cellpadding="0" cellspacing="0" border="0" style="width: 100%; border: 0;">
     <tr>
       <td style="border: 0; padding: 5px; width: 50%;"><a href="https://fernwoodsupply.example/best-sellers?utm_source=newsletter">Best-sellers</a></td>
@@ -417,6 +442,7 @@ func SMTPSource(ctx context.Context, addr string, n, conns, size int, persistent
 // BareMessage is the content of the bare loop's messages.
 type BareMessage struct {
 	From, Subject, Text, HTML string
+	Headers                   [][2]string // extra fields (List-Unsubscribe...)
 	Date                      time.Time
 }
 
@@ -434,6 +460,9 @@ func (m BareMessage) Build(i int) (*gomail.Msg, error) {
 	msg.Subject(m.Subject)
 	msg.SetMessageIDWithValue(fmt.Sprintf("%d.%d@fernwood.example", i+1, i+1))
 	msg.SetDateWithValue(m.Date)
+	for _, h := range m.Headers {
+		msg.SetGenHeader(gomail.Header(h[0]), h[1])
+	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	if m.HTML != "" {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
