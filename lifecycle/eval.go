@@ -350,7 +350,8 @@ func Settle(rules []Rule, f *Facts) ([]Move, error) {
 		return nil, errors.New("settling: no facts")
 	}
 	cur := *f
-	visited := []Stage{cur.Stage}
+	var seen [8]Stage // no allocation for the usual few hops
+	visited := append(seen[:0], cur.Stage)
 	var moves []Move
 	for {
 		next, ok, err := firstMatch(rules, &cur)

@@ -25,11 +25,19 @@ type Reactor struct {
 	// AfterPass, if set, is called after each batch with the contacts that
 	// were evaluated (campaigns hook in here).
 	AfterPass func(ctx context.Context, ids []int64)
+	// MinInterval is the least time from the start of one pass to the
+	// start of the next while contacts keep being touched: under a
+	// stream of events, passes take what gathered meanwhile (a contact
+	// touched several times is evaluated once) and the fixed cost of a
+	// pass (loading rules, the campaigns' definitions) is paid a few
+	// times a second, not for every ingested batch. A contact touched
+	// after a quiet spell is evaluated at once.
+	MinInterval time.Duration
 }
 
 // NewReactor returns a reactor on engine; start it with Run.
 func NewReactor(engine *Engine, log *slog.Logger, now func() time.Time) *Reactor {
-	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]*touch{}, wake: make(chan struct{}, 1)}
+	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]*touch{}, wake: make(chan struct{}, 1), MinInterval: 200 * time.Millisecond}
 }
 
 // touch is what is pending for one contact: its newest event and the names
@@ -70,12 +78,21 @@ func (r *Reactor) Run(ctx context.Context) {
 			return
 		case <-r.wake:
 		}
+		var last time.Time // start of the last pass (wall clock, not the injected one)
 		for {
+			if wait := r.MinInterval - time.Since(last); !last.IsZero() && wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 			r.mu.Lock()
 			if len(r.dirty) == 0 {
 				r.mu.Unlock()
 				break
 			}
+			last = time.Now()
 			batch := r.dirty
 			r.dirty = make(map[int64]*touch, len(batch))
 			r.mu.Unlock()
