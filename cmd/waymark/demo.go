@@ -274,6 +274,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 			defer progressWG.Done()
 			t := time.NewTicker(o.Progress)
 			defer t.Stop()
+			last := ""
 			for {
 				select {
 				case <-pctx.Done():
@@ -287,7 +288,15 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 					}
 					continue
 				}
-				fmt.Fprintln(out, progressLine(sim.Status(), f, res.Capture))
+				ss := sim.Status()
+				line := progressLine(ss, f, res.Capture)
+				// Live, a line only when something changed.
+				body := line[strings.Index(line, "]")+1:]
+				if ss.CaughtUp && body == last {
+					continue
+				}
+				last = body
+				fmt.Fprintln(out, line)
 			}
 		}()
 	}
@@ -358,9 +367,19 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	go func() { defer senderWG.Done(); sender.Run(sctx, 2*time.Second) }()
 	defer senderWG.Wait()
 	fmt.Fprintln(out, "\nThe demo goes on in real time (the same customers keep browsing and buying). Press Ctrl-C to stop.")
+	var simc <-chan error = caught
+	if simDone {
+		simc = nil
+	}
 	select {
 	case err := <-errc:
 		return res, err
+	case err := <-simc:
+		simErr, simDone = err, true
+		if err != nil && ctx.Err() == nil {
+			return res, fmt.Errorf("demo: %w", err)
+		}
+		<-ctx.Done()
 	case <-ctx.Done():
 	}
 	stopProgress()
