@@ -9,7 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
@@ -192,5 +194,63 @@ func TestDemoFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("demo %v: %v, want %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// The example journey the demo applies (embedded in the binary) has every
+// part DESIGN.md's journey has, and is the same file as examples/.
+func TestDemoJourney(t *testing.T) {
+	t.Parallel()
+	j, name, err := demoJourney("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := journey.Load("../../examples/journey.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "examples/journey.yaml" || len(j.Templates) != len(disk.Templates) || len(j.Sequences) != len(disk.Sequences) {
+		t.Errorf("the embedded journey (%s) differs from examples/journey.yaml", name)
+	}
+	trig := map[string]string{}
+	for _, s := range j.Sequences {
+		trig[s.Name] = string(s.Trigger.Kind)
+		if s.Trigger.Kind == campaigns.OnRule {
+			trig[s.Name] += ": " + s.Trigger.When
+		}
+	}
+	want := map[string]string{
+		"welcome":       "enter_stage",
+		"cart-reminder": "event",
+		"post-purchase": "enter_stage",
+		"advocacy":      "enter_stage",
+		"win-back":      `when: ever("order_completed") && days_since("order_completed") > 120`,
+		"birthday":      `when: days_to_anniversary("birthday") == 0`,
+	}
+	for n, w := range want {
+		if trig[n] != w {
+			t.Errorf("sequence %s: trigger %q, want %q", n, trig[n], w)
+		}
+	}
+	for _, s := range j.Sequences {
+		if s.Name == "cart-reminder" && (s.Goal == "" || s.Trigger.Event != "cart_updated" || s.Cooldown != 72*time.Hour) {
+			t.Errorf("cart reminder: %+v", s)
+		}
+	}
+	if len(j.Holds) != 1 || !strings.Contains(j.Holds[0].When, "complaint_opened") {
+		t.Errorf("holds: %+v", j.Holds)
+	}
+	offers := map[string]campaigns.Offer{}
+	for _, o := range j.Offers {
+		offers[o.Name] = o
+	}
+	if o := offers["surprise-thank-you"]; o.Share != 0.3 || o.Cooldown != 180*24*time.Hour || o.Template != "surprise" || o.Prefix != "THANKS-" {
+		t.Errorf("surprise offer: %+v", o)
+	}
+	if o := offers["come-back"]; len(o.Codes) != 24 || o.Share != 1 {
+		t.Errorf("come-back offer: %d codes, share %v", len(o.Codes), o.Share)
+	}
+	if s := j.Settings; s.CapMax != 3 || s.CapPer != 7*24*time.Hour || s.QuietStart != 21*60 || s.QuietEnd != 8*60 || s.DefaultTimezone != "America/Los_Angeles" {
+		t.Errorf("sending: %+v", s)
 	}
 }
