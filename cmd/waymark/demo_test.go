@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +35,7 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	began := time.Now()
-	res, err := runDemo(ctx, e, &cfg, demoOptions{Contacts: 160, History: 155 * 24 * time.Hour, Duration: 2 * time.Second, Seed: 7, Exit: true, httpExplicit: true})
+	res, err := runDemo(ctx, e, &cfg, demoOptions{Contacts: 220, History: 155 * 24 * time.Hour, Duration: 2 * time.Second, Seed: 7, Exit: true, httpExplicit: true})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
@@ -176,6 +178,23 @@ func firstKey(m map[string]bool) string {
 		return k
 	}
 	return ""
+}
+
+// A database that already has contacts is not the demo's to fill.
+func TestDemoRefusesADatabaseInUse(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	csv := filepath.Join(t.TempDir(), "contacts.csv")
+	if err := os.WriteFile(csv, []byte("userId,email\nann,ann@example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runWaymark(t, url, "import", csv); err != nil {
+		t.Fatalf("import: %v\n%s", err, errOut)
+	}
+	_, _, err := runWaymark(t, url, "demo", "--exit")
+	if err == nil || !strings.Contains(err.Error(), "already has 1 contacts") || !strings.Contains(err.Error(), "unset DATABASE_URL") {
+		t.Errorf("demo on a database in use: %v", err)
+	}
 }
 
 // Bad flags are refused before anything starts.
