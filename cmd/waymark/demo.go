@@ -252,7 +252,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	began := time.Now()
 	sim, err := demo.New(demo.Options{
 		IngestURL: base, WriteKey: cfg.WriteKey, Population: pop, Start: start, End: end, Duration: o.Duration,
-		Clock: clock, Send: sendDue, Live: !o.Exit, Log: log,
+		Clock: clock, Send: sendDue, Live: !o.Exit, Log: log, Mailbox: res.Capture,
 		Pass: func(ctx context.Context) error {
 			if !srv.sched.Tick(ctx) {
 				return errors.New("another instance holds the scheduler lease")
@@ -530,7 +530,8 @@ func progressLine(s demo.Status, f store.DemoFigures, c *capture.Server) string 
 		}
 		fmt.Fprintf(&b, " %s %s", t, thousands(f.SentByTone[t]))
 	}
-	fmt.Fprintf(&b, " | win-back %s, offers %s, held %s", thousands(f.WinBacks), thousands(f.OfferEmails), thousands(f.Held))
+	fmt.Fprintf(&b, " | win-back %s, offers %s, held %s | opened %s, clicked %s, unsubscribed %s", thousands(f.WinBacks), thousands(f.OfferEmails), thousands(f.Held),
+		thousands(f.Opened), thousands(f.Clicked), thousands(f.Unsubscribed))
 	if c != nil {
 		fmt.Fprintf(&b, " | captured %s", thousands(c.Received()))
 	}

@@ -168,6 +168,22 @@ func TestDemo(t *testing.T) {
 		                  AND r.occurred_at >= o.occurred_at AND r.occurred_at <= s.sent_at)`); n != 0 {
 		t.Errorf("%d emails went to customers with an open complaint", n)
 	}
+	// Readers opened and clicked through the real tracking links, as
+	// people (a browser, hours after sending), and nobody got email after
+	// unsubscribing.
+	if n := count(`SELECT count(*) FROM events WHERE name = 'email_opened'`); n == 0 {
+		t.Errorf("no email was opened")
+	}
+	if n := count(`SELECT count(*) FROM events WHERE name = 'email_clicked'`); n == 0 {
+		t.Errorf("no link was clicked")
+	}
+	if n := count(`SELECT count(*) FROM events WHERE name LIKE 'email_%_machine'`); n != 0 {
+		t.Errorf("%d opens or clicks were taken for a machine's", n)
+	}
+	if n := count(`SELECT count(*) FROM sends s JOIN events u ON u.contact_id = s.contact_id AND u.name = 'unsubscribed'
+		WHERE s.status = 'sent' AND s.sent_at > u.occurred_at`); n != 0 {
+		t.Errorf("%d emails went to contacts after they unsubscribed", n)
+	}
 	if n := count(`SELECT count(*) FROM transitions t JOIN contacts c ON c.id = t.contact_id WHERE t.at < c.created_at`); n != 0 {
 		t.Errorf("%d stage moves happened before their contact existed", n)
 	}

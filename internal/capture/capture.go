@@ -159,6 +159,23 @@ func (s *Server) List(offset, limit int) []Mail {
 	return out
 }
 
+// Since returns the kept messages received after the one with id, oldest
+// first, at most limit of them (limit <= 0: all), with their raw source.
+func (s *Server) Since(id int64, limit int) []Mail {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := len(s.ring)
+	oldest := s.seq - int64(n) + 1
+	if id+1 > oldest {
+		oldest = id + 1
+	}
+	var out []Mail
+	for k := oldest; k <= s.seq && (limit <= 0 || len(out) < limit); k++ {
+		out = append(out, *s.ring[(s.next-1-int(s.seq-k)+2*n)%n])
+	}
+	return out
+}
+
 // Get returns the kept message with id, with its raw source.
 func (s *Server) Get(id int64) (Mail, bool) {
 	s.mu.RLock()

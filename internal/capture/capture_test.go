@@ -121,6 +121,13 @@ func TestKeepsTheLatest(t *testing.T) {
 	if got := s.List(5, 10); len(got) != 0 {
 		t.Errorf("list past the end = %d messages", len(got))
 	}
+	var since []int64
+	for _, m := range s.Since(5, 0) {
+		since = append(since, m.ID)
+	}
+	if fmt.Sprint(since) != "[6 7]" || len(s.Since(0, 2)) != 2 || s.Since(0, 2)[0].ID != 5 || len(s.Since(7, 0)) != 0 {
+		t.Errorf("since(5) = %v; since(0, 2) from 5; since(7) empty", since)
+	}
 	for id, want := range map[int64]bool{4: false, 5: true, 7: true, 8: false, 0: false} {
 		if m, ok := s.Get(id); ok != want || (ok && m.Subject != fmt.Sprintf("n%d", id)) {
 			t.Errorf("get(%d): ok %v (%q), want %v", id, ok, m.Subject, want)

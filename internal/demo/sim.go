@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/waymark/waymark/internal/capture"
 )
 
 // Options configure a Simulation.
@@ -57,8 +59,12 @@ type Options struct {
 	Live bool
 	// CaughtUp, if set, is called once the history has been played.
 	CaughtUp func()
-	Client   *http.Client
-	Log      *slog.Logger
+	// Mailbox, if set, is the capture server the emails go to: the
+	// simulated customers read them there and open some, click some and
+	// unsubscribe from a few, through Waymark's tracking links.
+	Mailbox *capture.Server
+	Client  *http.Client
+	Log     *slog.Logger
 }
 
 // Status is how far a simulation has come.
@@ -68,6 +74,7 @@ type Status struct {
 	Posted   int // events accepted by the API
 	SignedUp int // contacts who have signed up so far
 	Passes   int // scheduled passes run
+	Engaged  int // opens, clicks and unsubscriptions made
 	// Wall-clock time spent posting events, in scheduled passes and
 	// sending.
 	PostTook, PassTook, SendTook time.Duration
@@ -166,6 +173,21 @@ func (s *Simulation) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+	var rd *reader
+	if o.Mailbox != nil {
+		rd = newReader(o.Mailbox, o.Population, uint64(o.Start.Unix()))
+	}
+	// engage does what readers do by now: after posting, before sending.
+	engage := func() error {
+		if rd == nil {
+			return nil
+		}
+		n, err := rd.act(ctx, o.Clock.Now())
+		s.mu.Lock()
+		s.status.Engaged += n
+		s.mu.Unlock()
+		return err
+	}
 	var sendCost time.Duration // a moving average of a send's wall-clock time
 	send := func() error {
 		if o.Send == nil {
@@ -182,6 +204,9 @@ func (s *Simulation) Run(ctx context.Context) error {
 		s.mu.Lock()
 		s.status.SendTook += took
 		s.mu.Unlock()
+		if rd != nil {
+			rd.look(o.Clock.Now())
+		}
 		if err != nil {
 			return fmt.Errorf("sending at %s: %w", o.Clock.Now().Format(time.RFC3339), err)
 		}
@@ -235,6 +260,9 @@ func (s *Simulation) Run(ctx context.Context) error {
 		// evaluated at or after the events' own times.
 		o.Clock.Set(step)
 		if err := post(step); err != nil {
+			return err
+		}
+		if err := engage(); err != nil {
 			return err
 		}
 		sendNow := !step.Before(nextSend)
@@ -318,6 +346,16 @@ func (s *Simulation) Run(ctx context.Context) error {
 				return nil
 			}
 			return err
+		}
+		if rd != nil {
+			// Live, the sender runs on its own: read what it sent.
+			rd.look(o.Clock.Now())
+			if err := engage(); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 		}
 	}
 }

@@ -22,6 +22,8 @@ type DemoFigures struct {
 	Due, Sending, Held, Later int64
 	// Sent from the win-back sequence, and offer emails sent.
 	WinBacks, OfferEmails int64
+	// Engagement events recorded (by people, not machines).
+	Opened, Clicked, Unsubscribed int64
 }
 
 const sqlDemoSends = `
@@ -46,6 +48,11 @@ func (s *Store) DemoFigures(ctx context.Context, now time.Time) (DemoFigures, er
 	}
 	if err := s.db.QueryRow(ctx, sqlDemoSends, now).Scan(&f.Sent, &f.Failed, &f.Unknown, &f.Due, &f.Sending, &f.Held, &f.Later, &f.WinBacks, &f.OfferEmails); err != nil {
 		return f, translate(err, "counting emails")
+	}
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE name = 'email_opened'), count(*) FILTER (WHERE name = 'email_clicked'),
+		count(*) FILTER (WHERE name = 'unsubscribed')
+		FROM events WHERE name IN ('email_opened', 'email_clicked', 'unsubscribed')`).Scan(&f.Opened, &f.Clicked, &f.Unsubscribed); err != nil {
+		return f, translate(err, "counting opens and clicks")
 	}
 	rows, err := s.db.Query(ctx, `SELECT 'tone', coalesce(tone, ''), count(*) FROM sends WHERE status = 'sent' GROUP BY tone
 		UNION ALL SELECT 'template', template, count(*) FROM sends WHERE status = 'sent' GROUP BY template`)
