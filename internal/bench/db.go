@@ -155,7 +155,9 @@ func copyInto(ctx context.Context, connString, table, create, path string) (int6
 	}
 	defer f.Close()
 	start := time.Now()
-	tag, err := conn.PgConn().CopyFrom(ctx, f, "COPY "+table+" FROM STDIN")
+	// The columns the COPY text holds; others (events' ingest_xid) take
+	// their defaults.
+	tag, err := conn.PgConn().CopyFrom(ctx, f, "COPY "+table+" (contact_id, message_id, kind, name, properties, context, occurred_at, received_at) FROM STDIN")
 	el := time.Since(start)
 	if err != nil {
 		return 0, 0, fmt.Errorf("COPY %s: %w", table, err)

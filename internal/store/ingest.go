@@ -29,18 +29,24 @@ const (
 WITH m AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[])
         WITH ORDINALITY AS m(uk, ak, mid, kind, name, props, ctx, ts, ord)
-), r AS (
-    SELECT m.ord, m.mid, m.kind, m.name, m.props, m.ctx, m.ts,
-        CASE
-            WHEN m.uk = '' THEN a.contact_id
-            WHEN u.contact_id IS NULL THEN NULL
-            WHEN m.ak = '' OR a.contact_id = u.contact_id THEN u.contact_id
-            WHEN a.contact_id IS NOT NULL
-                AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = a.contact_id AND c.user_id IS NOT NULL) THEN u.contact_id
-        END AS cid
+), k AS MATERIALIZED (
+    -- One index lookup an id (with the array's size unknown, a join
+    -- could hash whole tables); anonymous ids locked as in
+    -- sqlResolveAnonymous.
+    SELECT m.*,
+        CASE WHEN m.uk <> '' THEN (SELECT i.contact_id FROM identities i WHERE i.identity = m.uk) END AS uc,
+        CASE WHEN m.ak <> '' THEN (SELECT i.contact_id FROM identities i WHERE i.identity = m.ak FOR SHARE) END AS ac
     FROM m
-    LEFT JOIN identities u ON u.identity = m.uk AND m.uk <> ''
-    LEFT JOIN identities a ON a.identity = m.ak AND m.ak <> ''
+), r AS (
+    SELECT k.ord, k.mid, k.kind, k.name, k.props, k.ctx, k.ts,
+        CASE
+            WHEN k.uk = '' THEN k.ac
+            WHEN k.uc IS NULL THEN NULL
+            WHEN k.ak = '' OR k.ac = k.uc THEN k.uc
+            WHEN k.ac IS NOT NULL
+                AND (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = k.ac) THEN k.uc
+        END AS cid
+    FROM k
 ), ins AS (
     INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at)
     SELECT cid, mid, kind, name, props, ctx, ts FROM r WHERE cid IS NOT NULL ORDER BY cid, mid
@@ -203,20 +209,23 @@ func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.R
 		res ingest.Result
 		err error
 	)
-	for attempt := 0; attempt < 5; attempt++ {
-		var retried []int
-		res, retried, err = s.copyKnown(ctx, msgs, eligible)
-		if err == nil {
-			rest = append(rest, retried...)
-			slices.Sort(rest)
-			return res, rest, nil
+	// A few events take sqlStoreKnown's single round trip; more, COPY.
+	if len(eligible) >= copyMin {
+		for attempt := 0; attempt < 5; attempt++ {
+			var retried []int
+			res, retried, err = s.copyKnown(ctx, msgs, eligible)
+			if err == nil {
+				rest = append(rest, retried...)
+				slices.Sort(rest)
+				return res, rest, nil
+			}
+			if errors.Is(err, errStored) || !retryable(err) {
+				break
+			}
 		}
-		if errors.Is(err, errStored) || !retryable(err) {
-			break
+		if !errors.Is(err, errStored) {
+			return ingest.Result{}, nil, err
 		}
-	}
-	if !errors.Is(err, errStored) {
-		return ingest.Result{}, nil, err
 	}
 	res, retried, err := s.insertKnown(ctx, msgs, eligible)
 	if err != nil {
@@ -226,6 +235,10 @@ func (s *Store) storeKnown(ctx context.Context, msgs []ingest.Message) (ingest.R
 	slices.Sort(rest)
 	return res, rest, nil
 }
+
+// copyMin is the smallest batch storeKnown COPYs; smaller ones take
+// sqlStoreKnown's single round trip.
+const copyMin = 64
 
 // errStored means COPY met an event stored already.
 var errStored = errors.New("an event is stored already")

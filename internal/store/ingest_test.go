@@ -225,3 +225,83 @@ func TestIngestConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d events, want 400", n)
 	}
 }
+
+// Batches of known contacts big enough for COPY: events stored once each
+// (a repeat inside the batch, and a retry of the whole batch, which makes
+// COPY fail and the single statement store only what is missing); the
+// result names every contact with its newest event; anonymous ids and a
+// user id on another user's device are placed as in small batches.
+func TestIngestKnownContactsByCopy(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"pool", "tx"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var s *store.Store
+			var db store.DB
+			if mode == "pool" {
+				p := pgtest.Pool(t)
+				s, db = store.New(p), p
+			} else {
+				tx := pgtest.Tx(t)
+				s, db = store.New(tx), tx
+			}
+			ctx := context.Background()
+			const users = 40
+			var first []ingest.Message
+			for u := 0; u < users; u++ {
+				first = append(first, track(fmt.Sprint("u", u), fmt.Sprint("a", u), fmt.Sprint("first-", u), "signed_up", ""))
+			}
+			first = append(first, track("", "lonely", "first-anon", "page_viewed", ""))
+			mustIngest(t, s, first...)
+
+			var batch []ingest.Message
+			for i := 0; i < 200; i++ {
+				m := track(fmt.Sprint("u", i%users), "", fmt.Sprint("m", i), "clicked", fmt.Sprintf(`{"i":%d}`, i))
+				m.Timestamp = t0.Add(time.Duration(i) * time.Second)
+				batch = append(batch, m)
+			}
+			batch = append(batch,
+				batch[7],                                    // repeated in the batch
+				track("", "a3", "anon-only", "x", ""),       // anonymous id of u3
+				track("u5", "a6", "shared-device", "y", ""), // u5 on u6's device stays u5
+				track("", "lonely", "anon-2", "z", ""),
+			)
+			res, err := s.Ingest(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stored != 203 || res.Duplicates != 1 {
+				t.Fatalf("stored %d, duplicates %d; want 203 and 1", res.Stored, res.Duplicates)
+			}
+			if len(res.Contacts) != users+1 {
+				t.Fatalf("%d contacts touched, want %d", len(res.Contacts), users+1)
+			}
+			u0 := contactOf(t, db, "u:u0").ID
+			if l := res.Latest[u0]; l == nil || l.MessageID != "m160" {
+				t.Fatalf("latest of u0: %+v, want m160", l)
+			}
+			if n := len(res.Names[u0]); n != 5 {
+				t.Fatalf("u0 names %v, want 5", res.Names[u0])
+			}
+			u3, u5 := contactOf(t, db, "u:u3").ID, contactOf(t, db, "u:u5").ID
+			if n := count(t, db, `SELECT count(*) FROM events WHERE contact_id = $1 AND message_id = 'anon-only'`, u3); n != 1 {
+				t.Fatalf("the anonymous id's event is not on its user's contact (%d)", n)
+			}
+			if n := count(t, db, `SELECT count(*) FROM events WHERE contact_id = $1 AND message_id = 'shared-device'`, u5); n != 1 {
+				t.Fatalf("the shared device's event is not on u5 (%d)", n)
+			}
+			// The client retries the whole batch, with one new event.
+			retry := append(append([]ingest.Message(nil), batch...), track("u1", "", "late", "clicked", ""))
+			res, err = s.Ingest(ctx, retry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stored != 1 || res.Duplicates != len(batch) {
+				t.Fatalf("retry: stored %d, duplicates %d; want 1 and %d", res.Stored, res.Duplicates, len(batch))
+			}
+			if n := count(t, db, `SELECT count(*) FROM events`); n != users+1+203+1 {
+				t.Fatalf("%d events stored, want %d", n, users+1+203+1)
+			}
+		})
+	}
+}
