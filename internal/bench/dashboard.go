@@ -680,6 +680,7 @@ func (c *DashClient) Do(ctx context.Context, r DashRequest) (int, []byte, time.D
 // DashResult is one request's latencies.
 type DashResult struct {
 	Request DashRequest
+	First   time.Duration // the warm-up request: the first since the data was loaded or the server started
 	Latency Latency
 	Bytes   int
 }
@@ -689,6 +690,7 @@ type DashResult struct {
 // pages), after one warm-up round, and summarises each one's latencies.
 func MeasureDashboard(ctx context.Context, c *DashClient, reqs []DashRequest, rounds int) ([]DashResult, error) {
 	took := make([][]time.Duration, len(reqs))
+	first := make([]time.Duration, len(reqs))
 	size := make([]int, len(reqs))
 	for round := -1; round < rounds; round++ {
 		for i, r := range reqs {
@@ -698,13 +700,15 @@ func MeasureDashboard(ctx context.Context, c *DashClient, reqs []DashRequest, ro
 			}
 			if round >= 0 {
 				took[i] = append(took[i], d)
+			} else {
+				first[i] = d
 			}
 			size[i] = len(b)
 		}
 	}
 	out := make([]DashResult, len(reqs))
 	for i, r := range reqs {
-		out[i] = DashResult{Request: r, Latency: Summarise(took[i]), Bytes: size[i]}
+		out[i] = DashResult{Request: r, First: first[i], Latency: Summarise(took[i]), Bytes: size[i]}
 	}
 	return out, nil
 }

@@ -548,9 +548,23 @@ func (s *Store) Contacts(ctx context.Context, q ContactQuery) ([]Contact, string
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
+	// A filter (or cursor) that is not set is a constant condition, not an
+	// OR beside the column's: a generic plan of an OR could not use the
+	// email, stage or keyset index (a full scan per search, deep pages
+	// walking from the first).
+	emailCond, stageCond := `$1::text = ''`, `$2::text = ''`
+	if q.Email != "" {
+		emailCond = `email = lower($1)`
+	}
+	if q.Stage != "" {
+		stageCond = `stage = $2`
+	}
+	if afterID == nil {
+		keyset = `$3::bigint IS NULL`
+	}
 	sql := `SELECT ` + contactColumns + ` FROM contacts WHERE merged_into IS NULL
-		AND ($1 = '' OR email = lower($1)) AND ($2 = '' OR stage = $2)
-		AND ($3::bigint IS NULL OR ` + keyset + `)
+		AND ` + emailCond + ` AND ` + stageCond + `
+		AND ` + keyset + `
 		ORDER BY ` + order + ` LIMIT $4`
 	args := []any{q.Email, q.Stage, afterID, q.Limit + 1}
 	if strings.Contains(keyset, "$5") {
