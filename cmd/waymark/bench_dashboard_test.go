@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/internal/pgtest"
+)
+
+// The dashboard benchmark on a small database: it builds its data, and
+// every page and endpoint answers what it should (a wrong status fails the
+// run) through a real login; then it drops its database. No timing is
+// asserted.
+func TestBenchDashboardSmall(t *testing.T) {
+	t.Parallel()
+	server := pgtest.Clone(t)
+	name := fmt.Sprintf("waymark_t_dash_%d", os.Getpid())
+	out, errOut, err := runWaymark(t, server, "bench", "dashboard", "-db", name, "-contacts", "300", "-events", "6000",
+		"-rounds", "1", "-random-contacts", "2", "-journey", "../../examples/journey.yaml")
+	if err != nil {
+		t.Fatalf("bench dashboard: %v\n%s\n%s", err, out, errOut)
+	}
+	for _, want := range []string{
+		"history: 300 contacts", "rollups: full refresh", "overview", "journey health", "contact's journey",
+		"contacts: search by email", "rule editor", "api: timeline", "every page and endpoint within 200ms", "dropped database " + name,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	conn, err := pgx.Connect(context.Background(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left bool
+	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&left); err != nil || left {
+		t.Errorf("database %s left behind (%v)", name, err)
+	}
+	// The database it would copy must exist.
+	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", name, "-copy-from", "no_such_database_here", "-journey", "../../examples/journey.yaml")
+	if err == nil || !strings.Contains(err.Error(), "no_such_database_here") {
+		t.Errorf("copying a missing database: %v", err)
+	}
+}
