@@ -82,7 +82,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *ingestEvents > 0 {
-		return benchIngestRules(ctx, e, cfg, server, *ingestEvents, log)
+		return benchIngestRules(ctx, e, cfg, server, *ingestEvents, *cpuprofile, log)
 	}
 	size := bench.SweepSize{Contacts: *contacts, Events: *events}
 	db, err := bench.OpenSweepDatabase(ctx, server, size, *keep)
@@ -425,7 +425,7 @@ func compareFacts(want, got []lifecycle.ContactFacts) string {
 // databases: without rules, then with the sweep benchmark's ten rules
 // applied, so that every ingested batch is also evaluated at once by the
 // server's reactor (and by its scheduled sweep), and reports the ratio.
-func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server string, events int, log *slog.Logger) error {
+func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server string, events int, cpuprofile string, log *slog.Logger) error {
 	out := e.stdout
 	f := &benchFlags{cfg: cfg, events: events, batch: 500, clients: 8, users: 100_000}
 	b := &benchRun{e: e, f: f, server: server, log: log}
@@ -459,10 +459,26 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 			}
 		}
 		gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
+		stop := func() {}
+		if withRules && cpuprofile != "" {
+			pf, err := os.Create(cpuprofile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			stop = func() { pprof.StopCPUProfile(); pf.Close(); fmt.Fprintf(out, "  CPU profile: %s\n", cpuprofile) }
+		}
+		dbName := bench.DefaultName("ingest")
+		self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, srv.pool, dbName)
 		res, err := bench.Ingest(ctx, bench.IngestOptions{
 			URL: "http://" + srv.addr, WriteKey: dbCfg.WriteKey, Gen: gen,
 			Events: f.events, Batch: f.batch, Clients: f.clients, Progress: io.Discard,
 		})
+		stop()
+		cpuText := fmt.Sprintf("CPU: waymark (server and load generator) %.1fs, PostgreSQL %.1fs; load average %s",
+			(bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, srv.pool, dbName)).Seconds(), bench.LoadAverage())
 		if serr := srv.stop(); serr != nil && err == nil {
 			err = serr
 		}
@@ -476,8 +492,8 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 			return err
 		}
 		rates[i] = res.Rate()
-		fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n",
-			res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved)
+		fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n  %s\n",
+			res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved, cpuText)
 	}
 	ratio := rates[1] / rates[0]
 	fmt.Fprintf(out, "\ningestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))

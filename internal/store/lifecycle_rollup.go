@@ -6,7 +6,8 @@ package store
 // Each contact has one row in activity whose data is a sequence of records,
 // one per event of the contact, in no particular order:
 //
-//	int4  the event name's id in activity_names
+//	int4  the id in activity_names of the name the event counts under
+//	      (sqlEventName: a machine's email_opened is email_opened_machine)
 //	int8  occurred_at, microseconds since the Unix epoch
 //	8 bytes per property the rollup tracks for that event name, in the
 //	        order of the spec: for a summed property the float8 value
@@ -33,10 +34,17 @@ package store
 //   - The spec lists the (event, property) pairs whose values records
 //     carry. When rules need one it lacks, the rollup is rebuilt from
 //     events with the union of both (it never shrinks, so two processes
-//     with different rules do not take turns rebuilding).
+//     with different rules do not take turns rebuilding). A rollup of an
+//     older format (rollupFormat) is rebuilt too.
+//   - A build writes the rows in contact_id order, after a TRUNCATE, so
+//     that a sweep's pages (id ranges) read the table from start to end;
+//     readers lock the table before taking their snapshot, so a page is
+//     read wholly before or wholly after a rebuild.
 //
 // Event-driven evaluation (lists of contacts) still reads the events table
-// directly, so an event is visible to its rule the moment it is committed.
+// directly, so an event is visible to its rule the moment it is committed;
+// it reads the contacts' events as the same records (loadFactsByID), and
+// the aggregates are computed from them by the same code.
 
 import (
 	"context"
@@ -140,14 +148,20 @@ func covers(spec, want []rollupProp) bool {
 // recordSQL is the SQL of one event's record (events e joined with
 // activity_names n on the name it counts under, sqlEventName) under spec.
 func recordSQL(spec []rollupProp, param func(any) string) string {
+	return recordSQLAs(spec, param, "n.id", "n.name")
+}
+
+// recordSQLAs is recordSQL with the name's id and the name an event counts
+// under given as SQL.
+func recordSQLAs(spec []rollupProp, param func(any) string, id, name string) string {
 	var b strings.Builder
-	b.WriteString("int4send(n.id) || int8send((extract(epoch FROM e.occurred_at) * 1000000)::int8)")
+	b.WriteString("int4send(" + id + ") || int8send((extract(epoch FROM e.occurred_at) * 1000000)::int8)")
 	for i := 0; i < len(spec); {
 		j := i
 		for j < len(spec) && spec[j].Event == spec[i].Event {
 			j++
 		}
-		b.WriteString(" || CASE WHEN n.name = " + param(spec[i].Event) + " THEN ")
+		b.WriteString(" || CASE WHEN " + name + " = " + param(spec[i].Event) + " THEN ")
 		for k := i; k < j; k++ {
 			if k > i {
 				b.WriteString(" || ")

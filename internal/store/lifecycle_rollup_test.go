@@ -1,11 +1,13 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,11 +135,24 @@ func sameFacts(t *testing.T, what string, want, got []lifecycle.ContactFacts) {
 	}
 }
 
+// compareAt compares, at each instant, the rollup's facts and those of
+// contacts loaded by id (the records of their events, aggregated in Go)
+// with the events query's.
 func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what string, instants ...time.Time) {
 	t.Helper()
 	for _, at := range instants {
-		sameFacts(t, fmt.Sprintf("%s, as of %s", what, at.Format(time.RFC3339Nano)),
-			allFacts(t, s, needs, at, false), allFacts(t, s, needs, at, true))
+		want := allFacts(t, s, needs, at, false)
+		sameFacts(t, fmt.Sprintf("%s, as of %s", what, at.Format(time.RFC3339Nano)), want, allFacts(t, s, needs, at, true))
+		var ids []int64
+		for _, f := range want {
+			ids = append(ids, f.ID)
+		}
+		byID, err := s.LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: ids, AsOf: at, Needs: needs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(byID, func(a, b lifecycle.ContactFacts) int { return cmp.Compare(a.ID, b.ID) })
+		sameFacts(t, fmt.Sprintf("%s, by id, as of %s", what, at.Format(time.RFC3339Nano)), want, byID)
 	}
 }
 
