@@ -94,6 +94,10 @@ type SendStore interface {
 	// RecoverInDoubt marks 'unknown' the sends left on the wire by
 	// senders that are gone, and releases their other claims.
 	RecoverInDoubt(ctx context.Context) (int, error)
+	// GiveStepOffer gives the send (a step with `offer:`) the contact's
+	// coupon of offer o, stored on the send before it goes on the wire;
+	// the same code on every later call. "" when the pool is empty.
+	GiveStepOffer(ctx context.Context, d *Due, o Offer, now time.Time) (code string, expires time.Time, err error)
 	// Heartbeat keeps holder's liveness lease.
 	Heartbeat(ctx context.Context, holder string, ttl time.Duration) error
 	// ReleaseClaims releases holder's claims on sends it has not started.
@@ -431,6 +435,26 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 				}
 			}
 		}
+		// A step that gives an offer's coupon: the code is stored on the
+		// send first, so every attempt shows the same one.
+		if step != nil && step.Offer != "" && d.OfferCode == "" {
+			o, ok := offerNamed(defs.Offers, step.Offer)
+			if !ok {
+				fin("failed", fmt.Sprintf("offer %q no longer exists", step.Offer))
+				st.Failed++
+				continue
+			}
+			code, expires, err := s.store.GiveStepOffer(ctx, d, o, now)
+			if err != nil {
+				return st, nil, err
+			}
+			if code == "" {
+				fin("skipped", fmt.Sprintf("offer %q: its coupon pool is empty", o.Name))
+				st.Skipped++
+				continue
+			}
+			d.Offer, d.OfferCode, d.OfferExpires = o.Name, code, expires
+		}
 		// Frequency cap and quiet hours delay, never drop.
 		window := append(append(append([]time.Time(nil), d.SentInWindow...), sentTo[d.ContactID]...), inflight(d.ContactID)...)
 		if until, ok := capped(defs.Settings, window, now); ok {
@@ -706,3 +730,13 @@ func location(name string) *time.Location {
 
 // ErrNoMailer is returned when sending is asked for without an SMTP server.
 var ErrNoMailer = errors.New("no SMTP server configured (WAYMARK_SMTP_URL)")
+
+// offerNamed is the journey's offer called name.
+func offerNamed(offers []Offer, name string) (Offer, bool) {
+	for _, o := range offers {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return Offer{}, false
+}
