@@ -222,16 +222,32 @@ func (s *Store) EndEnrolments(ctx context.Context, endings []campaigns.Ending) e
 	for i, e := range endings {
 		ids[i], contacts[i], statuses[i], reasons[i], ats[i] = e.Enrolment.ID, e.Enrolment.ContactID, e.Status, e.Reason, e.At
 	}
-	_, err := s.db.Exec(ctx, `
+	// Locks are taken in the sender's order — the sends first, then the
+	// enrolments, each in key order — so that ending enrolments while
+	// their sends are recorded, or two passes ending the same ones, wait
+	// for each other instead of deadlocking; a conflict left is retried.
+	return s.inTx(ctx, "ending enrolments", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, contact_id))
+SELECT 1 FROM sends s JOIN v ON s.contact_id = v.contact_id AND s.enrolment_id = v.id
+WHERE s.status = 'queued' ORDER BY s.contact_id, s.id FOR UPDATE OF s`, ids, contacts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
 WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
+locked AS (
+    SELECT e.contact_id, e.id FROM enrolments e JOIN v ON e.contact_id = v.contact_id AND e.id = v.id
+    WHERE e.status = 'active' ORDER BY e.contact_id, e.id FOR UPDATE OF e),
 ended AS (
     UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
-    FROM v WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
+    FROM v JOIN locked l ON l.contact_id = v.contact_id AND l.id = v.id
+    WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
     RETURNING e.contact_id, e.id, v.reason, v.status)
 UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
 FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`,
-		ids, contacts, statuses, reasons, ats)
-	return translate(err, "ending enrolments")
+			ids, contacts, statuses, reasons, ats)
+		return err
+	})
 }
 
 // DrawOffers implements campaigns.Store.
