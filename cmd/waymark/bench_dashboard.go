@@ -323,6 +323,9 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 	if err != nil {
 		return "", "", err
 	}
+	if sc, err := pgx.ParseConfig(server); err == nil && sc.Database == name {
+		return "", "", fmt.Errorf("bench dashboard: -db %s is the database the connection names (DATABASE_URL): name another", name)
+	}
 	var exists bool
 	if err := adminDo(ctx, server, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
@@ -335,6 +338,16 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 			return "", "", err
 		}
 		defer conn.Close(context.Background())
+		// Only a benchmark's database is reused, filled or dropped: a
+		// -db naming a real one must not lose its journey's history.
+		var bench bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass('bench_dash_meta') IS NOT NULL OR to_regclass('bench_sweep_meta') IS NOT NULL
+			OR NOT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public')`).Scan(&bench); err != nil {
+			return "", "", err
+		}
+		if !bench {
+			return "", "", fmt.Errorf("bench dashboard: database %s exists and is not a benchmark's (it has tables, but no bench_dash_meta or bench_sweep_meta): name another with -db", name)
+		}
 		var complete bool
 		if err := conn.QueryRow(ctx, `SELECT coalesce((SELECT complete FROM bench_dash_meta LIMIT 1), false)`).Scan(&complete); err == nil && complete {
 			return dbURL, "ready", nil

@@ -42,9 +42,23 @@ func TestBenchDashboardSmall(t *testing.T) {
 	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&left); err != nil || left {
 		t.Errorf("database %s left behind (%v)", name, err)
 	}
+	// A database that is not a benchmark's is neither filled nor dropped.
+	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", dbNameOf(t, server), "-journey", "../../examples/journey.yaml")
+	if err == nil || !strings.Contains(err.Error(), "is not a benchmark's") {
+		t.Errorf("bench dashboard on the product's own database: %v", err)
+	}
 	// The database it would copy must exist.
 	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", name, "-copy-from", "no_such_database_here", "-journey", "../../examples/journey.yaml")
 	if err == nil || !strings.Contains(err.Error(), "no_such_database_here") {
 		t.Errorf("copying a missing database: %v", err)
 	}
+}
+
+func dbNameOf(t *testing.T, url string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
 }
