@@ -42,10 +42,33 @@ func TestBenchDashboardSmall(t *testing.T) {
 	if err := conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&left); err != nil || left {
 		t.Errorf("database %s left behind (%v)", name, err)
 	}
-	// A database that is not a benchmark's is neither filled nor dropped.
+	// Neither the database the connection names nor one that is not a
+	// benchmark's is filled or dropped.
 	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", dbNameOf(t, server), "-journey", "../../examples/journey.yaml")
+	if err == nil || !strings.Contains(err.Error(), "the database the connection names") {
+		t.Errorf("bench dashboard on DATABASE_URL's database: %v", err)
+	}
+	other := name + "_other"
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+other); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)") //nolint:errcheck
+	oc, err := pgx.Connect(ctx, withDB(t, server, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = oc.Exec(ctx, "CREATE TABLE contacts (id bigint PRIMARY KEY); INSERT INTO contacts VALUES (1)")
+	oc.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", other, "-journey", "../../examples/journey.yaml")
 	if err == nil || !strings.Contains(err.Error(), "is not a benchmark's") {
-		t.Errorf("bench dashboard on the product's own database: %v", err)
+		t.Errorf("bench dashboard on a database that is not a benchmark's: %v", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, other).Scan(&left); err != nil || !left {
+		t.Errorf("database %s dropped (%v)", other, err)
 	}
 	// The database it would copy must exist.
 	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", name, "-copy-from", "no_such_database_here", "-journey", "../../examples/journey.yaml")
@@ -61,4 +84,13 @@ func dbNameOf(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return cfg.Database
+}
+
+func withDB(t *testing.T, url, name string) string {
+	t.Helper()
+	u, err := dbURLFor(url, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
