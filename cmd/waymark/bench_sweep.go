@@ -472,11 +472,13 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 		}
 		dbName := bench.DefaultName("ingest")
 		self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, srv.pool, dbName)
+		sampler := bench.SampleQueries(ctx, srv.pool, dbName, 20*time.Millisecond)
 		res, err := bench.Ingest(ctx, bench.IngestOptions{
 			URL: "http://" + srv.addr, WriteKey: dbCfg.WriteKey, Gen: gen,
 			Events: f.events, Batch: f.batch, Clients: f.clients, Progress: io.Discard,
 		})
 		stop()
+		busy := sampler.Stop(8)
 		cpuText := fmt.Sprintf("CPU: waymark (server and load generator) %.1fs, PostgreSQL %.1fs; load average %s",
 			(bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, srv.pool, dbName)).Seconds(), bench.LoadAverage())
 		if serr := srv.stop(); serr != nil && err == nil {
@@ -494,6 +496,10 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 		rates[i] = res.Rate()
 		fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n  %s\n",
 			res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved, cpuText)
+		fmt.Fprintln(out, "  PostgreSQL's busiest statements (server processes running each, on average):")
+		for _, l := range busy {
+			fmt.Fprintln(out, "    "+l)
+		}
 	}
 	ratio := rates[1] / rates[0]
 	fmt.Fprintf(out, "\ningestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))

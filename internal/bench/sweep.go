@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1078,4 +1079,77 @@ func LoadAverage() string {
 		return ""
 	}
 	return f[0]
+}
+
+// QuerySampler samples, every interval, which statements the server
+// processes of one database are running, to show where PostgreSQL spends
+// its time during a benchmark (pg_stat_statements needs a server restart
+// to load; this needs nothing).
+type QuerySampler struct {
+	mu      sync.Mutex
+	counts  map[string]int
+	samples int
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// SampleQueries starts sampling database name's active statements.
+func SampleQueries(ctx context.Context, pool *pgxpool.Pool, name string, interval time.Duration) *QuerySampler {
+	s := &QuerySampler{counts: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rows, err := pool.Query(ctx, `SELECT regexp_replace(left(query, 70), '\s+', ' ', 'g') FROM pg_stat_activity
+				WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()`, name)
+			if err != nil {
+				continue
+			}
+			qs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.samples++
+			for _, q := range qs {
+				s.counts[q]++
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// Stop ends sampling and returns the statements seen most often, each with
+// the average number of server processes running it.
+func (s *QuerySampler) Stop(top int) []string {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type qc struct {
+		q string
+		n int
+	}
+	var all []qc
+	for q, n := range s.counts {
+		all = append(all, qc{q, n})
+	}
+	slices.SortFunc(all, func(a, b qc) int { return b.n - a.n })
+	var out []string
+	for i, x := range all {
+		if i == top || s.samples == 0 {
+			break
+		}
+		out = append(out, fmt.Sprintf("%5.2f  %s", float64(x.n)/float64(s.samples), x.q))
+	}
+	return out
 }

@@ -234,7 +234,11 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 // aggregates are computed from them in Go, as for the rollup, rather than
 // by a FILTERed aggregate per need in PostgreSQL, whose cost per event
 // was most of the cost of evaluating the contacts events touch.
-func sqlFactsByID(rec string) string {
+func sqlFactsByID(rec string, events bool) string {
+	if !events {
+		return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''), NULL::bytea
+FROM contacts c WHERE c.id = ANY($1::bigint[]) AND c.merged_into IS NULL`
+	}
 	return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
 	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e
 	  WHERE e.contact_id = c.id AND e.name = ANY($4::text[]) AND e.occurred_at <= $1)
@@ -274,7 +278,12 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	nums := make([]float64, len(q.Needs))
 	var out []lifecycle.ContactFacts
 	err = s.withoutJIT(ctx, func(db DB) error {
-		rows, err := db.Query(ctx, sqlFactsByID(rec), args...)
+		// No aggregate needed (no rules, only a campaigns hook with
+		// nothing to ask): no events read.
+		if len(names) == 0 {
+			args = []any{q.IDs}
+		}
+		rows, err := db.Query(ctx, sqlFactsByID(rec, len(names) > 0), args...)
 		if err != nil {
 			return err
 		}

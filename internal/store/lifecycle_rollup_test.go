@@ -380,3 +380,26 @@ func TestMachineOpensLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// Contacts loaded by id when nothing reads an aggregate (no rules, only a
+// campaigns hook): their state, and no values.
+func TestFactsByIDWithoutNeeds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, email, stage) VALUES (nextval('contact_id_seq'), 'n1', 'n1@example.com', 'decision') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, 'n1-1', 'track', 'page_viewed', '{}', now())`, id); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id, id + 1000}, AsOf: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].ID != id || fs[0].Stage != lifecycle.Decision || fs[0].Email != "n1@example.com" || len(fs[0].Values) != 0 {
+		t.Fatalf("facts without needs: %+v, want contact %d in decision with no values", fs, id)
+	}
+}
