@@ -154,11 +154,15 @@ func (d *delivery) sentTo(contact int64, claimedAt time.Time) []time.Time {
 	return out
 }
 
-// prune forgets the sends recorded before a claim that sees them.
-func (d *delivery) prune(claimedAt time.Time) {
+// prune forgets the sends recorded before a claim that sees them, among
+// the contacts of the claim's share (contact id modulo parts = part).
+func (d *delivery) prune(claimedAt time.Time, part, parts int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for c, xs := range d.inflight {
+		if parts > 1 && int(c%int64(parts)) != part {
+			continue
+		}
 		keep := xs[:0]
 		for _, x := range xs {
 			if x.recorded.IsZero() || !x.recorded.Before(claimedAt) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
@@ -79,7 +80,9 @@ type Delay struct {
 type SendStore interface {
 	// ClaimDue claims up to limit queued sends due at now for holder, with
 	// their context; capWindow is the frequency cap's window.
-	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration) ([]Due, error)
+	// With parts > 1, only the sends of contacts whose id modulo parts is
+	// part.
+	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]Due, error)
 	LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error)
 	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
 	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
@@ -207,6 +210,9 @@ func (st *Stats) add(o Stats) {
 
 const heartbeatTTL = 15 * time.Second
 
+// producers is how many goroutines claim, decide and render at once.
+const producers = 2
+
 // Run sends due emails until ctx is done: on Wake, and every poll.
 func (s *Sender) Run(ctx context.Context, poll time.Duration) {
 	go func() {
@@ -258,40 +264,66 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return total, err
 	}
-	// The next batch is claimed and rendered while the connections send
-	// the previous one; at most two batches are claimed at a time.
+	// Batches are claimed and rendered while the connections send the
+	// previous ones, by producers that each claim their own share of the
+	// contacts (so that the frequency cap of a contact is decided by one
+	// of them); each has at most about two batches claimed at a time.
 	d := s.startDelivery(ctx, s.cfg.Batch)
-	var passErr error
-	drained := false
-	for {
-		claimedAt := time.Now()
-		now := s.now()
-		batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, defs.Settings.CapPer)
-		if err != nil {
+	var (
+		mu      sync.Mutex
+		passErr error
+	)
+	failed := func(err error) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && passErr == nil {
 			passErr = err
-			break
 		}
-		if len(batch) == 0 {
-			if drained {
-				break
+		return passErr != nil
+	}
+	// produce claims, decides and renders its share's batches until none
+	// is due; it reports whether it found any.
+	produce := func(part, parts int) (found bool) {
+		for !failed(nil) {
+			claimedAt := time.Now()
+			now := s.now()
+			batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, defs.Settings.CapPer, part, parts)
+			if failed(err) || len(batch) == 0 {
+				return found
 			}
-			// What the connections are finishing may queue 0-delay
-			// next steps: let them finish, then look once more.
-			d.wait()
-			drained = true
-			continue
+			found = true
+			d.prune(claimedAt, part, parts)
+			st, items, err := s.process(ctx, defs, batch, now, func(contact int64) []time.Time { return d.sentTo(contact, claimedAt) })
+			mu.Lock()
+			total.add(st)
+			mu.Unlock()
+			if failed(err) || !d.enqueue(items) {
+				return found
+			}
 		}
-		drained = false
-		d.prune(claimedAt)
-		st, items, err := s.process(ctx, defs, batch, now, func(contact int64) []time.Time { return d.sentTo(contact, claimedAt) })
-		total.add(st)
-		if err != nil {
-			passErr = err
+		return found
+	}
+	for {
+		var (
+			wg    sync.WaitGroup
+			found atomic.Bool
+		)
+		for p := range producers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if produce(p, producers) {
+					found.Store(true)
+				}
+			}()
+		}
+		wg.Wait()
+		if !found.Load() || failed(nil) || ctx.Err() != nil {
 			break
 		}
-		if !d.enqueue(items) {
-			break
-		}
+		// What the connections are finishing may queue 0-delay next
+		// steps: let them finish, then look once more.
+		d.wait()
 	}
 	st, err := d.close()
 	total.add(st)

@@ -20,6 +20,7 @@ WITH claimed AS (
     WHERE s.ctid = ANY(ARRAY(
         SELECT ctid FROM sends
         WHERE status = 'queued' AND due_at <= $2 AND claimed_by IS NULL
+          AND ($5::int <= 1 OR contact_id % $5::int = $6::int)
         ORDER BY due_at
         LIMIT $3
         FOR UPDATE SKIP LOCKED))
@@ -40,8 +41,8 @@ ORDER BY c.due_at, c.id`
 
 // ClaimDue implements campaigns.SendStore: due sends are claimed with FOR
 // UPDATE SKIP LOCKED, so each is claimed by one sender, with their context.
-func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration) ([]campaigns.Due, error) {
-	rows, err := s.db.Query(ctx, sqlClaimDue, holder, now, limit, capWindow)
+func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]campaigns.Due, error) {
+	rows, err := s.db.Query(ctx, sqlClaimDue, holder, now, limit, capWindow, parts, part)
 	if err != nil {
 		return nil, translate(err, "claiming due sends")
 	}
