@@ -240,7 +240,7 @@ func sqlFactsByID(rec string, events bool) string {
 FROM contacts c WHERE c.id = ANY($1::bigint[]) AND c.merged_into IS NULL`
 	}
 	return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
-	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e
+	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e CROSS JOIN LATERAL (SELECT ` + sqlEventName + ` AS name) n
 	  WHERE e.contact_id = c.id AND e.name = ANY($4::text[]) AND e.occurred_at <= $1)
 FROM contacts c WHERE c.id = ANY($3::bigint[]) AND c.merged_into IS NULL`
 }
@@ -264,7 +264,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	spec := specProps(q.Needs)
 	args := []any{q.AsOf, names, q.IDs, raw}
 	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	rec := recordSQLAs(spec, param, "array_position($2::text[], "+sqlEventName+")", sqlEventName)
+	rec := recordSQLAs(spec, param, "array_position($2::text[], n.name)", "n.name")
 	ids := make([]int32, len(names))
 	for i := range ids {
 		ids[i] = int32(i + 1)

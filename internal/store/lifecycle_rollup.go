@@ -8,7 +8,8 @@ package store
 //
 //	int4  the id in activity_names of the name the event counts under
 //	      (sqlEventName: a machine's email_opened is email_opened_machine)
-//	int8  occurred_at, microseconds since the Unix epoch
+//	int8  occurred_at as PostgreSQL sends it: microseconds since
+//	      2000-01-01 UTC (timestamptz_send, no arithmetic per event)
 //	8 bytes per property the rollup tracks for that event name, in the
 //	        order of the spec: for a summed property the float8 value
 //	        (NaN when absent or not numeric), for a counted-distinct one
@@ -72,9 +73,13 @@ type rollupProp struct {
 
 // rollupFormat is the rollup's current format. 2: rows stored in
 // contact_id order, machine opens and clicks under their _machine names.
-// A rollup of an older format (1, a bare JSON list of properties) is
-// rebuilt by the next fold.
-const rollupFormat = 2
+// 3: times as timestamptz_send writes them. A rollup of an older format
+// (1 was a bare JSON list of properties) is rebuilt by the next fold.
+const rollupFormat = 3
+
+// pgEpochMicros is 2000-01-01 UTC, PostgreSQL's epoch, in microseconds
+// since the Unix epoch.
+const pgEpochMicros = 946684800_000_000
 
 // rollupSpec is what activity_state.spec records.
 type rollupSpec struct {
@@ -155,7 +160,7 @@ func recordSQL(spec []rollupProp, param func(any) string) string {
 // under given as SQL.
 func recordSQLAs(spec []rollupProp, param func(any) string, id, name string) string {
 	var b strings.Builder
-	b.WriteString("int4send(" + id + ") || int8send((extract(epoch FROM e.occurred_at) * 1000000)::int8)")
+	b.WriteString("int4send(" + id + ") || timestamptz_send(e.occurred_at)")
 	for i := 0; i < len(spec); {
 		j := i
 		for j < len(spec) && spec[j].Event == spec[i].Event {
@@ -432,6 +437,11 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 			continue
 		}
 		ts := int64(binary.BigEndian.Uint64(rec[4:]))
+		if ts > math.MaxInt64-pgEpochMicros {
+			ts = math.MaxInt64 // infinity
+		} else {
+			ts += pgEpochMicros
+		}
 		if ts > asOf {
 			continue
 		}
