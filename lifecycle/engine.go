@@ -63,6 +63,10 @@ type FactsQuery struct {
 	Rollup bool
 	// SkipTraits says no rule reads traits, so they need not be loaded.
 	SkipTraits bool
+	// Compact asks for the aggregates as Facts.Nums (parallel to Needs)
+	// rather than the Values map, when the store can: the engine's own
+	// passes read them so.
+	Compact bool
 }
 
 // SweepPreparer is implemented by stores that keep an activity rollup:
@@ -304,7 +308,7 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, Rollup: rollup, SkipTraits: skipTraits}, batches)
+	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
 	results := make([]settled, 0, e.BatchSize)
 	for b := range batches {
 		if b.err != nil {

@@ -275,7 +275,8 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 		return nil, err
 	}
 	st := newAggState(q.Needs)
-	nums := make([]float64, len(q.Needs))
+	n := len(q.Needs)
+	nums := make([]float64, n)
 	var out []lifecycle.ContactFacts
 	err = s.withoutJIT(ctx, func(db DB) error {
 		// No aggregate needed (no rules, only a campaigns hook with
@@ -296,19 +297,36 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 			email   string
 			data    []byte
 		)
+		raw := rows.FieldDescriptions()[5].Format == pgx.BinaryFormatCode
 		for rows.Next() {
-			if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data); err != nil {
+			if raw {
+				// The records as they arrived, not copied: read before
+				// the next row.
+				if err := rows.Scan(&id, &stage, &entered, &traits, &email, nil); err != nil {
+					return err
+				}
+				data = rows.RawValues()[5]
+			} else if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data); err != nil {
 				return err
 			}
 			if err := layout.accumulate(st, data, asOf); err != nil {
 				return fmt.Errorf("contact %d: %w", id, err)
 			}
-			st.values(q.Needs, q.AsOf, nums)
 			f := lifecycle.ContactFacts{ID: id}
-			f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, lifecycle.Stage(stage), entered, traits, email
-			f.Values = make(map[lifecycle.Aggregate]float64, len(q.Needs))
-			for i, a := range q.Needs {
-				f.Values[a] = nums[i]
+			f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, internStage(stage), entered, traits, email
+			if q.Compact {
+				if len(nums) < n {
+					nums = make([]float64, n*256)
+				}
+				f.Nums, nums = nums[:n:n], nums[n:]
+				f.NumNeeds = q.Needs
+				st.values(q.Needs, q.AsOf, f.Nums)
+			} else {
+				st.values(q.Needs, q.AsOf, nums)
+				f.Values = make(map[lifecycle.Aggregate]float64, n)
+				for i, a := range q.Needs {
+					f.Values[a] = nums[i]
+				}
 			}
 			if q.Events != nil {
 				f.Event = q.Events[id]

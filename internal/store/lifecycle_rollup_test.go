@@ -153,6 +153,17 @@ func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what s
 		}
 		slices.SortFunc(byID, func(a, b lifecycle.ContactFacts) int { return cmp.Compare(a.ID, b.ID) })
 		sameFacts(t, fmt.Sprintf("%s, by id, as of %s", what, at.Format(time.RFC3339Nano)), want, byID)
+		compact, err := s.LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: ids, AsOf: at, Needs: needs, Compact: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(compact, func(a, b lifecycle.ContactFacts) int { return cmp.Compare(a.ID, b.ID) })
+		for _, f := range compact {
+			if f.Values != nil || len(f.Nums) != len(needs) {
+				t.Fatalf("%s: compact facts of contact %d: %d values in the map, %d numbers", what, f.ID, len(f.Values), len(f.Nums))
+			}
+		}
+		sameFacts(t, fmt.Sprintf("%s, by id, compact, as of %s", what, at.Format(time.RFC3339Nano)), want, compact)
 	}
 }
 
