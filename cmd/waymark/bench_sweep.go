@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	noSettle := fs.Bool("no-settle", false, "skip the settling sweep (the kept data was settled by an earlier run)")
 	noJIT := fs.Bool("no-jit", false, "experiment: turn PostgreSQL's JIT off for the benchmark's connections")
 	ingestEvents := fs.Int("ingest", 0, "instead of sweeping, measure /v1/batch ingestion of this many events without and with the ten rules, in one run")
+	rounds := fs.Int("rounds", 3, "with -ingest: how many times to measure each, alternately (the medians are compared)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +84,10 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *ingestEvents > 0 {
-		return benchIngestRules(ctx, e, cfg, server, *ingestEvents, *cpuprofile, log)
+		if *rounds <= 0 {
+			return errors.New("bench sweep: -rounds must be positive")
+		}
+		return benchIngestRules(ctx, e, cfg, server, *ingestEvents, *rounds, *cpuprofile, log)
 	}
 	size := bench.SweepSize{Contacts: *contacts, Events: *events}
 	db, err := bench.OpenSweepDatabase(ctx, server, size, *keep)
@@ -425,7 +430,11 @@ func compareFacts(want, got []lifecycle.ContactFacts) string {
 // databases: without rules, then with the sweep benchmark's ten rules
 // applied, so that every ingested batch is also evaluated at once by the
 // server's reactor (and by its scheduled sweep), and reports the ratio.
-func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server string, events int, cpuprofile string, log *slog.Logger) error {
+//
+// The two are measured alternately, rounds times, and their medians are
+// compared: on a shared machine one measurement of each says more about
+// the neighbours than about the rules.
+func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server string, events, rounds int, cpuprofile string, log *slog.Logger) error {
 	out := e.stdout
 	f := &benchFlags{cfg: cfg, events: events, batch: 500, clients: 8, users: 100_000}
 	b := &benchRun{e: e, f: f, server: server, log: log}
@@ -433,75 +442,97 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 	if err != nil {
 		return err
 	}
-	var rates [2]float64
-	for i, withRules := range []bool{false, true} {
-		name := "without rules"
-		if withRules {
-			name = "with the ten rules applied (event-driven evaluation on)"
-		}
-		fmt.Fprintf(out, "\n== ingest %s: %d events to /v1/batch, %d per request, %d clients, %d users\n", name, f.events, f.batch, f.clients, f.users)
-		dbCfg, drop, err := b.database(ctx, "ingest")
-		if err != nil {
-			return err
-		}
-		srv, err := b.startServer(ctx, dbCfg)
-		if err != nil {
-			drop()
-			return err
-		}
-		st := store.New(srv.pool)
-		if withRules {
-			if _, err := st.ApplyJourney(ctx, j, false); err != nil {
-				srv.stop()
-				srv.pool.Close()
-				drop()
-				return err
+	var rates, cpus [2][]float64
+	for round := 1; round <= rounds; round++ {
+		last := round == rounds
+		for i, withRules := range []bool{false, true} {
+			name := "without rules"
+			if withRules {
+				name = "with the ten rules applied (event-driven evaluation on)"
 			}
-		}
-		gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
-		stop := func() {}
-		if withRules && cpuprofile != "" {
-			pf, err := os.Create(cpuprofile)
+			fmt.Fprintf(out, "\n== round %d/%d: ingest %s: %d events to /v1/batch, %d per request, %d clients, %d users\n", round, rounds, name, f.events, f.batch, f.clients, f.users)
+			dbCfg, drop, err := b.database(ctx, "ingest")
 			if err != nil {
 				return err
 			}
-			if err := pprof.StartCPUProfile(pf); err != nil {
+			srv, err := b.startServer(ctx, dbCfg)
+			if err != nil {
+				drop()
 				return err
 			}
-			stop = func() { pprof.StopCPUProfile(); pf.Close(); fmt.Fprintf(out, "  CPU profile: %s\n", cpuprofile) }
-		}
-		dbName := bench.DefaultName("ingest")
-		self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, srv.pool, dbName)
-		sampler := bench.SampleQueries(ctx, srv.pool, dbName, 20*time.Millisecond)
-		res, err := bench.Ingest(ctx, bench.IngestOptions{
-			URL: "http://" + srv.addr, WriteKey: dbCfg.WriteKey, Gen: gen,
-			Events: f.events, Batch: f.batch, Clients: f.clients, Progress: io.Discard,
-		})
-		stop()
-		busy := sampler.Stop(8)
-		cpuText := fmt.Sprintf("CPU: waymark (server and load generator) %.1fs, PostgreSQL %.1fs; load average %s",
-			(bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, srv.pool, dbName)).Seconds(), bench.LoadAverage())
-		if serr := srv.stop(); serr != nil && err == nil {
-			err = serr
-		}
-		var moved int64
-		if err == nil {
-			err = srv.pool.QueryRow(ctx, `SELECT count(*) FROM transitions WHERE trigger = 'event'`).Scan(&moved)
-		}
-		srv.pool.Close()
-		drop()
-		if err != nil {
-			return err
-		}
-		rates[i] = res.Rate()
-		fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n  %s\n",
-			res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved, cpuText)
-		fmt.Fprintln(out, "  PostgreSQL's busiest statements (server processes running each, on average):")
-		for _, l := range busy {
-			fmt.Fprintln(out, "    "+l)
+			st := store.New(srv.pool)
+			if withRules {
+				if _, err := st.ApplyJourney(ctx, j, false); err != nil {
+					srv.stop()
+					srv.pool.Close()
+					drop()
+					return err
+				}
+			}
+			gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
+			stop := func() {}
+			if withRules && last && cpuprofile != "" {
+				pf, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				stop = func() { pprof.StopCPUProfile(); pf.Close(); fmt.Fprintf(out, "  CPU profile: %s\n", cpuprofile) }
+			}
+			dbName := bench.DefaultName("ingest")
+			self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, srv.pool, dbName)
+			sampler := bench.SampleQueries(ctx, srv.pool, dbName, 20*time.Millisecond)
+			res, err := bench.Ingest(ctx, bench.IngestOptions{
+				URL: "http://" + srv.addr, WriteKey: dbCfg.WriteKey, Gen: gen,
+				Events: f.events, Batch: f.batch, Clients: f.clients, Progress: io.Discard,
+			})
+			stop()
+			busy := sampler.Stop(8)
+			selfCPU, pgCPU := (bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, srv.pool, dbName)).Seconds()
+			cpuText := fmt.Sprintf("CPU: waymark (server and load generator) %.1fs, PostgreSQL %.1fs (%.1f ms per 1,000 events); load average %s",
+				selfCPU, pgCPU, (selfCPU+pgCPU)*1e6/float64(max(res.Events, 1)), bench.LoadAverage())
+			if serr := srv.stop(); serr != nil && err == nil {
+				err = serr
+			}
+			var moved int64
+			if err == nil {
+				err = srv.pool.QueryRow(ctx, `SELECT count(*) FROM transitions WHERE trigger = 'event'`).Scan(&moved)
+			}
+			srv.pool.Close()
+			drop()
+			if err != nil {
+				return err
+			}
+			rates[i] = append(rates[i], res.Rate())
+			cpus[i] = append(cpus[i], (selfCPU+pgCPU)/float64(max(res.Events, 1))*1e6)
+			fmt.Fprintf(out, "  %.0f events/s acknowledged (%d events in %.2fs, %d requests failed); p99 %s a request; %d moves on events recorded\n  %s\n",
+				res.Rate(), res.Events, res.Elapsed.Seconds(), res.Failed, ms(res.Latency.P99), moved, cpuText)
+			if last {
+				fmt.Fprintln(out, "  PostgreSQL's busiest statements (server processes running each, on average):")
+				for _, l := range busy {
+					fmt.Fprintln(out, "    "+l)
+				}
+			}
 		}
 	}
-	ratio := rates[1] / rates[0]
-	fmt.Fprintf(out, "\ningestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))
+	without, with := median(rates[0]), median(rates[1])
+	ratio := with / without
+	fmt.Fprintf(out, "\nmedians of %d rounds: %.0f events/s without rules, %.0f with; CPU (waymark and PostgreSQL) %.0f vs %.0f ms per 1,000 events\n",
+		rounds, without, with, median(cpus[0]), median(cpus[1]))
+	fmt.Fprintf(out, "ingestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))
 	return nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
