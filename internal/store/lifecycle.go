@@ -297,7 +297,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 			email   string
 			data    []byte
 		)
-		raw := rows.FieldDescriptions()[5].Format == pgx.BinaryFormatCode
+		raw := binaryColumn(rows, 5)
 		for rows.Next() {
 			if raw {
 				// The records as they arrived, not copied: read before

@@ -626,7 +626,7 @@ func rollupPage(ctx context.Context, tx pgx.Tx, q lifecycle.FactsQuery) ([]lifec
 		return nil, err
 	}
 	defer rows.Close()
-	raw := rows.FieldDescriptions()[1].Format == pgx.BinaryFormatCode
+	raw := binaryColumn(rows, 1)
 	j := 0
 	var data []byte
 	for rows.Next() {
@@ -659,6 +659,14 @@ func rollupPage(ctx context.Context, tx pgx.Tx, q lifecycle.FactsQuery) ([]lifec
 		copy(out[j].Nums, none)
 	}
 	return out, nil
+}
+
+// binaryColumn reports whether column i of rows comes in binary format.
+// A query that failed has no columns (its error comes from rows.Err):
+// false then, and the text path scans nothing.
+func binaryColumn(rows pgx.Rows, i int) bool {
+	fd := rows.FieldDescriptions()
+	return i < len(fd) && fd[i].Format == pgx.BinaryFormatCode
 }
 
 // internStage returns the stage named s without keeping s, for the
