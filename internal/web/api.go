@@ -66,6 +66,8 @@ func (s *Server) routesAPI() {
 	h("GET /api/v1/contacts", s.apiContacts)
 	h("GET /api/v1/contacts/{id}", s.apiContact)
 	h("GET /api/v1/contacts/{id}/timeline", s.apiTimeline)
+	h("GET /api/v1/contacts/{id}/export", s.apiExport)
+	h("DELETE /api/v1/contacts/{id}", s.apiErase)
 	h("GET /api/v1/rules", s.apiRules)
 	h("GET /api/v1/rules/{name}", s.apiRule)
 	h("PUT /api/v1/rules/{name}", s.apiSaveRule)
