@@ -10,95 +10,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/ingest"
-	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/migrations"
 )
-
-// privateServer starts a PostgreSQL server of the test's own, stopped when
-// the test ends, and returns its URL and data directory.
-func privateServer(t *testing.T) (string, string) {
-	t.Helper()
-	if _, err := pgserver.FindBin("pg_ctl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dataDir := filepath.Join(t.TempDir(), "pg")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	url, err := pgserver.StartPrivate(ctx, dataDir, port, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("starting a private PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := pgserver.Stop(ctx, dataDir); err != nil {
-			t.Errorf("stopping the private PostgreSQL: %v", err)
-		}
-	})
-	if err := pgserver.EnsureDatabase(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	return url, dataDir
-}
-
-// pgCtl runs pg_ctl on dataDir, as the postgres user when running as root.
-func pgCtl(t *testing.T, dataDir string, args ...string) {
-	t.Helper()
-	bin, err := pgserver.FindBin("pg_ctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The server pg_ctl starts inherits its output: a file, not a pipe
-	// (the test would wait on the pipe for as long as the server runs).
-	out, err := os.CreateTemp(t.TempDir(), "pg_ctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd := exec.Command(bin, append([]string{"-D", dataDir, "-l", filepath.Join(dataDir, "server.log")}, args...)...)
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = out, out
-	if os.Geteuid() == 0 {
-		pu, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		uid, _ := strconv.Atoi(pu.Uid)
-		gid, _ := strconv.Atoi(pu.Gid)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	}
-	if err := cmd.Run(); err != nil {
-		b, _ := os.ReadFile(out.Name())
-		t.Fatalf("pg_ctl %s: %v\n%s", strings.Join(args, " "), err, b)
-	}
-}
 
 // attempt is one request and its answer.
 type attempt struct {
@@ -113,7 +39,7 @@ type attempt struct {
 // recovers on its own; clients retrying what got a 503 end with every
 // event stored once.
 func TestFaultPostgresRestartDuringIngestion(t *testing.T) {
-	url, dataDir := privateServer(t)
+	url, dataDir := pgtest.Private(t)
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -220,16 +146,16 @@ func TestFaultPostgresRestartDuringIngestion(t *testing.T) {
 
 	time.Sleep(2 * time.Second)
 	// 1. A crash and recovery.
-	pgCtl(t, dataDir, "restart", "-m", "immediate", "-w", "-t", "60")
+	pgtest.PgCtl(t, dataDir, "restart", "-m", "immediate", "-w", "-t", "60")
 	back := time.Now()
 	t.Logf("crash and restart: first 200 %v after PostgreSQL was back", waitRecovered("after the crash", back).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
 	// 2. Down for two seconds.
-	pgCtl(t, dataDir, "stop", "-m", "immediate", "-w")
+	pgtest.PgCtl(t, dataDir, "stop", "-m", "immediate", "-w")
 	downFrom := time.Now()
 	time.Sleep(2 * time.Second)
 	downTo := time.Now()
-	pgCtl(t, dataDir, "start", "-w", "-t", "60", "-o", "-c listen_addresses=127.0.0.1 -p "+strconv.Itoa(int(cfg.ConnConfig.Port))+" -k "+dataDir)
+	pgtest.PgCtl(t, dataDir, "start", "-w", "-t", "60", "-o", "-c listen_addresses=127.0.0.1 -p "+strconv.Itoa(int(cfg.ConnConfig.Port))+" -k "+dataDir)
 	back = time.Now()
 	t.Logf("down 2s: first 200 %v after PostgreSQL was back", waitRecovered("after the outage", back).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
