@@ -174,3 +174,63 @@ func (t *txn) copyFrom(ctx context.Context, src pgx.CopyFromSource) error {
 	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
 	return err
 }
+
+// userCache maps user identities ("u:…") to their contacts for ingestion
+// (Store.users). A user id's contact never changes once written: merges
+// move only anonymous contacts' identities, and erasing a contact deletes
+// it with its identities. So an entry can only go stale by the contact's
+// erasure, in any process; storeKnown checks that the cached contacts
+// still exist in the transaction that stores their events (one primary-key
+// probe a contact instead of two lookups an identity) and drops the others.
+type userCache struct {
+	mu sync.RWMutex
+	m  map[string]int64
+}
+
+// userCacheMax bounds the cache; when full it starts again empty (the
+// users active now come back in at their next batch).
+const userCacheMax = 2_000_000
+
+func newUserCache() *userCache { return &userCache{m: map[string]int64{}} }
+
+func (c *userCache) get(k string) (int64, bool) {
+	if c == nil {
+		return 0, false
+	}
+	c.mu.RLock()
+	id, ok := c.m[k]
+	c.mu.RUnlock()
+	return id, ok
+}
+
+func (c *userCache) add(l []cached) {
+	if c == nil || len(l) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m)+len(l) > userCacheMax {
+		c.m = make(map[string]int64, len(l))
+	}
+	for _, e := range l {
+		c.m[e.identity] = e.contact
+	}
+}
+
+func (c *userCache) drop(keys []string) {
+	if c == nil || len(keys) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		delete(c.m, k)
+	}
+}
+
+// len is the number of cached users.
+func (c *userCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}

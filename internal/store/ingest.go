@@ -73,6 +73,12 @@ SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.
 FROM unnest($1::text[]) AS k(k)
 CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k) i`
 
+	// sqlLiveContacts returns which of the contacts $1 (cached users'
+	// contacts) still exist: erasing a contact deletes it with its
+	// identities, and a user id's contact never changes otherwise (merges
+	// move anonymous contacts only).
+	sqlLiveContacts = `SELECT c.id FROM contacts c WHERE c.id = ANY($1::bigint[]) AND c.merged_into IS NULL`
+
 	sqlResolveAnonymous = `
 SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = i.contact_id)
 FROM unnest($1::text[]) AS k(k)
@@ -248,6 +254,15 @@ var errStored = errors.New("an event is stored already")
 func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible []int) (ingest.Result, []int, error) {
 	var users, anons []string
 	seen := make(map[string]struct{}, 2*len(eligible))
+	// User ids this process has resolved before: only their contacts'
+	// existence is checked (see userCache).
+	var (
+		hits  map[string]int64
+		check []int64
+	)
+	if s.users != nil {
+		hits = make(map[string]int64, len(eligible))
+	}
 	for _, i := range eligible {
 		for j, k := range identityKeys(&msgs[i]) {
 			if k == "" {
@@ -258,19 +273,27 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 			}
 			seen[k] = struct{}{}
 			if j == 0 {
-				users = append(users, k)
+				if c, ok := s.users.get(k); ok {
+					hits[k] = c
+					check = append(check, c)
+				} else {
+					users = append(users, k)
+				}
 			} else {
 				anons = append(anons, k)
 			}
 		}
 	}
 	sort.Strings(anons) // one lock order
+	slices.Sort(check)
+	check = slices.Compact(check)
 	t, err := s.begin(ctx)
 	if err != nil {
 		return ingest.Result{}, nil, err
 	}
 	defer t.close()
 	known := make(map[string]identityInfo, len(seen))
+	var learned []cached // user ids resolved here, cached once committed
 	read := func(br pgx.BatchResults) error {
 		rows, err := br.Query()
 		if err != nil {
@@ -283,16 +306,23 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 		)
 		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
 			known[ident] = identityInfo{cid, identified}
+			if s.users != nil && strings.HasPrefix(ident, "u:") {
+				learned = append(learned, cached{ident, cid})
+			}
 			return nil
 		})
 		return err
 	}
+	live := make(map[int64]bool, len(check))
 	err = t.run(ctx, false, func(b *pgx.Batch) {
 		if len(users) > 0 {
 			b.Queue(sqlResolveIdentities, users)
 		}
 		if len(anons) > 0 {
 			b.Queue(sqlResolveAnonymous, anons)
+		}
+		if len(check) > 0 {
+			b.Queue(sqlLiveContacts, check)
 		}
 	}, func(br pgx.BatchResults) error {
 		if len(users) > 0 {
@@ -301,13 +331,38 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 			}
 		}
 		if len(anons) > 0 {
-			return read(br)
+			if err := read(br); err != nil {
+				return err
+			}
+		}
+		if len(check) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var id int64
+			_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+				live[id] = true
+				return nil
+			})
+			return err
 		}
 		return nil
 	})
 	if err != nil {
 		return ingest.Result{}, nil, err
 	}
+	// A cached user whose contact is gone (erased, by any process) is
+	// forgotten; its messages go to ingestTx, which looks it up afresh.
+	var stale []string
+	for k, c := range hits {
+		if live[c] {
+			known[k] = identityInfo{c, true}
+		} else {
+			stale = append(stale, k)
+		}
+	}
+	s.users.drop(stale)
 	// As sqlStoreKnown's CASE.
 	var (
 		rest   []int
@@ -392,6 +447,7 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 	if err != nil {
 		return ingest.Result{}, nil, err
 	}
+	s.users.add(learned)
 	fresh := make([]int, len(keep))
 	fc := make([]int64, len(keep))
 	for j, o := range keep {

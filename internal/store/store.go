@@ -25,11 +25,12 @@ type DB interface {
 
 // Store implements the domain packages' storage interfaces on PostgreSQL.
 type Store struct {
-	db DB
+	db    DB
+	users *userCache // ingestion's user id → contact (import.go)
 }
 
 // New returns a store on db.
-func New(db DB) *Store { return &Store{db: db} }
+func New(db DB) *Store { return &Store{db: db, users: newUserCache()} }
 
 // Pool returns the pool the store runs on, if it runs on one.
 func (s *Store) Pool() *pgxpool.Pool {
