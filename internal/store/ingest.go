@@ -179,7 +179,7 @@ func (s *Store) Ingest(ctx context.Context, msgs []ingest.Message) (ingest.Resul
 		sres   ingest.Result
 		merged map[int64]int64
 	)
-	err = s.ingestTx(ctx, "storing events", slow, ingestOptions{}, func(r ingest.Result, m map[int64]int64) { sres, merged = r, m })
+	err = s.ingestTx(ctx, "storing events", slow, ingestOptions{users: s.users}, func(r ingest.Result, m map[int64]int64) { sres, merged = r, m })
 	if err != nil {
 		return ingest.Result{}, err
 	}
@@ -703,7 +703,7 @@ func (s *Store) ingestTx(ctx context.Context, doing string, msgs []ingest.Messag
 			merged map[int64]int64
 		)
 		var learned []cached
-		if o.cache != nil {
+		if o.cache != nil || o.users != nil {
 			o.learned = &learned
 		}
 		res, merged, err = ingestIn(ctx, t, msgs, o)
@@ -712,6 +712,7 @@ func (s *Store) ingestTx(ctx context.Context, doing string, msgs []ingest.Messag
 			if o.cache != nil {
 				o.cache.add(learned)
 			}
+			o.users.add(learned)
 			done(res, merged)
 			return nil
 		}
@@ -843,7 +844,8 @@ func (p *plan) follow(id int64) int64 {
 type ingestOptions struct {
 	copy    bool
 	cache   *identityCache
-	learned *[]cached // user ids resolved, for the cache
+	learned *[]cached  // user ids resolved, for the cache
+	users   *userCache // learns the user ids resolved (never read here)
 }
 
 func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOptions) (ingest.Result, map[int64]int64, error) {
