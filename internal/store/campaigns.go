@@ -210,6 +210,23 @@ func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, n
 	return out, translate(err, "loading enrolment facts")
 }
 
+// sqlEndEnrolments ends enrolments ($1 ids, $2 contacts, $3 statuses, $4
+// reasons, $5 times) that are still active, locking them in key order, and
+// cancels their queued sends with the reason. The runner (EndEnrolments)
+// and the sender (a finished step that reaches the goal) both use it.
+const sqlEndEnrolments = `
+WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
+locked AS (
+    SELECT e.contact_id, e.id FROM enrolments e JOIN v ON e.contact_id = v.contact_id AND e.id = v.id
+    WHERE e.status = 'active' ORDER BY e.contact_id, e.id FOR UPDATE OF e),
+ended AS (
+    UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
+    FROM v JOIN locked l ON l.contact_id = v.contact_id AND l.id = v.id
+    WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
+    RETURNING e.contact_id, e.id, v.reason, v.status)
+UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
+FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`
+
 // EndEnrolments implements campaigns.Store: the enrolments end with their
 // status and reason, and their queued sends are cancelled with it.
 func (s *Store) EndEnrolments(ctx context.Context, endings []campaigns.Ending) error {
@@ -233,19 +250,7 @@ SELECT 1 FROM sends s JOIN v ON s.contact_id = v.contact_id AND s.enrolment_id =
 WHERE s.status = 'queued' ORDER BY s.contact_id, s.id FOR UPDATE OF s`, ids, contacts); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `
-WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
-locked AS (
-    SELECT e.contact_id, e.id FROM enrolments e JOIN v ON e.contact_id = v.contact_id AND e.id = v.id
-    WHERE e.status = 'active' ORDER BY e.contact_id, e.id FOR UPDATE OF e),
-ended AS (
-    UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
-    FROM v JOIN locked l ON l.contact_id = v.contact_id AND l.id = v.id
-    WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
-    RETURNING e.contact_id, e.id, v.reason, v.status)
-UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
-FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`,
-			ids, contacts, statuses, reasons, ats)
+		_, err := tx.Exec(ctx, sqlEndEnrolments, ids, contacts, statuses, reasons, ats)
 		return err
 	})
 }

@@ -218,18 +218,10 @@ ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue)
 		b.Queue(`INSERT INTO suppressions (email, reason, detail) SELECT unnest($1::text[]), 'hard_bounce', 'permanent failure on the recipient' ON CONFLICT DO NOTHING`, suppress)
 	}
 	if len(endIDs) > 0 {
-		// As EndEnrolments: the enrolment ends, its queued sends are
-		// cancelled with the reason.
+		// The enrolment ends, its queued sends are cancelled with the
+		// reason: the statement EndEnrolments runs.
 		reads = append(reads, execRead)
-		b.Queue(`
-WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, contact_id, status, reason, at)),
-ended AS (
-    UPDATE enrolments e SET status = v.status, reason = v.reason, ended_at = v.at
-    FROM v WHERE e.contact_id = v.contact_id AND e.id = v.id AND e.status = 'active'
-    RETURNING e.contact_id, e.id, v.reason, v.status)
-UPDATE sends s SET status = 'cancelled', delayed_reason = ended.status || ': ' || ended.reason, updated_at = now()
-FROM ended WHERE s.contact_id = ended.contact_id AND s.enrolment_id = ended.id AND s.status = 'queued'`,
-			endIDs, endC, endStatus, endReason, endAt)
+		b.Queue(sqlEndEnrolments, endIDs, endC, endStatus, endReason, endAt)
 	}
 	return reads
 }
