@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/waymark/waymark/internal/config"
-	"github.com/waymark/waymark/internal/store"
 )
 
 func cmdContacts(ctx context.Context, e *env, args []string) error {
@@ -22,19 +21,12 @@ func cmdContacts(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("contacts %s: name one contact", what)
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	st, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
-	id, err := st.ContactRef(ctx, fs.Arg(0))
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("contacts %s: no contact %q", what, fs.Arg(0))
-	}
+	defer done()
+	id, err := contactRef(ctx, st, "contacts "+what, fs.Arg(0))
 	if err != nil {
 		return err
 	}

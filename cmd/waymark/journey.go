@@ -181,15 +181,12 @@ func cmdStages(ctx context.Context, e *env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	st, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	counts, err := store.New(pool).StageCounts(ctx)
+	defer done()
+	counts, err := st.StageCounts(ctx)
 	if err != nil {
 		return err
 	}
@@ -219,19 +216,12 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return errors.New("history: name one contact (id, userId, anonymousId or email)")
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	st, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
-	id, err := st.ContactRef(ctx, fs.Arg(0))
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("history: no contact %q", fs.Arg(0))
-	}
+	defer done()
+	id, err := contactRef(ctx, st, "history", fs.Arg(0))
 	if err != nil {
 		return err
 	}

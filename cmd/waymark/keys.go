@@ -38,15 +38,11 @@ func cmdKeys(ctx context.Context, e *env, args []string) error {
 	case what == "revoke" && fs.NArg() != 1:
 		return errors.New("keys revoke: name one key (its name, id or prefix)")
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	st, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer done()
 	switch what {
 	case "create":
 		key, err := st.CreateAPIKeyWith(ctx, *name, *readOnly)

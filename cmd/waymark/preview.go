@@ -27,15 +27,11 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 || *contact == "" {
 		return errors.New("preview: usage: waymark preview TEMPLATE --contact ID")
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	st, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
+	defer done()
 	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, publicURL(&cfg), time.Now().UTC())
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/migrations"
 )
 
@@ -62,20 +64,41 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger, maxConns
 	return pool, nil
 }
 
+// openStore loads cfg from the environment and connects with two
+// connections (migrations applied): what the short administrative commands
+// share. The returned func closes the pool.
+func openStore(ctx context.Context, e *env, cfg *config.Config) (*store.Store, func(), error) {
+	if err := cfg.Load(e.getenv); err != nil {
+		return nil, nil, err
+	}
+	pool, err := connect(ctx, cfg, e.logger(), 2)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store.New(pool), pool.Close, nil
+}
+
+// contactRef resolves a contact named on the command line (id, userId,
+// anonymousId or email); cmd names the command in the error.
+func contactRef(ctx context.Context, st *store.Store, cmd, ref string) (int64, error) {
+	id, err := st.ContactRef(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("%s: no contact %q", cmd, ref)
+	}
+	return id, err
+}
+
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("migrate", &cfg)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := cfg.Load(e.getenv); err != nil {
-		return err
-	}
-	pool, err := connect(ctx, &cfg, e.logger(), 2)
+	_, done, err := openStore(ctx, e, &cfg)
 	if err != nil {
 		return err
 	}
-	pool.Close()
+	done()
 	fmt.Fprintln(e.stdout, "database is up to date")
 	return nil
 }
