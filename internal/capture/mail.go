@@ -2,18 +2,17 @@ package capture
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"strings"
 	"time"
 
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/waymark/waymark/internal/mimeparts"
 )
 
 // Mail is a received message, parsed.
@@ -39,9 +38,6 @@ type Mail struct {
 	Raw []byte
 }
 
-// maxParts bounds the MIME parts read from one message.
-const maxParts = 100
-
 // Parse parses a message as received. It never fails: what cannot be
 // parsed is reported in ParseError and left empty.
 func Parse(raw []byte) *Mail {
@@ -64,96 +60,39 @@ func Parse(raw []byte) *Mail {
 	if d, err := msg.Header.Date(); err == nil {
 		m.Date = d
 	}
-	parts := 0
-	if err := m.walk(textproto.MIMEHeader(msg.Header), msg.Body, 0, &parts); err != nil {
+	if err := mimeparts.Walk(textproto.MIMEHeader(msg.Header), msg.Body, m.keep); err != nil {
 		m.ParseError = err.Error()
 	}
 	return m
 }
 
-// walk reads a body with its header, descending into multiparts, and keeps
-// the first text/plain and text/html leaves.
-func (m *Mail) walk(h textproto.MIMEHeader, body io.Reader, depth int, parts *int) error {
-	*parts++
-	if *parts > maxParts || depth > 10 {
-		return fmt.Errorf("more than %d MIME parts, or nested deeper than 10", maxParts)
-	}
-	ct := h.Get("Content-Type")
-	if ct == "" {
-		ct = "text/plain; charset=us-ascii"
-	}
-	media, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return fmt.Errorf("Content-Type %q: %v", ct, err)
-	}
-	if strings.HasPrefix(media, "multipart/") {
-		mr := multipart.NewReader(body, params["boundary"])
-		for {
-			p, err := mr.NextRawPart()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %v", media, err)
-			}
-			if err := m.walk(p.Header, p, depth+1, parts); err != nil {
-				return err
-			}
-		}
-	}
-	if media != "text/plain" && media != "text/html" {
-		return nil // attachments and images are not shown
-	}
-	if strings.EqualFold(h.Get("Content-Disposition"), "attachment") || strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment;") {
+// keep keeps the first text/plain and text/html leaves that are not
+// attachments; attachments and images are not shown.
+func (m *Mail) keep(l mimeparts.Leaf) error {
+	if l.Media != "text/plain" && l.Media != "text/html" {
 		return nil
 	}
-	if (media == "text/plain" && m.Text != "") || (media == "text/html" && m.HTML != "") {
+	if cd := strings.ToLower(l.Header.Get("Content-Disposition")); cd == "attachment" || strings.HasPrefix(cd, "attachment;") {
 		return nil
 	}
-	var r io.Reader = body
-	switch enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); enc {
-	case "quoted-printable":
-		r = quotedprintable.NewReader(body)
-	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, &newlineSkipper{r: body})
-	case "", "7bit", "8bit", "binary":
-	default:
-		return fmt.Errorf("%s part: unknown Content-Transfer-Encoding %q", media, enc)
+	if (l.Media == "text/plain" && m.Text != "") || (l.Media == "text/html" && m.HTML != "") {
+		return nil
 	}
-	b, err := io.ReadAll(r)
+	b, err := mimeparts.Decode(l)
 	if err != nil {
-		return fmt.Errorf("%s part: %v", media, err)
+		return err
 	}
-	s, err := toUTF8(b, params["charset"])
+	s, err := toUTF8(b, l.Params["charset"])
 	if err != nil {
-		return fmt.Errorf("%s part: %v", media, err)
+		return fmt.Errorf("%s part: %v", l.Media, err)
 	}
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	if media == "text/plain" {
+	if l.Media == "text/plain" {
 		m.Text = s
 	} else {
 		m.HTML = s
 	}
 	return nil
-}
-
-// newlineSkipper drops CR and LF, which base64 bodies wrap with.
-type newlineSkipper struct{ r io.Reader }
-
-func (n *newlineSkipper) Read(p []byte) (int, error) {
-	for {
-		k, err := n.r.Read(p)
-		j := 0
-		for _, c := range p[:k] {
-			if c != '\r' && c != '\n' {
-				p[j] = c
-				j++
-			}
-		}
-		if j > 0 || err != nil {
-			return j, err
-		}
-	}
 }
 
 func toUTF8(b []byte, charset string) (string, error) {

@@ -2,15 +2,14 @@ package smtptest
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"strings"
+
+	"github.com/waymark/waymark/internal/mimeparts"
 )
 
 // Message is one message the server received.
@@ -82,66 +81,14 @@ func (m Message) Parts() ([]Part, error) {
 }
 
 func parts(h textproto.MIMEHeader, body io.Reader) ([]Part, error) {
-	ct := h.Get("Content-Type")
-	if ct == "" {
-		ct = "text/plain; charset=us-ascii"
-	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return nil, fmt.Errorf("parsing Content-Type %q: %w", ct, err)
-	}
-	if strings.HasPrefix(mt, "multipart/") {
-		if params["boundary"] == "" {
-			return nil, fmt.Errorf("%s without boundary", mt)
+	var out []Part
+	err := mimeparts.Walk(h, body, func(l mimeparts.Leaf) error {
+		b, err := mimeparts.Decode(l)
+		if err != nil {
+			return err
 		}
-		mr := multipart.NewReader(body, params["boundary"])
-		var out []Part
-		for {
-			p, err := mr.NextRawPart()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading %s part: %w", mt, err)
-			}
-			sub, err := parts(p.Header, p)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sub...)
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("%s with no parts", mt)
-		}
-		return out, nil
-	}
-	var r io.Reader = body
-	switch cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))); cte {
-	case "quoted-printable":
-		r = quotedprintable.NewReader(body)
-	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, stripNewlines{body})
-	case "", "7bit", "8bit", "binary":
-	default:
-		return nil, fmt.Errorf("unknown Content-Transfer-Encoding %q", cte)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("decoding %s body: %w", mt, err)
-	}
-	return []Part{{ContentType: mt, Params: params, Header: h, Body: b}}, nil
-}
-
-type stripNewlines struct{ r io.Reader }
-
-func (s stripNewlines) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	j := 0
-	for _, c := range p[:n] {
-		if c != '\r' && c != '\n' {
-			p[j] = c
-			j++
-		}
-	}
-	return j, err
+		out = append(out, Part{ContentType: l.Media, Params: l.Params, Header: l.Header, Body: b})
+		return nil
+	})
+	return out, err
 }
