@@ -9,21 +9,36 @@ import (
 )
 
 // A pass's delivery: persistent SMTP connections, each worked by one
-// goroutine for the whole pass (across batches), and one writer that
-// records what the connections did in group commits.
+// goroutine for the whole pass (across batches), and writers that record
+// what the connections did in group commits.
 //
-// The exactly-once rule is per connection: a message is handed to SMTP
-// only once it is durably marked 'sending' and the connection's previous
-// message is durably final (sent, failed, unknown, or back to queued for a
-// retry). So at any moment a connection has at most one message that is
-// marked on the wire without a known outcome; a crash leaves at most that
-// one in doubt, and RecoverInDoubt marks it unknown, never resent.
+// The exactly-once rule is per connection. An SMTP server takes a message
+// only when it answers 250 to the final "." of DATA; before that dot it has
+// accepted nothing. So a message k may go through MAIL FROM, RCPT TO, DATA
+// and its content before anything about it is durable, and its final dot
+// is written only once, durably and in one transaction,
 //
-// Both records go in one request to the writer, which gathers the
-// requests of every connection that arrive while it is writing and
-// commits them together in one transaction: one round trip and one WAL
-// flush for many messages, without ever letting a connection run ahead of
-// what is durable.
+//   - message k is marked 'sending' (on the wire), and
+//   - the connection's previous message k-1 has its end recorded (sent,
+//     failed, unknown, or back to queued for a retry).
+//
+// The connection asks for that commit as soon as k-1's answer is in and
+// meanwhile sends k up to its dot; the commit's WAL flush and k's first
+// round trips overlap. If the mark fails or k is no longer this sender's,
+// the connection is dropped without the dot: the server discards k (RSET
+// cannot be sent inside DATA). Invariant: at any moment at most one
+// message of a connection has had its final dot written without a durable
+// end — the last one marked. A crash while k's commit is in flight leaves
+// k-1 'sending' (in doubt: its dot went out) and k 'queued' (its dot did
+// not: resent later, never accepted twice); once the commit is durable,
+// k-1 is final and k alone is 'sending'. Either way one message per open
+// connection is in doubt, and RecoverInDoubt marks it unknown, never
+// resent.
+//
+// The writers gather the requests of every connection that arrive while
+// they are writing and commit them together: one round trip and one WAL
+// flush for many messages, without ever letting a connection write a final
+// dot ahead of what is durable.
 
 // item is a send ready for SMTP.
 type item struct {
@@ -272,13 +287,9 @@ func (d *delivery) connection() {
 		prev     *record
 		prevItem []*item
 	)
-	flush := func(mark *Due) recordResult {
-		r := prev
-		if r == nil {
-			r = &record{}
-		}
-		r.mark = mark
-		res := d.commit(r)
+	// flush makes the previous message's end durable.
+	flush := func() {
+		res := d.commit(prev)
 		if res.err != nil {
 			d.fail(res.err)
 		}
@@ -286,11 +297,10 @@ func (d *delivery) connection() {
 			d.settled(it)
 		}
 		prev, prevItem = nil, nil
-		return res
 	}
 	defer func() {
 		if prev != nil {
-			flush(nil)
+			flush()
 		}
 		if conn != nil {
 			_ = conn.Close()
@@ -307,7 +317,7 @@ func (d *delivery) connection() {
 			// Nothing waiting: make the last message's end durable
 			// now rather than with the next one.
 			if prev != nil {
-				flush(nil)
+				flush()
 			}
 			it, ok = <-d.work
 		}
@@ -334,18 +344,46 @@ func (d *delivery) connection() {
 			d.settled(it)
 			continue
 		}
-		res := flush(it.due)
+		// Ask for the commit of {the previous message's end, this
+		// one's mark} and, meanwhile, hand the message to SMTP up to
+		// its final dot.
+		r := prev
+		if r == nil {
+			r = &record{}
+		}
+		r.mark = it.due
+		r.done = make(chan recordResult, 1)
+		d.recs <- r
+		tx, bres := conn.Begin(d.ctx, it.msg)
+		res := <-r.done
+		if res.err != nil {
+			d.fail(res.err)
+		}
+		for _, p := range prevItem {
+			d.settled(p)
+		}
+		prev, prevItem = nil, nil
 		if res.err != nil || !res.marked {
 			// Not ours any more (cancelled meanwhile), or the
-			// mark could not be recorded: not sent.
+			// mark could not be recorded: no final dot, nothing
+			// accepted; it stays as it was.
+			if tx != nil {
+				tx.Abort()
+			}
 			d.settled(it)
+			continue
+		}
+		if tx == nil {
+			// Refused or failed before the dot: marked, so its end
+			// is recorded like any other.
+			fl, delay := s.outcome(it, bres)
+			d.ended(&prev, &prevItem, it, fl, delay)
 			continue
 		}
 		// The message is durably on the wire. It is finished even if
 		// the pass is cancelled meanwhile (CommandTimeout bounds it):
 		// its answer is what keeps it out of doubt.
-		r := conn.Send(context.WithoutCancel(d.ctx), it.msg)
-		fl, delay := s.outcome(it, r)
+		fl, delay := s.outcome(it, tx.Commit(context.WithoutCancel(d.ctx)))
 		d.ended(&prev, &prevItem, it, fl, delay)
 	}
 }

@@ -126,8 +126,20 @@ type Mailer interface {
 
 // MailConn is one SMTP connection.
 type MailConn interface {
-	Send(ctx context.Context, m *mailer.Message) mailer.Result
+	// Begin hands m to the server up to, not including, the final dot of
+	// its DATA: the server cannot have accepted it yet. On failure the Tx
+	// is nil and the result says why (never sent nor in doubt).
+	Begin(ctx context.Context, m *mailer.Message) (MailTx, mailer.Result)
 	Close() error
+}
+
+// MailTx is a message on a connection waiting for its final dot.
+type MailTx interface {
+	// Commit writes the final dot and says what became of the message.
+	Commit(ctx context.Context) mailer.Result
+	// Abort ends the message without its final dot (the connection is
+	// dropped): nothing was accepted.
+	Abort()
 }
 
 // SenderConfig tunes a Sender.

@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 )
 
 // Dialer opens Conns to one SMTP server. It is safe for concurrent use.
@@ -67,7 +69,15 @@ func NewDialer(cfg Config) (*Dialer, error) {
 // failure it drops the connection and dials again on the next Send.
 type Conn struct {
 	d      *Dialer
-	client *gomail.Client
+	client *gomail.Client // dials: greeting, EHLO, STARTTLS, AUTH
+	smtp   *smtp.Client   // the connection's session; nil when not connected
+	dkim   *gomail.DKIMSigner
+
+	// what the server offers, read after each dial
+	pipelining bool
+	mailParams string // " BODY=8BITMIME", " SMTPUTF8"
+
+	body bytes.Buffer // the message being sent, rendered
 
 	raw       *deadlineConn // the connection under client; nil when not connected
 	connected bool
@@ -110,7 +120,7 @@ func (d *Dialer) Dial(ctx context.Context) (*Conn, error) {
 			gomail.WithPassword(d.cfg.Password))
 	}
 	if d.dkim != nil {
-		opts = append(opts, gomail.WithAlwaysDKIMSign(d.dkim.signer()))
+		c.dkim = d.dkim.signer()
 	}
 	client, err := gomail.NewClient(d.cfg.Host, opts...)
 	if err != nil {
@@ -157,12 +167,22 @@ func (c *Conn) connect(ctx context.Context) error {
 		}
 		c.opCtx, c.opHard, c.endDial = nil, time.Time{}, nil
 	}()
-	if err := c.client.DialWithContext(ctx); err != nil {
+	sc, err := c.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
 		c.drop()
 		if cerr := ctxErr(ctx); cerr != nil {
 			return fmt.Errorf("%w: %w", cerr, err)
 		}
 		return err
+	}
+	c.smtp = sc
+	c.pipelining, _ = sc.Extension("PIPELINING")
+	c.mailParams = ""
+	if ok, _ := sc.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := sc.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
 	}
 	c.connected = true
 	return nil
@@ -175,6 +195,7 @@ func (c *Conn) drop() {
 		c.raw = nil
 	}
 	c.connected = false
+	c.smtp = nil
 }
 
 // Close says QUIT (waiting at most CommandTimeout) and closes the connection.
@@ -184,7 +205,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	end := c.raw.begin(context.Background(), time.Now().Add(c.d.cfg.CommandTimeout))
-	err := c.client.Close()
+	err := c.client.CloseWithSMTPClient(c.smtp)
 	end()
 	c.drop()
 	if err != nil {
@@ -193,47 +214,15 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// Send sends one message and says what became of it. It honours ctx's
-// deadline and cancellation; a server that stalls is cut off after
-// CommandTimeout. It dials first if the connection was dropped, and when a
-// reused connection turns out dead before the message was handed over it
-// dials once more and retries, which cannot duplicate the message.
+// Send sends one message and says what became of it: Begin, then Commit.
+// It honours ctx's deadline and cancellation; a server that stalls is cut
+// off after CommandTimeout.
 func (c *Conn) Send(ctx context.Context, m *Message) Result {
-	msg, err := build(m, c.d.now())
-	if err != nil {
-		return Result{Outcome: PermFail, Stage: StageBuild, Err: err}
-	}
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return Result{Outcome: TempFail, Stage: StageConnect, Err: err}
-		}
-		reused := c.connected
-		if !reused {
-			if err := c.connect(ctx); err != nil {
-				return connectFailure(fmt.Errorf("dialing %s: %w", c.d.addr, err))
-			}
-		}
-		res, keep := c.sendOnce(ctx, msg)
-		if !keep {
-			c.drop()
-		}
-		if reused && attempt == 0 && staleConnection(res) {
-			continue
-		}
+	tx, res := c.Begin(ctx, m)
+	if tx == nil {
 		return res
 	}
-}
-
-func (c *Conn) sendOnce(ctx context.Context, msg *gomail.Msg) (Result, bool) {
-	end := c.raw.begin(ctx, time.Time{})
-	err := c.client.Send(msg)
-	writeFailed := c.raw.writeFailed()
-	end()
-	res, keep := classify(err, msg, writeFailed)
-	if cerr := ctxErr(ctx); res.Err != nil && cerr != nil {
-		res.Err = fmt.Errorf("%w: %w", cerr, res.Err)
-	}
-	return res, keep
+	return tx.Commit(ctx)
 }
 
 // ctxErr is ctx.Err(), but also reports the deadline as passed when the

@@ -702,3 +702,27 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// A message begun but aborted before its final dot is not accepted; the
+// connection is replaced for the next one.
+func TestAbortBeforeTheFinalDotSendsNothing(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t)
+	c := dial(t, srv)
+	tx, res := c.Begin(context.Background(), message("a", "a@x.example"))
+	if tx == nil {
+		t.Fatalf("Begin: %v", res)
+	}
+	tx.Abort()
+	if res := send(t, c, message("b", "b@x.example")); res.Outcome != mailer.Sent {
+		t.Fatalf("send after an abort: %v, want sent", res)
+	}
+	msgs := srv.WaitFor(1, 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // an accepted "a" would be recorded by now
+	if srv.Count() != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != "b@x.example" {
+		t.Errorf("server has %d messages (%v), want only b's", srv.Count(), msgs)
+	}
+	if srv.Connections() != 2 {
+		t.Errorf("server saw %d connections, want 2 (the aborted one dropped)", srv.Connections())
+	}
+}

@@ -20,7 +20,24 @@ import (
 // dialer adapts mailer.Dialer to campaigns.Mailer.
 type dialer struct{ d *mailer.Dialer }
 
-func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) { return m.d.Dial(ctx) }
+func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) {
+	c, err := m.d.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return mailConn{c}, nil
+}
+
+// mailConn adapts mailer.Conn to campaigns.MailConn.
+type mailConn struct{ *mailer.Conn }
+
+func (c mailConn) Begin(ctx context.Context, m *mailer.Message) (campaigns.MailTx, mailer.Result) {
+	tx, res := c.Conn.Begin(ctx, m)
+	if tx == nil {
+		return nil, res
+	}
+	return tx, res
+}
 
 // linkSigner returns the signer of the links in emails: keyed by
 // WAYMARK_SECRET, or, when it is not set, by a secret generated once and

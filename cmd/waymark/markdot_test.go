@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/smtptest"
+)
+
+// The sender hands a message to SMTP up to the final dot of its DATA while
+// the message's 'sending' mark commits, and writes the dot only once the
+// mark is durable. Here the sender is killed with SIGKILL in that window:
+// the server holds its answer to the victim's RCPT TO until the mark is
+// durable, so the victim is marked but its final dot was never written.
+// It must end 'unknown' (in doubt, never resent) and never be received;
+// every other send is received exactly once.
+func TestKillNineBetweenMarkAndFinalDot(t *testing.T) {
+	t.Parallel()
+	const (
+		n      = 300
+		conns  = 2
+		victim = "u150@example.com"
+	)
+	var (
+		once    sync.Once
+		held    = make(chan struct{})
+		release = make(chan struct{})
+	)
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t, smtptest.FailRcpt(func(rcpt string, attempt int) *gosmtp.SMTPError {
+		if rcpt == victim && attempt == 1 {
+			once.Do(func() { close(held) })
+			<-release
+		}
+		return nil
+	}))
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	env := map[string]string{
+		"DATABASE_URL":     url,
+		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
+		"WAYMARK_FROM":     "Shop <news@shop.example>",
+	}
+	bin := buildWaymark(t)
+	seedWelcome(t, env, n)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if out, errOut, err := runWith(t, map[string]string{"DATABASE_URL": url}, "tick"); err != nil {
+		t.Fatalf("tick: %v\n%s\n%s", err, out, errOut)
+	}
+
+	p := startTick(t, bin, env, "sender killed between a mark and its final dot")
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the sender never reached %s's RCPT TO", victim)
+	}
+	// The mark commits while the server holds its answer.
+	const victimStatus = `SELECT s.status FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE c.email = $1`
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st string
+		if err := pool.QueryRow(context.Background(), victimStatus, victim).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		if st == "sending" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's send is %q, never marked 'sending' while its RCPT TO was held", victim, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.kill(t)
+	close(release)
+
+	// The dead sender's lease expires; the next tick recovers and sends
+	// the rest.
+	if _, err := pool.Exec(context.Background(), `UPDATE leases SET expires_at = now() - interval '1s' WHERE name LIKE 'sender:%'`); err != nil {
+		t.Fatal(err)
+	}
+	next := startTick(t, bin, env, "tick after the kill")
+	next.wait(t, 90*time.Second)
+
+	sent, unknown, unknownReceived := checkExactlyOnce(t, pool, smtp, n)
+	var st string
+	if err := pool.QueryRow(context.Background(), victimStatus, victim).Scan(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st != "unknown" {
+		t.Errorf("%s's send is %q, want unknown (marked on the wire when the sender died)", victim, st)
+	}
+	for _, m := range smtp.Messages() {
+		if len(m.To) == 1 && m.To[0] == victim {
+			t.Errorf("%s received a message, whose final dot was never written", victim)
+		}
+	}
+	if unknown > conns {
+		t.Errorf("%d unknown, want at most one per connection (%d)", unknown, conns)
+	}
+	t.Logf("killed between %s's mark and its final dot: %d sent, %d unknown (%d of them received), victim %s, never received", victim, sent, unknown, unknownReceived, st)
+}
