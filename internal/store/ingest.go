@@ -77,7 +77,14 @@ CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k
 	// contacts) still exist: erasing a contact deletes it with its
 	// identities, and a user id's contact never changes otherwise (merges
 	// move anonymous contacts only).
-	sqlLiveContacts = `SELECT c.id FROM contacts c WHERE c.id = ANY($1::bigint[]) AND c.merged_into IS NULL`
+	//
+	// coalesce(c.merged_into, 0) = 0 rather than c.merged_into IS NULL:
+	// the latter matches the predicate of contacts' partial indexes
+	// (migration 009), and while the table has no statistics (a database
+	// filling up, never analysed) the planner ANDs a scan of a whole
+	// partial index with the primary-key probes: O(contacts) a batch,
+	// which took ingestion from ~40,000 to ~1,700 events/s.
+	sqlLiveContacts = `SELECT c.id FROM contacts c WHERE c.id = ANY($1::bigint[]) AND coalesce(c.merged_into, 0) = 0`
 
 	sqlResolveAnonymous = `
 SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = i.contact_id)
