@@ -86,6 +86,30 @@ type Runner struct {
 	defs     Definitions
 	compiled map[string]*Compiled // by name@version
 	offers   []*lifecycle.Program
+	// At the journey version loaded (DependencyStore only): the
+	// aggregates the definitions read, what they depend on, and whether
+	// any sequence version exists at all (if none, no enrolment can).
+	journey   string
+	needs     []lifecycle.Aggregate
+	deps      lifecycle.Dependencies
+	sequences bool
+}
+
+// DependencyStore is implemented by stores that can tell cheaply whether
+// the journey changed and list every stored sequence version. With one,
+// the runner reloads its definitions only when the journey changed, and
+// can say which events its triggers, goals and exits depend on
+// (lifecycle.DependentHook); without, it reloads them for every batch and
+// every event matters.
+type DependencyStore interface {
+	JourneyVersion(ctx context.Context) (string, error)
+	SequenceVersions(ctx context.Context) ([]VersionRef, error)
+}
+
+// VersionRef names one stored version of a sequence.
+type VersionRef struct {
+	Name    string
+	Version int
 }
 
 // NewRunner returns a runner on store.
@@ -109,17 +133,80 @@ func (r *Runner) compile(s Sequence) (*Compiled, error) {
 	return c, nil
 }
 
-// Needs implements lifecycle.Hook: it (re)loads the definitions and returns
-// the aggregates of trigger and offer conditions.
+// Needs implements lifecycle.Hook: it (re)loads the definitions — with a
+// DependencyStore only when the journey changed — and returns the
+// aggregates of trigger and offer conditions.
 func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
+	ds, versioned := r.store.(DependencyStore)
+	var version string
+	if versioned {
+		v, err := ds.JourneyVersion(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading campaigns: %w", err)
+		}
+		version = v
+		r.mu.Lock()
+		if r.journey == v && v != "" {
+			needs := r.needs
+			r.mu.Unlock()
+			return needs, nil
+		}
+		r.mu.Unlock()
+	}
 	defs, err := r.store.Definitions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading campaigns: %w", err)
+	}
+	var all []*Compiled
+	if versioned {
+		refs, err := ds.SequenceVersions(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading campaigns: %w", err)
+		}
+		for _, v := range refs {
+			c, err := r.version(ctx, v.Name, v.Version) // loaded once, then cached
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, c)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.defs = defs
 	var progs []*lifecycle.Program
+	var deps lifecycle.Dependencies
+	if !versioned {
+		deps.AddAll()
+	}
+	depend := func(s Sequence) error {
+		c, err := r.compile(s)
+		if err != nil {
+			return err
+		}
+		switch s.Trigger.Kind {
+		case OnEnterStage:
+			// A contact enters the first stage when it is created, by
+			// its first event, whatever its name.
+			if s.Trigger.Stage == lifecycle.Stages[0] {
+				deps.AddAll()
+			}
+		case OnEvent:
+			deps.AddEvent(s.Trigger.Event)
+		case OnRule:
+			deps.AddProgram(c.Trigger)
+			// A new contact is enrolled by its first evaluation if the
+			// trigger holds without history.
+			if lifecycle.TrueWithoutHistory(c.Trigger, lifecycle.Stages[0]) {
+				deps.AddAll()
+			}
+		default:
+			deps.AddAll()
+		}
+		deps.AddProgram(c.Goal)
+		deps.AddProgram(c.Exit)
+		return nil
+	}
 	for _, s := range defs.Sequences {
 		c, err := r.compile(s)
 		if err != nil {
@@ -128,6 +215,16 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		if c.Trigger != nil {
 			progs = append(progs, c.Trigger)
 		}
+		if err := depend(s); err != nil {
+			return nil, err
+		}
+	}
+	// Enrolments continue on the version they entered: what the goals
+	// and exits of every stored version read matters too.
+	for _, c := range all {
+		if err := depend(c.Sequence); err != nil {
+			return nil, err
+		}
 	}
 	r.offers = r.offers[:0]
 	for _, o := range defs.Offers {
@@ -135,10 +232,29 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		if err != nil {
 			return nil, fmt.Errorf("offer %q: %w", o.Name, err)
 		}
+		// Offers are drawn by sweeps only: no event dependency.
 		r.offers = append(r.offers, p)
 		progs = append(progs, p)
 	}
-	return lifecycle.Needs(progs...), nil
+	r.needs = lifecycle.Needs(progs...)
+	r.deps = deps
+	r.sequences = !versioned || len(all) > 0 || len(defs.Sequences) > 0
+	r.journey = version
+	return r.needs, nil
+}
+
+// Dependencies implements lifecycle.DependentHook: which new events can
+// change what the runner does for a contact, as of the last Needs. Event
+// triggers depend on their event, rule triggers, goals and exits on what
+// they read (of every stored version), and a trigger on entering the first
+// stage on every event (it may be a new contact's first). Moves into other
+// stages come from rules, whose dependencies the engine adds.
+func (r *Runner) Dependencies() lifecycle.Dependencies {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out lifecycle.Dependencies
+	out.Merge(r.deps)
+	return out
 }
 
 // AfterBatch implements lifecycle.Hook.
@@ -219,6 +335,13 @@ func (r *Runner) wake() {
 // endEnrolments ends the batch's active enrolments whose goal is reached,
 // whose exit holds, or whose contact left the sequence's stage.
 func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFacts, at time.Time) error {
+	r.mu.Lock()
+	maybe := r.sequences || r.journey == ""
+	r.mu.Unlock()
+	if !maybe {
+		// No sequence was ever stored: no enrolment to end.
+		return nil
+	}
 	ids := make([]int64, len(batch))
 	byID := make(map[int64]*lifecycle.ContactFacts, len(batch))
 	for i := range batch {

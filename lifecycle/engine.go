@@ -54,6 +54,12 @@ type FactsQuery struct {
 	// Events, for event-driven evaluation: the event that triggered it, by
 	// contact.
 	Events map[int64]*Event
+	// StageMasks, for event-driven evaluation: for the contacts listed,
+	// the stages (bit i for Stages[i]) in which their new events can change
+	// an outcome. A contact listed that is in another stage is left out
+	// (its events need not be read); one not listed is loaded whatever its
+	// stage. A store may ignore it and load everyone.
+	StageMasks map[int64]uint8
 	// EventNames, for event-driven evaluation: the names of every new
 	// event of the contact.
 	EventNames map[int64][]string
@@ -101,6 +107,14 @@ type Engine struct {
 	// compiled caches compiled rules by name and version: the reactor
 	// evaluates on every ingested batch, and compiling is not free.
 	compiled sync.Map // ruleKey → *Program
+	// current caches the stored rules at a journey version (Versioned
+	// stores only).
+	current struct {
+		sync.Mutex
+		version string
+		rules   []Rule
+		deps    StageDependencies
+	}
 
 	// Hook, if set, sees every batch after its moves (campaigns enrol and
 	// end enrolments there), with the facts it asks for loaded by the same
@@ -115,6 +129,25 @@ type Hook interface {
 	// AfterBatch runs after the batch's moves were applied; the facts
 	// show each contact in the stage it settled in.
 	AfterBatch(ctx context.Context, batch []ContactFacts, at time.Time, trigger string) error
+}
+
+// DependentHook is a Hook that can say which new events can change what
+// it does (triggers on events, conditions over activity). Dependencies is
+// called after Needs, for the definitions Needs loaded. Event-driven
+// evaluation leaves alone contacts whose new events neither the rules nor
+// the hook depend on; with a hook that is not a DependentHook, every event
+// matters.
+type DependentHook interface {
+	Hook
+	Dependencies() Dependencies
+}
+
+// Versioned is implemented by stores that can tell cheaply whether the
+// stored journey (rules and campaigns) changed: the version changes
+// whenever anything in it does. The engine then reloads rules only when it
+// changed, rather than on every event-driven pass.
+type Versioned interface {
+	JourneyVersion(ctx context.Context) (string, error)
 }
 
 // NewEngine returns an engine on store.
@@ -138,10 +171,13 @@ func LoadRules(stored []StoredRule) ([]Rule, error) {
 // SweepStats reports one pass.
 type SweepStats struct {
 	Contacts int
-	Moved    int
-	Hops     int
-	Errors   int
-	Elapsed  time.Duration
+	// Skipped are the contacts touched by events that nothing depends on,
+	// left to the scheduled sweep (event-driven evaluation only).
+	Skipped int
+	Moved   int
+	Hops    int
+	Errors  int
+	Elapsed time.Duration
 }
 
 // Effect is what one rule would do in a dry run: how many contacts it
@@ -160,17 +196,109 @@ func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) 
 	if err != nil {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook)
+	extra, _, err := e.hookNeeds(ctx, e.Hook)
+	if err != nil {
+		return SweepStats{}, err
+	}
+	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook, extra)
 }
 
 // Evaluate evaluates the given contacts now with the stored rules, for the
 // events that touched them (events may be nil), and applies the moves.
+//
+// Only contacts whose new events can change an outcome are loaded: one
+// with new events (names) all of names that no rule and nothing of the
+// hook reads is skipped, and its time-based conditions are left to the
+// scheduled sweep, as for every contact. A contact without names is
+// evaluated.
 func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, names map[int64][]string, now time.Time) (SweepStats, error) {
-	rules, err := e.storedRules(ctx)
-	if err != nil || len(ids) == 0 {
+	if len(ids) == 0 {
+		return SweepStats{}, nil
+	}
+	rules, deps, err := e.rulesNow(ctx)
+	if err != nil {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, FactsQuery{IDs: ids, Events: events, EventNames: names}, now, "event", e.apply, e.Hook)
+	extra, hookDeps, err := e.hookNeeds(ctx, e.Hook)
+	if err != nil {
+		return SweepStats{}, err
+	}
+	deps.Merge(hookDeps)
+	keep := ids
+	var masks map[int64]uint8
+	if names != nil {
+		all := uint8(1<<len(Stages) - 1)
+		keep = make([]int64, 0, len(ids))
+		for _, id := range ids {
+			m := deps.Mask(names[id])
+			if m == 0 {
+				continue
+			}
+			keep = append(keep, id)
+			if m != all {
+				if masks == nil {
+					masks = make(map[int64]uint8)
+				}
+				masks[id] = m
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return SweepStats{Skipped: len(ids)}, nil
+	}
+	st, err := e.pass(ctx, rules, FactsQuery{IDs: keep, Events: events, EventNames: names, StageMasks: masks}, now, "event", e.apply, e.Hook, extra)
+	st.Skipped = len(ids) - st.Contacts
+	return st, err
+}
+
+// hookNeeds returns the aggregates the hook reads and what it depends on
+// (everything for a hook that cannot say).
+func (e *Engine) hookNeeds(ctx context.Context, hook Hook) ([]Aggregate, Dependencies, error) {
+	var deps Dependencies
+	if hook == nil {
+		return nil, deps, nil
+	}
+	needs, err := hook.Needs(ctx)
+	if err != nil {
+		return nil, deps, err
+	}
+	if dh, ok := hook.(DependentHook); ok {
+		deps = dh.Dependencies()
+	} else {
+		deps.AddAll()
+	}
+	return needs, deps, nil
+}
+
+// rulesNow returns the stored rules and what they depend on; with a
+// Versioned store, reloaded only when the journey changed.
+func (e *Engine) rulesNow(ctx context.Context) ([]Rule, StageDependencies, error) {
+	v, ok := e.store.(Versioned)
+	if !ok {
+		rules, err := e.storedRules(ctx)
+		return rules, StageDependenciesOf(rules), err
+	}
+	version, err := v.JourneyVersion(ctx)
+	if err != nil {
+		return nil, StageDependencies{}, fmt.Errorf("loading rules: %w", err)
+	}
+	c := &e.current
+	c.Lock()
+	if c.version == version && version != "" {
+		rules, deps := c.rules, c.deps.clone()
+		c.Unlock()
+		return rules, deps, nil
+	}
+	c.Unlock()
+	rules, err := e.storedRules(ctx)
+	if err != nil {
+		return nil, StageDependencies{}, err
+	}
+	deps := StageDependenciesOf(rules)
+	c.Lock()
+	c.version, c.rules, c.deps = version, rules, deps.clone()
+	c.Unlock()
+	return rules, deps, nil
 }
 
 // DryRun evaluates rules (typically a journey not yet applied) for every
@@ -205,7 +333,7 @@ func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Ef
 		}
 		return len(moves), nil
 	}
-	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil)
+	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil, nil)
 	if err != nil {
 		return nil, st, err
 	}
@@ -278,17 +406,14 @@ func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]st
 // one write of the batch's moves, then the hook. In a pass over all
 // contacts the next batch is loaded while the current one is settled, the
 // facts come from the store's activity rollup when it keeps one, and
-// settling is spread over the CPUs.
-func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook) (SweepStats, error) {
+// settling is spread over the CPUs. hookNeeds are the aggregates hook
+// reads (from its Needs).
+func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook, hookNeeds []Aggregate) (SweepStats, error) {
 	start := time.Now()
 	var st SweepStats
 	needs := needsOf(rules)
 	if hook != nil {
-		extra, err := hook.Needs(ctx)
-		if err != nil {
-			return st, err
-		}
-		needs = unionNeeds(needs, extra)
+		needs = unionNeeds(needs, hookNeeds)
 	}
 	if len(rules) == 0 && hook == nil {
 		return st, nil
@@ -308,7 +433,7 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
+	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, StageMasks: sel.StageMasks, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
 	results := make([]settled, 0, e.BatchSize)
 	for b := range batches {
 		if b.err != nil {

@@ -13,10 +13,44 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/lifecycle"
 )
 
 const sqlRules = `SELECT name, version, from_stages, to_stage, condition FROM rules ORDER BY position, name`
+
+// sqlJourneyVersion digests everything the engine and the campaigns runner
+// load from the journey: rules, sequences (and every stored version),
+// holds, offers and settings. The tables are small (a journey's worth of
+// rows); the digest changes whenever any row does.
+const sqlJourneyVersion = `SELECT md5(concat_ws('|',
+    (SELECT string_agg(concat_ws(':', name, version, position, from_stages::text, to_stage, condition), E'\n' ORDER BY position, name) FROM rules),
+    (SELECT string_agg(concat_ws(':', name, version, position, md5(definition::text)), E'\n' ORDER BY position, name) FROM sequences),
+    (SELECT string_agg(concat_ws(':', name, version), E'\n' ORDER BY name, version) FROM sequence_versions),
+    (SELECT string_agg(concat_ws(':', name, position, condition), E'\n' ORDER BY position, name) FROM holds),
+    (SELECT string_agg(concat_ws(':', name, md5(definition::text)), E'\n' ORDER BY name) FROM offers),
+    (SELECT md5(definition::text) FROM settings)))`
+
+// JourneyVersion implements lifecycle.Versioned and campaigns'
+// DependencyStore: a digest of the stored journey, so the reactor reloads
+// rules and campaign definitions only when they changed.
+func (s *Store) JourneyVersion(ctx context.Context) (string, error) {
+	var v string
+	err := s.db.QueryRow(ctx, sqlJourneyVersion).Scan(&v)
+	return v, translate(err, "reading the journey's version")
+}
+
+// SequenceVersions implements campaigns' DependencyStore: every version of
+// every sequence ever stored (enrolments continue on the version they
+// entered), so that what old versions' goals and exits read is known.
+func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
+	if err != nil {
+		return nil, translate(err, "listing sequence versions")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.VersionRef])
+	return out, translate(err, "listing sequence versions")
+}
 
 // Rules implements lifecycle.Store: the active rules in evaluation order.
 func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
@@ -59,7 +93,7 @@ func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
 	args[1] = names
 	var where string
 	if byIDs {
-		where = "c.id = ANY(" + param(nil) + "::bigint[]) AND c.merged_into IS NULL"
+		where = "c.id = ANY(" + param(nil) + "::bigint[]) AND coalesce(c.merged_into, 0) = 0"
 	} else {
 		where = "c.id > " + param(nil) + " AND c.merged_into IS NULL AND c.created_at <= $1 ORDER BY c.id LIMIT " + param(nil)
 	}
@@ -234,16 +268,39 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 // aggregates are computed from them in Go, as for the rollup, rather than
 // by a FILTERed aggregate per need in PostgreSQL, whose cost per event
 // was most of the cost of evaluating the contacts events touch.
-func sqlFactsByID(rec string, events bool) string {
+//
+// Merged contacts are left out by coalesce(c.merged_into, 0) = 0 rather
+// than c.merged_into IS NULL: the latter matches the predicate of the
+// partial indexes on contacts (migration 009), and on a table whose
+// statistics lag (a database filling up, never analysed yet) the planner
+// ANDed a scan of a whole partial index with the primary key probes, for
+// every query: O(contacts) per batch.
+func sqlFactsByID(rec string, events bool, ids, masks string) string {
+	from := `FROM contacts c WHERE c.id = ANY(` + ids + `::bigint[]) AND coalesce(c.merged_into, 0) = 0`
+	if masks != "" {
+		// Only contacts in a stage where their new events matter.
+		from = `FROM unnest(` + ids + `::bigint[], ` + masks + `::int[]) AS v(id, mask) JOIN contacts c ON c.id = v.id
+WHERE coalesce(c.merged_into, 0) = 0 AND v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
+	}
 	if !events {
 		return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''), NULL::bytea
-FROM contacts c WHERE c.id = ANY($1::bigint[]) AND c.merged_into IS NULL`
+` + from
 	}
 	return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
 	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e CROSS JOIN LATERAL (SELECT ` + sqlEventName + ` AS name) n
 	  WHERE e.contact_id = c.id AND e.name = ANY($4::text[]) AND e.occurred_at <= $1)
-FROM contacts c WHERE c.id = ANY($3::bigint[]) AND c.merged_into IS NULL`
+` + from
 }
+
+// sqlStageArray lists the stages in the order of lifecycle.Stages (the
+// bits of FactsQuery.StageMasks).
+var sqlStageArray = func() string {
+	q := make([]string, len(lifecycle.Stages))
+	for i, st := range lifecycle.Stages {
+		q[i] = string(st)
+	}
+	return `'{` + strings.Join(q, ",") + `}'::text[]`
+}()
 
 // loadFactsByID loads the facts of the contacts q.IDs. The records name
 // events by their place in the list of names the needs read (an event
@@ -281,10 +338,23 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	err = s.withoutJIT(ctx, func(db DB) error {
 		// No aggregate needed (no rules, only a campaigns hook with
 		// nothing to ask): no events read.
+		ids := "$3"
 		if len(names) == 0 {
-			args = []any{q.IDs}
+			args, ids = []any{q.IDs}, "$1"
 		}
-		rows, err := db.Query(ctx, sqlFactsByID(rec, len(names) > 0), args...)
+		masks := ""
+		if len(q.StageMasks) > 0 {
+			m := make([]int32, len(q.IDs))
+			for i, id := range q.IDs {
+				m[i] = 1<<len(lifecycle.Stages) - 1
+				if x, ok := q.StageMasks[id]; ok {
+					m[i] = int32(x)
+				}
+			}
+			args = append(args, m)
+			masks = "$" + strconv.Itoa(len(args))
+		}
+		rows, err := db.Query(ctx, sqlFactsByID(rec, len(names) > 0, ids, masks), args...)
 		if err != nil {
 			return err
 		}

@@ -135,3 +135,114 @@ func TestSweepAsOf(t *testing.T) {
 	}
 	_ = tx.QueryRow(context.Background(), `SELECT at FROM transitions`).Scan(new(time.Time))
 }
+
+// Event-driven evaluation loads only contacts whose new events something
+// reads: a contact with a page view (a rule reads it) moves at once; one
+// with only an event no rule reads is skipped and left where it was — which
+// is where a full evaluation at that instant also leaves it — and the next
+// sweep moves it when time makes a rule true; so is a contact in a stage
+// whose rules do not read its new events; an identify always matters.
+func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
+	t.Parallel()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	applyJourney(t, s, `rules:
+  - {name: visitor, from: [awareness], to: consideration, when: 'count("page_viewed", "all") >= 1'}
+  - {name: pro, from: [awareness], to: decision, when: 'traits.plan == "pro"'}
+  - {name: patient, from: [awareness], to: retention, when: 'days_in_stage >= 30'}
+`)
+	res := mustIngest(t, s,
+		track("a", "", "a-1", "page_viewed", ""),
+		track("b", "", "b-1", "newsletter_signup", ""),
+		identify("c", "", "c-1", `{"plan": "pro"}`, ""))
+	ids := map[string]int64{"a": contactOf(t, tx, "u:a").ID, "b": contactOf(t, tx, "u:b").ID, "c": contactOf(t, tx, "u:c").ID}
+	stage := func(who string) string {
+		var st string
+		if err := tx.QueryRow(context.Background(), `SELECT stage FROM contacts WHERE id = $1`, ids[who]).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if got := res.Names[ids["b"]]; len(got) != 1 || got[0] != "newsletter_signup" {
+		t.Fatalf("b's new events: %v", got)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := lifecycle.NewEngine(s, log)
+	now := time.Now()
+	st, err := e.Evaluate(context.Background(), res.Contacts, nil, res.Names, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Contacts != 2 || st.Skipped != 1 || st.Moved != 2 {
+		t.Fatalf("evaluate: %+v, want a and c evaluated and moved, b skipped", st)
+	}
+	for who, want := range map[string]string{"a": "consideration", "b": "awareness", "c": "decision"} {
+		if got := stage(who); got != want {
+			t.Fatalf("after the events, %s is in %s, want %s", who, got, want)
+		}
+	}
+	if n := count(t, tx, `SELECT count(*) FROM transitions WHERE contact_id = $1`, ids["b"]); n != 0 {
+		t.Fatalf("b has %d transitions after being skipped", n)
+	}
+	// a is in consideration now, where no rule reads page views: another
+	// one leaves it alone (its events are not read).
+	res2 := mustIngest(t, s, track("a", "", "a-2", "page_viewed", ""))
+	st, err = e.Evaluate(context.Background(), res2.Contacts, nil, res2.Names, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Contacts != 0 || st.Skipped != 1 {
+		t.Fatalf("evaluate a in consideration: %+v, want a skipped", st)
+	}
+	// Skipping changed no outcome: a dry run over everyone at the same
+	// instant would not move a or b either.
+	rules, err := lifecycle.LoadRules(mustRules(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	effects, _, err := e.DryRun(context.Background(), rules, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(effects) != 0 {
+		t.Fatalf("a dry run at the same instant would still move: %+v", effects)
+	}
+	// Thirty days on, the sweep moves b (time made its rule true).
+	if _, err := e.Sweep(context.Background(), now.Add(31*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := stage("b"); got != "retention" {
+		t.Fatalf("after the sweep 31 days on, b is in %s, want retention", got)
+	}
+	var trig string
+	if err := tx.QueryRow(context.Background(), `SELECT trigger FROM transitions WHERE contact_id = $1`, ids["b"]).Scan(&trig); err != nil || trig != "sweep" {
+		t.Fatalf("b's move: trigger %q (%v), want sweep", trig, err)
+	}
+	// The same event for a contact is not skipped once a rule reads it,
+	// and the engine sees the new rule without being told.
+	applyJourney(t, s, `rules:
+  - {name: subscriber, from: [awareness], to: consideration, when: 'ever("newsletter_signup")'}
+`)
+	res = mustIngest(t, s, track("d", "", "d-1", "newsletter_signup", ""))
+	st, err = e.Evaluate(context.Background(), res.Contacts, nil, res.Names, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Skipped != 0 || st.Moved != 1 {
+		t.Fatalf("evaluate after the rule changed: %+v, want d moved", st)
+	}
+	// A contact touched without names (a merge) is always evaluated.
+	st, err = e.Evaluate(context.Background(), []int64{ids["b"]}, nil, map[int64][]string{ids["b"]: nil}, now)
+	if err != nil || st.Contacts != 1 || st.Skipped != 0 {
+		t.Fatalf("evaluate without names: %+v, %v; want b evaluated", st, err)
+	}
+}
+
+func mustRules(t *testing.T, s *store.Store) []lifecycle.StoredRule {
+	t.Helper()
+	r, err := s.Rules(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -1,0 +1,188 @@
+package lifecycle
+
+import (
+	"slices"
+	"time"
+)
+
+// Dependencies say which new events can change what a set of programs
+// decides for a contact, so that event-driven evaluation can leave alone a
+// contact whose new events nothing reads. Conditions that change with time
+// alone (windows sliding, days_since and days_in_stage growing) are the
+// scheduled sweep's: the sweep evaluates every contact whatever its events.
+//
+// The zero value depends on nothing; AddAll makes every event matter.
+type Dependencies struct {
+	// All: every event matters (a program reads the event variable, or
+	// something could not be analysed).
+	All bool
+	// Names are the event names aggregates read, as events are named when
+	// they arrive (a rule on email_opened_machine also depends on
+	// email_opened, which a machine's hit may arrive as).
+	Names map[string]bool
+	// Profile: a program reads traits or email, which identify calls
+	// change.
+	Profile bool
+}
+
+// Events whose arrival always matters whatever the programs read: an
+// identify (it can change traits and email, and join an anonymous
+// contact's history to this one) and an alias (which joins histories).
+var alwaysMatters = []string{"identify", "alias"}
+
+// AddProgram adds the events that can make p true: the names of its
+// aggregates, except those that new events can only make false
+// (polarity.go); a nil program reads nothing. It is for conditions whose
+// turning true is what acts (rules, triggers, goals, exits).
+func (d *Dependencies) AddProgram(p *Program) {
+	if p == nil {
+		return
+	}
+	if p.event {
+		d.All = true
+	}
+	if p.ReadsTraits() || p.email {
+		d.Profile = true
+	}
+	for i, a := range p.Aggregates {
+		if i < len(p.directions) && p.directions[i] == canLower {
+			// New events of this name can only make the condition
+			// false: they cannot make it true.
+			continue
+		}
+		d.AddEvent(a.Event)
+		if base, ok := machineEventBase(a.Event); ok {
+			d.AddEvent(base)
+		}
+	}
+}
+
+// AddEvent makes events named name matter.
+func (d *Dependencies) AddEvent(name string) {
+	if d.Names == nil {
+		d.Names = map[string]bool{}
+	}
+	d.Names[name] = true
+}
+
+// AddAll makes every event matter.
+func (d *Dependencies) AddAll() { d.All = true }
+
+// Merge adds o's dependencies to d.
+func (d *Dependencies) Merge(o Dependencies) {
+	d.All = d.All || o.All
+	d.Profile = d.Profile || o.Profile
+	for n := range o.Names {
+		d.AddEvent(n)
+	}
+}
+
+// Matters reports whether new events named names can change an outcome.
+// No names (a contact touched without knowing by what: a merge, a caller
+// that does not say) always matters.
+func (d *Dependencies) Matters(names []string) bool {
+	if d.All || len(names) == 0 {
+		return true
+	}
+	for _, n := range names {
+		if d.Names[n] || slices.Contains(alwaysMatters, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// DependenciesOf returns what the rules read.
+func DependenciesOf(rules []Rule) Dependencies {
+	var d Dependencies
+	for _, r := range rules {
+		d.AddProgram(r.When)
+	}
+	return d
+}
+
+// machineEventBase returns, for email_opened_machine, email_opened: a
+// machine's open can arrive under the person's name, flagged.
+func machineEventBase(name string) (string, bool) {
+	switch name {
+	case "email_opened_machine":
+		return "email_opened", true
+	case "email_clicked_machine":
+		return "email_clicked", true
+	}
+	return "", false
+}
+
+// clone returns a copy of d that can be merged into without changing d.
+func (d Dependencies) clone() Dependencies {
+	out := Dependencies{All: d.All, Profile: d.Profile}
+	for n := range d.Names {
+		out.AddEvent(n)
+	}
+	return out
+}
+
+// StageDependencies are, for each stage, what can change the outcome for a
+// contact in it: the rules that can move a contact out of a stage are the
+// ones whose from holds it, so an event that only rules of other stages
+// read cannot move it (what was true before the event was the sweep's to
+// act on). Indexed like [Stages].
+type StageDependencies [5]Dependencies
+
+// StageDependenciesOf returns what the rules read, by stage. A new
+// contact starts in the first stage without having been evaluated: if a
+// rule from it holds for a contact with no history at all, every event
+// matters there (it may be a new contact's first).
+func StageDependenciesOf(rules []Rule) StageDependencies {
+	var out StageDependencies
+	for i, st := range Stages {
+		for _, r := range rules {
+			if slices.Contains(r.From, st) {
+				out[i].AddProgram(r.When)
+				if i == 0 && TrueWithoutHistory(r.When, st) {
+					out[i].AddAll()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TrueWithoutHistory reports whether p may hold for a contact just
+// created in stage, with no events, traits or email (or cannot be
+// evaluated so).
+func TrueWithoutHistory(p *Program, stage Stage) bool {
+	if p == nil {
+		return false
+	}
+	now := time.Now()
+	ok, err := p.Eval(&Facts{Now: now, Stage: stage, StageEnteredAt: now})
+	return ok || err != nil
+}
+
+// Merge adds o, which holds in every stage.
+func (s *StageDependencies) Merge(o Dependencies) {
+	for i := range s {
+		s[i].Merge(o)
+	}
+}
+
+// Mask returns the stages (bit i for Stages[i]) in which new events named
+// names can change an outcome; 0: in none.
+func (s *StageDependencies) Mask(names []string) uint8 {
+	var m uint8
+	for i := range s {
+		if s[i].Matters(names) {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+func (s StageDependencies) clone() StageDependencies {
+	var out StageDependencies
+	for i := range s {
+		out[i] = s[i].clone()
+	}
+	return out
+}
