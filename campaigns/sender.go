@@ -154,7 +154,8 @@ type SenderConfig struct {
 	// Decorate adds what every marketing email carries (unsubscribe
 	// headers, footer and, when the journey's tracking setting is on,
 	// tracked links and the open pixel); may be nil.
-	Decorate func(m *mailer.Message, d *Due, tracking bool)
+	// unsubscribe and preferences are the send's URLs from Links.
+	Decorate func(m *mailer.Message, d *Due, tracking bool, unsubscribe, preferences string)
 	// Links returns the unsubscribe and preferences URLs of a send.
 	Links func(d *Due) (unsubscribe, preferences string)
 }
@@ -543,7 +544,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 		}
 		msg := &mailer.Message{ID: fmt.Sprintf("%d.%d", d.ContactID, d.ID), From: s.cfg.From, To: d.Email, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Date: now}
 		if s.cfg.Decorate != nil {
-			s.cfg.Decorate(msg, d, defs.Settings.Tracking)
+			s.cfg.Decorate(msg, d, defs.Settings.Tracking, data.UnsubscribeURL, data.PreferencesURL)
 		}
 		sentTo[d.ContactID] = append(sentTo[d.ContactID], now)
 		items = append(items, &item{due: d, msg: msg, final: Final{Due: d, Recipient: d.Email, MessageID: msg.ID, Tone: choice.Tone, ToneReason: choice.Reason, TemplateVersion: tpl.Version, At: now}})

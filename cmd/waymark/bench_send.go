@@ -438,7 +438,7 @@ func (r *sendRun) sample(ctx context.Context, st *store.Store, cfg *config.Confi
 		return m, err
 	}
 	msg := &mailer.Message{ID: "1.1", From: cfg.From, To: "cust-1@example.com", Subject: rd.Subject, Text: rd.Text, HTML: rd.HTML}
-	dec.Decorate(msg, 1, 1, true)
+	dec.DecorateLinks(msg, 1, 1, true, unsub, prefs)
 	return bench.BareMessage{From: cfg.From, Subject: msg.Subject, Text: msg.Text, HTML: msg.HTML, Headers: msg.Headers, Date: time.Now()}, nil
 }
 

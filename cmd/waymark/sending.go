@@ -115,8 +115,8 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 		Links: func(d *campaigns.Due) (string, string) {
 			return dec.Links(d.ContactID, d.ID)
 		},
-		Decorate: func(m *mailer.Message, d *campaigns.Due, tracking bool) {
-			dec.Decorate(m, d.ContactID, d.ID, tracking)
+		Decorate: func(m *mailer.Message, d *campaigns.Due, tracking bool, unsubscribe, preferences string) {
+			dec.DecorateLinks(m, d.ContactID, d.ID, tracking, unsubscribe, preferences)
 		},
 	}), nil
 }

@@ -86,11 +86,20 @@ func (d *Decorator) Links(contactID, sendID int64) (unsubscribe, preferences str
 // mailto: or other schemes, and not Waymark's own links) and adds the
 // open pixel. The text part's links are left as they are.
 func (d *Decorator) Decorate(m *mailer.Message, contactID, sendID int64, tracking bool) {
+	unsub, prefs := d.Links(contactID, sendID)
+	d.DecorateLinks(m, contactID, sendID, tracking, unsub, prefs)
+}
+
+// DecorateLinks is Decorate with the send's unsubscribe and preferences
+// URLs as Links returned them (for the template), so they are signed once
+// per email.
+func (d *Decorator) DecorateLinks(m *mailer.Message, contactID, sendID int64, tracking bool, unsub, prefs string) {
 	now := d.now()
 	base := d.base()
-	unsubTok := d.sign(Unsubscribe, contactID, sendID, "", now)
-	unsub := base + PathUnsubscribe + unsubTok
-	prefs := base + PathPreferences + d.sign(Preferences, contactID, sendID, "", now)
+	if !strings.HasPrefix(unsub, base+PathUnsubscribe) || prefs == "" {
+		unsub, prefs = d.Links(contactID, sendID)
+	}
+	unsubTok := strings.TrimPrefix(unsub, base+PathUnsubscribe)
 
 	// Headers: exactly one of each.
 	hs := m.Headers[:0:0]

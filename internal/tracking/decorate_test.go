@@ -263,3 +263,21 @@ func TestRewriteLinksReadsAttributes(t *testing.T) {
 		}
 	}
 }
+
+// DecorateLinks, given the URLs Links made for the template, decorates
+// exactly as Decorate does, and falls back to signing them itself when it
+// is given none.
+func TestDecorateLinksMatchesDecorate(t *testing.T) {
+	t.Parallel()
+	d := newDecorator(t)
+	want := message(t, d)
+	d.Decorate(want, 42, 7, true)
+	unsub, prefs := d.Links(42, 7)
+	for _, links := range [][2]string{{unsub, prefs}, {"", ""}} {
+		got := message(t, d)
+		d.DecorateLinks(got, 42, 7, true, links[0], links[1])
+		if got.Text != want.Text || got.HTML != want.HTML || strings.Join(headerValues(got, "List-Unsubscribe"), "|") != strings.Join(headerValues(want, "List-Unsubscribe"), "|") {
+			t.Errorf("DecorateLinks with %q differs from Decorate:\ntext %q\nwant %q\nheaders %v\nwant %v", links, got.Text, want.Text, got.Headers, want.Headers)
+		}
+	}
+}
