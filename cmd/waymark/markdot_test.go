@@ -88,6 +88,18 @@ func TestKillNineBetweenMarkAndFinalDot(t *testing.T) {
 	}
 	p.kill(t)
 	close(release)
+	// The dead sender's last pipelined statements may still be running
+	// in its backends (PostgreSQL reads them before it sees the client
+	// gone): let them end before the recovery looks.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := queryInt(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`)
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends still busy 30s after the kill", n)
+		}
+	}
 
 	// The dead sender's lease expires; the next tick recovers and sends
 	// the rest.
@@ -98,6 +110,9 @@ func TestKillNineBetweenMarkAndFinalDot(t *testing.T) {
 	next.wait(t, 90*time.Second)
 
 	sent, unknown, unknownReceived := checkExactlyOnce(t, pool, smtp, n)
+	if t.Failed() {
+		t.Logf("statuses: %v", statusCounts(t, pool))
+	}
 	var st string
 	if err := pool.QueryRow(context.Background(), victimStatus, victim).Scan(&st); err != nil {
 		t.Fatal(err)
