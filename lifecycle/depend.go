@@ -23,6 +23,8 @@ type Dependencies struct {
 	// Profile: a program reads traits or email, which identify calls
 	// change.
 	Profile bool
+	// Event: a program reads the event variable.
+	Event bool
 }
 
 // Events whose arrival always matters whatever the programs read: an
@@ -39,7 +41,7 @@ func (d *Dependencies) AddProgram(p *Program) {
 		return
 	}
 	if p.event {
-		d.All = true
+		d.All, d.Event = true, true
 	}
 	if p.ReadsTraits() || p.email {
 		d.Profile = true
@@ -72,6 +74,7 @@ func (d *Dependencies) AddAll() { d.All = true }
 func (d *Dependencies) Merge(o Dependencies) {
 	d.All = d.All || o.All
 	d.Profile = d.Profile || o.Profile
+	d.Event = d.Event || o.Event
 	for n := range o.Names {
 		d.AddEvent(n)
 	}
@@ -115,7 +118,7 @@ func machineEventBase(name string) (string, bool) {
 
 // clone returns a copy of d that can be merged into without changing d.
 func (d Dependencies) clone() Dependencies {
-	out := Dependencies{All: d.All, Profile: d.Profile}
+	out := Dependencies{All: d.All, Profile: d.Profile, Event: d.Event}
 	for n := range d.Names {
 		out.AddEvent(n)
 	}
@@ -158,6 +161,17 @@ func TrueWithoutHistory(p *Program, stage Stage) bool {
 	now := time.Now()
 	ok, err := p.Eval(&Facts{Now: now, Stage: stage, StageEnteredAt: now})
 	return ok || err != nil
+}
+
+// ReadEvent reports whether a program of some stage reads the event
+// variable.
+func (s *StageDependencies) ReadEvent() bool {
+	for i := range s {
+		if s[i].Event {
+			return true
+		}
+	}
+	return false
 }
 
 // Merge adds o, which holds in every stage.

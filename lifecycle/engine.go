@@ -246,6 +246,11 @@ func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Ev
 	if len(keep) == 0 {
 		return SweepStats{Skipped: len(ids)}, nil
 	}
+	if deps.ReadEvent() {
+		for _, id := range keep {
+			events[id].decode()
+		}
+	}
 	st, err := e.pass(ctx, rules, FactsQuery{IDs: keep, Events: events, EventNames: names, StageMasks: masks}, now, "event", e.apply, e.Hook, extra)
 	st.Skipped = len(ids) - st.Contacts
 	return st, err
@@ -266,6 +271,7 @@ func (e *Engine) hookNeeds(ctx context.Context, hook Hook) ([]Aggregate, Depende
 		deps = dh.Dependencies()
 	} else {
 		deps.AddAll()
+		deps.Event = true
 	}
 	return needs, deps, nil
 }

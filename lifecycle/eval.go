@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -16,6 +17,27 @@ type Event struct {
 	Name       string         `expr:"name"`
 	Properties map[string]any `expr:"properties"`
 	Timestamp  time.Time      `expr:"timestamp"`
+	// raw holds Properties as JSON until a rule needs them (EventJSON).
+	raw []byte
+}
+
+// EventJSON returns an event whose properties are the JSON object props,
+// decoded only if the event is evaluated by a rule that reads it: most
+// events touching a contact are never read so.
+func EventJSON(name string, at time.Time, props []byte) *Event {
+	return &Event{Name: name, Timestamp: at, raw: slices.Clone(props)}
+}
+
+// decode fills Properties from the JSON EventJSON kept; a malformed object
+// leaves them empty, as before.
+func (e *Event) decode() {
+	if e == nil || e.raw == nil {
+		return
+	}
+	if e.Properties == nil {
+		_ = json.Unmarshal(e.raw, &e.Properties)
+	}
+	e.raw = nil
 }
 
 // Facts is everything a rule can see about one contact at one instant.

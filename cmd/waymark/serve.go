@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,9 +60,8 @@ type server struct {
 func latestEvents(res ingest.Result) map[int64]*lifecycle.Event {
 	out := make(map[int64]*lifecycle.Event, len(res.Latest))
 	for id, m := range res.Latest {
-		ev := &lifecycle.Event{Name: m.Name, Timestamp: m.Timestamp}
-		_ = json.Unmarshal(m.Properties, &ev.Properties)
-		out[id] = ev
+		// Properties are decoded only if a rule reads the event.
+		out[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
 	}
 	return out
 }

@@ -246,3 +246,30 @@ func mustRules(t *testing.T, s *store.Store) []lifecycle.StoredRule {
 	}
 	return r
 }
+
+// The event a reactor hands over as JSON is decoded for a rule that reads
+// its properties.
+func TestEvaluateReadsTheEventsProperties(t *testing.T) {
+	t.Parallel()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	applyJourney(t, s, `rules:
+  - {name: gold, from: [awareness], to: advocacy, when: 'event?.name == "upgraded" && event.properties.plan == "gold"'}
+`)
+	res := mustIngest(t, s, track("g", "", "g-1", "upgraded", `{"plan": "gold"}`), track("h", "", "h-1", "upgraded", `{"plan": "tin"}`))
+	events := map[int64]*lifecycle.Event{}
+	for id, m := range res.Latest {
+		events[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
+	}
+	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := e.Evaluate(context.Background(), res.Contacts, events, res.Names, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Contacts != 2 || st.Moved != 1 {
+		t.Fatalf("evaluate: %+v, want both evaluated and g moved", st)
+	}
+	if n := count(t, tx, `SELECT count(*) FROM contacts WHERE id = $1 AND stage = 'advocacy'`, contactOf(t, tx, "u:g").ID); n != 1 {
+		t.Fatal("g did not move on its gold upgrade")
+	}
+}
