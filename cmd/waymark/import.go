@@ -43,7 +43,9 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	st := store.New(pool)
+	// One importer for the whole file: it remembers the user ids it has
+	// resolved, so only a user's first chunk looks it up.
+	im := store.New(pool).NewImporter()
 
 	start := time.Now()
 	var (
@@ -60,7 +62,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				res, err := st.Import(ctx, c)
+				res, err := im.Import(ctx, c)
 				mu.Lock()
 				if err != nil && firstEr == nil {
 					firstEr = err

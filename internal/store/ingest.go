@@ -66,12 +66,17 @@ FROM r LEFT JOIN ins ON ins.contact_id = r.cid AND ins.message_id = r.mid`
 	// waits for transactions storing events under the old contact, then
 	// moves those events too; or they wait for it and see the new contact.
 	//
-	// One index lookup an identity (LATERAL): with the array's size
-	// unknown, a generic plan would otherwise hash whole tables.
+	// One index lookup an identity: with the array's size unknown, a
+	// generic plan would otherwise hash whole tables. OFFSET 0 keeps the
+	// LATERAL subquery from being flattened into a join, which the
+	// planner did hash: the generic plan made while identities was empty
+	// (cached for the connection's life, and never replaced without an
+	// ANALYZE) read the whole table for every batch. sqlResolveAnonymous
+	// is not flattened either (FOR SHARE).
 	sqlResolveIdentities = `
 SELECT k.k, i.contact_id, (SELECT c.user_id IS NOT NULL FROM contacts c WHERE c.id = i.contact_id)
 FROM unnest($1::text[]) AS k(k)
-CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k) i`
+CROSS JOIN LATERAL (SELECT i.contact_id FROM identities i WHERE i.identity = k.k OFFSET 0) i`
 
 	// sqlLiveContacts returns which of the contacts $1 (cached users'
 	// contacts) still exist: erasing a contact deletes it with its
@@ -300,64 +305,17 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 	}
 	defer t.close()
 	known := make(map[string]identityInfo, len(seen))
-	var learned []cached // user ids resolved here, cached once committed
-	read := func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var (
-			ident      string
-			cid        int64
-			identified bool
-		)
-		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
-			known[ident] = identityInfo{cid, identified}
-			if s.users != nil && strings.HasPrefix(ident, "u:") {
-				learned = append(learned, cached{ident, cid})
-			}
-			return nil
-		})
-		return err
-	}
-	live := make(map[int64]bool, len(check))
-	err = t.run(ctx, false, func(b *pgx.Batch) {
-		if len(users) > 0 {
-			b.Queue(sqlResolveIdentities, users)
-		}
-		if len(anons) > 0 {
-			b.Queue(sqlResolveAnonymous, anons)
-		}
-		if len(check) > 0 {
-			b.Queue(sqlLiveContacts, check)
-		}
-	}, func(br pgx.BatchResults) error {
-		if len(users) > 0 {
-			if err := read(br); err != nil {
-				return err
-			}
-		}
-		if len(anons) > 0 {
-			if err := read(br); err != nil {
-				return err
-			}
-		}
-		if len(check) > 0 {
-			rows, err := br.Query()
-			if err != nil {
-				return err
-			}
-			var id int64
-			_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-				live[id] = true
-				return nil
-			})
-			return err
-		}
-		return nil
-	})
+	live, err := t.resolve(ctx, users, anons, check, known)
 	if err != nil {
 		return ingest.Result{}, nil, err
+	}
+	var learned []cached // user ids resolved here, cached once committed
+	if s.users != nil {
+		for _, k := range users {
+			if info, ok := known[k]; ok {
+				learned = append(learned, cached{k, info.contact})
+			}
+		}
 	}
 	// A cached user whose contact is gone (erased, by any process) is
 	// forgotten; its messages go to ingestTx, which looks it up afresh.
@@ -684,6 +642,69 @@ func (t *txn) close() {
 	}
 }
 
+// resolve finds, in one round trip, whom the user identities users and
+// the anonymous identities anons (sorted: one lock order; locked, see
+// sqlResolveIdentities) belong to now, into known, and which of the
+// contacts check (cached users') still exist.
+func (t *txn) resolve(ctx context.Context, users, anons []string, check []int64, known map[string]identityInfo) (map[int64]bool, error) {
+	live := make(map[int64]bool, len(check))
+	if len(users)+len(anons)+len(check) == 0 {
+		return live, nil
+	}
+	read := func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var (
+			ident      string
+			cid        int64
+			identified bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
+			known[ident] = identityInfo{cid, identified}
+			return nil
+		})
+		return err
+	}
+	err := t.run(ctx, false, func(b *pgx.Batch) {
+		if len(users) > 0 {
+			b.Queue(sqlResolveIdentities, users)
+		}
+		if len(anons) > 0 {
+			b.Queue(sqlResolveAnonymous, anons)
+		}
+		if len(check) > 0 {
+			b.Queue(sqlLiveContacts, check)
+		}
+	}, func(br pgx.BatchResults) error {
+		if len(users) > 0 {
+			if err := read(br); err != nil {
+				return err
+			}
+		}
+		if len(anons) > 0 {
+			if err := read(br); err != nil {
+				return err
+			}
+		}
+		if len(check) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var id int64
+			_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+				live[id] = true
+				return nil
+			})
+			return err
+		}
+		return nil
+	})
+	return live, err
+}
+
 type identityInfo struct {
 	contact    int64
 	identified bool // the contact has a user id
@@ -873,7 +894,6 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 	if o.cache != nil {
 		idents = o.cache.fill(idents, known)
 	}
-	var err error
 	var users, anons []string
 	for _, k := range idents {
 		if strings.HasPrefix(k, "a:") {
@@ -883,45 +903,10 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		}
 	}
 	sort.Strings(anons) // one lock order
-	read := func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var (
-			ident      string
-			cid        int64
-			identified bool
-		)
-		_, err = pgx.ForEachRow(rows, []any{&ident, &cid, &identified}, func() error {
-			known[ident] = identityInfo{cid, identified}
-			return nil
-		})
-		return err
-	}
-	if len(idents) > 0 {
-		err = t.run(ctx, false, func(b *pgx.Batch) {
-			if len(users) > 0 {
-				b.Queue(sqlResolveIdentities, users)
-			}
-			if len(anons) > 0 {
-				b.Queue(sqlResolveAnonymous, anons)
-			}
-		}, func(br pgx.BatchResults) error {
-			if len(users) > 0 {
-				if err := read(br); err != nil {
-					return err
-				}
-			}
-			if len(anons) > 0 {
-				return read(br)
-			}
-			return nil
-		})
-	}
-	if err != nil {
+	if _, err := t.resolve(ctx, users, anons, nil, known); err != nil {
 		return res, nil, err
 	}
+	var err error
 
 	// 2. Decide each message's contact in order.
 	p := decide(msgs, known)
