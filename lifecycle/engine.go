@@ -127,7 +127,8 @@ type Hook interface {
 	// Needs returns the aggregates the hook's conditions read.
 	Needs(ctx context.Context) ([]Aggregate, error)
 	// AfterBatch runs after the batch's moves were applied; the facts
-	// show each contact in the stage it settled in.
+	// show each contact in the stage it settled in, their aggregates in
+	// either form (Facts.Value and Program.Eval read both).
 	AfterBatch(ctx context.Context, batch []ContactFacts, at time.Time, trigger string) error
 }
 
@@ -476,13 +477,6 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 			st.Moved += n
 		}
 		if hook != nil {
-			// The hook reads the values as a map.
-			for i := range batch {
-				if batch[i].Values == nil && batch[i].Nums != nil {
-					batch[i].Values = batch[i].ValuesMap()
-					batch[i].Nums, batch[i].NumNeeds = nil, nil
-				}
-			}
 			// The hook sees each contact where it settled.
 			final := make(map[int64]Stage, len(moves))
 			for _, m := range moves {

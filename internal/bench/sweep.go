@@ -445,13 +445,28 @@ func LoadSweepData(ctx context.Context, pool *pgxpool.Pool, size SweepSize, now 
 	l.Generate = time.Since(start)
 	fmt.Fprintf(progress, "  generated %d contacts and %d events in %.1fs\n", size.Contacts, size.Events, l.Generate.Seconds())
 
-	for _, q := range []string{
+	// The per-contact indexes of events (whatever the migrations made
+	// them) are dropped for the load and built again after it, as they
+	// were.
+	var perContact []string
+	rows, err := pool.Query(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'events' AND indexname LIKE 'events\_contact%' ORDER BY indexname`)
+	if err != nil {
+		return l, fmt.Errorf("sweep data: listing the events' indexes: %w", err)
+	}
+	if perContact, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return l, fmt.Errorf("sweep data: listing the events' indexes: %w", err)
+	}
+	drops := []string{
 		`CREATE TABLE IF NOT EXISTS bench_sweep_meta (contacts bigint, events bigint, complete bool, loaded_at timestamptz, load_seconds float8)`,
 		`TRUNCATE bench_sweep_meta, events, identities, contacts, transitions, activity, activity_names`,
 		`UPDATE activity_state SET spec = '', snapshot = '', built_at = NULL, folded_at = NULL`,
 		`ALTER TABLE events DROP CONSTRAINT events_pkey`,
-		`DROP INDEX events_contact_name_time`,
-	} {
+	}
+	for _, def := range perContact {
+		name, _, _ := strings.Cut(strings.TrimPrefix(def, "CREATE INDEX "), " ")
+		drops = append(drops, `DROP INDEX `+name)
+	}
+	for _, q := range drops {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			return l, fmt.Errorf("sweep data: %s: %w", q, err)
 		}
@@ -500,10 +515,7 @@ func LoadSweepData(ctx context.Context, pool *pgxpool.Pool, size SweepSize, now 
 
 	start = time.Now()
 	g, gctx = errgroupLite(ctx)
-	for _, q := range []string{
-		`ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (contact_id, message_id)`,
-		`CREATE INDEX events_contact_name_time ON events (contact_id, name, occurred_at)`,
-	} {
+	for _, q := range append([]string{`ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (contact_id, message_id)`}, perContact...) {
 		g.Go(func() error {
 			c, err := pool.Acquire(gctx)
 			if err != nil {
@@ -532,7 +544,7 @@ func LoadSweepData(ctx context.Context, pool *pgxpool.Pool, size SweepSize, now 
 		return l, fmt.Errorf("vacuum: %w", err)
 	}
 	l.Vacuum = time.Since(start)
-	_, err := pool.Exec(ctx, `INSERT INTO bench_sweep_meta VALUES ($1, $2, true, now(), $3)`, int64(size.Contacts), int64(size.Events), l.Total().Seconds())
+	_, err = pool.Exec(ctx, `INSERT INTO bench_sweep_meta VALUES ($1, $2, true, now(), $3)`, int64(size.Contacts), int64(size.Events), l.Total().Seconds())
 	return l, err
 }
 

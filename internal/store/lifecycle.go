@@ -278,9 +278,12 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 func sqlFactsByID(rec string, events bool, ids, masks string) string {
 	from := `FROM contacts c WHERE c.id = ANY(` + ids + `::bigint[]) AND coalesce(c.merged_into, 0) = 0`
 	if masks != "" {
-		// Only contacts in a stage where their new events matter.
-		from = `FROM unnest(` + ids + `::bigint[], ` + masks + `::int[]) AS v(id, mask) JOIN contacts c ON c.id = v.id
-WHERE coalesce(c.merged_into, 0) = 0 AND v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
+		// Only contacts in a stage where their new events matter. Each
+		// contact is looked up by its primary key (LATERAL), whatever the
+		// statistics of a table that is filling up say.
+		from = `FROM unnest(` + ids + `::bigint[], ` + masks + `::int[]) AS v(id, mask)
+CROSS JOIN LATERAL (SELECT * FROM contacts c WHERE c.id = v.id AND coalesce(c.merged_into, 0) = 0 OFFSET 0) c
+WHERE v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
 	}
 	if !events {
 		return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''), NULL::bytea
