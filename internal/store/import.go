@@ -33,7 +33,20 @@ func (s *Store) NewImporter() *Importer {
 }
 
 // Import stores one chunk in one transaction.
+//
+// A chunk naming user ids the import has not seen yet, or anonymous ids,
+// first gets its contacts and identities in a short transaction of their
+// own: two workers whose chunks share new users (every chunk, at the start
+// of a file of new users) then wait for each other's short transaction
+// only, not for the COPY of a whole chunk (and start it again). The
+// events follow with the chunk's identities all known.
 func (im *Importer) Import(ctx context.Context, msgs []ingest.Message) (ingest.Result, error) {
+	if im.cache.unknown(msgs) {
+		err := im.s.ingestTx(ctx, "importing contacts", msgs, ingestOptions{contactsOnly: true, cache: im.cache}, func(ingest.Result, map[int64]int64) {})
+		if err != nil {
+			return ingest.Result{}, err
+		}
+	}
 	var res ingest.Result
 	err := im.s.ingestTx(ctx, "importing events", msgs, ingestOptions{copy: true, cache: im.cache}, func(r ingest.Result, _ map[int64]int64) { res = r })
 	return res, err
@@ -64,6 +77,23 @@ func (c *identityCache) fill(idents []string, known map[string]identityInfo) []s
 		}
 	}
 	return rest
+}
+
+// unknown says whether a message of msgs has an anonymous id (they are not
+// cached) or a user id not in the cache.
+func (c *identityCache) unknown(msgs []ingest.Message) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for i := range msgs {
+		k := identityKeys(&msgs[i])
+		if k[1] != "" {
+			return true
+		}
+		if _, ok := c.m[k[0]]; k[0] != "" && !ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *identityCache) add(l []cached) {

@@ -870,10 +870,13 @@ func (p *plan) follow(id int64) int64 {
 // ingestOptions change how ingestIn loads: imports COPY the events and
 // keep the user ids they have seen.
 type ingestOptions struct {
-	copy    bool
-	cache   *identityCache
-	learned *[]cached  // user ids resolved, for the cache
-	users   *userCache // learns the user ids resolved (never read here)
+	copy bool
+	// contactsOnly: create the contacts and identities the messages need,
+	// join and merge as they say, and commit, storing no event.
+	contactsOnly bool
+	cache        *identityCache
+	learned      *[]cached  // user ids resolved, for the cache
+	users        *userCache // learns the user ids resolved (never read here)
 }
 
 func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOptions) (ingest.Result, map[int64]int64, error) {
@@ -1006,7 +1009,7 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 			ctxs[i] = m.Context
 		}
 	}
-	err = t.run(ctx, !hasIdentify && !o.copy, func(b *pgx.Batch) {
+	err = t.run(ctx, !hasIdentify && !o.copy || o.contactsOnly, func(b *pgx.Batch) {
 		if len(p.created) > 0 {
 			// A contact exists from its earliest event (imports are not
 			// in time order).
@@ -1049,9 +1052,11 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		for _, mg := range p.merges {
 			queueMerge(b, mg[0], mg[1])
 		}
-		if o.copy {
+		switch {
+		case o.contactsOnly:
+		case o.copy:
 			b.Queue("savepoint copy_events")
-		} else {
+		default:
 			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
 		}
 	}, func(br pgx.BatchResults) error {
@@ -1080,13 +1085,16 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 				}
 			}
 		}
-		if o.copy {
+		switch {
+		case o.contactsOnly:
+			return nil
+		case o.copy:
 			_, err := br.Exec()
 			return err
 		}
 		return br.QueryRow().Scan(&stored, &fresh)
 	})
-	if err == nil && o.copy {
+	if err == nil && o.copy && !o.contactsOnly {
 		stored, fresh, err = t.copyEvents(ctx, msgs, contactOf, func(b *pgx.Batch) {
 			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
 		})
@@ -1104,6 +1112,9 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 				*o.learned = append(*o.learned, cached{k, toReal(info.contact)})
 			}
 		}
+	}
+	if o.contactsOnly {
+		return res, merged, nil
 	}
 	idx := make([]int, len(fresh))
 	cids := make([]int64, len(fresh))
