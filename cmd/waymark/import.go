@@ -16,7 +16,11 @@ import (
 func cmdImport(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("import", &cfg)
-	chunk := fs.Int("chunk", 20000, "messages per transaction")
+	// Each chunk's events are COPYed in (contact, messageId) order: the
+	// larger the chunk, the more of them land next to each other in the
+	// events table's indexes (2M events: 20,000 a chunk 46 s, 100,000
+	// 31 s, 200,000 30 s).
+	chunk := fs.Int("chunk", 100000, "messages per transaction")
 	workers := fs.Int("workers", 2, "concurrent transactions")
 	if err := fs.Parse(args); err != nil {
 		return err

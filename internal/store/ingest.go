@@ -924,9 +924,11 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		sort.Strings(keys) // one lock order for all writers
 		vals := make([]int64, len(keys))
 		var holders []int64
+		held := make(map[int64]bool)
 		for i, k := range keys {
 			vals[i] = p.follow(p.newIdents[k])
-			if vals[i] < 0 && !slices.Contains(holders, vals[i]) {
+			if vals[i] < 0 && !held[vals[i]] {
+				held[vals[i]] = true
 				holders = append(holders, vals[i])
 			}
 		}
