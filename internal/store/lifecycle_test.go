@@ -273,3 +273,47 @@ func TestEvaluateReadsTheEventsProperties(t *testing.T) {
 		t.Fatal("g did not move on its gold upgrade")
 	}
 }
+
+// Event-driven evaluation reads, for a contact, the events its stage's
+// rules read; one that moves on is settled again with everything the
+// rules of the stages it passes through read, so its later hops see their
+// events too.
+func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
+	t.Parallel()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	applyJourney(t, s, ladder)
+	// m has history for every rung but the first, stored without
+	// evaluation; n has a cart but no orders; both are in awareness.
+	mustIngest(t, s,
+		track("m", "", "m-1", "cart_updated", ""),
+		track("m", "", "m-2", "order_completed", `{"revenue": 30, "sku": "a"}`),
+		track("m", "", "m-3", "order_completed", `{"revenue": 12.5, "sku": "b"}`),
+		track("n", "", "n-1", "cart_updated", ""))
+	res := mustIngest(t, s, track("m", "", "m-4", "page_viewed", ""), track("n", "", "n-2", "page_viewed", ""))
+	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := e.Evaluate(context.Background(), res.Contacts, nil, res.Names, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Contacts != 2 || st.Moved != 2 || st.Hops != 6 {
+		t.Fatalf("evaluate: %+v, want m and n moved, 4 hops and 2", st)
+	}
+	for who, want := range map[string]string{
+		"m": "awareness>consideration visitor {\"count(\\\"page_viewed\\\", \\\"all\\\")\": 1}|" +
+			"consideration>decision shopper {\"ever(\\\"cart_updated\\\")\": true}|" +
+			"decision>retention buyer {\"sum(\\\"order_completed\\\", \\\"revenue\\\", \\\"all\\\")\": 42.5}|" +
+			"retention>advocacy fan {\"distinct(\\\"order_completed\\\", \\\"sku\\\", \\\"all\\\")\": 2}",
+		"n": "awareness>consideration visitor {\"count(\\\"page_viewed\\\", \\\"all\\\")\": 1}|" +
+			"consideration>decision shopper {\"ever(\\\"cart_updated\\\")\": true}",
+	} {
+		var got string
+		if err := tx.QueryRow(context.Background(), `SELECT string_agg(from_stage || '>' || to_stage || ' ' || rule || ' ' || observed::text, '|' ORDER BY seq)
+			FROM transitions WHERE contact_id = $1`, contactOf(t, tx, "u:"+who).ID).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s's hops:\n got %s\nwant %s", who, got, want)
+		}
+	}
+}
