@@ -66,9 +66,13 @@ type recordResult struct {
 const maxGroup = 1000
 
 // writers is how many group commits may be in flight at once (each on
-// its own database connection): while one waits for its WAL flush, the
-// next gathers what the connections asked for meanwhile.
-const writers = 2
+// its own database connection). One: what the connections ask for while
+// a group is being written goes into the next, so groups are about twice
+// the size they are with two writers and the statements and WAL flushes
+// per message are halved; with two, the machine was busier and sent
+// fewer (bench send, 64 connections: 7,150-7,414/s with two, 7,954-8,509/s
+// with one).
+const writers = 1
 
 // delivery is one pass's connections and writer.
 type delivery struct {
