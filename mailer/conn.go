@@ -77,7 +77,8 @@ type Conn struct {
 	pipelining bool
 	mailParams string // " BODY=8BITMIME", " SMTPUTF8"
 
-	body bytes.Buffer // the message being sent, rendered
+	body   bytes.Buffer // the message being sent, rendered
+	signed bytes.Buffer // the same with its DKIM signature, then swapped with body
 
 	raw       *deadlineConn // the connection under client; nil when not connected
 	connected bool

@@ -20,8 +20,8 @@ var reservedHeaders = map[string]bool{
 	"in-reply-to": true, "references": true,
 }
 
-// build turns m into a go-mail message, through go-mail's checked setters
-// only: addresses are parsed, other values are RFC 2047-encoded when they
+// build turns m's header fields into a go-mail message (without a body:
+// appendBody writes it), through go-mail's checked setters only: addresses are parsed, other values are RFC 2047-encoded when they
 // hold anything but printable ASCII, so nothing in a value can start a new
 // header field or add a recipient.
 func build(m *Message, now time.Time) (*gomail.Msg, error) {
@@ -91,10 +91,7 @@ func build(m *Message, now time.Time) (*gomail.Msg, error) {
 		msg.SetGenHeader(gomail.Header(canon[key]), values[key]...)
 	}
 
-	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	if m.HTML != "" {
-		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
-	}
+	// The body is appended to what go-mail writes (appendBody).
 	return msg, nil
 }
 

@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,9 +22,10 @@ import (
 // A Tx belongs to its Conn; the Conn may not be used until the Tx is
 // committed or aborted.
 type Tx struct {
-	c    *Conn
-	w    io.WriteCloser // the DATA writer; Close writes the final dot
-	done bool
+	c        *Conn
+	w        io.WriteCloser // the DATA writer when the content needed textproto's; Close writes the final dot
+	endsLine bool           // otherwise: whether the content written ended with a line break
+	done     bool
 }
 
 // Begin builds m and hands it to the server up to its final dot. On
@@ -75,12 +77,27 @@ func (c *Conn) render(m *Message) (from, rcpt string, err error) {
 	if err != nil || len(rcpts) != 1 {
 		return "", "", fmt.Errorf("%w: recipients %v: %v", ErrInvalidMessage, rcpts, err)
 	}
-	if c.dkim != nil {
-		msg.SetDKIM(c.dkim)
-	}
 	c.body.Reset()
 	if _, err := msg.WriteTo(&c.body); err != nil {
 		return "", "", fmt.Errorf("%w: writing the message: %v", ErrInvalidMessage, err)
+	}
+	c.body.Write(appendBody(c.body.AvailableBuffer(), m))
+	if c.dkim != nil {
+		// As go-mail signs: the header block with its last CRLF, and
+		// the body after the blank line.
+		all := c.body.Bytes()
+		i := bytes.Index(all, []byte("\r\n\r\n"))
+		if i < 0 {
+			return "", "", fmt.Errorf("%w: no end of header", ErrInvalidMessage)
+		}
+		sig, err := c.dkim.Sign(all[:i+2], all[i+4:])
+		if err != nil {
+			return "", "", fmt.Errorf("%w: DKIM signing: %v", ErrInvalidMessage, err)
+		}
+		c.signed.Reset()
+		c.signed.WriteString(sig)
+		c.signed.Write(all)
+		c.body, c.signed = c.signed, c.body
 	}
 	return from, rcpts[0], nil
 }
@@ -187,6 +204,11 @@ func (c *Conn) beginOnce(ctx context.Context, from, rcpt string) (*Tx, Result, b
 		}
 		return nil, failed, keep
 	}
+	if content := c.body.Bytes(); crlfOnly(content) {
+		// Written as it is, dot-stuffed; a write error shows at Commit
+		// (the bufio.Writer keeps it), before the final dot.
+		return &Tx{c: c, endsLine: writeDotStuffed(text.W, content)}, Result{}, true
+	}
 	w := text.DotWriter()
 	if _, err := w.Write(c.body.Bytes()); err != nil {
 		return nil, c.failure(ctx, StageData, err), false
@@ -224,7 +246,12 @@ func (t *Tx) Commit(ctx context.Context) Result {
 	t.done = true
 	c := t.c
 	end := c.raw.begin(ctx, time.Time{})
-	cerr := t.w.Close()
+	var cerr error
+	if t.w != nil {
+		cerr = t.w.Close()
+	} else {
+		cerr = endData(c.smtp.Text.W, t.endsLine)
+	}
 	writeFailed := cerr != nil || c.raw.writeFailed()
 	var (
 		code int
