@@ -79,8 +79,8 @@ func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
 // factsSQL builds the one query that loads, for a batch of contacts, their
 // state and every aggregate the rules need: a column per aggregate, each a
 // FILTERed aggregate over the contact's events, so all rules are served by
-// one pass over the batch's events (the (contact_id, name, occurred_at)
-// index). Parameters: $1 as-of, $2 the event names needed, then per
+// one pass over the batch's events (found by the primary key's leading
+// contact_id). Parameters: $1 as-of, $2 the event names needed, then per
 // aggregate its name, property and window start; then the selection ($n ids,
 // or $n cursor and $n+1 limit).
 func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
@@ -421,25 +421,13 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	return out, err
 }
 
-// scanAllFrom is the number of event names from which the facts query
-// reads all of a contact's events and keeps those of the names wanted,
-// rather than looking each name up in the (contact_id, name) index:
-// PostgreSQL 15 descends the index once for every element of name =
-// ANY(...), three pages each, which cost more than the events of the names
-// not wanted (rules usually read the commonest events; 8 names: 24 index
-// pages a contact for 5 events, 3 without).
-const scanAllFrom = 4
-
 // stageNames is the SQL condition on the raw event names an event e of a
 // contact c's facts may have: any of raw, or, when q.ByStage narrows
 // them, those its stage's needs read.
 func stageNames(q lifecycle.FactsQuery, raw []string, param func(any) string) string {
-	cond := func(names string) string {
-		if len(raw) >= scanAllFrom {
-			return "array_position(" + names + ", e.name) IS NOT NULL"
-		}
-		return "e.name = ANY(" + names + ")"
-	}
+	// The names filter the contact's events, found by the primary key's
+	// leading contact_id (migration 012).
+	cond := func(names string) string { return "e.name = ANY(" + names + ")" }
 	all := cond("$4::text[]")
 	if len(q.ByStage) != len(lifecycle.Stages) {
 		return all
