@@ -79,7 +79,8 @@ type Delay struct {
 // SendStore is what the sender needs from storage.
 type SendStore interface {
 	// ClaimDue claims up to limit queued sends due at now for holder, with
-	// their context; capWindow is the frequency cap's window.
+	// their context; capWindow is the frequency cap's window (0: no cap,
+	// SentInWindow is left empty).
 	// With parts > 1, only the sends of contacts whose id modulo parts is
 	// part.
 	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]Due, error)
@@ -296,11 +297,17 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 	}
 	// produce claims, decides and renders its share's batches until none
 	// is due; it reports whether it found any.
+	// Without a frequency cap the claim need not read each contact's
+	// recent sends.
+	capWindow := defs.Settings.CapPer
+	if defs.Settings.CapMax <= 0 {
+		capWindow = 0
+	}
 	produce := func(part, parts int) (found bool) {
 		for !failed(nil) {
 			claimedAt := time.Now()
 			now := s.now()
-			batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, defs.Settings.CapPer, part, parts)
+			batch, err := s.store.ClaimDue(ctx, s.cfg.Holder, s.cfg.Batch, now, capWindow, part, parts)
 			if failed(err) || len(batch) == 0 {
 				return found
 			}

@@ -30,8 +30,10 @@ SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, '')
        coalesce(c.offer_expires, 'epoch'), c.template, c.due_at, c.attempts,
        coalesce(k.email, ''), k.status = 'subscribed', coalesce(sp.reason, ''),
        coalesce(e.status = 'active', false), coalesce(e.version, 0), coalesce(e.enrolled_at, 'epoch'),
-       coalesce((SELECT array_agg(x.sent_at ORDER BY x.sent_at) FROM sends x
-                 WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
+       CASE WHEN $4::interval > interval '0' THEN
+           coalesce((SELECT array_agg(x.sent_at ORDER BY x.sent_at) FROM sends x
+                     WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
+       ELSE '{}' END
 FROM claimed c
 JOIN contacts k ON k.id = c.contact_id
 LEFT JOIN LATERAL (SELECT reason FROM suppressions sp
