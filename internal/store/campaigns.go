@@ -141,17 +141,21 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		ids[i], seqs[i], vers[i], ats[i], since[i], cooldowns[i], afters[i], tmpls[i], kinds[i] =
 			c.ContactID, c.Sequence, int32(c.Version), c.EnrolledAt, c.StageSince, c.Cooldown, c.FirstAfter, c.FirstTmpl, kindOf[c.Sequence]
 	}
-	rows, err := s.db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, afters, tmpls, kinds)
-	if err != nil {
-		return nil, translate(err, "enrolling contacts")
-	}
-	var (
-		out []campaigns.Enrolment
-		e   campaigns.Enrolment
-	)
-	_, err = pgx.ForEachRow(rows, []any{&e.ContactID, &e.ID, &e.Sequence, &e.Version, &e.EnrolledAt, &e.FirstAfter}, func() error {
-		out = append(out, e)
-		return nil
+	var out []campaigns.Enrolment
+	// The candidates' rows are probed by key, never found by scanning
+	// whole tables (see sqlSeqScanOff).
+	err = s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
+		out = out[:0]
+		rows, err := db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, afters, tmpls, kinds)
+		if err != nil {
+			return err
+		}
+		var e campaigns.Enrolment
+		_, err = pgx.ForEachRow(rows, []any{&e.ContactID, &e.ID, &e.Sequence, &e.Version, &e.EnrolledAt, &e.FirstAfter}, func() error {
+			out = append(out, e)
+			return nil
+		})
+		return err
 	})
 	return out, translate(err, "enrolling contacts")
 }
@@ -244,6 +248,9 @@ func (s *Store) EndEnrolments(ctx context.Context, endings []campaigns.Ending) e
 	// their sends are recorded, or two passes ending the same ones, wait
 	// for each other instead of deadlocking; a conflict left is retried.
 	return s.inTx(ctx, "ending enrolments", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlSeqScanOff); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `
 WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, contact_id))
 SELECT 1 FROM sends s JOIN v ON s.contact_id = v.contact_id AND s.enrolment_id = v.id

@@ -576,8 +576,13 @@ func (t *txn) run(ctx context.Context, commit bool, queue func(b *pgx.Batch), re
 	b := &pgx.Batch{}
 	lead := 0
 	if t.conn != nil && !t.begun {
+		// Every statement of an ingest transaction reads the rows of
+		// the ids it lists: no plan should hash a whole table to join
+		// it with a list (merging traits into contacts did, on a table
+		// whose statistics lagged).
 		b.Queue("begin")
-		lead = 1
+		b.Queue(sqlSeqScanOff)
+		lead = 2
 	}
 	t.begun = true
 	queue(b)

@@ -339,8 +339,10 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	nums := make([]float64, n)
 	var out []lifecycle.ContactFacts
 	// Each contact's events are few: an index scan reads them with less
-	// set-up than a bitmap (which the planner, expecting more, picks).
-	err = s.withSettings(ctx, `SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off`, func(db DB) error {
+	// set-up than a bitmap (which the planner, expecting more, picks);
+	// and the contacts listed are probed by primary key, never found by
+	// scanning the table (which stale statistics can make look cheaper).
+	err = s.withSettings(ctx, `SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off`, func(db DB) error {
 		// No aggregate needed (no rules, only a campaigns hook with
 		// nothing to ask): no events read.
 		ids := "$3"
@@ -473,6 +475,14 @@ func (s *Store) withoutJIT(ctx context.Context, fn func(db DB) error) error {
 	return s.withSettings(ctx, `SET LOCAL jit = off`, fn)
 }
 
+// sqlSeqScanOff is for statements that join a list of ids with a table:
+// their rows are found by key, one probe each. Left to itself, the
+// planner hashed whole tables to join them with the list when their
+// statistics lagged or a list's size was unknown (applying 700 stage
+// moves among 100,000 contacts: 49 ms with the contacts table hashed,
+// 4 ms by probes), on every pass of the reactor.
+const sqlSeqScanOff = `SET LOCAL enable_seqscan = off`
+
 // withSettings runs fn in a transaction after the SET LOCAL statements
 // set.
 func (s *Store) withSettings(ctx context.Context, set string, fn func(db DB) error) error {
@@ -574,14 +584,17 @@ func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	rows, err := s.db.Query(ctx, sqlApplyMoves, ids, expStage, expAt, finals, ats,
-		hIDs, hFrom, hTo, hRule, hVer, hObs, hTrigger, hAts, hOrd)
-	if err != nil {
-		return 0, translate(err, "applying stage moves")
-	}
 	moved := map[int64]bool{}
-	var id int64
-	_, err = pgx.ForEachRow(rows, []any{&id}, func() error { moved[id] = true; return nil })
+	err := s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
+		rows, err := db.Query(ctx, sqlApplyMoves, ids, expStage, expAt, finals, ats,
+			hIDs, hFrom, hTo, hRule, hVer, hObs, hTrigger, hAts, hOrd)
+		if err != nil {
+			return err
+		}
+		var id int64
+		_, err = pgx.ForEachRow(rows, []any{&id}, func() error { moved[id] = true; return nil })
+		return err
+	})
 	return len(moved), translate(err, "applying stage moves")
 }
 
