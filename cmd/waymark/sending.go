@@ -111,7 +111,11 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 		From:        cfg.From,
 		Connections: conns,
 		Rate:        cfg.SMTP.Rate,
-		Holder:      fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		// Sends claimed at once: a claim, its facts, templates and tone
+		// rules cost about the same for 1,000 as for 500 (bench send:
+		// waymark 79-80 µs of CPU an email, was 84-87 with 500).
+		Batch:  1000,
+		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		Links: func(d *campaigns.Due) (string, string) {
 			return dec.Links(d.ContactID, d.ID)
 		},
