@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -203,7 +204,7 @@ func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, f
 }
 
 // checkpoint writes out what earlier measurements left dirty in
-// PostgreSQL's buffers, so that a measurement does not pay for the one
+// PostgreSQL's buffers and the kernel's page cache, so that a measurement does not pay for the one
 // before it (the checkpoint a 2M-event import's writes set off ran into the
 // track measurement after it: p99 8 ms became 33 ms). It needs a superuser;
 // without one, the measurement goes on and says so.
@@ -216,6 +217,10 @@ func checkpoint(ctx context.Context, out io.Writer, dbURL string) {
 	if err != nil {
 		fmt.Fprintf(out, "  (no CHECKPOINT before measuring: %v)\n", err)
 	}
+	// And what the kernel still has to write back (the import's
+	// generated files, a dropped database): written during the next
+	// measurement, it delayed its commits' WAL flushes.
+	syscall.Sync()
 }
 
 // benchServer is the real server, started in this process.
