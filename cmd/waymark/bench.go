@@ -13,10 +13,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/bench"
@@ -186,7 +184,12 @@ func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, f
 	if err != nil {
 		return nil, nil, err
 	}
-	checkpoint(ctx, b.e.stdout, db.URL)
+	// What earlier measurements left dirty is written out now, not
+	// during this one (a 2M-event import's checkpoint ran into the track
+	// measurement after it: p99 8 ms became 33 ms).
+	if err := bench.Checkpoint(ctx, db.URL); err != nil {
+		fmt.Fprintf(b.e.stdout, "  (no CHECKPOINT before measuring: %v)\n", err)
+	}
 	cfg := b.f.cfg
 	cfg.DatabaseURL = db.URL
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -201,26 +204,6 @@ func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, f
 		}
 	}
 	return &cfg, drop, nil
-}
-
-// checkpoint writes out what earlier measurements left dirty in
-// PostgreSQL's buffers and the kernel's page cache, so that a measurement does not pay for the one
-// before it (the checkpoint a 2M-event import's writes set off ran into the
-// track measurement after it: p99 8 ms became 33 ms). It needs a superuser;
-// without one, the measurement goes on and says so.
-func checkpoint(ctx context.Context, out io.Writer, dbURL string) {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err == nil {
-		_, err = conn.Exec(ctx, "CHECKPOINT")
-		conn.Close(ctx)
-	}
-	if err != nil {
-		fmt.Fprintf(out, "  (no CHECKPOINT before measuring: %v)\n", err)
-	}
-	// And what the kernel still has to write back (the import's
-	// generated files, a dropped database): written during the next
-	// measurement, it delayed its commits' WAL flushes.
-	syscall.Sync()
 }
 
 // benchServer is the real server, started in this process.

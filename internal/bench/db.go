@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,14 +98,22 @@ func CountEvents(ctx context.Context, db interface {
 
 // Checkpoint asks the server for a checkpoint, so that a timed load does
 // not pay for the dirty pages of the one before. It needs superuser or
-// pg_checkpoint; without them it reports nothing and does nothing.
-func Checkpoint(ctx context.Context, connString string) {
+// pg_checkpoint; without them it does nothing but say so.
+//
+// It also syncs the kernel's dirty pages: what the kernel still had to
+// write back (an import's generated files, a dropped database) it wrote
+// during the next measurement, delaying its commits' WAL flushes (bench
+// import then bench track: p99 10.75 ms without, 8.32 ms with). It returns
+// the error of the CHECKPOINT (which needs a superuser), if any.
+func Checkpoint(ctx context.Context, connString string) error {
+	defer syscall.Sync()
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
-		return
+		return err
 	}
 	defer conn.Close(context.Background())
-	_, _ = conn.Exec(ctx, "CHECKPOINT")
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	return err
 }
 
 // BareTable is the table the bare COPY loads: the events table's columns and
