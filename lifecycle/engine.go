@@ -63,13 +63,6 @@ type FactsQuery struct {
 	// EventNames, for event-driven evaluation: the names of every new
 	// event of the contact.
 	EventNames map[int64][]string
-	// ByStage, for event-driven evaluation: for each stage (indexed as
-	// Stages) the aggregates of Needs that a contact in that stage needs
-	// (its rules' and the hook's). A store may load only the events those
-	// read; the values of the other needs are then meaningless, and the
-	// engine reloads, with every need, the contacts that move out of
-	// their stage. Nil: every contact needs all of Needs.
-	ByStage [][]Aggregate
 	// Rollup asks, for a page of contacts, for the aggregates from the
 	// activity rollup the store's [SweepPreparer] just brought up to date
 	// rather than from the events.
@@ -447,12 +440,7 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var byStage [][]Aggregate
-	if sel.IDs != nil {
-		byStage = stageNeeds(rules, hookNeeds, needs)
-	}
-	q := FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, StageMasks: sel.StageMasks, ByStage: byStage, Rollup: rollup, SkipTraits: skipTraits, Compact: true}
-	go e.load(lctx, sel, q, batches)
+	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, StageMasks: sel.StageMasks, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
 	results := make([]settled, 0, e.BatchSize)
 	for b := range batches {
 		if b.err != nil {
@@ -460,12 +448,6 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 		}
 		batch := b.facts
 		results = settleAll(rules, batch, results[:0])
-		if byStage != nil {
-			var err error
-			if batch, results, err = e.reloadMovers(ctx, rules, q, batch, results); err != nil {
-				return st, fmt.Errorf("loading facts: %w", err)
-			}
-		}
 		var moves []ContactMoves
 		emails := map[int64]string{}
 		for i := range batch {
@@ -512,74 +494,6 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	}
 	st.Elapsed = time.Since(start)
 	return st, ctx.Err()
-}
-
-// stageNeeds returns, for each stage, the needs of the rules that leave
-// it and of the hook, or nil when some stage needs them all anyway.
-func stageNeeds(rules []Rule, hookNeeds, needs []Aggregate) [][]Aggregate {
-	out := make([][]Aggregate, len(Stages))
-	narrower := false
-	for i, s := range Stages {
-		var ps []*Program
-		for _, r := range rules {
-			if slices.Contains(r.From, s) {
-				ps = append(ps, r.When)
-			}
-		}
-		out[i] = unionNeeds(Needs(ps...), hookNeeds)
-		narrower = narrower || len(out[i]) < len(needs)
-	}
-	if !narrower {
-		return nil
-	}
-	return out
-}
-
-// reloadMovers settles again, with every need loaded, the contacts of a
-// batch loaded with their stage's needs only (q.ByStage) that moved: their
-// first hop was decided on what their stage's rules read, but the rules of
-// the stages they move on to may read more. A contact gone meanwhile
-// (merged into another) is left out of the batch.
-func (e *Engine) reloadMovers(ctx context.Context, rules []Rule, q FactsQuery, batch []ContactFacts, results []settled) ([]ContactFacts, []settled, error) {
-	partial := func(i int) bool {
-		s := stageIndex(batch[i].Stage)
-		return len(results[i].hops) > 0 && (s >= len(q.ByStage) || len(q.ByStage[s]) < len(q.Needs))
-	}
-	var ids []int64
-	for i := range batch {
-		if partial(i) {
-			ids = append(ids, batch[i].ID)
-		}
-	}
-	if len(ids) == 0 {
-		return batch, results, nil
-	}
-	full := q
-	full.IDs, full.StageMasks, full.ByStage = ids, nil, nil
-	fresh, err := e.store.LoadFacts(ctx, full)
-	if err != nil {
-		return nil, nil, err
-	}
-	byID := make(map[int64]*ContactFacts, len(fresh))
-	for i := range fresh {
-		byID[fresh[i].ID] = &fresh[i]
-	}
-	out := batch[:0]
-	res := results[:0]
-	for i := range batch {
-		c, r := batch[i], results[i]
-		if partial(i) {
-			f, ok := byID[c.ID]
-			if !ok {
-				continue
-			}
-			c = *f
-			hops, err := Settle(rules, &c.Facts)
-			r = settled{hops, err}
-		}
-		out, res = append(out, c), append(res, r)
-	}
-	return out, res, nil
 }
 
 // loaded is one batch of facts, or the error loading it.

@@ -54,6 +54,37 @@ func buildWaymark(t *testing.T) string {
 }
 
 // seedWelcome imports n contacts and applies exactlyOnceJourney.
+// sendingScene is the set-up of the sending tests: a database of its own
+// with n contacts who will each be due one welcome email, the
+// environment of a sender with conns connections to smtp, the binary,
+// and a pool on the database (closed when the test ends).
+func sendingScene(t *testing.T, smtp *smtptest.Server, conns, n int) (map[string]string, string, *pgxpool.Pool) {
+	t.Helper()
+	url := pgtest.Clone(t)
+	env := map[string]string{
+		"DATABASE_URL":     url,
+		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
+		"WAYMARK_FROM":     "Shop <news@shop.example>",
+	}
+	bin := buildWaymark(t)
+	seedWelcome(t, env, n)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return env, bin, pool
+}
+
+// enrolWithoutSMTP runs a tick with env's database and no SMTP server:
+// it enrols the contacts, and their sends fall due without being sent.
+func enrolWithoutSMTP(t *testing.T, env map[string]string) {
+	t.Helper()
+	if out, errOut, err := runWith(t, map[string]string{"DATABASE_URL": env["DATABASE_URL"]}, "tick"); err != nil {
+		t.Fatalf("tick: %v\n%s\n%s", err, out, errOut)
+	}
+}
+
 func seedWelcome(t *testing.T, env map[string]string, n int) {
 	t.Helper()
 	dir := t.TempDir()
@@ -371,20 +402,8 @@ func TestKillNineDuringALargeSend(t *testing.T) {
 		conns = 16
 		kills = 5
 	)
-	url := pgtest.Clone(t)
 	smtp := smtptest.Start(t)
-	env := map[string]string{
-		"DATABASE_URL":     url,
-		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
-		"WAYMARK_FROM":     "Shop <news@shop.example>",
-	}
-	bin := buildWaymark(t)
-	seedWelcome(t, env, n)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	env, bin, pool := sendingScene(t, smtp, conns, n)
 	ctx := context.Background()
 
 	start := time.Now()
@@ -503,26 +522,10 @@ func TestTwoSendersAtOnce(t *testing.T) {
 		n     = 2000
 		conns = 4
 	)
-	url := pgtest.Clone(t)
 	smtp := smtptest.Start(t, smtptest.Delay(2*time.Millisecond))
-	env := map[string]string{
-		"DATABASE_URL":     url,
-		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
-		"WAYMARK_FROM":     "Shop <news@shop.example>",
-	}
-	bin := buildWaymark(t)
-	seedWelcome(t, env, n)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-
+	env, bin, pool := sendingScene(t, smtp, conns, n)
 	// A tick without SMTP enrols everyone: n sends are due.
-	noSMTP := map[string]string{"DATABASE_URL": url}
-	if out, errOut, err := runWith(t, noSMTP, "tick"); err != nil {
-		t.Fatalf("tick: %v\n%s\n%s", err, out, errOut)
-	}
+	enrolWithoutSMTP(t, env)
 	if q := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= now()`); q != n {
 		t.Fatalf("%d sends due, want %d", q, n)
 	}

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
 
@@ -33,7 +30,6 @@ func TestKillNineBetweenMarkAndFinalDot(t *testing.T) {
 		held    = make(chan struct{})
 		release = make(chan struct{})
 	)
-	url := pgtest.Clone(t)
 	smtp := smtptest.Start(t, smtptest.FailRcpt(func(rcpt string, attempt int) *gosmtp.SMTPError {
 		if rcpt == victim && attempt == 1 {
 			once.Do(func() { close(held) })
@@ -48,21 +44,8 @@ func TestKillNineBetweenMarkAndFinalDot(t *testing.T) {
 			close(release)
 		}
 	}()
-	env := map[string]string{
-		"DATABASE_URL":     url,
-		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns),
-		"WAYMARK_FROM":     "Shop <news@shop.example>",
-	}
-	bin := buildWaymark(t)
-	seedWelcome(t, env, n)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if out, errOut, err := runWith(t, map[string]string{"DATABASE_URL": url}, "tick"); err != nil {
-		t.Fatalf("tick: %v\n%s\n%s", err, out, errOut)
-	}
+	env, bin, pool := sendingScene(t, smtp, conns, n)
+	enrolWithoutSMTP(t, env)
 
 	p := startTick(t, bin, env, "sender killed between a mark and its final dot")
 	select {

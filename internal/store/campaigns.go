@@ -145,7 +145,6 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 	// The candidates' rows are probed by key, never found by scanning
 	// whole tables (see sqlSeqScanOff).
 	err = s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
-		out = out[:0]
 		rows, err := db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, afters, tmpls, kinds)
 		if err != nil {
 			return err

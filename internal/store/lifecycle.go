@@ -275,7 +275,7 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 // statistics lag (a database filling up, never analysed yet) the planner
 // ANDed a scan of a whole partial index with the primary key probes, for
 // every query: O(contacts) per batch.
-func sqlFactsByID(rec string, events bool, ids, masks, names string) string {
+func sqlFactsByID(rec string, events bool, ids, masks string) string {
 	from := `FROM contacts c WHERE c.id = ANY(` + ids + `::bigint[]) AND coalesce(c.merged_into, 0) = 0`
 	if masks != "" {
 		// Only contacts in a stage where their new events matter. Each
@@ -291,7 +291,7 @@ WHERE v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
 	}
 	return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
 	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e CROSS JOIN LATERAL (SELECT ` + sqlEventName + ` AS name) n
-	  WHERE e.contact_id = c.id AND ` + names + ` AND e.occurred_at <= $1)
+	  WHERE e.contact_id = c.id AND e.name = ANY($4::text[]) AND e.occurred_at <= $1)
 ` + from
 }
 
@@ -342,7 +342,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	// set-up than a bitmap (which the planner, expecting more, picks);
 	// and the contacts listed are probed by primary key, never found by
 	// scanning the table (which stale statistics can make look cheaper).
-	err = s.withSettings(ctx, `SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off`, func(db DB) error {
+	err = s.withSettings(ctx, `SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off; `+sqlSeqScanOff, func(db DB) error {
 		// No aggregate needed (no rules, only a campaigns hook with
 		// nothing to ask): no events read.
 		ids := "$3"
@@ -361,11 +361,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 			args = append(args, m)
 			masks = "$" + strconv.Itoa(len(args))
 		}
-		read := ""
-		if len(names) > 0 {
-			read = stageNames(q, raw, param)
-		}
-		rows, err := db.Query(ctx, sqlFactsByID(rec, len(names) > 0, ids, masks, read), args...)
+		rows, err := db.Query(ctx, sqlFactsByID(rec, len(names) > 0, ids, masks), args...)
 		if err != nil {
 			return err
 		}
@@ -423,40 +419,6 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	return out, err
 }
 
-// stageNames is the SQL condition on the raw event names an event e of a
-// contact c's facts may have: any of raw, or, when q.ByStage narrows
-// them, those its stage's needs read.
-func stageNames(q lifecycle.FactsQuery, raw []string, param func(any) string) string {
-	// The names filter the contact's events, found by the primary key's
-	// leading contact_id (migration 012).
-	cond := func(names string) string { return "e.name = ANY(" + names + ")" }
-	all := cond("$4::text[]")
-	if len(q.ByStage) != len(lifecycle.Stages) {
-		return all
-	}
-	var b strings.Builder
-	b.WriteString("CASE c.stage")
-	for i, st := range lifecycle.Stages {
-		var names []string
-		for _, a := range q.ByStage[i] {
-			for _, n := range []string{a.Event, machineBaseOr(a.Event)} {
-				if !slices.Contains(names, n) {
-					names = append(names, n)
-				}
-			}
-		}
-		if len(names) == len(raw) {
-			continue
-		}
-		b.WriteString(" WHEN '" + string(st) + "' THEN " + param(names) + "::text[]")
-	}
-	if b.Len() == len("CASE c.stage") {
-		return all
-	}
-	b.WriteString(" ELSE $4::text[] END")
-	return cond(b.String())
-}
-
 // machineBaseOr returns, for email_opened_machine, email_opened, and
 // otherwise name.
 func machineBaseOr(name string) string {
@@ -473,25 +435,6 @@ func machineBaseOr(name string) string {
 // touched by events paid that.
 func (s *Store) withoutJIT(ctx context.Context, fn func(db DB) error) error {
 	return s.withSettings(ctx, `SET LOCAL jit = off`, fn)
-}
-
-// sqlSeqScanOff is for statements that join a list of ids with a table:
-// their rows are found by key, one probe each. Left to itself, the
-// planner hashed whole tables to join them with the list when their
-// statistics lagged or a list's size was unknown (applying 700 stage
-// moves among 100,000 contacts: 49 ms with the contacts table hashed,
-// 4 ms by probes), on every pass of the reactor.
-const sqlSeqScanOff = `SET LOCAL enable_seqscan = off`
-
-// withSettings runs fn in a transaction after the SET LOCAL statements
-// set.
-func (s *Store) withSettings(ctx context.Context, set string, fn func(db DB) error) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, set); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
 }
 
 func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.ContactFacts, error) {

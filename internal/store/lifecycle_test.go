@@ -274,10 +274,9 @@ func TestEvaluateReadsTheEventsProperties(t *testing.T) {
 	}
 }
 
-// Event-driven evaluation reads, for a contact, the events its stage's
-// rules read; one that moves on is settled again with everything the
-// rules of the stages it passes through read, so its later hops see their
-// events too.
+// Event-driven evaluation settles a contact through several stages in one
+// pass, each hop decided on the events the rules of the stage it leaves
+// read, though only the first rung's event just arrived.
 func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
 	t.Parallel()
 	tx := pgtest.Tx(t)
