@@ -51,18 +51,12 @@ type FactsQuery struct {
 	Limit int
 	AsOf  time.Time
 	Needs []Aggregate
-	// Events, for event-driven evaluation: the event that triggered it, by
-	// contact.
-	Events map[int64]*Event
-	// StageMasks, for event-driven evaluation: for the contacts listed,
-	// the stages (bit i for Stages[i]) in which their new events can change
-	// an outcome. A contact listed that is in another stage is left out
-	// (its events need not be read); one not listed is loaded whatever its
-	// stage. A store may ignore it and load everyone.
-	StageMasks map[int64]uint8
-	// EventNames, for event-driven evaluation: the names of every new
-	// event of the contact.
-	EventNames map[int64][]string
+	// Touched, for event-driven evaluation, is parallel to IDs: what
+	// touched each contact (its newest event, the names of its new
+	// events) and the stages in which that can change an outcome. A
+	// contact listed in another stage is left out (its events need not be
+	// read). A store may ignore the stages and load everyone.
+	Touched []Touched
 	// Rollup asks, for a page of contacts, for the aggregates from the
 	// activity rollup the store's [SweepPreparer] just brought up to date
 	// rather than from the events.
@@ -204,16 +198,44 @@ func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) 
 	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook, extra)
 }
 
+// Touched is a contact touched by events, for event-driven evaluation.
+type Touched struct {
+	ID int64
+	// Event is the contact's newest event, seen by rules as the event
+	// variable (nil: none known).
+	Event *Event
+	// Names are the names of all its new events (event triggers fire on
+	// them); none: touched without knowing by what (a merge), which
+	// always matters.
+	Names []string
+	// Stages is set by the engine: the stages (bit i for Stages[i]) in
+	// which the new events can change an outcome.
+	Stages uint8
+}
+
 // Evaluate evaluates the given contacts now with the stored rules, for the
-// events that touched them (events may be nil), and applies the moves.
+// events that touched them (events may be nil; names, if nil, counts as no
+// names for every contact), and applies the moves. It is EvaluateTouched
+// for callers holding maps.
+func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, names map[int64][]string, now time.Time) (SweepStats, error) {
+	touched := make([]Touched, len(ids))
+	for i, id := range ids {
+		touched[i] = Touched{ID: id, Event: events[id], Names: names[id]}
+	}
+	return e.EvaluateTouched(ctx, touched, now)
+}
+
+// EvaluateTouched evaluates the contacts touched (in ascending ID order,
+// each once) now with the stored rules, and applies the moves.
 //
 // Only contacts whose new events can change an outcome are loaded: one
-// with new events (names) all of names that no rule and nothing of the
-// hook reads is skipped, and its time-based conditions are left to the
-// scheduled sweep, as for every contact. A contact without names is
-// evaluated.
-func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, names map[int64][]string, now time.Time) (SweepStats, error) {
-	if len(ids) == 0 {
+// with new events all of names that no rule and nothing of the hook reads
+// (in the contact's stage) is skipped, and its time-based conditions are
+// left to the scheduled sweep, as for every contact. A contact without
+// names is evaluated. touched is reused: its Stages are set, and the
+// contacts kept are moved to its front.
+func (e *Engine) EvaluateTouched(ctx context.Context, touched []Touched, now time.Time) (SweepStats, error) {
+	if len(touched) == 0 {
 		return SweepStats{}, nil
 	}
 	rules, deps, err := e.rulesNow(ctx)
@@ -225,35 +247,40 @@ func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Ev
 		return SweepStats{}, err
 	}
 	deps.Merge(hookDeps)
-	keep := ids
-	var masks map[int64]uint8
-	if names != nil {
-		all := uint8(1<<len(Stages) - 1)
-		keep = make([]int64, 0, len(ids))
-		for _, id := range ids {
-			m := deps.Mask(names[id])
-			if m == 0 {
-				continue
-			}
-			keep = append(keep, id)
-			if m != all {
-				if masks == nil {
-					masks = make(map[int64]uint8)
+	// The stages a name matters in, worked out once per name: a pass
+	// sees a handful of names over thousands of contacts.
+	byName := map[string]uint8{}
+	all, readEvent := deps.Mask(nil), deps.ReadEvent()
+	keep := touched[:0]
+	ids := make([]int64, 0, len(touched))
+	for _, t := range touched {
+		m := all
+		if len(t.Names) > 0 {
+			m = 0
+			for _, n := range t.Names {
+				nm, ok := byName[n]
+				if !ok {
+					nm = deps.Mask([]string{n})
+					byName[n] = nm
 				}
-				masks[id] = m
+				m |= nm
 			}
 		}
+		if m == 0 {
+			continue
+		}
+		t.Stages = m
+		if readEvent {
+			t.Event.decode()
+		}
+		keep = append(keep, t)
+		ids = append(ids, t.ID)
 	}
 	if len(keep) == 0 {
-		return SweepStats{Skipped: len(ids)}, nil
+		return SweepStats{Skipped: len(touched)}, nil
 	}
-	if deps.ReadEvent() {
-		for _, id := range keep {
-			events[id].decode()
-		}
-	}
-	st, err := e.pass(ctx, rules, FactsQuery{IDs: keep, Events: events, EventNames: names, StageMasks: masks}, now, "event", e.apply, e.Hook, extra)
-	st.Skipped = len(ids) - st.Contacts
+	st, err := e.pass(ctx, rules, FactsQuery{IDs: ids, Touched: keep}, now, "event", e.apply, e.Hook, extra)
+	st.Skipped = len(touched) - st.Contacts
 	return st, err
 }
 
@@ -440,7 +467,7 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Events: sel.Events, EventNames: sel.EventNames, StageMasks: sel.StageMasks, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
+	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Touched: sel.Touched, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
 	results := make([]settled, 0, e.BatchSize)
 	for b := range batches {
 		if b.err != nil {
@@ -506,7 +533,7 @@ type loaded struct {
 // closes it after the last (or after an error, which it sends).
 func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded) {
 	defer close(out)
-	ids := sel.IDs
+	ids, touched := sel.IDs, sel.Touched
 	var after int64
 	size := e.BatchSize
 	if ids == nil && e.SweepBatchSize > 0 {
@@ -519,6 +546,9 @@ func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded)
 			}
 			n := min(len(ids), size)
 			q.IDs, ids = ids[:n], ids[n:]
+			if touched != nil {
+				q.Touched, touched = touched[:n], touched[n:]
+			}
 		} else {
 			q.After, q.Limit = after, size
 		}

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -19,9 +20,12 @@ type Reactor struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu    sync.Mutex
-	dirty map[int64]*touch
-	wake  chan struct{}
+	mu sync.Mutex
+	// pending are the contacts touched since the last pass began, each
+	// once; dirty is where each is in pending.
+	pending []Touched
+	dirty   map[int64]int
+	wake    chan struct{}
 	// AfterPass, if set, is called after each batch with the contacts that
 	// were evaluated (campaigns hook in here).
 	AfterPass func(ctx context.Context, ids []int64)
@@ -37,14 +41,7 @@ type Reactor struct {
 
 // NewReactor returns a reactor on engine; start it with Run.
 func NewReactor(engine *Engine, log *slog.Logger, now func() time.Time) *Reactor {
-	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]*touch{}, wake: make(chan struct{}, 1), MinInterval: 200 * time.Millisecond}
-}
-
-// touch is what is pending for one contact: its newest event and the names
-// of all its new events.
-type touch struct {
-	event *Event
-	names []string
+	return &Reactor{engine: engine, log: log, now: now, dirty: map[int64]int{}, wake: make(chan struct{}, 1), MinInterval: 200 * time.Millisecond}
 }
 
 // Touch marks contacts for evaluation; events, if given, are the latest
@@ -53,15 +50,17 @@ type touch struct {
 func (r *Reactor) Touch(ids []int64, events map[int64]*Event, names map[int64][]string) {
 	r.mu.Lock()
 	for _, id := range ids {
-		t := r.dirty[id]
-		if t == nil {
-			t = &touch{}
-			r.dirty[id] = t
+		i, ok := r.dirty[id]
+		if !ok {
+			i = len(r.pending)
+			r.dirty[id] = i
+			r.pending = append(r.pending, Touched{ID: id})
 		}
-		if ev := events[id]; ev != nil && (t.event == nil || !ev.Timestamp.Before(t.event.Timestamp)) {
-			t.event = ev
+		t := &r.pending[i]
+		if ev := events[id]; ev != nil && (t.Event == nil || !ev.Timestamp.Before(t.Event.Timestamp)) {
+			t.Event = ev
 		}
-		t.names = append(t.names, names[id]...)
+		t.Names = append(t.Names, names[id]...)
 	}
 	r.mu.Unlock()
 	select {
@@ -88,39 +87,39 @@ func (r *Reactor) Run(ctx context.Context) {
 				}
 			}
 			r.mu.Lock()
-			if len(r.dirty) == 0 {
+			if len(r.pending) == 0 {
 				r.mu.Unlock()
 				break
 			}
 			last = time.Now()
-			batch := r.dirty
-			r.dirty = make(map[int64]*touch, len(batch))
+			batch := r.pending
+			r.pending, r.dirty = make([]Touched, 0, len(batch)), make(map[int64]int, len(batch))
 			r.mu.Unlock()
 
-			ids := make([]int64, 0, len(batch))
-			events := make(map[int64]*Event, len(batch))
-			names := make(map[int64][]string, len(batch))
-			for id, t := range batch {
-				ids = append(ids, id)
-				events[id], names[id] = t.event, t.names
+			slices.SortFunc(batch, func(a, b Touched) int { return cmp.Compare(a.ID, b.ID) })
+			ids := make([]int64, len(batch))
+			for i := range batch {
+				ids[i] = batch[i].ID
 			}
-			slices.Sort(ids)
-			st, err := r.engine.Evaluate(ctx, ids, events, names, r.now())
+			// EvaluateTouched reorders batch: a retry needs the original.
+			st, err := r.engine.EvaluateTouched(ctx, slices.Clone(batch), r.now())
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				r.log.Error("evaluating contacts touched by events", "contacts", len(ids), "err", err)
+				r.log.Error("evaluating contacts touched by events", "contacts", len(batch), "err", err)
 				// Put them back; retry after a pause rather than spin.
 				r.mu.Lock()
-				for id, t := range batch {
-					if again, ok := r.dirty[id]; ok {
-						again.names = append(t.names, again.names...)
-						if again.event == nil {
-							again.event = t.event
+				for _, t := range batch {
+					if i, ok := r.dirty[t.ID]; ok {
+						again := &r.pending[i]
+						again.Names = append(t.Names, again.Names...)
+						if again.Event == nil {
+							again.Event = t.Event
 						}
 					} else {
-						r.dirty[id] = t
+						r.dirty[t.ID] = len(r.pending)
+						r.pending = append(r.pending, t)
 					}
 				}
 				r.mu.Unlock()

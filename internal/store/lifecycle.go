@@ -263,8 +263,8 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 	return out, nil
 }
 
-// sqlFactsByID loads contacts $3 with their events' records (as the
-// rollup's, lifecycle_rollup.go) for the names $2 up to $1: the
+// sqlFactsByID loads contacts ids with their events' records (as the
+// rollup's, lifecycle_rollup.go, recordByNameSQL) up to $1: the
 // aggregates are computed from them in Go, as for the rollup, rather than
 // by a FILTERed aggregate per need in PostgreSQL, whose cost per event
 // was most of the cost of evaluating the contacts events touch.
@@ -276,27 +276,28 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 // ANDed a scan of a whole partial index with the primary key probes, for
 // every query: O(contacts) per batch.
 func sqlFactsByID(rec string, events bool, ids, masks string) string {
-	from := `FROM contacts c WHERE c.id = ANY(` + ids + `::bigint[]) AND coalesce(c.merged_into, 0) = 0`
+	from := `, 0 FROM contacts c WHERE c.id = ANY(` + ids + `::bigint[]) AND coalesce(c.merged_into, 0) = 0`
 	if masks != "" {
-		// Only contacts in a stage where their new events matter. Each
-		// contact is looked up by its primary key (LATERAL), whatever the
-		// statistics of a table that is filling up say.
-		from = `FROM unnest(` + ids + `::bigint[], ` + masks + `::int[]) AS v(id, mask)
+		// Only contacts in a stage where their new events matter, with
+		// their place in the list (n). Each contact is looked up by its
+		// primary key (LATERAL), whatever the statistics of a table that
+		// is filling up say.
+		from = `, v.n FROM unnest(` + ids + `::bigint[], ` + masks + `::int[]) WITH ORDINALITY AS v(id, mask, n)
 CROSS JOIN LATERAL (SELECT * FROM contacts c WHERE c.id = v.id AND coalesce(c.merged_into, 0) = 0 OFFSET 0) c
 WHERE v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
 	}
 	if !events {
 		return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''), NULL::bytea
-` + from
+	` + from
 	}
 	return `SELECT c.id, c.stage, c.stage_entered_at, c.traits, coalesce(c.email, ''),
-	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e CROSS JOIN LATERAL (SELECT ` + sqlEventName + ` AS name) n
-	  WHERE e.contact_id = c.id AND e.name = ANY($4::text[]) AND e.occurred_at <= $1)
-` + from
+	(SELECT string_agg(` + rec + `, ''::bytea) FROM events e
+	  WHERE e.contact_id = c.id AND e.occurred_at <= $1)
+	` + from
 }
 
 // sqlStageArray lists the stages in the order of lifecycle.Stages (the
-// bits of FactsQuery.StageMasks).
+// bits of lifecycle.Touched.Stages).
 var sqlStageArray = func() string {
 	q := make([]string, len(lifecycle.Stages))
 	for i, st := range lifecycle.Stages {
@@ -310,21 +311,16 @@ var sqlStageArray = func() string {
 // counted under another name, a machine's email_opened when only
 // email_opened is read, has none and is left out).
 func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
-	var names, raw []string
+	var names []string
 	for _, a := range q.Needs {
 		if !slices.Contains(names, a.Event) {
 			names = append(names, a.Event)
 		}
-		for _, n := range []string{a.Event, machineBaseOr(a.Event)} {
-			if !slices.Contains(raw, n) {
-				raw = append(raw, n)
-			}
-		}
 	}
 	spec := specProps(q.Needs)
-	args := []any{q.AsOf, names, q.IDs, raw}
+	args := []any{q.AsOf, q.IDs}
 	param := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	rec := recordSQLAs(spec, param, "array_position($2::text[], n.name)", "n.name")
+	rec := recordByNameSQL(spec, names, param)
 	ids := make([]int32, len(names))
 	for i := range ids {
 		ids[i] = int32(i + 1)
@@ -345,18 +341,18 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 	err = s.withSettings(ctx, `SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off; `+sqlSeqScanOff, func(db DB) error {
 		// No aggregate needed (no rules, only a campaigns hook with
 		// nothing to ask): no events read.
-		ids := "$3"
+		ids := "$2"
 		if len(names) == 0 {
 			args, ids = []any{q.IDs}, "$1"
 		}
 		masks := ""
-		if len(q.StageMasks) > 0 {
-			m := make([]int32, len(q.IDs))
-			for i, id := range q.IDs {
-				m[i] = 1<<len(lifecycle.Stages) - 1
-				if x, ok := q.StageMasks[id]; ok {
-					m[i] = int32(x)
-				}
+		if q.Touched != nil {
+			if len(q.Touched) != len(q.IDs) {
+				return fmt.Errorf("%d contacts touched for %d ids", len(q.Touched), len(q.IDs))
+			}
+			m := make([]int32, len(q.Touched))
+			for i := range q.Touched {
+				m[i] = int32(q.Touched[i].Stages)
 			}
 			args = append(args, m)
 			masks = "$" + strconv.Itoa(len(args))
@@ -373,17 +369,18 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 			traits  map[string]any
 			email   string
 			data    []byte
+			pos     int64 // place in q.Touched, from 1; 0 without
 		)
 		raw := binaryColumn(rows, 5)
 		for rows.Next() {
 			if raw {
 				// The records as they arrived, not copied: read before
 				// the next row.
-				if err := rows.Scan(&id, &stage, &entered, &traits, &email, nil); err != nil {
+				if err := rows.Scan(&id, &stage, &entered, &traits, &email, nil, &pos); err != nil {
 					return err
 				}
 				data = rows.RawValues()[5]
-			} else if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data); err != nil {
+			} else if err := rows.Scan(&id, &stage, &entered, &traits, &email, &data, &pos); err != nil {
 				return err
 			}
 			if err := layout.accumulate(st, data, asOf); err != nil {
@@ -405,11 +402,9 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 					f.Values[a] = nums[i]
 				}
 			}
-			if q.Events != nil {
-				f.Event = q.Events[id]
-			}
-			if q.EventNames != nil {
-				f.NewEvents = q.EventNames[id]
+			if pos > 0 && int(pos) <= len(q.Touched) {
+				t := &q.Touched[pos-1]
+				f.Event, f.NewEvents = t.Event, t.Names
 			}
 			traits, data = nil, nil
 			out = append(out, f)
@@ -455,12 +450,6 @@ func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.
 		f.Traits = traits
 		f.Email = email
 		f.Values = values(q.Needs, kinds, aggs, q.AsOf)
-		if q.Events != nil {
-			f.Event = q.Events[id]
-		}
-		if q.EventNames != nil {
-			f.NewEvents = q.EventNames[id]
-		}
 		traits = nil
 		aggs = nil
 		out = append(out, f)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,6 +165,33 @@ func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what s
 			}
 		}
 		sameFacts(t, fmt.Sprintf("%s, by id, compact, as of %s", what, at.Format(time.RFC3339Nano)), want, compact)
+
+		// Event-driven evaluation loads only the names its needs count:
+		// a machine's opens and clicks are told apart from people's when
+		// only one of the two is read. And the contacts touched get what
+		// touched them, by their place in the list.
+		for _, machine := range []bool{false, true} {
+			var sub []lifecycle.Aggregate
+			for _, a := range needs {
+				if strings.HasSuffix(a.Event, "_machine") == machine {
+					sub = append(sub, a)
+				}
+			}
+			touched := make([]lifecycle.Touched, len(ids))
+			for i, id := range ids {
+				touched[i] = lifecycle.Touched{ID: id, Names: []string{fmt.Sprint("n", id)}, Stages: 1<<len(lifecycle.Stages) - 1}
+			}
+			got, err := s.LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: ids, Touched: touched, AsOf: at, Needs: sub, Compact: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range got {
+				if len(f.NewEvents) != 1 || f.NewEvents[0] != fmt.Sprint("n", f.ID) {
+					t.Fatalf("%s: contact %d loaded with the new events %v", what, f.ID, f.NewEvents)
+				}
+			}
+			sameFacts(t, fmt.Sprintf("%s, touched, machine names %v, as of %s", what, machine, at.Format(time.RFC3339Nano)), allFacts(t, s, sub, at, false), got)
+		}
 	}
 }
 
