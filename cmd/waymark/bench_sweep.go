@@ -472,6 +472,15 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 				drop()
 				return err
 			}
+			if round == 1 && !withRules {
+				// Evaluation reads each touched contact's older events:
+				// how much of them PostgreSQL keeps in its own buffers
+				// decides much of its cost, so say how much that is.
+				var sb string
+				if err := srv.pool.QueryRow(ctx, `SHOW shared_buffers`).Scan(&sb); err == nil {
+					fmt.Fprintf(out, "  PostgreSQL shared_buffers: %s\n", sb)
+				}
+			}
 			st := store.New(srv.pool)
 			if withRules {
 				if _, err := st.ApplyJourney(ctx, j, false); err != nil {
