@@ -20,9 +20,6 @@ type Dependencies struct {
 	// they arrive (a rule on email_opened_machine also depends on
 	// email_opened, which a machine's hit may arrive as).
 	Names map[string]bool
-	// Profile: a program reads traits or email, which identify calls
-	// change.
-	Profile bool
 	// Event: a program reads the event variable.
 	Event bool
 }
@@ -43,9 +40,6 @@ func (d *Dependencies) AddProgram(p *Program) {
 	if p.event {
 		d.All, d.Event = true, true
 	}
-	if p.ReadsTraits() || p.email {
-		d.Profile = true
-	}
 	for i, a := range p.Aggregates {
 		if i < len(p.directions) && p.directions[i] == canLower {
 			// New events of this name can only make the condition
@@ -53,7 +47,7 @@ func (d *Dependencies) AddProgram(p *Program) {
 			continue
 		}
 		d.AddEvent(a.Event)
-		if base, ok := machineEventBase(a.Event); ok {
+		if base, ok := MachineEventBase(a.Event); ok {
 			d.AddEvent(base)
 		}
 	}
@@ -73,7 +67,6 @@ func (d *Dependencies) AddAll() { d.All = true }
 // Merge adds o's dependencies to d.
 func (d *Dependencies) Merge(o Dependencies) {
 	d.All = d.All || o.All
-	d.Profile = d.Profile || o.Profile
 	d.Event = d.Event || o.Event
 	for n := range o.Names {
 		d.AddEvent(n)
@@ -95,30 +88,25 @@ func (d *Dependencies) Matters(names []string) bool {
 	return false
 }
 
-// DependenciesOf returns what the rules read.
-func DependenciesOf(rules []Rule) Dependencies {
-	var d Dependencies
-	for _, r := range rules {
-		d.AddProgram(r.When)
-	}
-	return d
-}
+// MachineEvents maps email_opened and email_clicked to the names a
+// machine's opens and clicks (a privacy proxy fetching every pixel, a link
+// scanner) count under. A machine's hit can arrive under the person's name,
+// flagged "machine": true, and still counts under the _machine name.
+var MachineEvents = map[string]string{"email_opened": "email_opened_machine", "email_clicked": "email_clicked_machine"}
 
-// machineEventBase returns, for email_opened_machine, email_opened: a
-// machine's open can arrive under the person's name, flagged.
-func machineEventBase(name string) (string, bool) {
-	switch name {
-	case "email_opened_machine":
-		return "email_opened", true
-	case "email_clicked_machine":
-		return "email_clicked", true
+// MachineEventBase returns, for email_opened_machine, email_opened.
+func MachineEventBase(name string) (string, bool) {
+	for base, m := range MachineEvents {
+		if m == name {
+			return base, true
+		}
 	}
 	return "", false
 }
 
 // clone returns a copy of d that can be merged into without changing d.
 func (d Dependencies) clone() Dependencies {
-	out := Dependencies{All: d.All, Profile: d.Profile, Event: d.Event}
+	out := Dependencies{All: d.All, Event: d.Event}
 	for n := range d.Names {
 		out.AddEvent(n)
 	}

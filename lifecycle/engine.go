@@ -213,20 +213,8 @@ type Touched struct {
 	Stages uint8
 }
 
-// Evaluate evaluates the given contacts now with the stored rules, for the
-// events that touched them (events may be nil; names, if nil, counts as no
-// names for every contact), and applies the moves. It is EvaluateTouched
-// for callers holding maps.
-func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Event, names map[int64][]string, now time.Time) (SweepStats, error) {
-	touched := make([]Touched, len(ids))
-	for i, id := range ids {
-		touched[i] = Touched{ID: id, Event: events[id], Names: names[id]}
-	}
-	return e.EvaluateTouched(ctx, touched, now)
-}
-
-// EvaluateTouched evaluates the contacts touched (in ascending ID order,
-// each once) now with the stored rules, and applies the moves.
+// Evaluate evaluates the contacts touched by events (in ascending ID
+// order, each once) now with the stored rules, and applies the moves.
 //
 // Only contacts whose new events can change an outcome are loaded: one
 // with new events all of names that no rule and nothing of the hook reads
@@ -234,7 +222,7 @@ func (e *Engine) Evaluate(ctx context.Context, ids []int64, events map[int64]*Ev
 // left to the scheduled sweep, as for every contact. A contact without
 // names is evaluated. touched is reused: its Stages are set, and the
 // contacts kept are moved to its front.
-func (e *Engine) EvaluateTouched(ctx context.Context, touched []Touched, now time.Time) (SweepStats, error) {
+func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time) (SweepStats, error) {
 	if len(touched) == 0 {
 		return SweepStats{}, nil
 	}

@@ -101,8 +101,8 @@ func (r *Reactor) Run(ctx context.Context) {
 			for i := range batch {
 				ids[i] = batch[i].ID
 			}
-			// EvaluateTouched reorders batch: a retry needs the original.
-			st, err := r.engine.EvaluateTouched(ctx, slices.Clone(batch), r.now())
+			// Evaluate reorders batch: a retry needs the original.
+			st, err := r.engine.Evaluate(ctx, slices.Clone(batch), r.now())
 			if err != nil {
 				if ctx.Err() != nil {
 					return

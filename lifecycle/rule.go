@@ -174,8 +174,8 @@ type Program struct {
 	native boolFn
 	// daysInStage: the rule reads days_in_stage.
 	daysInStage bool
-	// event, email: the rule reads the event or email variable.
-	event, email bool
+	// event: the rule reads the event variable.
+	event bool
 	// directions says, by aggregate, how new events of its name can move
 	// the result (canRaise, canLower).
 	directions []uint8
@@ -294,8 +294,7 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 	var uses identifierUses
 	ast.Walk(&tree.Node, &uses)
 	c.p.daysInStage = uses["days_in_stage"]
-	c.p.event = c.p.event || uses["event"]
-	c.p.email = c.p.email || uses["email"]
+	c.p.event = uses["event"]
 	c.p.native = compileNative(tree.Node)
 	c.p.directions = aggregateDirections(tree.Node, c.p.Aggregates)
 	prog, err := compiler.Compile(tree, cfg)
@@ -484,13 +483,8 @@ func (c *ruleCompiler) identifier(n *ast.IdentifierNode, observe bool) error {
 		}
 		return c.errorAt(n, "unknown variable %q (known: %s)", n.Value, strings.Join(variables, ", "))
 	}
-	switch n.Value {
-	case "traits":
+	if n.Value == "traits" {
 		c.p.traits = true
-	case "event":
-		c.p.event = true
-	case "email":
-		c.p.email = true
 	}
 	if !observe {
 		return nil

@@ -120,7 +120,7 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 	for _, a := range needs {
 		names[a.Event] = true
 		cond := nameCond(a.Event, param)
-		if base, ok := machineBase(a.Event); ok {
+		if base, ok := lifecycle.MachineEventBase(a.Event); ok {
 			names[base] = true
 		}
 		switch {
@@ -164,8 +164,8 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 // _machine name too. So count("email_opened", ...) and every other
 // aggregate over email_opened count people only, and a rule that wants the
 // machines asks for the _machine name. The rollup applies the same mapping
-// when it folds (see lifecycle_rollup.go).
-var machineEvents = map[string]string{"email_opened": "email_opened_machine", "email_clicked": "email_clicked_machine"}
+// when it folds (see lifecycle_rollup.go). The names are
+// lifecycle.MachineEvents.
 
 // sqlMachineFlag is true for an event e flagged as a machine's.
 const sqlMachineFlag = `e.properties @> '{"machine": true}'`
@@ -173,22 +173,12 @@ const sqlMachineFlag = `e.properties @> '{"machine": true}'`
 // sqlEventName is the name an event e counts under.
 const sqlEventName = `(CASE WHEN e.name IN ('email_opened', 'email_clicked') AND ` + sqlMachineFlag + ` THEN e.name || '_machine' ELSE e.name END)`
 
-// machineBase returns, for email_opened_machine, email_opened.
-func machineBase(name string) (string, bool) {
-	for base, m := range machineEvents {
-		if m == name {
-			return base, true
-		}
-	}
-	return "", false
-}
-
 // nameCond is the SQL condition that event e counts as name.
 func nameCond(name string, param func(any) string) string {
-	if _, ok := machineEvents[name]; ok {
+	if _, ok := lifecycle.MachineEvents[name]; ok {
 		return "(e.name = " + param(name) + " AND NOT " + sqlMachineFlag + ")"
 	}
-	if base, ok := machineBase(name); ok {
+	if base, ok := lifecycle.MachineEventBase(name); ok {
 		return "(e.name = " + param(name) + " OR e.name = " + param(base) + " AND " + sqlMachineFlag + ")"
 	}
 	return "e.name = " + param(name)
@@ -417,7 +407,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 // machineBaseOr returns, for email_opened_machine, email_opened, and
 // otherwise name.
 func machineBaseOr(name string) string {
-	if b, ok := machineBase(name); ok {
+	if b, ok := lifecycle.MachineEventBase(name); ok {
 		return b
 	}
 	return name

@@ -221,7 +221,7 @@ func recordByNameSQL(spec []rollupProp, names []string, param func(any) string) 
 	}
 	for _, r := range raw {
 		b.WriteString(" WHEN " + param(r) + " THEN ")
-		if m, ok := machineEvents[r]; ok {
+		if m, ok := lifecycle.MachineEvents[r]; ok {
 			// A machine's open or click counts under its _machine name.
 			b.WriteString("CASE WHEN " + sqlMachineFlag + " THEN " + rec(m) + " ELSE " + rec(r) + " END")
 		} else {

@@ -169,7 +169,7 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := lifecycle.NewEngine(s, log)
 	now := time.Now()
-	st, err := e.Evaluate(context.Background(), res.Contacts, nil, res.Names, now)
+	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
 	// a is in consideration now, where no rule reads page views: another
 	// one leaves it alone (its events are not read).
 	res2 := mustIngest(t, s, track("a", "", "a-2", "page_viewed", ""))
-	st, err = e.Evaluate(context.Background(), res2.Contacts, nil, res2.Names, now)
+	st, err = e.Evaluate(context.Background(), touchedBy(res2.Contacts, nil, res2.Names), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
   - {name: subscriber, from: [awareness], to: consideration, when: 'ever("newsletter_signup")'}
 `)
 	res = mustIngest(t, s, track("d", "", "d-1", "newsletter_signup", ""))
-	st, err = e.Evaluate(context.Background(), res.Contacts, nil, res.Names, now)
+	st, err = e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,10 +232,20 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
 		t.Fatalf("evaluate after the rule changed: %+v, want d moved", st)
 	}
 	// A contact touched without names (a merge) is always evaluated.
-	st, err = e.Evaluate(context.Background(), []int64{ids["b"]}, nil, map[int64][]string{ids["b"]: nil}, now)
+	st, err = e.Evaluate(context.Background(), touchedBy([]int64{ids["b"]}, nil, map[int64][]string{ids["b"]: nil}), now)
 	if err != nil || st.Contacts != 1 || st.Skipped != 0 {
 		t.Fatalf("evaluate without names: %+v, %v; want b evaluated", st, err)
 	}
+}
+
+// touchedBy lists contacts touched by ingested events, as the reactor
+// hands them to the engine.
+func touchedBy(ids []int64, events map[int64]*lifecycle.Event, names map[int64][]string) []lifecycle.Touched {
+	out := make([]lifecycle.Touched, len(ids))
+	for i, id := range ids {
+		out[i] = lifecycle.Touched{ID: id, Event: events[id], Names: names[id]}
+	}
+	return out
 }
 
 func mustRules(t *testing.T, s *store.Store) []lifecycle.StoredRule {
@@ -262,7 +272,7 @@ func TestEvaluateReadsTheEventsProperties(t *testing.T) {
 		events[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
 	}
 	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	st, err := e.Evaluate(context.Background(), res.Contacts, events, res.Names, time.Now())
+	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, events, res.Names), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +301,7 @@ func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
 		track("n", "", "n-1", "cart_updated", ""))
 	res := mustIngest(t, s, track("m", "", "m-4", "page_viewed", ""), track("n", "", "n-2", "page_viewed", ""))
 	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	st, err := e.Evaluate(context.Background(), res.Contacts, nil, res.Names, time.Now())
+	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
