@@ -179,11 +179,8 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 	if !versioned {
 		deps.AddAll()
 	}
-	depend := func(s Sequence) error {
-		c, err := r.compile(s)
-		if err != nil {
-			return err
-		}
+	depend := func(c *Compiled) {
+		s := c.Sequence
 		switch s.Trigger.Kind {
 		case OnEnterStage:
 			// A contact enters the first stage when it is created, by
@@ -205,7 +202,6 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		}
 		deps.AddProgram(c.Goal)
 		deps.AddProgram(c.Exit)
-		return nil
 	}
 	for _, s := range defs.Sequences {
 		c, err := r.compile(s)
@@ -215,16 +211,12 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		if c.Trigger != nil {
 			progs = append(progs, c.Trigger)
 		}
-		if err := depend(s); err != nil {
-			return nil, err
-		}
+		depend(c)
 	}
 	// Enrolments continue on the version they entered: what the goals
 	// and exits of every stored version read matters too.
 	for _, c := range all {
-		if err := depend(c.Sequence); err != nil {
-			return nil, err
-		}
+		depend(c)
 	}
 	r.offers = r.offers[:0]
 	for _, o := range defs.Offers {
