@@ -25,6 +25,7 @@ type Reactor struct {
 	// once; dirty is where each is in pending.
 	pending []Touched
 	dirty   map[int64]int
+	busy    bool // a pass is running
 	wake    chan struct{}
 	// AfterPass, if set, is called after each batch with the contacts that
 	// were evaluated (campaigns hook in here).
@@ -69,6 +70,14 @@ func (r *Reactor) Touch(ids []int64, events map[int64]*Event, names map[int64][]
 	}
 }
 
+// Idle reports whether every contact touched so far has been evaluated,
+// its moves applied and AfterPass run: nothing pending, no pass running.
+func (r *Reactor) Idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) == 0 && !r.busy
+}
+
 // Run evaluates touched contacts until ctx is done.
 func (r *Reactor) Run(ctx context.Context) {
 	for {
@@ -94,6 +103,7 @@ func (r *Reactor) Run(ctx context.Context) {
 			last = time.Now()
 			batch := r.pending
 			r.pending, r.dirty = make([]Touched, 0, len(batch)), make(map[int64]int, len(batch))
+			r.busy = true
 			r.mu.Unlock()
 
 			slices.SortFunc(batch, func(a, b Touched) int { return cmp.Compare(a.ID, b.ID) })
@@ -122,6 +132,7 @@ func (r *Reactor) Run(ctx context.Context) {
 						r.pending = append(r.pending, t)
 					}
 				}
+				r.busy = false
 				r.mu.Unlock()
 				select {
 				case <-ctx.Done():
@@ -136,6 +147,9 @@ func (r *Reactor) Run(ctx context.Context) {
 			if r.AfterPass != nil {
 				r.AfterPass(ctx, ids)
 			}
+			r.mu.Lock()
+			r.busy = false
+			r.mu.Unlock()
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/waymark/waymark/internal/bench"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/lifecycle"
 )
 
 // Targets of the ingestion benchmarks.
@@ -208,10 +209,11 @@ func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, f
 
 // benchServer is the real server, started in this process.
 type benchServer struct {
-	addr   string
-	pool   *pgxpool.Pool
-	cancel context.CancelFunc
-	errc   chan error
+	addr    string
+	pool    *pgxpool.Pool
+	reactor *lifecycle.Reactor
+	cancel  context.CancelFunc
+	errc    chan error
 }
 
 func (b *benchRun) startServer(ctx context.Context, cfg *config.Config) (*benchServer, error) {
@@ -222,7 +224,8 @@ func (b *benchRun) startServer(ctx context.Context, cfg *config.Config) (*benchS
 	sctx, cancel := context.WithCancel(ctx)
 	s := &benchServer{pool: pool, cancel: cancel, errc: make(chan error, 1)}
 	ready := make(chan string, 1)
-	go func() { s.errc <- serve(sctx, cfg, pool, b.log, func(addr string) { ready <- addr }) }()
+	opts := serveOptions{Ready: func(addr string) { ready <- addr }, Reactor: func(r *lifecycle.Reactor) { s.reactor = r }}
+	go func() { s.errc <- serveWith(sctx, cfg, pool, b.log, opts) }()
 	select {
 	case s.addr = <-ready:
 		return s, nil

@@ -81,6 +81,9 @@ type serveOptions struct {
 	// NoSender: the caller sends (the demo runs its own sender in step
 	// with its clock); serve starts none and does not warn.
 	NoSender bool
+	// Reactor, if set, is given the reactor (a benchmark waits for it to
+	// finish evaluating what was ingested).
+	Reactor func(*lifecycle.Reactor)
 }
 
 // serve runs until ctx is done. ready, if set, receives the address it
@@ -117,6 +120,9 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	}
 	s.engine, s.runner, s.sender = engine, runner, sender
 	reactor := lifecycle.NewReactor(engine, log, now)
+	if opts.Reactor != nil {
+		opts.Reactor(reactor)
+	}
 	sched, err := scheduler.New(cfg.CronSpec, s.store, func(ctx context.Context, at time.Time) error {
 		st, err := engine.Sweep(ctx, at)
 		if err == nil && st.Contacts > 0 {

@@ -326,3 +326,51 @@ func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
 		}
 	}
 }
+
+// The reactor is idle only once every contact touched has been evaluated,
+// its moves stored and AfterPass run: a benchmark waits on it to count
+// evaluation that runs behind ingestion.
+func TestReactorIdleOnlyWhenEvaluated(t *testing.T) {
+	t.Parallel()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	applyJourney(t, s, `rules:
+  - {name: subscriber, from: [awareness], to: consideration, when: 'ever("newsletter_signup")'}
+`)
+	res := mustIngest(t, s, track("r", "", "r-1", "newsletter_signup", ""))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := lifecycle.NewReactor(lifecycle.NewEngine(s, quiet), quiet, time.Now)
+	entered, release := make(chan []int64, 1), make(chan struct{})
+	r.AfterPass = func(_ context.Context, ids []int64) { entered <- ids; <-release }
+	if !r.Idle() {
+		t.Fatal("a reactor nothing touched is not idle")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.Touch(res.Contacts, nil, res.Names)
+	if r.Idle() {
+		t.Fatal("idle with a contact just touched")
+	}
+	go r.Run(ctx)
+	var ids []int64
+	select {
+	case ids = <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pass ran")
+	}
+	if r.Idle() {
+		t.Fatal("idle while AfterPass runs")
+	}
+	// The move is stored before AfterPass runs.
+	if n := count(t, tx, `SELECT count(*) FROM contacts WHERE id = $1 AND stage = 'consideration'`, ids[0]); n != 1 {
+		t.Fatal("r did not move on its signup")
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("not idle after the pass ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
