@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,6 +100,15 @@ func newBrowser(t *testing.T) *browser {
 // call sends one command and waits for its answer (events are skipped).
 func (b *browser) call(session, method string, params any, result any) {
 	b.t.Helper()
+	if err := b.try(session, method, params, result); err != nil {
+		b.t.Fatalf("%s: %v", method, err)
+	}
+}
+
+// try is call that returns the browser's refusal of a command as an error
+// instead of failing the test; a broken pipe still fails it.
+func (b *browser) try(session, method string, params any, result any) error {
+	b.t.Helper()
 	b.id++
 	msg := map[string]any{"id": b.id, "method": method}
 	if params != nil {
@@ -130,19 +140,37 @@ func (b *browser) call(session, method string, params any, result any) {
 			continue
 		}
 		if m.Error != nil {
-			b.t.Fatalf("%s: %s", method, m.Error.Message)
+			return errors.New(m.Error.Message)
 		}
 		if result != nil {
 			if err := json.Unmarshal(m.Result, result); err != nil {
 				b.t.Fatalf("%s: %v", method, err)
 			}
 		}
-		return
+		return nil
 	}
 }
 
 // eval runs JavaScript in the page and decodes its (JSON-able) value.
 func (b *browser) eval(js string, out any) {
+	b.t.Helper()
+	if err := b.tryEval(js, out); err != nil {
+		b.t.Fatalf("Runtime.evaluate: %v", err)
+	}
+}
+
+// navigating reports whether the browser refused an evaluation because the
+// page it was sent to is being replaced (a form submission or a redirect
+// in flight); the evaluation can be sent again to the new page.
+func navigating(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "navigated or closed") || strings.Contains(msg, "context was destroyed") ||
+		strings.Contains(msg, "Cannot find context")
+}
+
+// tryEval is eval that returns the browser's refusal to evaluate as an
+// error; an exception thrown by the script still fails the test.
+func (b *browser) tryEval(js string, out any) error {
 	b.t.Helper()
 	var r struct {
 		Result struct {
@@ -155,7 +183,9 @@ func (b *browser) eval(js string, out any) {
 			} `json:"exception"`
 		} `json:"exceptionDetails"`
 	}
-	b.call(b.session, "Runtime.evaluate", map[string]any{"expression": js, "returnByValue": true, "awaitPromise": true}, &r)
+	if err := b.try(b.session, "Runtime.evaluate", map[string]any{"expression": js, "returnByValue": true, "awaitPromise": true}, &r); err != nil {
+		return err
+	}
 	if r.ExceptionDetails != nil {
 		msg := r.ExceptionDetails.Text
 		if r.ExceptionDetails.Exception != nil {
@@ -168,15 +198,21 @@ func (b *browser) eval(js string, out any) {
 			b.t.Fatalf("evaluating %q: %v (value %s)", js, err, r.Result.Value)
 		}
 	}
+	return nil
 }
 
-// waitFor polls a JavaScript condition until it is true.
+// waitFor polls a JavaScript condition until it is true. A poll that
+// reaches the page while it navigates counts as false: the condition is
+// usually waiting for exactly that navigation to finish.
 func (b *browser) waitFor(what, js string) {
 	b.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var ok bool
-		b.eval("(function(){ try { return !!("+js+") } catch (e) { return false } })()", &ok)
+		err := b.tryEval("(function(){ try { return !!("+js+") } catch (e) { return false } })()", &ok)
+		if err != nil && !navigating(err) {
+			b.t.Fatalf("waiting for %s: Runtime.evaluate: %v", what, err)
+		}
 		if ok {
 			return
 		}
