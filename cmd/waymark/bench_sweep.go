@@ -454,7 +454,10 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 	if err != nil {
 		return err
 	}
-	var rates, cpus [2][]float64
+	var (
+		rates, cpus [2][]float64
+		advice      string // what the server's settings lack, if anything
+	)
 	for round := 1; round <= rounds; round++ {
 		last := round == rounds
 		for i, withRules := range []bool{false, true} {
@@ -483,6 +486,7 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 				if err := srv.pool.QueryRow(ctx, `SHOW shared_buffers`).Scan(&sb); err == nil {
 					fmt.Fprintf(out, "  PostgreSQL shared_buffers: %s\n", sb)
 				}
+				advice = pgserver.SettingsAdvice(ctx, srv.pool)
 			}
 			st := store.New(srv.pool)
 			if withRules {
@@ -558,6 +562,9 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 	}
 	fmt.Fprintf(out, "ratio per round: %s (median %.0f%%)\n", percents(ratios), 100*median(ratios))
 	fmt.Fprintf(out, "ingestion with rules: %.0f%% of its speed without (target ≥ 75%%): %s\n", 100*ratio, sweepVerdict(ratio >= 0.75))
+	if advice != "" {
+		fmt.Fprintf(out, "note: measured below Waymark's documented settings. %s\n", advice)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/scheduler"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/web"
@@ -39,6 +40,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	if advice := pgserver.SettingsAdvice(ctx, pool); advice != "" {
+		log.Warn(advice)
+	}
 	return serve(ctx, &cfg, pool, log, nil)
 }
 

@@ -2,10 +2,12 @@ package pgserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +51,13 @@ func TestStartPrivate(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || db != "waymark" {
 		t.Fatalf("database %q, %v", db, err)
 	}
+	// The private server runs with the settings Waymark documents.
+	if n, err := SharedBuffers(ctx, conn); err != nil || n != MinSharedBuffers {
+		t.Errorf("private server's shared_buffers %d, %v; want %d", n, err, MinSharedBuffers)
+	}
+	if a := SettingsAdvice(ctx, conn); a != "" {
+		t.Errorf("advice for the private server: %s", a)
+	}
 	conn.Close(ctx)
 	// Started again: the running server is reused.
 	again, err := StartPrivate(ctx, dir, port, log)
@@ -57,5 +66,39 @@ func TestStartPrivate(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/PG_VERSION"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// On the local server: shared_buffers in bytes as pg_settings counts it
+// (in blocks), and advice exactly when that is below the minimum, naming
+// the value and the fix.
+func TestSettingsAdvice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, DefaultURL)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer conn.Close(ctx)
+	n, err := SharedBuffers(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks, blockSize int64
+	if err := conn.QueryRow(ctx, `SELECT setting::bigint, current_setting('block_size')::bigint FROM pg_settings WHERE name = 'shared_buffers'`).Scan(&blocks, &blockSize); err != nil {
+		t.Fatal(err)
+	}
+	if n != blocks*blockSize {
+		t.Fatalf("SharedBuffers %d, pg_settings %d blocks of %d bytes", n, blocks, blockSize)
+	}
+	advice := SettingsAdvice(ctx, conn)
+	if below := n < MinSharedBuffers; below != (advice != "") {
+		t.Fatalf("shared_buffers %d MB, advice %q", n>>20, advice)
+	}
+	if advice != "" && (!strings.Contains(advice, fmt.Sprintf("is %d MB", n>>20)) || !strings.Contains(advice, "ALTER SYSTEM SET shared_buffers = '256MB'")) {
+		t.Errorf("advice %q does not name the value and the fix", advice)
 	}
 }
