@@ -52,9 +52,17 @@ const upperhex = "0123456789ABCDEF"
 const qpMaxLine = 76
 
 // qpLiteral reports whether c stands for itself in quoted-printable.
-func qpLiteral(c byte) bool {
-	return c >= '!' && c <= '~' && c != '=' || c == ' ' || c == '\t'
-}
+func qpLiteral(c byte) bool { return qpLiterals[c] }
+
+// qpLiterals[c] says whether byte c stands for itself in quoted-printable:
+// printable ASCII but '=', space and tab. appendQP asks for every byte of
+// every body, and one load costs less than the comparisons.
+var qpLiterals = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= '!' && c <= '~' && c != '=' || c == ' ' || c == '\t'
+	}
+	return t
+}()
 
 // appendQP appends s quoted-printable encoded, byte for byte as the
 // standard library's quotedprintable.Writer (text mode) encodes it: line

@@ -93,3 +93,29 @@ func TestCRLFOnly(t *testing.T) {
 		}
 	}
 }
+
+// The table appendQP reads agrees with RFC 2045's literal characters for
+// every byte.
+func TestQPLiteralTable(t *testing.T) {
+	t.Parallel()
+	for c := 0; c < 256; c++ {
+		want := c >= '!' && c <= '~' && c != '=' || c == ' ' || c == '\t'
+		if qpLiteral(byte(c)) != want {
+			t.Errorf("qpLiteral(%#x) = %v, want %v", c, !want, want)
+		}
+	}
+}
+
+// appendQP on an HTML body of a newsletter's size (~10 KB).
+// go test -run '^$' -bench AppendQP ./mailer/
+func BenchmarkAppendQP(b *testing.B) {
+	chunk := `<tr><td class="content" style="padding: 20px; font-family: Helvetica, Arial, sans-serif;">` +
+		`<p>Hello Zoë, the trail issue is out: <a href="https://fernwoodsupply.example/blog/packing-list?utm_source=newsletter&amp;c=42">what we pack</a>.</p></td></tr>` + "\n"
+	s := strings.Repeat(chunk, 10240/len(chunk)+1)
+	buf := make([]byte, 0, 2*len(s))
+	b.SetBytes(int64(len(s)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendQP(buf[:0], s)
+	}
+}
