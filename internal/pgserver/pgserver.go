@@ -36,13 +36,17 @@ const PrivatePort = 54329
 // stock 128 MB, under sustained ingestion those pages are evicted between
 // reads, and each evaluation pays for reading them back from the kernel
 // and for writing out the dirty pages it evicts to make room. Ingestion
-// with rules ran at 73% of its speed without on 128 MB, 78% on 256 MB.
+// with rules ran at 73–74% of its speed without on 128 MB, 78% on 256 MB.
 const MinSharedBuffers = 256 << 20
 
-// SharedBuffers returns the server's shared_buffers in bytes.
-func SharedBuffers(ctx context.Context, db interface {
+// Querier is what reading a setting needs: a pool, a connection or a
+// transaction.
+type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}) (int64, error) {
+}
+
+// SharedBuffers returns the server's shared_buffers in bytes.
+func SharedBuffers(ctx context.Context, db Querier) (int64, error) {
 	var n int64
 	err := db.QueryRow(ctx, `SELECT pg_size_bytes(current_setting('shared_buffers'))`).Scan(&n)
 	return n, err
@@ -51,9 +55,7 @@ func SharedBuffers(ctx context.Context, db interface {
 // SettingsAdvice returns, when the server's settings are below what
 // Waymark needs, what to change and how; "" when they are fine (or cannot
 // be read).
-func SettingsAdvice(ctx context.Context, db interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}) string {
+func SettingsAdvice(ctx context.Context, db Querier) string {
 	n, err := SharedBuffers(ctx, db)
 	if err != nil || n >= MinSharedBuffers {
 		return ""
