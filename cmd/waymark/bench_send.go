@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/campaigns"
@@ -285,14 +283,14 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	}
 	tracer.Reset()
 	sink0 := r.sink.CPU()
-	backends0 := backendsCPU(ctx, pool, db.Name)
+	backends0 := bench.DatabaseCPU(ctx, pool, db.Name)
 	meter := bench.StartMeter()
 	start = time.Now()
 	ss, sendErr := sender.SendDue(ctx)
 	sendEl := time.Since(start)
 	use := meter.Stop()
 	sinkCPU := r.sink.CPU() - sink0
-	backends1 := backendsCPU(ctx, pool, db.Name)
+	backends1 := bench.DatabaseCPU(ctx, pool, db.Name)
 	stopProfile()
 	if sendErr != nil {
 		return nil, fmt.Errorf("bench send: sending: %w", sendErr)
@@ -320,11 +318,14 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 		r.conns, r.dbConns, ss.Sent, sendEl.Seconds(), sendRate)
 	fmt.Fprintf(out, "  sends: %s\n", strings.Join(statusLine, ", "))
 	fmt.Fprintf(out, "  cpu: %s; smtp-sink %.2f\n", cpuText(use), sinkCPU.Seconds()/sendEl.Seconds())
-	if n := float64(max(ss.Sent, 1)); backends1 >= 0 && backends0 >= 0 {
+	// The pool's connections stay open through the send phase, so the
+	// difference of two readings is their work; none read (a server on
+	// another machine), no line.
+	if n := float64(max(ss.Sent, 1)); len(backends0) > 0 {
 		// Per email, and the backends of this database only: robust
 		// to other work on the machine, unlike the rates.
 		fmt.Fprintf(out, "  cpu per email: waymark %.0f us, this database's PostgreSQL backends %.0f us, smtp-sink %.0f us\n",
-			use.Self*sendEl.Seconds()/n*1e6, (backends1-backends0).Seconds()/n*1e6, sinkCPU.Seconds()/n*1e6)
+			use.Self*sendEl.Seconds()/n*1e6, bench.CPUSince(backends0, backends1).Seconds()/n*1e6, sinkCPU.Seconds()/n*1e6)
 	}
 	if counts["sent"] != r.emails || ss.Sent != r.emails {
 		return nil, fmt.Errorf("bench send: %d sends 'sent' (sender says %d), want %d", counts["sent"], ss.Sent, r.emails)
@@ -459,39 +460,4 @@ func cpuText(u bench.CPUUse) string {
 	}
 	return fmt.Sprintf("machine %.2f of %d cores busy (this process %.2f, postgres %s, other %.2f), iowait %.2f",
 		u.Machine, u.Cores, u.Self, pg, u.Other(), u.IOWait)
-}
-
-// backendsCPU is the CPU time used so far by the PostgreSQL backends
-// connected to database name (from /proc; -1 when it cannot be read, e.g.
-// a server on another machine). The pool's connections stay open through
-// the send phase, so a difference of two readings is their work.
-func backendsCPU(ctx context.Context, pool *pgxpool.Pool, name string) time.Duration {
-	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1`, name)
-	if err != nil {
-		return -1
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return -1
-	}
-	var total time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return -1
-		}
-		// utime and stime are fields 14 and 15, after the ")" that ends
-		// the command name; in clock ticks (100 a second on Linux).
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 13 {
-			return -1
-		}
-		ut, err1 := strconv.ParseInt(f[11], 10, 64)
-		st, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return -1
-		}
-		total += time.Duration(ut+st) * 10 * time.Millisecond
-	}
-	return total
 }

@@ -53,7 +53,6 @@ func buildWaymark(t *testing.T) string {
 	return bin
 }
 
-// seedWelcome imports n contacts and applies exactlyOnceJourney.
 // sendingScene is the set-up of the sending tests: a database of its own
 // with n contacts who will each be due one welcome email, the
 // environment of a sender with conns connections to smtp, the binary,
@@ -85,6 +84,7 @@ func enrolWithoutSMTP(t *testing.T, env map[string]string) {
 	}
 }
 
+// seedWelcome imports n contacts and applies exactlyOnceJourney.
 func seedWelcome(t *testing.T, env map[string]string, n int) {
 	t.Helper()
 	dir := t.TempDir()

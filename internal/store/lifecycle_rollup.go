@@ -165,17 +165,23 @@ func recordSQL(spec []rollupProp, param func(any) string) string {
 			if k > i {
 				b.WriteString(" || ")
 			}
-			v := "e.properties->" + param(spec[k].Property)
-			if spec[k].Sum {
-				b.WriteString("float8send(coalesce(" + numeric(v) + ", 'NaN'::float8))")
-			} else {
-				b.WriteString("int8send(CASE WHEN " + v + " IS NULL THEN 0 ELSE coalesce(nullif(jsonb_hash_extended(" + v + ", 0), 0), 1) END)")
-			}
+			b.WriteString(propRecordSQL(spec[k], param))
 		}
 		b.WriteString(" ELSE ''::bytea END")
 		i = j
 	}
 	return b.String()
+}
+
+// propRecordSQL is the part of an event's record for the property p: its
+// number for a sum (NaN when it has none), or a hash of its value for a
+// distinct (0 when it has none, never 0 otherwise).
+func propRecordSQL(p rollupProp, param func(any) string) string {
+	v := "e.properties->" + param(p.Property)
+	if p.Sum {
+		return "float8send(coalesce(" + numeric(v) + ", 'NaN'::float8))"
+	}
+	return "int8send(CASE WHEN " + v + " IS NULL THEN 0 ELSE coalesce(nullif(jsonb_hash_extended(" + v + ", 0), 0), 1) END)"
 }
 
 // recordByNameSQL is the record of an event e (recordSQL's layout) for
@@ -198,12 +204,7 @@ func recordByNameSQL(spec []rollupProp, names []string, param func(any) string) 
 			if p.Event != name {
 				continue
 			}
-			v := "e.properties->" + param(p.Property)
-			if p.Sum {
-				b.WriteString(" || float8send(coalesce(" + numeric(v) + ", 'NaN'::float8))")
-			} else {
-				b.WriteString(" || int8send(CASE WHEN " + v + " IS NULL THEN 0 ELSE coalesce(nullif(jsonb_hash_extended(" + v + ", 0), 0), 1) END)")
-			}
+			b.WriteString(" || " + propRecordSQL(p, param))
 		}
 		return b.String()
 	}
