@@ -125,9 +125,14 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 		if err != nil {
 			return nil, err
 		}
-		if cfg.DatabaseURL, err = demo.FreshDatabase(ctx, base, demo.Database); err != nil {
+		// Refused while another demo runs on it: dropping it would swap
+		// that demo's data for this one's under its feet.
+		claim, err := demo.FreshDatabase(ctx, base, demo.Database)
+		if err != nil {
 			return nil, err
 		}
+		defer claim.Release()
+		cfg.DatabaseURL = claim.URL
 		fresh = true
 	}
 	res.DatabaseURL = cfg.DatabaseURL
@@ -138,6 +143,11 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	defer pool.Close()
 	st := store.New(pool)
 	if !fresh {
+		claim, err := demo.ClaimDatabase(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		defer claim.Release()
 		n, err := st.ContactCount(ctx)
 		if err != nil {
 			return nil, err
