@@ -110,7 +110,19 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	el := time.Since(start)
 	fmt.Fprintf(e.stdout, "imported %s: %d stored, %d already there, %d bad lines, in %.2fs (%.0f/s)\n",
 		name, stored, dupes, badN, el.Seconds(), float64(stored+dupes)/el.Seconds())
+	if badN > 0 {
+		// The good lines are stored; a script must still hear that some
+		// were not.
+		return fmt.Errorf("import: %s: %d %s rejected (listed above); the other lines were stored", name, badN, plural(badN, "line was", "lines were"))
+	}
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func fieldMsg(fe *ingest.FieldError) string {

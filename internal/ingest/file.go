@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -103,14 +102,12 @@ func clone(b json.RawMessage) json.RawMessage {
 }
 
 func readCSV(br *bufio.Reader, now time.Time, chunk int, emit func([]Message) error, bad func(*FieldError)) error {
-	cr := csv.NewReader(br)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	recs := newCSVRecords(br)
+	hr, err := recs.next()
 	if err != nil {
 		return fmt.Errorf("line 1: reading the CSV header: %w", err)
 	}
-	header = append([]string(nil), header...)
+	header := append([]string(nil), hr.fields...)
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
@@ -133,21 +130,25 @@ func readCSV(br *bufio.Reader, now time.Time, chunk int, emit func([]Message) er
 	out := make([]Message, 0, chunk)
 	var obj bytes.Buffer
 	for {
-		rec, err := cr.Read()
+		r, err := recs.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				bad(&FieldError{Index: pe.Line, Field: "", Msg: pe.Err.Error()})
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				bad(fe)
 				continue
 			}
 			return err
 		}
+		rec, line := r.fields, r.first
 		if len(rec) != len(header) {
-			bad(&FieldError{Index: line, Field: "", Msg: fmt.Sprintf("%d fields, but the header has %d", len(rec), len(header))})
+			msg := fmt.Sprintf("%d fields, but the header has %d", len(rec), len(header))
+			if r.last > r.first {
+				msg += fmt.Sprintf(" (a quoted value runs from this line to line %d)", r.last) + recs.reread()
+			}
+			bad(&FieldError{Index: line, Field: "", Msg: msg})
 			continue
 		}
 		get := func(name string) string {
