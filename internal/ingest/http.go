@@ -180,7 +180,11 @@ func parseEntries(env *envelope, received time.Time) (msgs []Message, rejected [
 	// The batch's context goes with each entry that has none.
 	var batchContext json.RawMessage
 	if env.contextBig {
-		return nil, nil, &response{Error: numberProblem(), Field: "context"}
+		field := "context"
+		if p := numberPath(env.context); p != "" {
+			field += "." + p
+		}
+		return nil, nil, &response{Error: numberProblem(), Field: field}
 	}
 	if c, err := object(env.context); err != nil {
 		return nil, nil, &response{Error: err.Error(), Field: "context"}

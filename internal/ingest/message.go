@@ -128,7 +128,13 @@ func parse(body []byte, r *raw, kind string, index int, received, sentAt time.Ti
 		}
 	}
 	if r.bigNumber {
-		return fail(r.bigField, "%s", numberProblem())
+		field := r.bigField
+		if f := r.field(field); f != nil {
+			if p := numberPath(*f); p != "" {
+				field += "." + p
+			}
+		}
+		return fail(field, "%s", numberProblem())
 	}
 	var m Message
 	var err error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -104,16 +105,19 @@ func (s *scanner) digits() bool {
 	return s.i > start
 }
 
-// Numbers PostgreSQL's jsonb refuses ("value overflows numeric format")
-// or blows up (1e100000 is stored as 100,001 digits) are refused: an
-// exponent beyond ±maxExponent, or more than maxDecimals digits after the
-// point.
+// Numbers that cannot be stored are refused: beyond the range of a 64-bit
+// float (1e400, or 400 nines: PostgreSQL's jsonb takes them, but every
+// float8 cast of them fails — a sum() over them stopped evaluation for
+// everyone), so small they round to 0 (1e-400: the same), or ones jsonb
+// blows up (1e100000 is stored as 100,001 digits): an exponent beyond
+// ±maxExponent, or more than maxDecimals digits after the point.
 const (
 	maxExponent = 400
 	maxDecimals = 1000
 )
 
 func (s *scanner) number() bool {
+	start := s.i
 	if s.b[s.i] == '-' {
 		s.i++
 	}
@@ -135,7 +139,9 @@ func (s *scanner) number() bool {
 			s.outOfRange()
 		}
 	}
+	exp := false
 	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		exp = true
 		s.i++
 		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
 			s.i++
@@ -152,6 +158,31 @@ func (s *scanner) number() bool {
 			s.outOfRange()
 		}
 	}
+	// Without an exponent, up to 308 characters always fit a float64.
+	if !s.big && (exp || s.i-start > 308) && !fitsFloat(s.b[start:s.i]) {
+		s.outOfRange()
+	}
+	return true
+}
+
+// fitsFloat reports whether the JSON number n is a finite float64 that is
+// 0 only if n is: what PostgreSQL's float8 takes.
+func fitsFloat(n []byte) bool {
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return false
+	}
+	if f != 0 {
+		return true
+	}
+	for _, c := range n {
+		if c == 'e' || c == 'E' {
+			break
+		}
+		if c >= '1' && c <= '9' {
+			return false // underflow
+		}
+	}
 	return true
 }
 
@@ -165,7 +196,78 @@ func (s *scanner) outOfRange() {
 
 // numberProblem says what is wrong with a number outOfRange noted.
 func numberProblem() string {
-	return "a number is out of range (more than " + strconv.Itoa(maxDecimals) + " decimals, or an exponent beyond ±" + strconv.Itoa(maxExponent) + ")"
+	return "a number is out of range: it must fit a 64-bit float (at most about ±1.8e308, and not so small it rounds to 0), with at most " + strconv.Itoa(maxDecimals) + " decimals"
+}
+
+// numberPath finds, in the JSON value v of a field, the first number
+// outOfRange would note, and returns where it is ("revenue",
+// "items[2].price"); "" if none is found.
+func numberPath(v json.RawMessage) string {
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	type level struct {
+		object bool
+		key    string
+		index  int
+	}
+	var stack []level
+	path := func() string {
+		var b strings.Builder
+		for _, l := range stack {
+			if l.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(l.key)
+			} else {
+				b.WriteString("[" + strconv.Itoa(l.index-1) + "]")
+			}
+		}
+		return b.String()
+	}
+	// value is called before each value: it moves the position on.
+	expectKey := false
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return ""
+		}
+		if n := len(stack); n > 0 {
+			top := &stack[n-1]
+			if top.object && expectKey {
+				if k, ok := tok.(string); ok {
+					top.key = k
+					expectKey = false
+					continue
+				}
+			} else if !top.object {
+				if dl, ok := tok.(json.Delim); !ok || dl != ']' {
+					top.index++
+				}
+			}
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, level{object: true})
+				expectKey = true
+				continue
+			case '[':
+				stack = append(stack, level{})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+		case json.Number:
+			s := scanner{b: []byte(t), limit: 1}
+			if s.number(); s.big {
+				return path()
+			}
+		}
+		if n := len(stack); n > 0 && stack[n-1].object {
+			expectKey = true
+		}
+	}
 }
 
 func (s *scanner) literal(lit string) bool {

@@ -1,0 +1,50 @@
+package ingest_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// Issue 23: a number no float8 can hold (1e400, 400 nines) was stored, and
+// every sum() over it then failed for everyone. Such numbers are refused at
+// ingestion, naming the entry and the field; the rest of a batch is stored.
+func TestHostileNumbersRefusedAtIngestion(t *testing.T) {
+	t.Parallel()
+	srv, pool := newServer(t)
+	nines := strings.Repeat("9", 400)
+	for _, c := range []struct{ name, body, field string }{
+		{"1e400", `{"userId":"u","event":"order_completed","properties":{"revenue":1e400}}`, "properties.revenue"},
+		{"400 nines", `{"userId":"u","event":"order_completed","properties":{"revenue":` + nines + `}}`, "properties.revenue"},
+		{"negative overflow", `{"userId":"u","event":"order_completed","properties":{"items":[{"price":1},{"price":-1.8e308}]}}`, "properties.items[1].price"},
+		{"underflow to zero", `{"userId":"u","event":"order_completed","properties":{"revenue":1e-400}}`, "properties.revenue"},
+		{"in traits", `{"userId":"u","traits":{"ltv":1e309}}`, "traits.ltv"},
+		{"in context", `{"userId":"u","event":"x","context":{"n":2e-324}}`, "context.n"},
+	} {
+		path := "/v1/track"
+		if strings.Contains(c.body, "traits") {
+			path = "/v1/identify"
+		}
+		r := post(t, srv, path, writeKey, []byte(c.body))
+		if f, _ := r.body["field"].(string); r.status != 400 || f != c.field || !strings.Contains(r.body["error"].(string), "out of range") {
+			t.Errorf("%s: %d %v, want 400 naming %s", c.name, r.status, r.body, c.field)
+		}
+	}
+	// A batch keeps its good entries.
+	body := `{"batch":[{"type":"track","userId":"u","event":"order_completed","properties":{"revenue":20}},` +
+		`{"type":"track","userId":"u","event":"order_completed","properties":{"revenue":` + nines + `}},` +
+		`{"type":"track","userId":"u","event":"order_completed","properties":{"revenue":1.7976931348623157e308,"tiny":5e-324}}]}`
+	r := post(t, srv, "/v1/batch", writeKey, []byte(body))
+	rej, _ := r.body["rejected"].([]any)
+	if r.status != 400 || r.body["accepted"] != float64(2) || len(rej) != 1 || rej[0].(map[string]any)["field"] != "batch[1].properties.revenue" {
+		t.Fatalf("batch: %d %v, want 400 with batch[1].properties.revenue rejected and 2 accepted", r.status, r.body)
+	}
+	// What was stored can be summed as float8 by PostgreSQL.
+	var sum float64
+	if err := pool.QueryRow(context.Background(), `SELECT sum((properties->'revenue')::float8) FROM events`).Scan(&sum); err != nil {
+		t.Fatalf("summing what was stored: %v", err)
+	}
+	if n := events(t, pool); n != 2 {
+		t.Fatalf("%d events stored, want the 2 good ones", n)
+	}
+}
