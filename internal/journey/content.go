@@ -101,6 +101,7 @@ func (p *parser) templates(n *yaml.Node, j *Journey) []templates.Template {
 			}
 		}
 		keys := content(templates.BaseVariant, &t.Base)
+		var mixed []mixedParts
 		var nameNode *yaml.Node
 		keys["name"] = func(v *yaml.Node) { nameNode = v; t.Name = strings.TrimSpace(p.str(v, "name")) }
 		keys["tones"] = func(v *yaml.Node) {
@@ -112,8 +113,14 @@ func (p *parser) templates(n *yaml.Node, j *Journey) []templates.Template {
 				tone := v.Content[i].Value
 				p.variants = append(p.variants, stepRef{tone: v.Content[i], what: what})
 				var c templates.Content
-				p.mapping(v.Content[i+1], fmt.Sprintf("%s, tone %q", what, tone), content(tone, &c), nil)
+				keys := content(tone, &c)
+				var inherit []string
+				keys["inherit"] = func(n *yaml.Node) { inherit = p.inherit(n, fmt.Sprintf("%s, tone %q: inherit", what, tone)) }
+				p.mapping(v.Content[i+1], fmt.Sprintf("%s, tone %q", what, tone), keys, nil)
 				t.Tones[tone] = c
+				if v.Content[i+1].Kind == yaml.MappingNode {
+					mixed = append(mixed, mixedParts{tone: tone, node: v.Content[i], content: c, inherit: inherit})
+				}
 			}
 		}
 		p.mapping(tn, what, keys, nil)
@@ -131,6 +138,9 @@ func (p *parser) templates(n *yaml.Node, j *Journey) []templates.Template {
 		seen[t.Name] = tn.Line
 		if _, err := templates.Compile(t); err != nil {
 			p.templateError(tn, srcs, err)
+			continue
+		}
+		if p.mixedParts(t, mixed) {
 			continue
 		}
 		out = append(out, t)
@@ -214,4 +224,62 @@ func validName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// mixedParts is a tone variant as written: which parts it overrides, and
+// which of the base's it keeps on purpose (inherit: [html]).
+type mixedParts struct {
+	tone    string
+	node    *yaml.Node
+	content templates.Content
+	inherit []string
+}
+
+// mixedParts refuses a tone variant that overrides the text part but not
+// the HTML part (or the other way round) while the base has both: the
+// email would say one thing in its text and another in its HTML ("Start a
+// subscription" to a new subscriber). A variant that keeps the base's part
+// on purpose says so with inherit. It reports whether it found one.
+func (p *parser) mixedParts(t templates.Template, vs []mixedParts) bool {
+	found := false
+	base := map[string]bool{templates.PartText: !blank(t.Base.Text), templates.PartHTML: !blank(t.Base.HTML)}
+	for _, v := range vs {
+		own := map[string]bool{templates.PartText: !blank(v.content.Text), templates.PartHTML: !blank(v.content.HTML)}
+		for _, pair := range [...][2]string{{templates.PartText, templates.PartHTML}, {templates.PartHTML, templates.PartText}} {
+			a, b := pair[0], pair[1]
+			if !own[a] || own[b] || !base[b] || contains(v.inherit, b) {
+				continue
+			}
+			p.errorf(v.node, "template %q, tone %q: gives its own %s but not its own %s, so the email would pair this tone's %s with the base's %s; write the %s for this tone too, or add inherit: [%s] if the base's %s fits it",
+				t.Name, v.tone, a, b, a, b, b, b, b)
+			found = true
+		}
+	}
+	return found
+}
+
+func blank(s string) bool { return strings.TrimSpace(s) == "" }
+
+// inherit reads a variant's inherit: the base parts it keeps on purpose.
+func (p *parser) inherit(n *yaml.Node, what string) []string {
+	var items []*yaml.Node
+	switch n.Kind {
+	case yaml.SequenceNode:
+		items = n.Content
+	case yaml.ScalarNode:
+		items = []*yaml.Node{n}
+	default:
+		p.errorf(n, "%s: list the parts kept from the base: [html] or [text]", what)
+		return nil
+	}
+	var out []string
+	for _, it := range items {
+		v := p.str(it, what)
+		if v != templates.PartHTML && v != templates.PartText {
+			p.errorf(it, "%s: %q is not a part this check concerns (html or text)", what, v)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
 }
