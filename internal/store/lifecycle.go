@@ -212,10 +212,23 @@ func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time
 }
 
 // numeric reads a JSON value as a number: JSON numbers, and strings that
-// are plain decimals ("49.90"); anything else counts as nothing.
+// are plain decimals ("49.90"); anything else counts as nothing. It cannot
+// fail, whatever is stored: a number of 300 characters or more (jsonb
+// writes 1e400 as 401 digits) counts only if it is under 1e300 in
+// magnitude (rounded to 300 decimals, so a tiny one is 0, not an
+// underflow), so that no cast to float8 overflows and a sum() of them
+// overflows only past ~1e8 events. Once, 1e400 in one event's revenue
+// made every evaluation reading sum() over it fail (issue 23).
 func numeric(v string) string {
-	return "(CASE jsonb_typeof(" + v + ") WHEN 'number' THEN (" + v + ")::text::float8" +
-		" WHEN 'string' THEN CASE WHEN (" + v + " #>> '{}') ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' THEN (" + v + " #>> '{}')::float8 END END)"
+	return "(CASE jsonb_typeof(" + v + ") WHEN 'number' THEN " + float8Text("(("+v+")::text)") +
+		" WHEN 'string' THEN CASE WHEN (" + v + " #>> '{}') ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' THEN " + float8Text("("+v+" #>> '{}')") + " END END)"
+}
+
+// float8Text casts t, the text of a decimal number, to float8 without
+// failing (see numeric); NULL when it is out of range.
+func float8Text(t string) string {
+	return "CASE WHEN length(" + t + ") < 300 THEN " + t + "::float8" +
+		" WHEN length(" + t + ") < 2000 AND abs(" + t + "::numeric) < 1e300 THEN round(" + t + "::numeric, 300)::float8 END"
 }
 
 // LoadFacts implements lifecycle.Store.
