@@ -152,6 +152,11 @@ type SenderConfig struct {
 	// Rate caps messages per second across all connections (0: none).
 	Rate   float64
 	Holder string
+	// Installation is this installation's id (store.InstallationID). A
+	// Message-ID is <CONTACT.SEND.INSTALLATION@domain-of-From>: derived
+	// from the send, so a resend is recognisable, and globally unique,
+	// so another installation's send 1 of contact 1 is another email.
+	Installation string
 	// Decorate adds what every marketing email carries (unsubscribe
 	// headers, footer and, when the journey's tracking setting is on,
 	// tracked links and the open pixel); may be nil.
@@ -181,6 +186,15 @@ type Sender struct {
 
 	mu       sync.Mutex
 	compiled map[string]*templates.Compiled // name@version
+}
+
+// messageID is the local part of a send's Message-ID (see
+// SenderConfig.Installation).
+func (s *Sender) messageID(d *Due) string {
+	if s.cfg.Installation == "" {
+		return fmt.Sprintf("%d.%d", d.ContactID, d.ID)
+	}
+	return fmt.Sprintf("%d.%d.%s", d.ContactID, d.ID, s.cfg.Installation)
 }
 
 // NewSender returns a sender; Run starts it.
@@ -549,7 +563,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			st.Failed++
 			continue
 		}
-		msg := &mailer.Message{ID: fmt.Sprintf("%d.%d", d.ContactID, d.ID), From: s.cfg.From, To: d.Email, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Date: now}
+		msg := &mailer.Message{ID: s.messageID(d), From: s.cfg.From, To: d.Email, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Date: now}
 		if s.cfg.Decorate != nil {
 			s.cfg.Decorate(msg, d, defs.Settings.Tracking, data.UnsubscribeURL, data.PreferencesURL)
 		}

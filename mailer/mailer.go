@@ -21,7 +21,9 @@ import (
 type Message struct {
 	// ID is the send's id. The Message-ID is derived from it as
 	// <ID@domain-of-From>, so a receiver can tell a resend from a new
-	// email. It must be a dot-atom (letters, digits, "-", "_", "."...).
+	// email; the sender makes it globally unique (RFC 5322, 3.6.4) by
+	// adding its installation's id. It must be a dot-atom (letters,
+	// digits, "-", "_", "."...).
 	ID string
 	// From is the author, "Name <addr>" or a bare address; it is also the
 	// envelope sender.

@@ -212,10 +212,10 @@ func (p *tickProc) summary(t *testing.T) (sent, failed, unknown int) {
 // sendKey is a send's primary key.
 type sendKey struct{ contact, id int64 }
 
-var messageIDPattern = regexp.MustCompile(`^<(\d+)\.(\d+)@shop\.example>$`)
+var messageIDPattern = regexp.MustCompile(`^<(\d+)\.(\d+)\.[a-z2-7]{16}@shop\.example>$`)
 
 // receivedByID counts the messages the server received by Message-ID,
-// which Waymark derives from the send (<CONTACT.SEND@domain>).
+// which Waymark derives from the send (<CONTACT.SEND.INSTALLATION@domain>).
 func receivedByID(t *testing.T, msgs []smtptest.Message) map[sendKey]int {
 	t.Helper()
 	out := make(map[sendKey]int, len(msgs))
@@ -226,7 +226,7 @@ func receivedByID(t *testing.T, msgs []smtptest.Message) map[sendKey]int {
 		}
 		sm := messageIDPattern.FindStringSubmatch(strings.TrimSpace(ids[0]))
 		if sm == nil {
-			t.Fatalf("Message-ID %q is not <CONTACT.SEND@shop.example>", ids[0])
+			t.Fatalf("Message-ID %q is not <CONTACT.SEND.INSTALLATION@shop.example>", ids[0])
 		}
 		c, _ := strconv.ParseInt(sm[1], 10, 64)
 		id, _ := strconv.ParseInt(sm[2], 10, 64)
@@ -367,7 +367,7 @@ func checkExactlyOnce(t *testing.T, pool *pgxpool.Pool, smtp *smtptest.Server, n
 				t.Errorf("send %d.%d is sent but the server never received it", k.contact, k.id)
 			}
 		}
-		if want := fmt.Sprintf("%d.%d", k.contact, k.id); r.messageID != want || r.recipient != r.email {
+		if want := fmt.Sprintf("%d.%d.", k.contact, k.id); !strings.HasPrefix(r.messageID, want) || r.recipient != r.email {
 			t.Errorf("send %s: message_id %q, recipient %q (contact %q)", want, r.messageID, r.recipient, r.email)
 		}
 	}

@@ -91,6 +91,12 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	if err != nil {
 		return nil, err
 	}
+	ictx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	installation, err := st.InstallationID(ictx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.PostalAddress == "" {
 		log.Warn("no postal address configured (WAYMARK_POSTAL_ADDRESS): marketing emails go out without one in the footer, which anti-spam laws (CAN-SPAM) require")
 	}
@@ -114,8 +120,9 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 		// Sends claimed at once: a claim, its facts, templates and tone
 		// rules cost about the same for 1,000 as for 500 (bench send:
 		// waymark 79-80 µs of CPU an email, was 84-87 with 500).
-		Batch:  1000,
-		Holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		Batch:        1000,
+		Holder:       fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		Installation: installation,
 		Links: func(d *campaigns.Due) (string, string) {
 			return dec.Links(d.ContactID, d.ID)
 		},
