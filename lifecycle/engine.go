@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -110,6 +111,9 @@ type Engine struct {
 		deps    StageDependencies
 	}
 
+	// parked are the contacts set aside by evaluations (see Parker).
+	parked parkedSet
+
 	// Hook, if set, sees every batch after its moves (campaigns enrol and
 	// end enrolments there), with the facts it asks for loaded by the same
 	// query.
@@ -195,7 +199,10 @@ func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) 
 	if err != nil {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook, extra)
+	if err := e.loadParked(ctx); err != nil {
+		return SweepStats{}, err
+	}
+	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook, extra, false)
 }
 
 // Touched is a contact touched by events, for event-driven evaluation.
@@ -267,7 +274,7 @@ func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time)
 	if len(keep) == 0 {
 		return SweepStats{Skipped: len(touched)}, nil
 	}
-	st, err := e.pass(ctx, rules, FactsQuery{IDs: ids, Touched: keep}, now, "event", e.apply, e.Hook, extra)
+	st, err := e.pass(ctx, rules, FactsQuery{IDs: ids, Touched: keep}, now, "event", e.apply, e.Hook, extra, false)
 	st.Skipped = len(touched) - st.Contacts
 	return st, err
 }
@@ -355,7 +362,7 @@ func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Ef
 		}
 		return len(moves), nil
 	}
-	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil, nil)
+	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil, nil, true)
 	if err != nil {
 		return nil, st, err
 	}
@@ -430,7 +437,12 @@ func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]st
 // facts come from the store's activity rollup when it keeps one, and
 // settling is spread over the CPUs. hookNeeds are the aggregates hook
 // reads (from its Needs).
-func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook, hookNeeds []Aggregate) (SweepStats, error) {
+//
+// A batch that fails on one contact's data (ErrContactData) is done again
+// in halves, down to that contact, which is parked (unless dry: a dry run
+// changes nothing) while the others go on; a parked contact evaluated
+// without a failure is unparked.
+func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook, hookNeeds []Aggregate, dry bool) (SweepStats, error) {
 	start := time.Now()
 	var st SweepStats
 	needs := needsOf(rules)
@@ -452,21 +464,32 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 			rollup = true
 		}
 	}
+	pk := e.parking(dry)
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.load(lctx, sel, FactsQuery{AsOf: at, Needs: needs, Touched: sel.Touched, Rollup: rollup, SkipTraits: skipTraits, Compact: true}, batches)
 	results := make([]settled, 0, e.BatchSize)
+	var (
+		moves []ContactMoves // parallel to the batch; no Moves: stays
+		idx   []int
+	)
 	for b := range batches {
 		if b.err != nil {
 			return st, fmt.Errorf("loading facts: %w", b.err)
 		}
+		for _, p := range b.bad {
+			pk.add(p.ID, at, "loading its facts: "+p.Reason)
+		}
+		st.Errors += len(b.bad)
 		batch := b.facts
 		results = settleAll(rules, batch, results[:0])
-		var moves []ContactMoves
+		moves = slices.Grow(moves[:0], len(batch))[:len(batch)]
+		idx = slices.Grow(idx[:0], len(batch))[:len(batch)]
 		emails := map[int64]string{}
 		for i := range batch {
 			c := &batch[i]
+			idx[i] = i
 			st.Contacts++
 			hops, err := results[i].hops, results[i].err
 			if err != nil {
@@ -476,49 +499,74 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 				if st.Errors <= 10 {
 					e.log.Warn("evaluating rules", "contact", c.ID, "err", err)
 				}
+				pk.add(c.ID, at, "evaluating its rules: "+err.Error())
 			}
+			moves[i] = ContactMoves{ID: c.ID, ExpectStage: c.Stage, ExpectEnteredAt: c.StageEnteredAt, Moves: hops, At: at, Trigger: trigger}
 			if len(hops) == 0 {
 				continue
 			}
 			emails[c.ID] = c.Email
-			moves = append(moves, ContactMoves{ID: c.ID, ExpectStage: c.Stage, ExpectEnteredAt: c.StageEnteredAt, Moves: hops, At: at, Trigger: trigger})
 			st.Hops += len(hops)
-		}
-		if len(moves) > 0 {
-			n, err := out(ctx, moves, emails)
-			if err != nil {
-				return st, err
-			}
-			st.Moved += n
 		}
 		if hook != nil {
 			// The hook sees each contact where it settled.
-			final := make(map[int64]Stage, len(moves))
-			for _, m := range moves {
-				final[m.ID] = m.Moves[len(m.Moves)-1].To
-			}
 			for i := range batch {
-				if s, ok := final[batch[i].ID]; ok {
-					batch[i].Stage, batch[i].StageEnteredAt = s, at
+				if m := moves[i].Moves; len(m) > 0 {
+					batch[i].Stage, batch[i].StageEnteredAt = m[len(m)-1].To, at
 				}
 			}
-			if err := hook.AfterBatch(ctx, batch, at, trigger); err != nil {
-				return st, err
+		}
+		// Moves, then the hook, for the batch; for its halves when that
+		// fails on a contact's data (moves apply only to contacts still
+		// where they were found, so applying them again changes nothing).
+		failed := map[int]bool{}
+		err := Isolate(ctx, idx, func(part []int) error {
+			lo, hi := part[0], part[len(part)-1]+1
+			var ms []ContactMoves
+			for _, m := range moves[lo:hi] {
+				if len(m.Moves) > 0 {
+					ms = append(ms, m)
+				}
 			}
+			if len(ms) > 0 {
+				n, err := out(ctx, ms, emails)
+				if err != nil {
+					return err
+				}
+				st.Moved += n
+			}
+			if hook != nil {
+				return hook.AfterBatch(ctx, batch[lo:hi], at, trigger)
+			}
+			return nil
+		}, func(i int, err error) {
+			failed[i] = true
+			st.Errors++
+			pk.add(batch[i].ID, at, err.Error())
+		})
+		if err != nil {
+			return st, err
+		}
+		pk.clear(batch, func(i int) bool { return results[i].err == nil && !failed[i] })
+		if err := pk.flush(ctx); err != nil {
+			return st, err
 		}
 	}
 	st.Elapsed = time.Since(start)
 	return st, ctx.Err()
 }
 
-// loaded is one batch of facts, or the error loading it.
+// loaded is one batch of facts, or the error loading it; bad are the
+// contacts of the batch whose facts could not be loaded (Reason says why).
 type loaded struct {
 	facts []ContactFacts
+	bad   []Parked
 	err   error
 }
 
 // load sends the batches of sel to out, one ahead of the consumer, and
-// closes it after the last (or after an error, which it sends).
+// closes it after the last (or after an error, which it sends). A batch
+// that fails on a contact's data is loaded by id in halves (isolated).
 func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded) {
 	defer close(out)
 	ids, touched := sel.IDs, sel.Touched
@@ -540,7 +588,27 @@ func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded)
 		} else {
 			q.After, q.Limit = after, size
 		}
-		batch, err := e.store.LoadFacts(ctx, q)
+		var (
+			batch []ContactFacts
+			bad   []Parked
+			err   error
+			last  int64 // a page's last contact, when it was loaded by id
+		)
+		if q.IDs != nil {
+			batch, bad, err = e.loadIsolated(ctx, q)
+		} else {
+			batch, err = e.store.LoadFacts(ctx, q)
+			if p, ok := e.store.(Pager); ok && errors.Is(err, ErrContactData) && ctx.Err() == nil {
+				// The page again, by id: from the events, in halves.
+				var pageIDs []int64
+				if pageIDs, err = p.PageIDs(ctx, after, size, q.AsOf); err == nil && len(pageIDs) > 0 {
+					byID := q
+					byID.IDs, byID.Rollup = pageIDs, false
+					batch, bad, err = e.loadIsolated(ctx, byID)
+					last = pageIDs[len(pageIDs)-1]
+				}
+			}
+		}
 		if err == nil && ctx.Err() != nil {
 			err = ctx.Err()
 		}
@@ -551,21 +619,59 @@ func (e *Engine) load(ctx context.Context, sel, q FactsQuery, out chan<- loaded)
 			}
 			return
 		}
+		n := len(batch) + len(bad)
 		if q.IDs == nil {
-			if len(batch) == 0 {
+			if n == 0 {
 				return
 			}
-			after = batch[len(batch)-1].ID
+			if last == 0 {
+				last = batch[len(batch)-1].ID
+			}
+			after = last
 		}
 		select {
-		case out <- loaded{facts: batch}:
+		case out <- loaded{facts: batch, bad: bad}:
 		case <-ctx.Done():
 			return
 		}
-		if q.IDs == nil && len(batch) < size {
+		if q.IDs == nil && n < size {
 			return
 		}
 	}
+}
+
+// loadIsolated loads q.IDs; when that fails on a contact's data, it loads
+// them in halves (Isolate) and returns the facts of the others with the
+// contacts that could not be loaded.
+func (e *Engine) loadIsolated(ctx context.Context, q FactsQuery) ([]ContactFacts, []Parked, error) {
+	ids, touched := q.IDs, q.Touched
+	idx := make([]int, len(ids))
+	for i := range idx {
+		idx[i] = i
+	}
+	var (
+		out []ContactFacts
+		bad []Parked
+	)
+	err := Isolate(ctx, idx, func(part []int) error {
+		lo, hi := part[0], part[len(part)-1]+1
+		q.IDs = ids[lo:hi]
+		if touched != nil {
+			q.Touched = touched[lo:hi]
+		}
+		fs, err := e.store.LoadFacts(ctx, q)
+		if err == nil {
+			if out == nil {
+				out = fs
+			} else {
+				out = append(out, fs...)
+			}
+		}
+		return err
+	}, func(i int, err error) {
+		bad = append(bad, Parked{ID: ids[i], Reason: err.Error()})
+	})
+	return out, bad, err
 }
 
 // settled is one contact's settling.

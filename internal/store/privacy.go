@@ -13,9 +13,10 @@ import (
 const sqlEmailHash = `'sha256:' || encode(sha256(convert_to(lower($1::text), 'UTF8')), 'hex')`
 
 // Erase removes a contact's personal data and activity — the contact, its
-// identities, events, stage moves, enrolments, sends and offer draws — and
-// keeps only a suppression entry holding a hash of its address, so the
-// address is never mailed again, even if it is imported again.
+// identities, events, stage moves, enrolments, sends, offer draws and
+// parking — and keeps only a suppression entry holding a hash of its
+// address, so the address is never mailed again, even if it is imported
+// again.
 func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 	var email string
 	err := s.inTx(ctx, "erasing the contact", func(tx pgx.Tx) error {
@@ -44,7 +45,7 @@ func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 			return err
 		}
 		ids = append(ids, merged...)
-		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities"} {
+		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE contact_id = ANY($1::bigint[])`, ids); err != nil {
 				return fmt.Errorf("erasing %s: %w", table, err)
 			}

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/lifecycle"
 )
 
 // DB is what the store runs queries on: a pool, a connection or a
@@ -63,8 +65,33 @@ func translate(err error, doing string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && contactDataClass(pg.Code) {
+		err = contactData{err}
+	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
+
+// contactDataClass reports whether a SQLSTATE is caused by the data being
+// processed rather than by the database's state: a data exception (22: a
+// value that cannot be converted), an integrity constraint (23), a
+// program limit (54: a value too large) or an exception raised by a
+// function or trigger (P0).
+func contactDataClass(code string) bool {
+	switch code[:min(2, len(code))] {
+	case "22", "23", "54", "P0":
+		return true
+	}
+	return false
+}
+
+// contactData marks a database error caused by the data of the contacts
+// worked on: errors.Is(err, lifecycle.ErrContactData) holds, so the engine
+// and the sender retry the batch in halves and set aside the contact it
+// fails on (lifecycle.Isolate).
+type contactData struct{ error }
+
+func (e contactData) Unwrap() []error { return []error{e.error, lifecycle.ErrContactData} }
 
 // sqlSeqScanOff is for statements that join a list of ids with a table:
 // their rows are found by key, one probe each. Left to itself, the

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// Park implements lifecycle.Parker: each contact is recorded with its
+// reason (since stays the first time it was parked).
+func (s *Store) Park(ctx context.Context, ps []lifecycle.Parked) error {
+	ids := make([]int64, len(ps))
+	reasons := make([]string, len(ps))
+	ats := make([]time.Time, len(ps))
+	for i, p := range ps {
+		ids[i], reasons[i], ats[i] = p.ID, p.Reason, p.At
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO parked_contacts (contact_id, reason, since)
+SELECT DISTINCT ON (id) id, reason, at FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS v(id, reason, at) ORDER BY id
+ON CONFLICT (contact_id) DO UPDATE SET reason = EXCLUDED.reason, updated_at = now()`, ids, reasons, ats)
+	return translate(err, "parking contacts")
+}
+
+// Unpark implements lifecycle.Parker.
+func (s *Store) Unpark(ctx context.Context, ids []int64) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM parked_contacts WHERE contact_id = ANY($1::bigint[])`, ids)
+	return translate(err, "unparking contacts")
+}
+
+// ParkedContacts implements lifecycle.Parker.
+func (s *Store) ParkedContacts(ctx context.Context) (map[int64]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT contact_id, reason FROM parked_contacts`)
+	if err != nil {
+		return nil, translate(err, "loading parked contacts")
+	}
+	out := map[int64]string{}
+	var (
+		id     int64
+		reason string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &reason}, func() error {
+		out[id] = reason
+		return nil
+	})
+	return out, translate(err, "loading parked contacts")
+}
+
+// Parking is why a contact is parked, and since when.
+type Parking struct {
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+}
+
+// ContactParking returns why the contact is parked; nil if it is not.
+func (s *Store) ContactParking(ctx context.Context, id int64) (*Parking, error) {
+	var p Parking
+	err := s.db.QueryRow(ctx, `SELECT reason, since FROM parked_contacts WHERE contact_id = $1`, id).Scan(&p.Reason, &p.Since)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err, "reading a contact's parking")
+	}
+	return &p, nil
+}
+
+// PageIDs implements lifecycle.Pager: the ids of the page of a pass over
+// every contact that LoadFacts loads for the same cursor and limit.
+func (s *Store) PageIDs(ctx context.Context, after int64, limit int, asOf time.Time) ([]int64, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM contacts c WHERE c.id > $1 AND c.merged_into IS NULL AND c.created_at <= $2 ORDER BY c.id LIMIT $3`, after, asOf, limit)
+	if err != nil {
+		return nil, translate(err, "listing a page of contacts")
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	return ids, translate(err, "listing a page of contacts")
+}
