@@ -405,9 +405,21 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 		}
 		names[batch[i].Template] = true
 	}
-	facts, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: ids, AsOf: now, Needs: lifecycle.Needs(progs...)})
+	// A contact whose facts cannot be loaded (its data fails the query)
+	// must not hold up the batch: the others are loaded without it, and
+	// its sends wait (parked, below).
+	parked := map[int64]string{}
+	var facts []lifecycle.ContactFacts
+	err = lifecycle.Isolate(ctx, ids, func(part []int64) error {
+		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: lifecycle.Needs(progs...)})
+		facts = append(facts, fs...)
+		return err
+	}, func(id int64, err error) { parked[id] = "parked: its facts could not be loaded: " + err.Error() })
 	if err != nil {
 		return st, nil, err
+	}
+	for id, why := range parked {
+		s.log.Warn("a contact's sends wait: its facts could not be loaded; the batch's others go on", "contact", id, "reason", why)
 	}
 	byContact := make(map[int64]*lifecycle.ContactFacts, len(facts))
 	for i := range facts {
@@ -421,7 +433,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	if err != nil {
 		return st, nil, err
 	}
-	stepValues, err := s.stepValues(ctx, batch, now)
+	stepValues, stepParked, err := s.stepValues(ctx, batch, now)
 	if err != nil {
 		return st, nil, err
 	}
@@ -439,6 +451,25 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			fl := Final{Due: d, Status: status, Detail: detail, At: now}
 			s.chain(ctx, &fl, status)
 			finals = append(finals, fl)
+		}
+		// wait holds the send back (a hold, or a decision that cannot be
+		// made now) until it expires.
+		wait := func(reason string) {
+			if exp := defs.Settings.HoldExpiry; exp > 0 && now.Sub(d.DueAt) > exp {
+				fin("expired", fmt.Sprintf("%s, for longer than %s", reason, exp))
+				st.Expired++
+				return
+			}
+			delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: reason})
+			st.Delayed++
+		}
+		if why, ok := parked[d.ContactID]; ok {
+			wait(why)
+			continue
+		}
+		if why, ok := stepParked[d.EnrolmentID]; ok && d.EnrolmentID != 0 {
+			wait(why)
+			continue
 		}
 		switch {
 		case f == nil:
@@ -463,13 +494,13 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			continue
 		}
 		// Holds: no marketing email while one holds. Held sends wait.
-		if name, held := holding(defs.Holds, holds, &f.Facts); held {
-			if exp := defs.Settings.HoldExpiry; exp > 0 && now.Sub(d.DueAt) > exp {
-				fin("expired", fmt.Sprintf("held by %q for longer than %s", name, exp))
-				st.Expired++
+		if name, err := holding(defs.Holds, holds, &f.Facts); name != "" {
+			if err != nil {
+				// A hold that cannot be evaluated on this contact's data
+				// holds: no promotion goes out that a hold might forbid.
+				wait(fmt.Sprintf("held: %s could not be evaluated: %v", name, err))
 			} else {
-				delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: fmt.Sprintf("held: %s", name)})
-				st.Delayed++
+				wait("held: " + name)
 			}
 			continue
 		}
@@ -664,7 +695,11 @@ func (s *Sender) chain(ctx context.Context, fl *Final, status string) {
 	fl.Next = &NextStep{Step: d.Step + 1, Template: next.Template, DueAt: fl.At.Add(next.After)}
 }
 
-func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[lifecycle.Aggregate]float64, error) {
+// stepValues loads the aggregates of the batch's step conditions, by
+// enrolment; an enrolment whose values cannot be loaded (its contact's data
+// fails the query) is left out and returned with the reason, so that the
+// others go on.
+func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[lifecycle.Aggregate]float64, map[int64]string, error) {
 	var (
 		es    []Enrolment
 		progs []*lifecycle.Program
@@ -676,7 +711,7 @@ func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (ma
 		}
 		c, err := s.runner.Version(ctx, d.Sequence, d.EnrolmentVersion)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if d.Step < len(c.Steps) && c.Steps[d.Step] != nil {
 			es = append(es, Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, EnrolledAt: d.EnrolledAt})
@@ -684,9 +719,21 @@ func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (ma
 		}
 	}
 	if len(es) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return s.store.EnrolmentValues(ctx, es, lifecycle.Needs(progs...), now)
+	needs := lifecycle.Needs(progs...)
+	out := map[int64]map[lifecycle.Aggregate]float64{}
+	parked := map[int64]string{}
+	err := lifecycle.Isolate(ctx, es, func(part []Enrolment) error {
+		vs, err := s.store.EnrolmentValues(ctx, part, needs, now)
+		for id, v := range vs {
+			out[id] = v
+		}
+		return err
+	}, func(e Enrolment, err error) {
+		parked[e.ID] = "parked: the step's condition could not be loaded: " + err.Error()
+	})
+	return out, parked, err
 }
 
 func (s *Sender) toneRules(ctx context.Context) ([]templates.ToneRule, error) {
@@ -723,13 +770,15 @@ func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error)
 	return c, nil
 }
 
-func holding(holds []Hold, progs []*lifecycle.Program, f *lifecycle.Facts) (string, bool) {
+// holding returns the first hold that holds for f, or that cannot be
+// evaluated on f (with the error); "" if none.
+func holding(holds []Hold, progs []*lifecycle.Program, f *lifecycle.Facts) (string, error) {
 	for i, p := range progs {
-		if ok, err := p.Eval(f); err == nil && ok {
-			return holds[i].Name, true
+		if ok, err := p.Eval(f); err != nil || ok {
+			return holds[i].Name, err
 		}
 	}
-	return "", false
+	return "", nil
 }
 
 // capped reports whether the frequency cap holds a send back, and until
