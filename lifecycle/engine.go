@@ -78,6 +78,15 @@ type SweepPreparer interface {
 	PrepareSweep(ctx context.Context, needs []Aggregate) error
 }
 
+// DryRunPreparer is implemented by stores whose activity rollup can serve a
+// dry run as it is: PrepareDryRun brings it up to date with the events
+// committed since, like a sweep, if it carries everything needs reads, and
+// fails otherwise, never rebuilding it; the dry run then reads the events.
+// A dry run must not change what sweeps decide by.
+type DryRunPreparer interface {
+	PrepareDryRun(ctx context.Context, needs []Aggregate) error
+}
+
 // Store is what the engine needs from storage.
 type Store interface {
 	Rules(ctx context.Context) ([]StoredRule, error)
@@ -454,7 +463,13 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	}
 	skipTraits := hook == nil && !readTraits(rules)
 	rollup := false
-	if p, ok := e.store.(SweepPreparer); ok && sel.IDs == nil {
+	if p, ok := e.store.(DryRunPreparer); ok && sel.IDs == nil && dry {
+		// A dry run uses the rollup only as it is: it never rebuilds it.
+		rollup = p.PrepareDryRun(ctx, needs) == nil
+		if !rollup && ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+	} else if p, ok := e.store.(SweepPreparer); ok && sel.IDs == nil && !dry {
 		if err := p.PrepareSweep(ctx, needs); err != nil {
 			if ctx.Err() != nil {
 				return st, err

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +72,89 @@ func TestSumOverPoisonedEventsCannotFail(t *testing.T) {
 		t.Fatalf("building the rollup over poisoned events: %v", err)
 	}
 	compareAt(t, s, needs, "poisoned", now)
+}
+
+// Issue 23: each dry run naming a new sum() or distinct() property rebuilt
+// the activity rollup (readers waiting) and its property list only grew.
+// A dry run now leaves the rollup as it is (reading the events for a
+// property it lacks, with the same answer), and the list is capped.
+func TestDryRunNeverRebuildsTheRollup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	now := clock.Now().Truncate(time.Microsecond)
+	for i := range 6 {
+		var id int64
+		if err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, created_at, stage_entered_at)
+			VALUES (nextval('contact_id_seq'), $1, $2, $2) RETURNING id`, fmt.Sprint("d", i), now.Add(-48*time.Hour)).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at)
+			VALUES ($1, 'm', 'track', 'order_completed', $2, $3)`, id, fmt.Sprintf(`{"revenue": %d, "price": %d}`, i*100, i*10), now.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rule := func(when string) []lifecycle.Rule {
+		p, err := lifecycle.Compile(when, lifecycle.CompileOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []lifecycle.Rule{{Name: "r", Version: 1, From: []lifecycle.Stage{"awareness"}, To: "consideration", When: p}}
+	}
+	engine := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := engine.Sweep(ctx, now); err != nil { // no rules: nothing built
+		t.Fatal(err)
+	}
+	if _, err := s.FoldActivity(ctx, []lifecycle.Aggregate{{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: lifecycle.Window{All: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	state := func() (spec string, built time.Time) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT spec, built_at FROM activity_state`).Scan(&spec, &built); err != nil {
+			t.Fatal(err)
+		}
+		return spec, built
+	}
+	spec0, built0 := state()
+	for i, c := range []struct {
+		when  string
+		moves int
+	}{
+		{`sum("order_completed", "price", "all") >= 30`, 3},
+		{`distinct("order_completed", "sku", "all") >= 1`, 0},
+		{`sum("order_completed", "revenue", "all") >= 200`, 4}, // carried: from the rollup
+	} {
+		effects, _, err := engine.DryRun(ctx, rule(c.when), now)
+		if err != nil {
+			t.Fatalf("dry run %d: %v", i, err)
+		}
+		moved := 0
+		for _, e := range effects {
+			moved += e.Contacts
+		}
+		if moved != c.moves {
+			t.Errorf("dry run of %s: %d would move, want %d", c.when, moved, c.moves)
+		}
+		if spec, built := state(); spec != spec0 || !built.Equal(built0) {
+			t.Fatalf("dry run of %s changed the rollup: spec %s (was %s), built %v (was %v)", c.when, spec, spec0, built, built0)
+		}
+	}
+
+	// At most 32 properties: a sweep needing more reads the events; one
+	// whose properties with the old ones would be more rebuilds with its
+	// own.
+	var many []lifecycle.Aggregate
+	for i := range 33 {
+		many = append(many, lifecycle.Aggregate{Kind: lifecycle.AggSum, Event: "order_completed", Property: fmt.Sprint("p", i), Window: lifecycle.Window{All: true}})
+	}
+	if _, err := s.FoldActivity(ctx, many); err == nil || !strings.Contains(err.Error(), "at most 32") {
+		t.Fatalf("33 properties: %v, want refused", err)
+	}
+	if _, err := s.FoldActivity(ctx, many[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if spec, _ := state(); strings.Contains(spec, `"revenue"`) || !strings.Contains(spec, `"p32"`) {
+		t.Fatalf("spec after 32 new properties: %s, want them without the old one", spec)
+	}
 }

@@ -33,10 +33,12 @@ package store
 //     folded into its row) and marks the anonymous one merged, which no
 //     sweep reads. Erasing a contact deletes its row.
 //   - The spec lists the (event, property) pairs whose values records
-//     carry. When rules need one it lacks, the rollup is rebuilt from
-//     events with the union of both (it never shrinks, so two processes
-//     with different rules do not take turns rebuilding). A rollup of an
-//     older format (rollupFormat) is rebuilt too.
+//     carry. When a sweep's rules need one it lacks, the rollup is
+//     rebuilt from events with the union of both (so two processes with
+//     different rules do not take turns rebuilding), up to maxRollupProps;
+//     beyond that, with what the rules need now. A rollup of an older
+//     format (rollupFormat) is rebuilt too. A dry run never rebuilds it
+//     (PrepareDryRun): one that needs a property it lacks reads events.
 //   - A build writes the rows in contact_id order, after a TRUNCATE, so
 //     that a sweep's pages (id ranges) read the table from start to end;
 //     readers lock the table before taking their snapshot, so a page is
@@ -253,8 +255,32 @@ func (s *Store) PrepareSweep(ctx context.Context, needs []lifecycle.Aggregate) e
 	return err
 }
 
+// PrepareDryRun implements lifecycle.DryRunPreparer: it folds the events
+// committed since the last fold into the rollup, as a sweep would, when
+// the rollup carries everything needs reads; it never builds the rollup or
+// adds properties to it. A dry run must not change what sweeps decide by,
+// nor make every reader wait for a rebuild (a read-only dashboard session
+// could force one per dry run, and grow the rollup's property list for
+// good): when the rollup lacks a property, the dry run reads the events.
+func (s *Store) PrepareDryRun(ctx context.Context, needs []lifecycle.Aggregate) error {
+	_, err := s.fold(ctx, needs, false)
+	return err
+}
+
+// maxRollupProps is the most properties the rollup's records carry. Rules
+// reading more (event, property) pairs with sum() or distinct() are served
+// from the events; properties no rule reads any more are dropped when a
+// rebuild would carry more.
+const maxRollupProps = 32
+
 // FoldActivity is PrepareSweep, with what it did.
 func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (FoldStats, error) {
+	return s.fold(ctx, needs, true)
+}
+
+// fold is FoldActivity; without build, it refuses (errNoRollup) instead
+// of building the rollup.
+func (s *Store) fold(ctx context.Context, needs []lifecycle.Aggregate, build bool) (FoldStats, error) {
 	start := time.Now()
 	var st FoldStats
 	_, nested := s.db.(pgx.Tx)
@@ -279,10 +305,20 @@ func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (
 			}
 			want := specProps(needs)
 			if snap == "" || format != rollupFormat || !covers(spec, want) {
+				if !build {
+					return errNoRollup
+				}
+				if len(want) > maxRollupProps {
+					return fmt.Errorf("the rules read %d properties with sum() or distinct(); the activity rollup carries at most %d", len(want), maxRollupProps)
+				}
+				union := slices.Clone(want)
 				for _, p := range spec {
-					if !slices.Contains(want, p) {
-						want = append(want, p)
+					if !slices.Contains(union, p) {
+						union = append(union, p)
 					}
+				}
+				if len(union) <= maxRollupProps {
+					want = union
 				}
 				sortProps(want)
 				st.Rebuilt = true
