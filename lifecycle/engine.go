@@ -39,8 +39,13 @@ type ContactMoves struct {
 	ExpectStage     Stage
 	ExpectEnteredAt time.Time
 	Moves           []Move
-	At              time.Time
-	Trigger         string // "event" or "sweep"
+	// Back, when set, is the move settling stopped short of because it
+	// leads back to a stage this evaluation visited: the next pass makes
+	// it without any new activity, so the contact moves back and forth on
+	// every pass (see Loop).
+	Back    *Move
+	At      time.Time
+	Trigger string // "event" or "sweep"
 }
 
 // FactsQuery selects contacts and the aggregates to load for them: either
@@ -341,56 +346,11 @@ func (e *Engine) rulesNow(ctx context.Context) ([]Rule, StageDependencies, error
 
 // DryRun evaluates rules (typically a journey not yet applied) for every
 // contact at asOf and reports, per rule and per pair of stages, how many
-// contacts would move. It changes nothing.
+// contacts would move. It changes nothing. See DryRunWith for the loops
+// and what campaigns would do.
 func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Effect, SweepStats, error) {
-	type key struct {
-		rule     string
-		from, to Stage
-	}
-	effects := map[key]*Effect{}
-	var order []key
-	collect := func(ctx context.Context, moves []ContactMoves, emails map[int64]string) (int, error) {
-		for _, m := range moves {
-			for _, h := range m.Moves {
-				k := key{h.Rule, h.From, h.To}
-				ef := effects[k]
-				if ef == nil {
-					ef = &Effect{Rule: h.Rule, From: h.From, To: h.To}
-					effects[k] = ef
-					order = append(order, k)
-				}
-				ef.Contacts++
-				if len(ef.Examples) < 3 {
-					ex := emails[m.ID]
-					if ex == "" {
-						ex = fmt.Sprintf("#%d", m.ID)
-					}
-					ef.Examples = append(ef.Examples, ex)
-				}
-			}
-		}
-		return len(moves), nil
-	}
-	st, err := e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", collect, nil, nil, true)
-	if err != nil {
-		return nil, st, err
-	}
-	// In rule order, then by stage.
-	pos := map[string]int{}
-	for i, r := range rules {
-		pos[r.Name] = i
-	}
-	out := make([]Effect, 0, len(order))
-	for _, k := range order {
-		out = append(out, *effects[k])
-	}
-	slices.SortStableFunc(out, func(a, b Effect) int {
-		if pos[a.Rule] != pos[b.Rule] {
-			return pos[a.Rule] - pos[b.Rule]
-		}
-		return stageIndex(a.From)*10 + stageIndex(a.To) - stageIndex(b.From)*10 - stageIndex(b.To)
-	})
-	return out, st, nil
+	r, err := e.DryRunWith(ctx, rules, asOf, nil)
+	return r.Effects, r.Stats, err
 }
 
 func stageIndex(s Stage) int {
@@ -516,7 +476,7 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 				}
 				pk.add(c.ID, at, "evaluating its rules: "+err.Error())
 			}
-			moves[i] = ContactMoves{ID: c.ID, ExpectStage: c.Stage, ExpectEnteredAt: c.StageEnteredAt, Moves: hops, At: at, Trigger: trigger}
+			moves[i] = ContactMoves{ID: c.ID, ExpectStage: c.Stage, ExpectEnteredAt: c.StageEnteredAt, Moves: hops, Back: results[i].back, At: at, Trigger: trigger}
 			if len(hops) == 0 {
 				continue
 			}
@@ -692,6 +652,7 @@ func (e *Engine) loadIsolated(ctx context.Context, q FactsQuery) ([]ContactFacts
 // settled is one contact's settling.
 type settled struct {
 	hops []Move
+	back *Move // see settle
 	err  error
 }
 
@@ -706,8 +667,8 @@ func settleAll(rules []Rule, batch []ContactFacts, out []settled) []settled {
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				hops, err := Settle(rules, &batch[i].Facts)
-				out[i] = settled{hops, err}
+				hops, back, err := settle(rules, &batch[i].Facts)
+				out[i] = settled{hops, back, err}
 			}
 		}()
 	}

@@ -368,20 +368,32 @@ type Move struct {
 // When a condition fails to evaluate, Settle returns the hops made before
 // it together with the error, which names the rule.
 func Settle(rules []Rule, f *Facts) ([]Move, error) {
+	moves, _, err := settle(rules, f)
+	return moves, err
+}
+
+// settle is Settle; it also returns, when settling stopped because the
+// first rule that matched leads back to a stage visited in this
+// evaluation, that move: the next pass makes it without any new activity,
+// and the pass after moves the contact on again — the contact loops
+// between stages on every pass.
+func settle(rules []Rule, f *Facts) (moves []Move, back *Move, err error) {
 	if f == nil {
-		return nil, errors.New("settling: no facts")
+		return nil, nil, errors.New("settling: no facts")
 	}
 	cur := *f
 	var seen [8]Stage // no allocation for the usual few hops
 	visited := append(seen[:0], cur.Stage)
-	var moves []Move
 	for {
 		next, ok, err := firstMatch(rules, &cur)
 		if err != nil {
-			return moves, err
+			return moves, nil, err
 		}
-		if !ok || slices.Contains(visited, next.rule.To) {
-			return moves, nil
+		if !ok {
+			return moves, nil, nil
+		}
+		if slices.Contains(visited, next.rule.To) {
+			return moves, &Move{From: cur.Stage, To: next.rule.To, Rule: next.rule.Name, Version: next.rule.Version}, nil
 		}
 		moves = append(moves, Move{
 			From:     cur.Stage,

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/journey"
@@ -24,6 +26,7 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 	file := fs.String("f", "", "the journey file (YAML)")
 	dry := fs.Bool("dry-run", false, "change nothing; show what the journey would do now")
 	asOf := fs.String("as-of", "", "with --dry-run: evaluate at this instant (RFC 3339) instead of now")
+	allowLoops := fs.Bool("allow-loops", false, "apply even if rules would move contacts back and forth on every pass")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,37 +51,77 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 	}
 	defer pool.Close()
 	st := store.New(pool)
-	changes, err := st.ApplyJourney(ctx, j, *dry)
-	if err != nil {
-		return err
-	}
-	if *dry {
-		fmt.Fprintf(e.stdout, "dry run of %s: nothing was changed\n", *file)
-	}
-	verb := map[bool]string{true: "would be", false: "was"}[*dry]
-	if len(changes) == 0 {
-		fmt.Fprintf(e.stdout, "the journey is already applied: nothing %s changed\n", verb)
-	}
-	for _, c := range changes {
-		fmt.Fprintf(e.stdout, "%s: %s %s\n", c.Kind, c.Name, changeText(c, *dry))
-	}
-	if !*dry {
-		return nil
-	}
 	rules := make([]lifecycle.Rule, len(j.Rules))
 	for i, r := range j.Rules {
 		rules[i] = lifecycle.Rule{Name: r.Name, Version: 0, From: r.From, To: r.To, When: j.Programs[r.Name]}
 	}
 	eng := lifecycle.NewEngine(st, log)
-	effects, stats, err := eng.DryRun(ctx, rules, at)
+	if !*dry {
+		// Rules that would move contacts back and forth are refused
+		// before anything is saved.
+		if !*allowLoops {
+			rep, err := eng.DryRunWith(ctx, rules, at, nil)
+			if err != nil {
+				return err
+			}
+			if len(rep.Loops) > 0 {
+				return loopsError(*file, rep.Loops)
+			}
+		}
+		changes, err := st.ApplyJourney(ctx, j, false)
+		if err != nil {
+			return err
+		}
+		printChanges(e, changes, false)
+		return nil
+	}
+	changes, err := st.ApplyJourney(ctx, j, true)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "\nevaluated %d contacts at %s in %.2fs:\n", stats.Contacts, at.Format(time.RFC3339), stats.Elapsed.Seconds())
+	fmt.Fprintf(e.stdout, "dry run of %s: nothing was changed\n", *file)
+	printChanges(e, changes, true)
+	preview, err := campaigns.NewPreview(st, campaigns.Definitions{Sequences: j.Sequences, Offers: j.Offers})
+	if err != nil {
+		return err
+	}
+	rep, err := eng.DryRunWith(ctx, rules, at, preview)
+	if err != nil {
+		return err
+	}
+	printDryRun(e, j, rep, preview, at)
+	return nil
+}
+
+// loopsError refuses a journey whose rules loop.
+func loopsError(file string, loops []lifecycle.Loop) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apply: %s: nothing was saved:", file)
+	for _, l := range loops {
+		b.WriteString("\n  " + l.Sentence())
+	}
+	b.WriteString("\nChange a condition so that these rules cannot all hold at once (see waymark apply --dry-run), or apply with --allow-loops.")
+	return errors.New(b.String())
+}
+
+func printChanges(e *env, changes []store.Change, dry bool) {
+	verb := map[bool]string{true: "would be", false: "was"}[dry]
+	if len(changes) == 0 {
+		fmt.Fprintf(e.stdout, "the journey is already applied: nothing %s changed\n", verb)
+	}
+	for _, c := range changes {
+		fmt.Fprintf(e.stdout, "%s: %s %s\n", c.Kind, c.Name, changeText(c, dry))
+	}
+}
+
+// printDryRun shows what one pass of the journey would do now: moves per
+// rule, loops, and what each sequence and offer would enrol or reward.
+func printDryRun(e *env, j *journey.Journey, rep lifecycle.Report, p *campaigns.Preview, at time.Time) {
+	fmt.Fprintf(e.stdout, "\nevaluated %d contacts at %s in %.2fs:\n", rep.Stats.Contacts, at.Format(time.RFC3339), rep.Stats.Elapsed.Seconds())
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "rule\tmoves\tfrom → to\texamples")
 	moved := map[string]bool{}
-	for _, ef := range effects {
+	for _, ef := range rep.Effects {
 		moved[ef.Rule] = true
 		fmt.Fprintf(tw, "%s\t%d\t%s → %s\t%s\n", ef.Rule, ef.Contacts, ef.From, ef.To, strings.Join(ef.Examples, ", "))
 	}
@@ -88,10 +131,43 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	tw.Flush()
-	if stats.Errors > 0 {
-		fmt.Fprintf(e.stdout, "%d contacts' data did not fit a rule (see the log)\n", stats.Errors)
+	if rep.Stats.Errors > 0 {
+		fmt.Fprintf(e.stdout, "%d contacts' data did not fit a rule (see the log)\n", rep.Stats.Errors)
 	}
-	return nil
+	if len(rep.Loops) > 0 {
+		fmt.Fprintln(e.stdout, "\nloops (apply refuses them; change a condition so these rules cannot all hold at once):")
+		for _, l := range rep.Loops {
+			fmt.Fprintf(e.stdout, "  %s\n", l.Sentence())
+		}
+	}
+	if len(p.Sequences) > 0 {
+		fmt.Fprintln(e.stdout)
+		tw = tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "sequence\ttrigger\twould enrol\texamples")
+		for _, s := range p.Sequences {
+			if s.Trigger.Kind == campaigns.OnEvent {
+				fmt.Fprintf(tw, "%s\t%s\ton events only\t\n", s.Name, s.Trigger)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.Trigger, s.Enrol, strings.Join(s.Examples, ", "))
+		}
+		tw.Flush()
+		for _, s := range p.Sequences {
+			if s.Missed > 0 {
+				fmt.Fprintf(e.stdout, "%s: %d %s through %s, or out of it, in this pass before being enrolled, so %s never get %s (e.g. %s)\n",
+					s.Name, s.Missed, plural(s.Missed, "contact moves", "contacts move"), s.Trigger.Stage, plural(s.Missed, "it would", "they would"), s.Name, strings.Join(s.MissedExamples, ", "))
+			}
+		}
+	}
+	if len(p.Offers) > 0 {
+		fmt.Fprintln(e.stdout)
+		tw = tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "offer\teligible\twould reward\texamples")
+		for _, o := range p.Offers {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", o.Name, o.Eligible, o.Reward, strings.Join(o.Examples, ", "))
+		}
+		tw.Flush()
+	}
 }
 
 func changeText(c store.Change, dry bool) string {
@@ -229,11 +305,15 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Whether the stored rules move it back and forth on every pass.
+	check, err := lifecycle.NewEngine(st, e.logger()).Check(ctx, id, clock.Now())
+	if err != nil {
+		return err
+	}
 	if len(moves) == 0 {
 		fmt.Fprintf(e.stdout, "contact %d has not moved since it started in awareness\n", id)
-		return nil
 	}
-	for _, m := range moves {
+	for i, m := range moves {
 		keys := make([]string, 0, len(m.Observed))
 		for k := range m.Observed {
 			keys = append(keys, k)
@@ -243,7 +323,22 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 		for i, k := range keys {
 			saw[i] = fmt.Sprintf("%s = %v", k, m.Observed[k])
 		}
-		fmt.Fprintf(e.stdout, "%s  %s → %s  by %s v%d (%s)  saw: %s\n", m.At.UTC().Format(time.RFC3339), m.From, m.To, m.Rule, m.Version, m.Trigger, strings.Join(saw, ", "))
+		back := ""
+		if i > 0 && m.From == moves[i-1].To && m.To == moves[i-1].From {
+			back = "  ↺ back"
+		}
+		fmt.Fprintf(e.stdout, "%s  %s → %s  by %s v%d (%s)  saw: %s%s\n", m.At.UTC().Format(time.RFC3339), m.From, m.To, m.Rule, m.Version, m.Trigger, strings.Join(saw, ", "), back)
+	}
+	if rules, stages, ok := lifecycle.LoopOf(check); ok {
+		l := lifecycle.Loop{Rules: rules, Stages: stages}
+		n := 0
+		for _, m := range moves {
+			if slices.Contains(rules, m.Rule) {
+				n++
+			}
+		}
+		fmt.Fprintf(e.stdout, "flipping: rules %s move this contact back and forth on every pass, with no new activity (%d %s by them so far); change a condition so they cannot all hold at once (waymark apply --dry-run lists such loops)\n",
+			l, n, plural(n, "move", "moves"))
 	}
 	return nil
 }

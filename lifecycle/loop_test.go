@@ -1,0 +1,43 @@
+package lifecycle
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/waymark/waymark/internal/clock"
+)
+
+// A lapsed customer under journey's rules loops: lapsed moves them back to
+// decision, where customer holds again, so settling stops short of a stage
+// already visited and the next pass moves them on again.
+func TestSettleReportsTheMoveBack(t *testing.T) {
+	t.Parallel()
+	now := clock.Now()
+	orders := Aggregate{Kind: AggCount, Event: "order_completed", Window: Window{All: true}}
+	sinceOrder := Aggregate{Kind: AggDaysSince, Event: "order_completed"}
+	rules := journey(t)
+
+	f := &Facts{Now: now, Stage: Retention, StageEnteredAt: now.Add(-200 * 24 * time.Hour), Values: map[Aggregate]float64{orders: 1, sinceOrder: 120}}
+	moves, back, err := settle(rules, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(moves) != 1 || moves[0].Rule != "lapsed" || back == nil || back.Rule != "customer" || back.From != Decision || back.To != Retention {
+		t.Fatalf("moves %+v, back %+v; want lapsed, then customer back to retention", moves, back)
+	}
+	rs, ss, ok := LoopOf(ContactMoves{Moves: moves, Back: back})
+	if !ok || !reflect.DeepEqual(rs, []string{"lapsed", "customer"}) || !reflect.DeepEqual(ss, []Stage{Retention, Decision, Retention}) {
+		t.Fatalf("LoopOf = %v %v %v", rs, ss, ok)
+	}
+	l := Loop{Rules: rs, Stages: ss, Contacts: 2, Examples: []string{"a@example.com"}}
+	if got, want := l.Sentence(), "rules lapsed (retention → decision) and customer (decision → retention) would move 2 contacts back and forth on every pass (e.g. a@example.com)"; got != want {
+		t.Errorf("Sentence() = %q, want %q", got, want)
+	}
+
+	// A customer with a recent order settles without a loop.
+	f.Values[sinceOrder] = 3
+	if moves, back, err := settle(rules, f); err != nil || len(moves) != 0 || back != nil {
+		t.Fatalf("a recent customer: moves %+v, back %+v, err %v", moves, back, err)
+	}
+}
