@@ -56,6 +56,10 @@ func (s *Server) api(h http.HandlerFunc) http.Handler {
 			fieldError(w, http.StatusRequestEntityTooLarge, "", "request body over %d bytes", s.cfg.MaxBody)
 			return
 		}
+		if f := badParam(r); f != "" {
+			fieldError(w, http.StatusBadRequest, f, "%s: not valid text (invalid UTF-8 or a NUL character)", f)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 		h(w, r.WithContext(context.WithValue(r.Context(), keyCtx, k)))
 	})
@@ -164,10 +168,30 @@ func (s *Server) contactParam(w http.ResponseWriter, r *http.Request) (store.Con
 	return c, true
 }
 
+// contactAnswer is a contact as the API shows it: with why it is parked,
+// if it is (its evaluation failed; see lifecycle.Parker).
+type contactAnswer struct {
+	store.Contact
+	Parked *store.Parking `json:"parked,omitempty"`
+}
+
+// answer adds c's parking.
+func (s *Server) answer(r *http.Request, c store.Contact) (contactAnswer, error) {
+	p, err := s.st.ContactParking(r.Context(), c.ID)
+	return contactAnswer{Contact: c, Parked: p}, err
+}
+
 func (s *Server) apiContact(w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.contactParam(w, r); ok {
-		writeJSON(w, http.StatusOK, c)
+	c, ok := s.contactParam(w, r)
+	if !ok {
+		return
 	}
+	a, err := s.answer(r, c)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 // apiMove is a stage move as the API shows it.
@@ -195,8 +219,13 @@ func (s *Server) apiTimeline(w http.ResponseWriter, r *http.Request) {
 	for i, m := range t.Moves {
 		moves[i] = apiMove{From: m.From, To: m.To, Rule: m.Rule, Version: m.Version, Observed: m.Observed, Trigger: m.Trigger, At: m.At}
 	}
+	a, err := s.answer(r, c)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"contact": c, "moves": moves, "sends": nonNil(t.Sends), "offers": nonNil(t.Draws),
+		"contact": a, "moves": moves, "sends": nonNil(t.Sends), "offers": nonNil(t.Draws),
 		"enrolments": nonNil(t.Enrolments), "events": nonNil(t.Events), "events_total": t.EventsTotal,
 	})
 }
@@ -290,6 +319,11 @@ func (s *Server) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.dryRun(r.Context(), edit)
+	if errors.Is(err, errDryRunBusy) {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusTooManyRequests, apiError{Error: err.Error()})
+		return
+	}
 	if err != nil {
 		s.internal(w, r, err)
 		return

@@ -164,6 +164,17 @@ func (s *Server) dash(h http.HandlerFunc) http.Handler {
 			http.Error(w, "not logged in", http.StatusUnauthorized)
 			return
 		}
+		// Dashboard actions count against the key's rate limit, as its
+		// API calls do.
+		if ok, wait := s.limiter.allow(sess.Key.ID); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			http.Error(w, "too many requests for this key: retry in a moment", http.StatusTooManyRequests)
+			return
+		}
+		if f := badParam(r); f != "" {
+			s.render(w, r, http.StatusBadRequest, "notfound", view{Title: "Bad request", Error: f + ": not valid text (invalid UTF-8 or a NUL character)"})
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if !sameOrigin(r) {
 				http.Error(w, "cross-origin request refused", http.StatusForbidden)
@@ -202,7 +213,7 @@ func (s *Server) routesDashboard() {
 	s.mux.HandleFunc("GET /dashboard/login", s.loginForm)
 	s.mux.HandleFunc("POST /dashboard/login", s.login)
 	static, _ := fs.Sub(assets, "static")
-	s.mux.Handle("GET /dashboard/static/", http.StripPrefix("/dashboard/static/", http.FileServerFS(static)))
+	s.mux.Handle("GET /dashboard/static/", http.StripPrefix("/dashboard/static/", noListing(http.FileServerFS(static))))
 	d("POST /dashboard/logout", s.logout)
 	d("GET /dashboard/{$}", s.overviewPage)
 	d("GET /dashboard/health", s.healthPage)
@@ -434,9 +445,14 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return b.seq - a.seq
 	})
+	parked, err := s.st.ContactParking(r.Context(), c.ID)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
 	traits, _ := json.MarshalIndent(c.Traits, "", "  ")
 	s.render(w, r, http.StatusOK, "contact", view{Title: "Contact " + strconv.FormatInt(c.ID, 10), Nav: "contacts", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{
-		"C": c, "T": t, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": lifecycle.Stages,
+		"C": c, "T": t, "Parked": parked, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": lifecycle.Stages,
 	}})
 }
 
@@ -563,6 +579,11 @@ func (s *Server) ruleAction(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusUnprocessableEntity
 	case action == "dry-run":
 		res, err := s.dryRun(r.Context(), edit)
+		if errors.Is(err, errDryRunBusy) {
+			w.Header().Set("Retry-After", "5")
+			s.render(w, r, http.StatusTooManyRequests, "notfound", view{Title: "Busy", Error: err.Error()})
+			return
+		}
 		if err != nil {
 			s.failed(w, r, err)
 			return

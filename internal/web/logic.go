@@ -117,6 +117,12 @@ type dryRunEffect struct {
 // dryRun evaluates the stored rules with the edit in place for every
 // contact now, changing nothing.
 func (s *Server) dryRun(ctx context.Context, e ruleEdit) (dryRunResult, error) {
+	select {
+	case s.dryRuns <- struct{}{}:
+		defer func() { <-s.dryRuns }()
+	default:
+		return dryRunResult{}, errDryRunBusy
+	}
 	stored, err := s.st.Rules(ctx)
 	if err != nil {
 		return dryRunResult{}, err

@@ -71,6 +71,8 @@ type Server struct {
 	mux     *http.ServeMux
 	limiter *limiter
 	pages   map[string]*pageTemplate
+	// dryRuns holds a token while a dry run runs (one at a time).
+	dryRuns chan struct{}
 }
 
 // New returns the API and dashboard on cfg.
@@ -101,6 +103,7 @@ func New(cfg Config) *Server {
 		s.engine = lifecycle.NewEngine(cfg.Store, cfg.Log)
 	}
 	s.limiter = newLimiter(cfg.RatePerSecond, float64(cfg.Burst), cfg.Now)
+	s.dryRuns = make(chan struct{}, 1)
 	s.pages = mustPages()
 	s.routesAPI()
 	s.routesDashboard()
@@ -144,7 +147,8 @@ func (s *Server) Refresh(ctx context.Context, full bool) error {
 	return err
 }
 
-// limiter is a token bucket per API key.
+// limiter is a token bucket per API key, shared by the key's API calls
+// and its dashboard sessions.
 type limiter struct {
 	mu      sync.Mutex
 	rate    float64
@@ -222,6 +226,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		err = errors.New("more than one JSON value")
 	}
 	if err == nil {
+		if f := badField(v); f != "" {
+			fieldError(w, http.StatusBadRequest, f, "%s: contains a NUL character", f)
+			return false
+		}
 		return true
 	}
 	var (
