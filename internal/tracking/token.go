@@ -170,7 +170,10 @@ func (s *Signer) mac(payload []byte) []byte {
 // may still act on what it says (a click on an old email still redirects,
 // without being recorded); any other error returns the zero Token.
 func (s *Signer) Verify(k Kind, tok string, now time.Time) (Token, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	// Strict: a last character whose unused bits are set (six other
+	// characters decoding to the same bytes) is refused, so a changed
+	// character is always refused.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil || len(b) < 4+MACSize {
 		return Token{}, ErrInvalid
 	}
