@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
@@ -45,6 +46,9 @@ func build(m *Message, now time.Time) (*gomail.Msg, error) {
 
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	msg.FromMailAddress(from)
+	if HasInvisible(m.To) {
+		return nil, fmt.Errorf("%w: To %q holds a control, format or separator character", ErrInvalidMessage, m.To)
+	}
 	if err := msg.To(m.To); err != nil {
 		return nil, fmt.Errorf("%w: To: %v", ErrInvalidMessage, err)
 	}
@@ -93,6 +97,20 @@ func build(m *Message, now time.Time) (*gomail.Msg, error) {
 
 	// The body is appended to what go-mail writes (appendBody).
 	return msg, nil
+}
+
+// HasInvisible reports whether s holds a character of the Unicode
+// categories Cc, Cf, Zl or Zp: controls (U+0085 among them), format
+// characters (U+200B, U+202E that reverses what follows) and the line and
+// paragraph separators U+2028 and U+2029. None belongs in an address, and
+// each can break a line or hide what an address says.
+func HasInvisible(s string) bool {
+	for _, r := range s {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return true
+		}
+	}
+	return false
 }
 
 // validID reports whether id is an RFC 5322 dot-atom-text, so that

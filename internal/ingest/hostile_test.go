@@ -48,3 +48,20 @@ func TestHostileNumbersRefusedAtIngestion(t *testing.T) {
 		t.Fatalf("%d events stored, want the 2 good ones", n)
 	}
 }
+
+// Issue 23, item 5: addresses holding a control, format or separator
+// character (U+2028, U+2029, U+0085, U+202E, U+200B) were stored, then sent
+// raw in RCPT TO and To:. Refused with a 400 naming traits.email.
+func TestInvisibleCharactersInEmailRefused(t *testing.T) {
+	t.Parallel()
+	srv, pool := newServer(t)
+	for _, e := range []string{`zoe\u2028@customer.example`, `zoe@customer.example\u2029`, `zoe@customer\u0085.example`, `\u202ezoe@customer.example`, `zo\u200be@customer.example`} {
+		r := post(t, srv, "/v1/identify", writeKey, []byte(`{"userId":"z","traits":{"email":"`+e+`"}}`))
+		if f, _ := r.body["field"].(string); r.status != 400 || f != "traits.email" {
+			t.Errorf("%s: %d %v, want 400 naming traits.email", e, r.status, r.body)
+		}
+	}
+	if n := events(t, pool); n != 0 {
+		t.Fatalf("%d events stored", n)
+	}
+}

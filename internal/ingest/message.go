@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/waymark/waymark/mailer"
 )
 
 // Limits from the Segment tracking API.
@@ -466,12 +468,17 @@ func emailTrait(traits json.RawMessage) (string, bool, error) {
 // NormalizeEmail validates a bare email address and returns it trimmed and
 // lower-cased.
 func NormalizeEmail(s string) (string, error) {
-	s = strings.TrimSpace(s)
+	// ASCII white space only: a trailing U+2029 is refused below, not
+	// trimmed.
+	s = strings.Trim(s, " \t\r\n")
 	if s == "" {
 		return "", fmt.Errorf("empty address")
 	}
 	if len(s) > 254 || strings.ContainsAny(s, "\r\n\x00<>, ") {
 		return "", fmt.Errorf("%q is not a valid email address", s)
+	}
+	if mailer.HasInvisible(s) {
+		return "", fmt.Errorf("%+q is not a valid email address: it holds a control, format or separator character", s)
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/mail"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/store"
 )
 
@@ -463,9 +463,9 @@ func (s *Server) apiSuppress(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	addr, err := mail.ParseAddress(b.Email)
-	if b.Email == "" || err != nil || addr.Address != strings.TrimSpace(b.Email) {
-		fieldError(w, http.StatusBadRequest, "email", "email: not an email address: %q", b.Email)
+	email, err := ingest.NormalizeEmail(b.Email)
+	if err != nil {
+		fieldError(w, http.StatusBadRequest, "email", "email: %v", err)
 		return
 	}
 	if len(b.Detail) > 500 {
@@ -476,12 +476,12 @@ func (s *Server) apiSuppress(w http.ResponseWriter, r *http.Request) {
 	if detail == "" {
 		detail = "added with API key " + apiKeyOf(r.Context()).Name
 	}
-	n, err := s.st.Suppress(r.Context(), strings.ToLower(addr.Address), "manual", detail)
+	n, err := s.st.Suppress(r.Context(), email, "manual", detail)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"email": strings.ToLower(addr.Address), "reason": "manual", "cancelled_sends": n})
+	writeJSON(w, http.StatusCreated, map[string]any{"email": email, "reason": "manual", "cancelled_sends": n})
 }
 
 func (s *Server) apiUnsuppress(w http.ResponseWriter, r *http.Request) {
