@@ -2,7 +2,8 @@ package lifecycle
 
 import (
 	"slices"
-	"time"
+
+	"github.com/waymark/waymark/internal/clock"
 )
 
 // Dependencies say which new events can change what a set of programs
@@ -146,7 +147,7 @@ func TrueWithoutHistory(p *Program, stage Stage) bool {
 	if p == nil {
 		return false
 	}
-	now := time.Now()
+	now := clock.Now()
 	ok, err := p.Eval(&Facts{Now: now, Stage: stage, StageEnteredAt: now})
 	return ok || err != nil
 }

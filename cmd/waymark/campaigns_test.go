@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -73,7 +74,7 @@ func TestCampaignsSendExactlyWhatTheJourneySays(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
 	dir := t.TempDir()
 	day := func(d float64) string {
-		return time.Now().Add(time.Duration(d * 24 * float64(time.Hour))).UTC().Format(time.RFC3339)
+		return clock.Now().Add(time.Duration(d * 24 * float64(time.Hour))).UTC().Format(time.RFC3339)
 	}
 	files := map[string]string{
 		"contacts.csv": "userId,email,first_name\nann,ann@example.com,Ann\nbo,bo@example.com,Bo\ncy,cy@example.com,Cy\n",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/waymark/waymark/examples"
 	"github.com/waymark/waymark/internal/capture"
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/demo"
 	"github.com/waymark/waymark/internal/journey"
@@ -194,7 +195,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	}
 
 	// The simulation's clock, which the whole server runs on.
-	end := time.Now().UTC().Truncate(time.Second)
+	end := clock.Now().UTC().Truncate(time.Second)
 	start := end.Add(-o.History)
 	pop, err := demo.Generate(o.Seed, o.Contacts, start, end, 30*24*time.Hour)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
@@ -153,10 +154,10 @@ func TestDemo(t *testing.T) {
 	// The history is simulated honestly: events span the simulated
 	// months, emails went out across them, and no email went to a
 	// customer while their complaint was open (the hold).
-	if n := count(`SELECT count(*) FROM events WHERE occurred_at < now() - interval '150 days'`); n == 0 {
+	if n := count(`SELECT count(*) FROM events WHERE occurred_at < $1::timestamptz - interval '150 days'`, clock.Now()); n == 0 {
 		t.Errorf("no event is older than 150 days: the history was not simulated")
 	}
-	if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND sent_at < now() - interval '100 days'`); n == 0 {
+	if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND sent_at < $1::timestamptz - interval '100 days'`, clock.Now()); n == 0 {
 		t.Errorf("no email went out in the simulated past")
 	}
 	if n := count(`SELECT count(DISTINCT contact_id) FROM events WHERE name = 'complaint_opened'`); n == 0 {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -125,7 +126,7 @@ func startTick(t *testing.T, bin string, env map[string]string, description stri
 	p := &tickProc{done: make(chan struct{}), description: description}
 	p.cmd = exec.Command(bin, "tick")
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") {
+		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") && k != clock.ShiftVar {
 			continue
 		}
 		p.cmd.Env = append(p.cmd.Env, kv)
@@ -526,7 +527,7 @@ func TestTwoSendersAtOnce(t *testing.T) {
 	env, bin, pool := sendingScene(t, smtp, conns, n)
 	// A tick without SMTP enrols everyone: n sends are due.
 	enrolWithoutSMTP(t, env)
-	if q := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= now()`); q != n {
+	if q := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= $1`, clock.Now()); q != n {
 		t.Fatalf("%d sends due, want %d", q, n)
 	}
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/smtptest"
 )
 
@@ -57,7 +58,7 @@ func startServeProc(t *testing.T, bin, name string, env map[string]string) *serv
 	}
 	p.cmd = exec.Command(bin, "serve")
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") {
+		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") && k != clock.ShiftVar {
 			continue
 		}
 		p.cmd.Env = append(p.cmd.Env, kv)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -177,9 +178,9 @@ func TestFaultThreeServeProcessesShareOneDatabase(t *testing.T) {
 			t.Errorf("before the leader stopped, %s (%s) also ran a pass at %s", p.proc, p.holder, p.tick.Format("15:04:05.000"))
 		}
 	}
-	stopping := time.Now()
+	stopping := clock.Now() // the processes' clock, which their logged ticks are in
 	leader.stop(t)
-	stoppedAt := time.Now()
+	stoppedAt := clock.Now()
 	if !waitUntil(30*time.Second, func() bool {
 		n := 0
 		for _, p := range passes(t, rest...) {
@@ -274,7 +275,7 @@ func downAcrossTicks(t *testing.T, crash bool) {
 		a.stop(t)
 		b.stop(t)
 	}
-	down := time.Now()
+	down := clock.Now() // the frame of the database's times and the processes' clock
 	if n := count(`SELECT count(*) FROM sends WHERE (step = 1 AND status <> 'queued') OR sequence = 'settled'`); n != 0 || down.After(settledAt) {
 		t.Fatalf("the processes stopped too late to test anything (%d later sends already went out or were queued, stopped at %s, the condition turns true at %s): the machine is too slow for this test's timing", n, down.Format("15:04:05.000"), settledAt.Format("15:04:05.000"))
 	}
@@ -287,12 +288,12 @@ func downAcrossTicks(t *testing.T, crash bool) {
 	if secondDue.After(up) {
 		up = secondDue
 	}
-	time.Sleep(time.Until(up.Add(4 * time.Second)))
+	time.Sleep(up.Add(4 * time.Second).Sub(clock.Now()))
 	if n := srv.Count(); n != contacts {
 		t.Fatalf("%d messages while every process was down", n)
 	}
 
-	restarted := time.Now()
+	restarted := clock.Now()
 	c := startServeProc(t, bin, "serve-c", env)
 	d := startServeProc(t, bin, "serve-d", env)
 	want := contacts * 3
@@ -303,13 +304,13 @@ func downAcrossTicks(t *testing.T, crash bool) {
 	}) {
 		t.Fatalf("60s after the restart the due step was not sent: sends %v", sendCounts(t, pool))
 	}
-	stepTook := time.Since(restarted)
+	stepTook := clock.Now().Sub(restarted)
 	// The enrolment is the sweep's: after a crash, it waits until the dead
 	// leader's lease expires (at most 30 s at this schedule).
 	if !waitUntil(90*time.Second, func() bool { return srv.Count() >= want && sendCounts(t, pool)["sent"] >= want }) {
 		t.Fatalf("90s after the restart: %d messages, sends %v; want %d", srv.Count(), sendCounts(t, pool), want)
 	}
-	took := time.Since(restarted)
+	took := clock.Now().Sub(restarted)
 	time.Sleep(4 * time.Second) // two more ticks: nothing more goes out
 	if got := sendCounts(t, pool); got["sent"] != want || len(got) != 1 {
 		t.Errorf("sends by status %v, want %d sent", got, want)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/store"
@@ -77,7 +78,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 			}
 		}()
 	}
-	readErr := ingest.ReadFile(in, time.Now(), *chunk, func(ms []ingest.Message) error {
+	readErr := ingest.ReadFile(in, clock.Now(), *chunk, func(ms []ingest.Message) error {
 		mu.Lock()
 		err := firstEr
 		mu.Unlock()

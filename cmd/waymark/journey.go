@@ -191,7 +191,7 @@ func versionText(c store.Change) string {
 // instant parses an --as-of flag; empty means now.
 func instant(s string) (time.Time, error) {
 	if s == "" {
-		return time.Now().UTC(), nil
+		return clock.Now().UTC(), nil
 	}
 	t, err := ingest.ParseTime(s)
 	if err != nil {
@@ -224,11 +224,11 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 	eng := lifecycle.NewEngine(st, log)
 	runner := campaigns.NewRunner(st, log)
 	eng.Hook = runner
-	clock := time.Now
+	now := clock.Now
 	if *asOf != "" {
-		clock = func() time.Time { return at }
+		now = func() time.Time { return at }
 	}
-	sender, err := newSender(&cfg, st, runner, log, clock)
+	sender, err := newSender(&cfg, st, runner, log, now)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
@@ -32,7 +33,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
-	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, publicURL(&cfg), time.Now().UTC())
+	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, publicURL(&cfg), clock.Now().UTC())
 	if err != nil {
 		return err
 	}

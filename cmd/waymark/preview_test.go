@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 )
 
@@ -46,8 +47,8 @@ func TestPreviewChoosesToneForEachSituation(t *testing.T) {
 	contacts := filepath.Join(dir, "contacts.csv")
 	_ = os.WriteFile(contacts, []byte("userId,email,first_name,company\nann,ann@example.com,Ann,\nbo,bo@acme.example,Bo,Acme Corp\ncy,cy@example.com,Cy,\ndee,dee@example.com,Dee,\n"), 0o644)
 	events := filepath.Join(dir, "events.jsonl")
-	now := time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
-	old := time.Now().Add(-60 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	now := clock.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	old := clock.Now().Add(-60 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	_ = os.WriteFile(events, []byte(`{"type":"track","userId":"ann","event":"support_ticket_opened","timestamp":"`+now+`"}
 {"type":"track","userId":"cy","event":"review_posted","timestamp":"`+now+`"}
 {"type":"track","userId":"bo","event":"support_ticket_opened","timestamp":"`+old+`"}
@@ -96,7 +97,7 @@ func TestExampleJourneyFourTones(t *testing.T) {
 	url := pgtest.Clone(t)
 	dir := t.TempDir()
 	day := func(d int) string {
-		return time.Now().Add(time.Duration(d) * 24 * time.Hour).UTC().Format(time.RFC3339)
+		return clock.Now().Add(time.Duration(d) * 24 * time.Hour).UTC().Format(time.RFC3339)
 	}
 	contacts := filepath.Join(dir, "contacts.csv")
 	_ = os.WriteFile(contacts, []byte("userId,email,first_name,company\nann,ann@example.com,Ann,\nbo,bo@acme.example,Bo,Acme Corp\ncy,cy@example.com,Cy,\ndee,dee@example.com,Dee,\n"), 0o644)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/pgserver"
@@ -102,7 +103,7 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	s := &server{cfg: cfg, pool: pool, store: store.New(pool), log: log}
 	now := opts.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -101,14 +102,14 @@ templates:
 	// Later ticks: the greylisted address is retried with back-off and
 	// delivered once; nothing else is sent again.
 	for _, later := range []time.Duration{10 * time.Minute, 2 * time.Hour} {
-		at := time.Now().Add(later).UTC().Format(time.RFC3339)
+		at := clock.Now().Add(later).UTC().Format(time.RFC3339)
 		if _, errOut, err := runWith(t, env, "tick", "--as-of", at); err != nil {
 			t.Fatalf("tick: %v\n%s", err, errOut)
 		}
 	}
 	check("greylisted", 0, "sent", 3, "sent 250")
 	// The day after: second steps go out, but not to the hard bounce.
-	if _, _, err := runWith(t, env, "tick", "--as-of", time.Now().Add(50*time.Hour).UTC().Format(time.RFC3339)); err != nil {
+	if _, _, err := runWith(t, env, "tick", "--as-of", clock.Now().Add(50*time.Hour).UTC().Format(time.RFC3339)); err != nil {
 		t.Fatal(err)
 	}
 	check("gone", 1, "suppressed", 0, "")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -84,7 +85,7 @@ templates:
 	// The codes on the sends are the ones mailed, with the expiry.
 	var onSends int
 	_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM sends WHERE status = 'sent' AND offer = 'first-order'
-		AND offer_code IN ('WELCOME-A', 'WELCOME-B') AND offer_expires > now() + interval '13 days'`).Scan(&onSends)
+		AND offer_code IN ('WELCOME-A', 'WELCOME-B') AND offer_expires > $1::timestamptz + interval '13 days'`, clock.Now()).Scan(&onSends)
 	if onSends != 2 {
 		t.Fatalf("%d sent sends carry their code and expiry, want 2", onSends)
 	}

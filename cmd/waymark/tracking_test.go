@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
@@ -262,7 +263,7 @@ func TestMarketingEmailCarriesUnsubscribeAndTracking(t *testing.T) {
 		}
 		var id int64
 		fmt.Sscan(boID, &id)
-		fs, err := store.New(pool).LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: []int64{id}, AsOf: time.Now().Add(time.Second), Needs: prog.Aggregates})
+		fs, err := store.New(pool).LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: []int64{id}, AsOf: clock.Now().Add(time.Second), Needs: prog.Aggregates})
 		if err != nil || len(fs) != 1 {
 			t.Fatalf("LoadFacts: %v", err)
 		}

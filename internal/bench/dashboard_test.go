@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
@@ -19,7 +20,7 @@ func TestDashboardDataIsConsistent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	now := time.Now()
+	now := clock.Now()
 	if _, err := LoadSweepData(ctx, pool, SweepSize{Contacts: 600, Events: 12_000}, now, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestDashboardDataIsConsistent(t *testing.T) {
 		{"opens or clicks of an email not sent to that contact before them", 0, `SELECT count(*) FROM events e
 			LEFT JOIN sends s ON s.contact_id = e.contact_id AND s.id = (e.properties->>'send_id')::bigint AND s.status = 'sent' AND s.sent_at <= e.occurred_at
 			WHERE e.message_id LIKE 'dash-%' AND e.name IN ('email_opened', 'email_clicked') AND s.id IS NULL`},
-		{"emails due in the past still queued", 0, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= now() - interval '1 minute'`},
+		{"emails due in the past still queued", 0, `SELECT count(*) FROM sends WHERE status = 'queued' AND due_at <= '` + now.Format(time.RFC3339Nano) + `'::timestamptz - interval '1 minute'`},
 	} {
 		if got := count(c.what, c.sql); got != c.want {
 			t.Errorf("%s: %d, want %d", c.what, got, c.want)

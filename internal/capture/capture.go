@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/waymark/waymark/internal/clock"
 )
 
 // Options tune a Server; the zero value is usable.
@@ -75,7 +76,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
-		opts.Now = time.Now
+		opts.Now = clock.Now
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {

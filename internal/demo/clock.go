@@ -14,6 +14,8 @@ package demo
 import (
 	"sync"
 	"time"
+
+	"github.com/waymark/waymark/internal/clock"
 )
 
 // Clock is the simulation's clock: it stands at the instant the
@@ -33,7 +35,7 @@ func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.live {
-		if now := time.Now().UTC(); now.After(c.t) {
+		if now := clock.Now().UTC(); now.After(c.t) {
 			c.t = now
 		}
 	}

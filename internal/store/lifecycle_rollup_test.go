@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
@@ -206,7 +207,7 @@ func TestRollupEqualsEvents(t *testing.T) {
 	s := store.New(pool)
 	needs := rollupNeeds(t)
 	r := rand.New(rand.NewPCG(3, 4))
-	base := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	base := clock.Now().Add(-time.Hour).Truncate(time.Microsecond)
 	instants := []time.Time{base, base.Add(-36 * time.Hour).Add(7 * time.Microsecond), base.Add(-20 * 24 * time.Hour)}
 	var edges []time.Duration
 	for _, at := range instants {
@@ -369,7 +370,7 @@ func TestMachineOpensLeftOut(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	s := store.New(pool)
-	at := time.Now().Add(-time.Hour)
+	at := clock.Now().Add(-time.Hour)
 	var id int64
 	if err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, created_at, stage_entered_at) VALUES (nextval('contact_id_seq'), 'm1', $1, $1) RETURNING id`, at.Add(-time.Hour)).Scan(&id); err != nil {
 		t.Fatal(err)
@@ -405,9 +406,9 @@ func TestMachineOpensLeftOut(t *testing.T) {
 		var fs []lifecycle.ContactFacts
 		var err error
 		if rollup {
-			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{Limit: 10, AsOf: time.Now(), Needs: needs, Rollup: true})
+			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{Limit: 10, AsOf: clock.Now(), Needs: needs, Rollup: true})
 		} else {
-			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: time.Now(), Needs: needs})
+			fs, err = s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: clock.Now(), Needs: needs})
 		}
 		if err != nil || len(fs) != 1 {
 			t.Fatalf("rollup %v: %d contacts, %v", rollup, len(fs), err)
@@ -431,10 +432,10 @@ func TestFactsByIDWithoutNeeds(t *testing.T) {
 	if err := pool.QueryRow(ctx, `INSERT INTO contacts (id, user_id, email, stage) VALUES (nextval('contact_id_seq'), 'n1', 'n1@example.com', 'decision') RETURNING id`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, 'n1-1', 'track', 'page_viewed', '{}', now())`, id); err != nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, 'n1-1', 'track', 'page_viewed', '{}', $2)`, id, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	fs, err := s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id, id + 1000}, AsOf: time.Now()})
+	fs, err := s.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id, id + 1000}, AsOf: clock.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func TestConcurrentSweepsApplyEachMoveOnce(t *testing.T) {
 	mustIngest(t, s, msgs...)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	now := time.Now()
+	now := t0.Add(time.Hour) // the events are at t0
 	var wg sync.WaitGroup
 	stats := make([]lifecycle.SweepStats, 4)
 	for i := range stats {
@@ -168,7 +168,7 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := lifecycle.NewEngine(s, log)
-	now := time.Now()
+	now := t0.Add(time.Hour) // the events are at t0
 	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), now)
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,7 @@ func TestEvaluateReadsTheEventsProperties(t *testing.T) {
 		events[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
 	}
 	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, events, res.Names), time.Now())
+	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, events, res.Names), t0.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
 		track("n", "", "n-1", "cart_updated", ""))
 	res := mustIngest(t, s, track("m", "", "m-4", "page_viewed", ""), track("n", "", "n-2", "page_viewed", ""))
 	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), time.Now())
+	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, nil, res.Names), t0.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/mailer"
 )
 
@@ -45,7 +46,7 @@ func (d *Decorator) now() time.Time {
 	if d.Now != nil {
 		return d.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (d *Decorator) base() string { return strings.TrimRight(d.PublicURL, "/") }

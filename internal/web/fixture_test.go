@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
@@ -63,7 +64,7 @@ func newFixture(t *testing.T, cfg web.Config) *fixture {
 	if _, err := f.st.ApplyJourney(ctx, j, false); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC()
+	now := clock.Now().UTC()
 	msg := func(user, kind, name, email string, at time.Duration) ingest.Message {
 		m := ingest.Message{Kind: kind, UserID: user, MessageID: user + name, Name: name, Properties: json.RawMessage(`{"path":"/tents"}`), Timestamp: now.Add(-at)}
 		if kind == ingest.KindIdentify {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
 )
@@ -81,7 +82,7 @@ func New(cfg Config) *Server {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = clock.Now
 	}
 	if cfg.RatePerSecond <= 0 {
 		cfg.RatePerSecond = 20
