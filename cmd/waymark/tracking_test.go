@@ -427,6 +427,11 @@ func TestSuppressionsAndTrackingOff(t *testing.T) {
 		"WAYMARK_POSTAL_ADDRESS": "Shop Ltd, 1 High Street, Bristol",
 		"WAYMARK_CRON":           "@every 1h",
 	})
+	// Both take a management API key, never the write key.
+	key, err := store.New(pool).CreateAPIKey(context.Background(), "suppressions")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		path, body string
 		code       int
@@ -436,7 +441,7 @@ func TestSuppressionsAndTrackingOff(t *testing.T) {
 		{"/v1/webhooks/bounces", `{"type":"bounce","email":"dee@example.com"}`, 400},
 		{"/v1/webhooks/bounces", `{"type":"complaint","email":"dee@example.com","diagnostic":"abuse report"}`, 200},
 	} {
-		if code := postJSON(t, base, tc.path, tc.body); code != tc.code {
+		if code := postWithKey(t, base, tc.path, key, tc.body); code != tc.code {
 			t.Fatalf("%s %s: %d, want %d", tc.path, tc.body, code, tc.code)
 		}
 	}

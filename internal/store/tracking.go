@@ -258,3 +258,16 @@ func (s *Store) LinkSecret(ctx context.Context, generate bool) (string, error) {
 	}
 	return secret, translate(err, "loading the link secret")
 }
+
+// CheckAPIKey implements tracking.Store: the suppression endpoints take a
+// management API key.
+func (s *Store) CheckAPIKey(ctx context.Context, key string) (known, readOnly bool, err error) {
+	k, err := s.Authenticate(ctx, key)
+	if errors.Is(err, ErrBadKey) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return true, k.ReadOnly, nil
+}

@@ -48,6 +48,10 @@ type Store interface {
 	// SentAt returns when the send went on the wire (zero if not yet);
 	// ErrNotFound if there is no such send.
 	SentAt(ctx context.Context, contactID, sendID int64) (time.Time, error)
+	// CheckAPIKey says whether key is a management API key that is known
+	// and not revoked, and whether it is read-only; err only when it
+	// cannot be checked.
+	CheckAPIKey(ctx context.Context, key string) (known, readOnly bool, err error)
 }
 
 // ErrNotFound is what a Store returns for a contact or send that does not
@@ -76,8 +80,15 @@ var apiReasons = map[string]bool{"manual": true, "complaint": true, "hard_bounce
 //	                           form token, then 303 back
 //	GET  /o/TOKEN              1x1 GIF; records email_opened(_machine)
 //	GET  /c/TOKEN              302 to the signed URL; records email_clicked(_machine)
-//	POST /v1/suppressions      {"email","reason","detail"}, write key as Basic username
+//	POST /v1/suppressions      {"email","reason","detail"}, a management API key
 //	POST /v1/webhooks/bounces  {"type","email","bounce_type","diagnostic"}, same key
+//
+// The two /v1/ endpoints take a management API key that is not read-only
+// (Authorization: Bearer KEY, or the key as the HTTP Basic user name or
+// password), never the ingestion write key: clients ship that one inside
+// browser and app code, and anyone holding it could suppress any address.
+// Their answers say nothing about other contacts (not whether mail was
+// queued to the address).
 //
 // The token in the path is the capability: no cookies, no login, so there
 // is no ambient authority for a cross-site request to ride on. The pages
@@ -112,8 +123,8 @@ const (
 	PropMachineReason = "machine_reason"
 )
 
-// NewHandler returns the handler. An empty writeKey accepts any key on
-// the /v1/ endpoints (development and demo only), like the ingestion API.
+// NewHandler returns the handler. writeKey is the ingestion write key,
+// which the /v1/ endpoints refuse with a message saying so.
 func NewHandler(signer *Signer, store Store, writeKey string, log *slog.Logger, now func() time.Time) *Handler {
 	h := &Handler{signer: signer, store: store, writeKey: writeKey, log: log, now: now, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /u/{token}", h.unsubscribePage)
@@ -504,7 +515,6 @@ type apiResponse struct {
 	Error      string `json:"error,omitempty"`
 	Field      string `json:"field,omitempty"`
 	Suppressed *bool  `json:"suppressed,omitempty"`
-	Cancelled  *int   `json:"cancelled,omitempty"`
 }
 
 func reply(w http.ResponseWriter, status int, body apiResponse) {
@@ -513,16 +523,42 @@ func reply(w http.ResponseWriter, status int, body apiResponse) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// authorized checks the management API key of a /v1/ request.
 func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if h.writeKey == "" {
-		return true
+	var key string
+	if scheme, k, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		key = strings.TrimSpace(k)
+	} else if u, p, ok := r.BasicAuth(); ok {
+		key = p
+		if key == "" {
+			key = u
+		}
 	}
-	if u, _, ok := r.BasicAuth(); ok && constantTimeEqual(u, h.writeKey) {
-		return true
+	refuse := func(code int, msg string) bool {
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="waymark"`)
+		}
+		reply(w, code, apiResponse{Error: msg, Field: "Authorization"})
+		return false
 	}
-	w.Header().Set("WWW-Authenticate", `Basic realm="waymark"`)
-	reply(w, http.StatusUnauthorized, apiResponse{Error: "missing or wrong write key (send it as the HTTP Basic username)", Field: "writeKey"})
-	return false
+	const how = "send a management API key (waymark keys create --name NAME) as Authorization: Bearer KEY"
+	switch {
+	case key == "":
+		return refuse(http.StatusUnauthorized, "missing API key: "+how)
+	case h.writeKey != "" && constantTimeEqual(key, h.writeKey):
+		return refuse(http.StatusUnauthorized, "the ingestion write key cannot suppress addresses: "+how)
+	}
+	known, readOnly, err := h.store.CheckAPIKey(r.Context(), key)
+	switch {
+	case err != nil:
+		h.log.Error("checking an API key", "err", err)
+		return refuse(http.StatusServiceUnavailable, "storage unavailable, retry later")
+	case !known:
+		return refuse(http.StatusUnauthorized, "invalid or revoked API key: "+how)
+	case readOnly:
+		return refuse(http.StatusForbidden, "this API key is read-only")
+	}
+	return true
 }
 
 // decode reads a JSON object into v, refusing unknown fields; the error
@@ -616,7 +652,7 @@ func (h *Handler) suppress(w http.ResponseWriter, r *http.Request, email, reason
 	}
 	h.log.Info("suppressed", "reason", reason, "cancelled_sends", n)
 	yes := true
-	reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &yes, Cancelled: &n})
+	reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &yes})
 }
 
 // BounceWebhook is one event of POST /v1/webhooks/bounces: Type "bounce"
@@ -760,5 +796,5 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"success": len(rejected) == 0, "accepted": len(raw) - len(rejected),
-		"suppressed": suppressed, "cancelled": cancelled, "rejected": rejected})
+		"suppressed": suppressed, "rejected": rejected})
 }

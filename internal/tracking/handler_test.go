@@ -37,6 +37,7 @@ type fixture struct {
 	queued  int64 // the next step, queued
 	email   string
 	events  []string
+	key     string // a management API key, once apiKey made it
 }
 
 // fixtureN numbers fixtures so each has its own address: the suppressions
@@ -385,7 +386,7 @@ func (f *fixture) api(path, body string, auth bool) (int, map[string]any) {
 	r := httptest.NewRequest("POST", path, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	if auth {
-		r.SetBasicAuth("wk", "")
+		r.Header.Set("Authorization", "Bearer "+f.apiKey())
 	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
@@ -405,7 +406,7 @@ func TestSuppressionAPI(t *testing.T) {
 		code       int
 		field      string
 	}{
-		{"no key", `{"email":"ann@example.com"}`, false, 401, "writeKey"},
+		{"no key", `{"email":"ann@example.com"}`, false, 401, "Authorization"},
 		{"bad email", `{"email":"ann","reason":"manual"}`, true, 400, "email"},
 		{"no email", `{"reason":"manual"}`, true, 400, "email"},
 		{"bad reason", `{"email":"ann@example.com","reason":"unsubscribed"}`, true, 400, "reason"},
@@ -423,8 +424,8 @@ func TestSuppressionAPI(t *testing.T) {
 		t.Fatalf("after refused requests: %s", got)
 	}
 	code, out := f.api("/v1/suppressions", `{"email":" `+strings.ToUpper(f.email)+` ","reason":"complaint","detail":"phoned support"}`, true)
-	if code != 200 || out["cancelled"] != 1.0 || out["success"] != true {
-		t.Fatalf("%d %v", code, out)
+	if _, told := out["cancelled"]; code != 200 || told || out["success"] != true {
+		t.Fatalf("%d %v, want 200 without saying whether mail was queued", code, out)
 	}
 	if got, want := f.state(), "subscribed | complaint | cancelled/complaint | exited/suppressed: complaint"; got != want {
 		t.Errorf("%s, want %s", got, want)
@@ -462,7 +463,7 @@ func TestBounceWebhook(t *testing.T) {
 		t.Fatalf("after a soft bounce: %s", got)
 	}
 	code, out = f.api("/v1/webhooks/bounces", `{"type":"bounce","email":"`+f.email+`","bounce_type":"hard","diagnostic":"550 5.1.1 no such user"}`, true)
-	if code != 200 || out["suppressed"] != true || out["cancelled"] != 1.0 {
+	if _, told := out["cancelled"]; code != 200 || out["suppressed"] != true || told {
 		t.Fatalf("hard bounce: %d %v", code, out)
 	}
 	if got, want := f.state(), "subscribed | hard_bounce | cancelled/hard_bounce | exited/suppressed: hard_bounce"; got != want {
@@ -473,7 +474,7 @@ func TestBounceWebhook(t *testing.T) {
 		t.Errorf("without a key: %d", code)
 	}
 	code, out = f.api("/v1/webhooks/bounces", `{"type":"complaint","email":"`+bob+`","diagnostic":"abuse report"}`, true)
-	if code != 200 || out["cancelled"] != 0.0 {
+	if _, told := out["cancelled"]; code != 200 || told {
 		t.Fatalf("complaint: %d %v", code, out)
 	}
 	if got := f.query(`SELECT reason FROM suppressions WHERE email = $1`, bob); got != "complaint" {
@@ -555,7 +556,7 @@ func TestBounceWebhookBatch(t *testing.T) {
 	code, out := f.api("/v1/webhooks/bounces", body, true)
 	rej, _ := json.Marshal(out["rejected"])
 	wantRej := `[{"error":"\"nobody\" is not a valid email address","field":"[1].email","index":1},{"error":"unknown field","field":"[3].extra","index":3},{"error":"must be a JSON object, not string","field":"[5].body","index":5}]`
-	if code != 400 || out["accepted"] != 3.0 || out["suppressed"] != 2.0 || out["cancelled"] != 1.0 || string(rej) != wantRej {
+	if _, told := out["cancelled"]; code != 400 || out["accepted"] != 3.0 || out["suppressed"] != 2.0 || told || string(rej) != wantRej {
 		t.Errorf("%d %v\nrejected %s\nwant     %s", code, out, rej, wantRej)
 	}
 	if got := f.query(`SELECT string_agg(email || ' ' || reason || ' ' || length(coalesce(detail, '')), ', ' ORDER BY email) FROM suppressions WHERE email LIKE '%' || $1`, f.email); got != f.email+" complaint 999, hard."+f.email+" hard_bounce 0" {
