@@ -23,7 +23,7 @@ const ladder = `rules:
   - {name: fan, from: [retention], to: advocacy, when: 'distinct("order_completed", "sku", "all") >= 2'}
 `
 
-func applyJourney(t *testing.T, s *store.Store, src string) *journey.Journey {
+func applyJourney(t testing.TB, s *store.Store, src string) *journey.Journey {
 	t.Helper()
 	j, err := journey.Parse("test.yaml", []byte(src))
 	if err != nil {
