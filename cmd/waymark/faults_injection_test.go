@@ -102,8 +102,8 @@ func TestFaultHeaderInjectionThroughContactData(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errOut, err := runWith(t, env, "import", contacts)
-	if err != nil {
-		t.Fatalf("import: %v\n%s", err, errOut)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d lines were rejected", len(hostileEmails))) {
+		t.Fatalf("import: %v, want the hostile addresses' %d lines rejected\n%s", err, len(hostileEmails), errOut)
 	}
 	for i := range hostileEmails {
 		line := len(hostileTraits) + i + 1

@@ -33,9 +33,11 @@ templates:
       formal:
         subject: "Thank you for your order, {{.Contact.Traits.company}}"
         text: "Dear {{.Contact.FirstName}}, thank you for your order on behalf of {{.Contact.Traits.company}}."
+        html: "<p>Dear {{.Contact.FirstName}}, thank you for your order on behalf of {{.Contact.Traits.company}}.</p>"
       empathetic:
         subject: "We're on it, {{.Contact.FirstName}}"
         text: "Hi {{.Contact.FirstName}}, we know something went wrong. Our team is on your ticket."
+        html: "<p>Hi {{.Contact.FirstName}}, we know something went wrong. Our team is on your ticket.</p>"
       celebratory:
         subject: "You're a star, {{.Contact.FirstName}}!"
 `
