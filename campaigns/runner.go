@@ -17,6 +17,9 @@ type Definitions struct {
 	Holds     []Hold
 	Offers    []Offer
 	Settings  Settings
+	// Paused are the sequences paused by hand: they are not in Sequences
+	// (they enrol nobody) and their sends wait (see PausedReason).
+	Paused []string
 }
 
 // Enrolment is a contact in a sequence.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -462,6 +463,13 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			}
 			delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: reason})
 			st.Delayed++
+		}
+		if d.Sequence != "" && slices.Contains(defs.Paused, d.Sequence) {
+			// Until resumed, without expiring (Pause has usually moved
+			// them already; this catches a send queued meanwhile).
+			delays = append(delays, Delay{Due: d, Until: PausedUntil, Reason: PausedReason})
+			st.Delayed++
+			continue
 		}
 		if why, ok := parked[d.ContactID]; ok {
 			wait(why)

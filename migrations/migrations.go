@@ -90,17 +90,9 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return nil, fmt.Errorf("migrating: creating schema_migrations: %w", err)
 	}
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
+	done, err := applied(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("migrating: reading applied versions: %w", err)
-	}
-	applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil, fmt.Errorf("migrating: reading applied versions: %w", err)
-	}
-	done := make(map[int]bool, len(applied))
-	for _, v := range applied {
-		done[int(v)] = true
+		return nil, fmt.Errorf("migrating: %w", err)
 	}
 
 	var ran []int
@@ -121,4 +113,49 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		ran = append(ran, m.Version)
 	}
 	return ran, nil
+}
+
+// Pending returns the migrations the database has not applied, in order,
+// changing nothing (all of them when it has none).
+func Pending(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
+	ms, err := All()
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	done := map[int]bool{}
+	if exists {
+		if done, err = applied(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
+	var out []Migration
+	for _, m := range ms {
+		if !done[m.Version] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// applied returns the versions recorded in schema_migrations.
+func applied(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) (map[int]bool, error) {
+	rows, err := db.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("reading applied versions: %w", err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("reading applied versions: %w", err)
+	}
+	done := make(map[int]bool, len(vs))
+	for _, v := range vs {
+		done[int(v)] = true
+	}
+	return done, nil
 }

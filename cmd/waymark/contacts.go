@@ -14,7 +14,7 @@ func cmdContacts(ctx context.Context, e *env, args []string) error {
 	}
 	what := args[0]
 	var cfg config.Config
-	fs := e.flags("contacts "+what, &cfg)
+	fs := e.flags("contacts "+what, &cfg, databaseFlags...)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 func cmdImport(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("import", &cfg)
+	fs := e.flags("import", &cfg, databaseFlags...)
 	// Each chunk's events are COPYed in (contact, messageId) order: the
 	// larger the chunk, the more of them land next to each other in the
 	// events table's indexes (2M events: 20,000 a chunk 46 s, 100,000
@@ -48,6 +48,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	e.announce(pool)
 	// One importer for the whole file: it remembers the user ids it has
 	// resolved, so only a user's first chunk looks it up.
 	im := store.New(pool).NewImporter()

@@ -11,9 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/demo"
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
@@ -22,7 +26,7 @@ import (
 
 func cmdApply(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("apply", &cfg)
+	fs := e.flags("apply", &cfg, databaseFlags...)
 	file := fs.String("f", "", "the journey file (YAML)")
 	dry := fs.Bool("dry-run", false, "change nothing; show what the journey would do now")
 	asOf := fs.String("as-of", "", "with --dry-run: evaluate at this instant (RFC 3339) instead of now")
@@ -45,11 +49,18 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := e.logger()
-	pool, err := connect(ctx, &cfg, log, 4)
+	var pool *pgxpool.Pool
+	if *dry {
+		// A dry run creates no database and runs no migration.
+		pool, err = connectExisting(ctx, &cfg)
+	} else {
+		pool, err = connect(ctx, &cfg, log, 4)
+	}
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	e.announce(pool)
 	st := store.New(pool)
 	rules := make([]lifecycle.Rule, len(j.Rules))
 	for i, r := range j.Rules {
@@ -202,7 +213,7 @@ func instant(s string) (time.Time, error) {
 
 func cmdTick(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("tick", &cfg)
+	fs := e.flags("tick", &cfg, sendingFlags...)
 	asOf := fs.String("as-of", "", "run the pass at this past instant (RFC 3339): windows count back from it, later events are ignored")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -220,6 +231,7 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	e.announce(pool)
 	st := store.New(pool)
 	eng := lifecycle.NewEngine(st, log)
 	runner := campaigns.NewRunner(st, log)
@@ -252,7 +264,7 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 
 func cmdStages(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("stages", &cfg)
+	fs := e.flags("stages", &cfg, databaseFlags...)
 	asJSON := fs.Bool("json", false, "print a JSON object keyed by stage")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -280,12 +292,48 @@ func cmdStages(ctx context.Context, e *env, args []string) error {
 		total += counts[s]
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", total)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if total == 0 {
+		if hint := demoHint(ctx, st.Pool()); hint != "" {
+			fmt.Fprintln(e.stderr, "waymark: "+hint)
+		}
+	}
+	return nil
+}
+
+// demoHint, for a database without contacts, says where the demo's are
+// when they are on the same server ("" otherwise).
+func demoHint(ctx context.Context, pool *pgxpool.Pool) string {
+	if pool == nil {
+		return ""
+	}
+	c := pool.Config().ConnConfig.Copy()
+	if c.Database == demo.Database {
+		return ""
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, demo.Database).Scan(&exists); err != nil || !exists {
+		return ""
+	}
+	c.Database = demo.Database
+	conn, err := pgx.ConnectConfig(ctx, c)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close(context.Background())
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM contacts`).Scan(&n); err != nil || n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("no contacts in database %q; the demo's %s contacts are in database %q on the same server: DATABASE_URL=postgres://%s@%s:%d/%s waymark stages",
+		pool.Config().ConnConfig.Database, thousands(n), demo.Database, c.User, c.Host, c.Port, demo.Database)
 }
 
 func cmdHistory(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("history", &cfg)
+	fs := e.flags("history", &cfg, databaseFlags...)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ func cmdKeys(ctx context.Context, e *env, args []string) error {
 	}
 	what := args[0]
 	var cfg config.Config
-	fs := e.flags("keys "+what, &cfg)
+	fs := e.flags("keys "+what, &cfg, databaseFlags...)
 	name := new(string)
 	readOnly := new(bool)
 	if what == "create" {

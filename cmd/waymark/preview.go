@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/waymark/waymark/internal/clock"
@@ -15,7 +16,7 @@ import (
 
 func cmdPreview(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("preview", &cfg)
+	fs := e.flags("preview", &cfg, slices.Concat(databaseFlags, []string{"public-url", "http-addr"})...)
 	contact := fs.String("contact", "", "the contact to render for: id, userId, anonymousId or email")
 	tone := fs.String("tone", "", "pin a tone instead of choosing one with the tone rules")
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/config"
@@ -15,11 +18,51 @@ import (
 	"github.com/waymark/waymark/migrations"
 )
 
-// flags returns a flag set with the configuration's flags registered.
-func (e *env) flags(name string, cfg *config.Config) *flag.FlagSet {
+// parse parses args with fs, flags before or after the positional
+// arguments ("add ann@example.com --detail x"), which it returns. "--"
+// ends the flags.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		dash := slices.Index(args, "--")
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if dash >= 0 && len(rest) == len(args)-dash-1 {
+			return append(pos, rest...), nil // stopped at "--"
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// Settings the commands take as flags (the environment is read for all).
+var (
+	databaseFlags = []string{"database-url", "data-dir"}
+	sendingFlags  = append(slices.Clone(databaseFlags), "smtp-url", "from", "secret", "public-url", "postal-address", "dkim-domain", "dkim-selector", "dkim-key-file")
+)
+
+// flags returns the flag set of command name ("stages", "keys create")
+// with the configuration's flags registered: only those named, when any
+// are. Its -h prints the command's usage, purpose and flags.
+func (e *env) flags(name string, cfg *config.Config, only ...string) *flag.FlagSet {
 	fs := flag.NewFlagSet("waymark "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	cfg.Register(fs)
+	fs.SetOutput(e.out())
+	cfg.Register(fs, only...)
+	fs.Usage = func() {
+		w := fs.Output()
+		commandHelp(w, name)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
 	return fs
 }
 
@@ -75,7 +118,61 @@ func openStore(ctx context.Context, e *env, cfg *config.Config) (*store.Store, f
 	if err != nil {
 		return nil, nil, err
 	}
+	e.announce(pool)
 	return store.New(pool), pool.Close, nil
+}
+
+// announce says on stderr which database the command reads, so that a
+// command reading the default database is not mistaken for one reading
+// the demo's.
+func (e *env) announce(pool *pgxpool.Pool) {
+	fmt.Fprintf(e.stderr, "waymark: %s\n", describeDB(pool.Config().ConnConfig))
+}
+
+// describeDB names a database: `database "waymark" on 127.0.0.1:5432`.
+func describeDB(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("database %q on %s:%d", c.Database, c.Host, c.Port)
+}
+
+// connectExisting connects to the configured database without creating
+// it, starting a server or migrating it: for commands that promise to
+// change nothing (apply --dry-run). A missing database, or one whose
+// schema is older than this waymark, is an error saying so.
+func connectExisting(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
+	u := cfg.DatabaseURL
+	if u == "" {
+		u = pgserver.DefaultURL
+	}
+	pcfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		return nil, &config.Error{Var: "DATABASE_URL", Msg: err.Error()}
+	}
+	pcfg.MaxConns = 4
+	where := describeDB(pcfg.ConnConfig)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "3D000" { // invalid_catalog_name
+			return nil, fmt.Errorf("%s does not exist, and this command creates nothing (waymark migrate creates it)", where)
+		}
+		return nil, fmt.Errorf("connecting to %s: %w (this command starts and creates nothing; set DATABASE_URL)", where, err)
+	}
+	pending, err := migrations.Pending(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if len(pending) > 0 {
+		pool.Close()
+		return nil, fmt.Errorf("%s lacks %d of this waymark's migrations (from %03d_%s), and this command changes nothing: run waymark migrate first", where, len(pending), pending[0].Version, pending[0].Name)
+	}
+	return pool, nil
 }
 
 // contactRef resolves a contact named on the command line (id, userId,
@@ -90,7 +187,7 @@ func contactRef(ctx context.Context, st *store.Store, cmd, ref string) (int64, e
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("migrate", &cfg)
+	fs := e.flags("migrate", &cfg, databaseFlags...)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -75,10 +76,14 @@ func (c *Config) settings() []setting {
 	}
 }
 
-// Register adds the settings' flags to fs; call Load after fs.Parse.
-func (c *Config) Register(fs *flag.FlagSet) {
+// Register adds the settings' flags to fs — only those named (by flag
+// name, "database-url"), when any are — and call Load after fs.Parse. The
+// environment is read for every setting either way.
+func (c *Config) Register(fs *flag.FlagSet, only ...string) {
 	for _, s := range c.settings() {
-		fs.StringVar(s.dst, s.flag, "", fmt.Sprintf("%s (env %s)", s.usage, s.env))
+		if len(only) == 0 || slices.Contains(only, s.flag) {
+			fs.StringVar(s.dst, s.flag, "", fmt.Sprintf("%s (env %s)", s.usage, s.env))
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/templates"
 )
@@ -84,7 +85,7 @@ const MaxFileSize = 4 << 20
 
 // Parse checks a journey file's content; name is used in error messages.
 func Parse(name string, data []byte) (*Journey, error) {
-	p := &parser{file: name, lines: bytes.Split(data, []byte("\n"))}
+	p := &parser{file: name, lines: bytes.Split(data, []byte("\n")), broken: map[string]bool{}}
 	if len(data) > MaxFileSize {
 		return nil, Errors{{File: name, Pos: Pos{1, 1}, Msg: fmt.Sprintf("the file is %d bytes, over the limit of %d", len(data), MaxFileSize)}}
 	}
@@ -131,6 +132,8 @@ type parser struct {
 	// variants are the tone variants templates define, checked against the
 	// tones: section (a misspelt variant would never be sent).
 	variants []stepRef
+	// broken are the templates refused for a mistake of their own.
+	broken map[string]bool
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
@@ -181,7 +184,7 @@ func (p *parser) mapping(n *yaml.Node, what string, known map[string]func(*yaml.
 		}
 		sort.Strings(names)
 		msg := fmt.Sprintf("%s: unknown key %q (known: %s)", what, k.Value, strings.Join(names, ", "))
-		if s := closest(k.Value, append(names, later...)); s != "" {
+		if s := suggest.Closest(k.Value, append(names, later...)); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
 		p.errorf(k, "%s", msg)
@@ -362,35 +365,4 @@ func contains[T comparable](list []T, v T) bool {
 		}
 	}
 	return false
-}
-
-// closest returns the candidate within edit distance 2 of s, if any.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := distance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -17,7 +17,15 @@ import (
 // Definitions implements campaigns.Store.
 func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) {
 	var d campaigns.Definitions
-	rows, err := s.db.Query(ctx, `SELECT version, definition FROM sequences ORDER BY position`)
+	rows, err := s.db.Query(ctx, `SELECT name FROM paused_sequences ORDER BY name`)
+	if err != nil {
+		return d, translate(err, "loading paused sequences")
+	}
+	if d.Paused, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return d, translate(err, "loading paused sequences")
+	}
+	// A paused sequence enrols nobody: the runner does not see it.
+	rows, err = s.db.Query(ctx, `SELECT version, definition FROM sequences WHERE name NOT IN (SELECT name FROM paused_sequences) ORDER BY position`)
 	if err != nil {
 		return d, translate(err, "loading sequences")
 	}

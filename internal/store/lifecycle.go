@@ -21,15 +21,16 @@ const sqlRules = `SELECT name, version, from_stages, to_stage, condition FROM ru
 
 // sqlJourneyVersion digests everything the engine and the campaigns runner
 // load from the journey: rules, sequences (and every stored version),
-// holds, offers and settings. The tables are small (a journey's worth of
-// rows); the digest changes whenever any row does.
+// holds, offers, settings and the paused sequences. The tables are small
+// (a journey's worth of rows); the digest changes whenever any row does.
 const sqlJourneyVersion = `SELECT md5(concat_ws('|',
     (SELECT string_agg(concat_ws(':', name, version, position, from_stages::text, to_stage, condition), E'\n' ORDER BY position, name) FROM rules),
     (SELECT string_agg(concat_ws(':', name, version, position, md5(definition::text)), E'\n' ORDER BY position, name) FROM sequences),
     (SELECT string_agg(concat_ws(':', name, version), E'\n' ORDER BY name, version) FROM sequence_versions),
     (SELECT string_agg(concat_ws(':', name, position, condition), E'\n' ORDER BY position, name) FROM holds),
     (SELECT string_agg(concat_ws(':', name, md5(definition::text)), E'\n' ORDER BY name) FROM offers),
-    (SELECT md5(definition::text) FROM settings)))`
+    (SELECT md5(definition::text) FROM settings),
+    (SELECT string_agg(name, E'\n' ORDER BY name) FROM paused_sequences)))`
 
 // JourneyVersion implements lifecycle.Versioned and campaigns'
 // DependencyStore: a digest of the stored journey, so the reactor reloads

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/templates"
+)
+
+// cmdList lists what the applied journey holds: rules, templates, tones,
+// sequences or offers.
+func cmdList(ctx context.Context, e *env, args []string) error {
+	what := args[0]
+	var cfg config.Config
+	fs := e.flags("list "+what, &cfg, databaseFlags...)
+	asJSON := fs.Bool("json", false, "print JSON lines, one a definition")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("list %s: unexpected argument %q", what, pos[0])
+	}
+	st, done, err := openStore(ctx, e, &cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var rows [][]string // the first is the header
+	var items []any
+	switch what {
+	case "rules":
+		rules, err := st.RuleInfos(ctx)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []string{"#", "RULE", "VERSION", "FROM → TO", "WHEN"})
+		for i, r := range rules {
+			rows = append(rows, []string{fmt.Sprint(i + 1), r.Name, fmt.Sprint(r.Version), strings.Join(r.From, ", ") + " → " + r.To, r.Condition})
+			items = append(items, r)
+		}
+	case "tones":
+		tones, err := st.ToneRules(ctx)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []string{"#", "TONE", "WHEN"})
+		for i, t := range tones {
+			when := t.When
+			if when == "" {
+				when = "(the default)"
+			}
+			rows = append(rows, []string{fmt.Sprint(i + 1), t.Tone, when})
+			items = append(items, map[string]any{"tone": t.Tone, "when": t.When})
+		}
+	case "templates":
+		list, err := st.TemplateList(ctx)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []string{"TEMPLATE", "VERSION", "SUBJECT", "TONE VARIANTS", "UPDATED"})
+		for _, n := range list {
+			var t struct {
+				Base  templates.Content            `json:"base"`
+				Tones map[string]templates.Content `json:"tones"`
+			}
+			_ = json.Unmarshal(n.Definition, &t)
+			tones := make([]string, 0, len(t.Tones))
+			for tone := range t.Tones {
+				tones = append(tones, tone)
+			}
+			rows = append(rows, []string{n.Name, fmt.Sprint(n.Version), t.Base.Subject, strings.Join(slices.Sorted(slices.Values(tones)), ", "), n.UpdatedAt.UTC().Format(time.DateTime)})
+			items = append(items, n)
+		}
+	case "sequences":
+		return listSequences(ctx, e, st, *asJSON)
+	case "offers":
+		list, err := st.OfferList(ctx)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, []string{"OFFER", "WHEN", "SHARE", "COOLDOWN", "TEMPLATE", "CODES"})
+		for _, n := range list {
+			var o campaigns.Offer
+			_ = json.Unmarshal(n.Definition, &o)
+			codes := "generated (" + o.Prefix + "…)"
+			if len(o.Codes) > 0 {
+				codes = fmt.Sprintf("a pool of %d", len(o.Codes))
+			}
+			rows = append(rows, []string{o.Name, o.When, fmt.Sprint(o.Share), duration(o.Cooldown), o.Template, codes})
+			items = append(items, n)
+		}
+	}
+	return printRows(e, rows, items, *asJSON, what)
+}
+
+// listSequences lists the sequences with their trigger, steps and whether
+// they are paused.
+func listSequences(ctx context.Context, e *env, st *store.Store, asJSON bool) error {
+	list, err := st.SequenceList(ctx)
+	if err != nil {
+		return err
+	}
+	paused, err := st.PausedSequences(ctx)
+	if err != nil {
+		return err
+	}
+	rows := [][]string{{"SEQUENCE", "VERSION", "TRIGGER", "STEPS", "STATE"}}
+	var items []any
+	for _, n := range list {
+		var s campaigns.Sequence
+		_ = json.Unmarshal(n.Definition, &s)
+		steps := make([]string, len(s.Steps))
+		for i, step := range s.Steps {
+			steps[i] = fmt.Sprintf("%d. %s after %s", i+1, step.Template, duration(step.After))
+		}
+		state := "running"
+		for _, p := range paused {
+			if p.Name == n.Name {
+				state = fmt.Sprintf("paused since %s, %d %s waiting", p.PausedAt.UTC().Format(time.DateTime), p.Waiting, plural(p.Waiting, "email", "emails"))
+			}
+		}
+		rows = append(rows, []string{n.Name, fmt.Sprint(n.Version), s.Trigger.String(), strings.Join(steps, "; "), state})
+		items = append(items, map[string]any{"name": n.Name, "version": n.Version, "definition": n.Definition, "state": state})
+	}
+	return printRows(e, rows, items, asJSON, "sequences")
+}
+
+// printRows prints a table (or the items as JSON lines).
+func printRows(e *env, rows [][]string, items []any, asJSON bool, what string) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, it := range items {
+			if err := enc.Encode(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(rows) == 1 {
+		fmt.Fprintf(e.stdout, "no %s: the journey applied here has none (waymark apply -f FILE)\n", what)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// duration writes a journey duration as the journey file does: 48h, 3d.
+func duration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0h"
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
+}
+
+// cmdSequences lists, pauses and resumes sequences.
+func cmdSequences(ctx context.Context, e *env, args []string) error {
+	what := args[0]
+	var cfg config.Config
+	fs := e.flags("sequences "+what, &cfg, databaseFlags...)
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	switch {
+	case what == "list" && len(pos) > 0:
+		return fmt.Errorf("sequences list: unexpected argument %q", pos[0])
+	case what != "list" && len(pos) != 1:
+		return fmt.Errorf("sequences %s: name one sequence (waymark sequences list)", what)
+	}
+	st, done, err := openStore(ctx, e, &cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var name string
+	if len(pos) > 0 {
+		name = pos[0]
+	}
+	switch what {
+	case "pause":
+		n, err := st.PauseSequence(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("sequences pause: no sequence %q (waymark sequences list)", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "paused %s: it enrols nobody, and its %d queued %s wait until 'waymark sequences resume %s' (an email already being sent goes out)\n", name, n, plural(n, "email", "emails"), name)
+	case "resume":
+		n, err := st.ResumeSequence(ctx, name, clock.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("sequences resume: %q is not paused", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "resumed %s: it enrols again, and %d waiting %s released: each is due at its own time, or at the next sender pass if that has passed\n", name, n, plural(n, "email was", "emails were"))
+	default:
+		return listSequences(ctx, e, st, false)
+	}
+	return nil
+}
+
+// cmdSuppressions lists the suppression list, adds an address to it by
+// hand, or removes one added by hand.
+func cmdSuppressions(ctx context.Context, e *env, args []string) error {
+	what := args[0]
+	var cfg config.Config
+	fs := e.flags("suppressions "+what, &cfg, databaseFlags...)
+	detail := new(string)
+	if what == "add" {
+		detail = fs.String("detail", "", "why (shown in the list)")
+	}
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	switch {
+	case what == "list" && len(pos) > 0:
+		return fmt.Errorf("suppressions list: unexpected argument %q", pos[0])
+	case what != "list" && len(pos) != 1:
+		return fmt.Errorf("suppressions %s: name one email address", what)
+	}
+	var email string
+	if what != "list" {
+		email = strings.ToLower(strings.TrimSpace(pos[0]))
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
+			return fmt.Errorf("suppressions %s: %q is not an email address", what, pos[0])
+		}
+	}
+	st, done, err := openStore(ctx, e, &cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	switch what {
+	case "add":
+		d := *detail
+		if d == "" {
+			d = "added with waymark suppressions add"
+		}
+		n, err := st.Suppress(ctx, email, "manual", d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "suppressed %s: never mailed again; %d queued %s cancelled\n", email, n, plural(n, "email", "emails"))
+	case "remove":
+		ok, err := st.Unsuppress(ctx, email)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("suppressions remove: %s is not on the list by hand (an unsubscription, bounce, complaint or erasure is not removed this way)", email)
+		}
+		fmt.Fprintf(e.stdout, "removed %s from the suppression list\n", email)
+	default:
+		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "EMAIL\tREASON\tDETAIL\tSINCE")
+		after, n := "", 0
+		for {
+			page, next, err := st.Suppressions(ctx, "email", after, 500)
+			if err != nil {
+				return err
+			}
+			for _, s := range page {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Email, s.Reason, s.Detail, s.CreatedAt.UTC().Format(time.DateTime))
+				n++
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if n == 0 {
+			fmt.Fprintln(e.stdout, "the suppression list is empty")
+			return nil
+		}
+		return tw.Flush()
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/campaigns"
+)
+
+const (
+	// sqlHoldPaused moves a paused sequence's queued sends (not those a
+	// sender holds claimed: it sees the pause itself) to wait, keeping
+	// their due time.
+	sqlHoldPaused = `
+UPDATE sends SET paused_due_at = due_at, due_at = $2, delayed_reason = $3, updated_at = now()
+WHERE sequence = $1 AND status = 'queued' AND claimed_by IS NULL AND paused_due_at IS NULL`
+
+	// sqlReleasePaused gives a resumed sequence's waiting sends their due
+	// time back (one already past goes out at the next sender pass), and
+	// sends a sender held back while it was paused their own time ($2).
+	sqlReleasePaused = `
+UPDATE sends SET due_at = coalesce(paused_due_at, $2), paused_due_at = NULL, delayed_reason = NULL, updated_at = now()
+WHERE sequence = $1 AND status = 'queued' AND (paused_due_at IS NOT NULL OR delayed_reason = $3)`
+)
+
+// PausedSequence is a sequence paused by hand.
+type PausedSequence struct {
+	Name     string
+	PausedAt time.Time
+	// Waiting are its queued sends, held until it is resumed.
+	Waiting int
+}
+
+// PauseSequence pauses the sequence name: it enrols nobody and its queued
+// sends wait, none dropped, until ResumeSequence. It returns how many sends
+// now wait; ErrNotFound when there is no such sequence. Pausing a paused
+// sequence holds what was queued since.
+func (s *Store) PauseSequence(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.inTx(ctx, "pausing sequence "+name, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sequences WHERE name = $1)`, name).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return pgx.ErrNoRows
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO paused_sequences (name) VALUES ($1) ON CONFLICT DO NOTHING`, name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sqlHoldPaused, name, campaigns.PausedUntil, campaigns.PausedReason); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM sends WHERE sequence = $1 AND status = 'queued'`, name).Scan(&n)
+	})
+	return n, err
+}
+
+// ResumeSequence resumes a paused sequence: it enrols again, and its
+// waiting sends get their due time back. It returns how many were
+// released; ErrNotFound when the sequence is not paused.
+func (s *Store) ResumeSequence(ctx context.Context, name string, now time.Time) (int, error) {
+	var n int
+	err := s.inTx(ctx, "resuming sequence "+name, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM paused_sequences WHERE name = $1`, name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		tag, err = tx.Exec(ctx, sqlReleasePaused, name, now, campaigns.PausedReason)
+		n = int(tag.RowsAffected())
+		return err
+	})
+	return n, err
+}
+
+// PausedSequences lists the paused sequences with their waiting sends.
+func (s *Store) PausedSequences(ctx context.Context) ([]PausedSequence, error) {
+	rows, err := s.db.Query(ctx, `SELECT p.name, p.paused_at,
+    (SELECT count(*) FROM sends s WHERE s.sequence = p.name AND s.status = 'queued')::int
+FROM paused_sequences p ORDER BY p.name`)
+	if err != nil {
+		return nil, translate(err, "listing paused sequences")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[PausedSequence])
+	return out, translate(err, "listing paused sequences")
+}
