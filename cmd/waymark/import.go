@@ -60,6 +60,9 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		dupes   int
 		badN    int
 		firstEr error
+		// refusedN counts the lines the store refused (under mu, as
+		// the workers see them; badN is the reader's).
+		refusedN int
 	)
 	chunks := make(chan []ingest.Message, *workers)
 	var wg sync.WaitGroup
@@ -75,6 +78,15 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 				}
 				stored += res.Stored
 				dupes += res.Duplicates
+				for _, fe := range res.Refused {
+					// Refused by the store (traits over the limit): named
+					// by the message, whose line is not known here.
+					refusedN++
+					if refusedN <= 100 {
+						m := c[fe.Index]
+						fmt.Fprintf(e.stderr, "%s: user %q, messageId %q: %s: %s\n", name, m.UserID+m.AnonymousID, m.MessageID, fe.Field, fe.Msg)
+					}
+				}
 				mu.Unlock()
 			}
 		}()
@@ -109,6 +121,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if badN > 100 {
 		fmt.Fprintf(e.stderr, "%s: … and %d more bad lines\n", name, badN-100)
 	}
+	badN += refusedN
 	el := time.Since(start)
 	fmt.Fprintf(e.stdout, "imported %s: %d stored, %d already there, %d bad lines, in %.2fs (%.0f/s)\n",
 		name, stored, dupes, badN, el.Seconds(), float64(stored+dupes)/el.Seconds())

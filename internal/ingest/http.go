@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,8 +106,13 @@ func (h *handler) serve(rw http.ResponseWriter, r *http.Request, kind string) {
 		reply(rw, http.StatusBadRequest, response{Error: fe.Msg, Field: fe.Field})
 		return
 	}
-	if err := h.w.Write(r.Context(), []Message{m}); err != nil {
+	refused, err := h.w.Write(r.Context(), []Message{m})
+	if err != nil {
 		h.unavailable(rw, err)
+		return
+	}
+	if len(refused) > 0 {
+		reply(rw, http.StatusBadRequest, response{Error: refused[0].Msg, Field: refused[0].Field})
 		return
 	}
 	reply(rw, http.StatusOK, response{Success: true})
@@ -127,17 +133,25 @@ func (h *handler) serveBatch(rw http.ResponseWriter, r *http.Request, data []byt
 		unauthorized(rw)
 		return
 	}
-	msgs, rejected, bad := parseEntries(env, received)
+	msgs, at, rejected, bad := parseEntries(env, received)
 	if bad != nil {
 		reply(rw, http.StatusBadRequest, *bad)
 		return
 	}
-	if err := h.w.Write(r.Context(), msgs); err != nil {
+	refused, err := h.w.Write(r.Context(), msgs)
+	if err != nil {
 		h.unavailable(rw, err)
 		return
 	}
+	for _, fe := range refused {
+		i := at[fe.Index]
+		rejected = append(rejected, &FieldError{Index: i, Field: "batch[" + itoa(i) + "]" + dotted(fe.Field), Msg: fe.Msg})
+	}
+	if len(refused) > 0 {
+		slices.SortFunc(rejected, func(a, b *FieldError) int { return a.Index - b.Index })
+	}
 	if len(rejected) > 0 {
-		accepted := len(msgs)
+		accepted := len(msgs) - len(refused)
 		reply(rw, http.StatusBadRequest, response{Error: itoa(len(rejected)) + " entries rejected, " + itoa(accepted) + " stored", Accepted: &accepted, Rejected: rejected})
 		return
 	}
@@ -171,11 +185,11 @@ func decodeEnvelope(data []byte, env *envelope) *response {
 }
 
 // parseEntries validates the entries of a decoded batch: the good ones
-// come back as messages, the others as rejections; a problem with the
-// batch as a whole comes back as bad.
-func parseEntries(env *envelope, received time.Time) (msgs []Message, rejected []*FieldError, bad *response) {
+// come back as messages (at: the entry each is), the others as
+// rejections; a problem with the batch as a whole comes back as bad.
+func parseEntries(env *envelope, received time.Time) (msgs []Message, at []int, rejected []*FieldError, bad *response) {
 	if !env.hasBatch {
-		return nil, nil, &response{Error: "missing: the body needs a batch array", Field: "batch"}
+		return nil, nil, nil, &response{Error: "missing: the body needs a batch array", Field: "batch"}
 	}
 	// The batch's context goes with each entry that has none.
 	var batchContext json.RawMessage
@@ -184,22 +198,23 @@ func parseEntries(env *envelope, received time.Time) (msgs []Message, rejected [
 		if p := numberPath(env.context); p != "" {
 			field += "." + p
 		}
-		return nil, nil, &response{Error: numberProblem(), Field: field}
+		return nil, nil, nil, &response{Error: numberProblem(), Field: field}
 	}
 	if c, err := object(env.context); err != nil {
-		return nil, nil, &response{Error: err.Error(), Field: "context"}
+		return nil, nil, nil, &response{Error: err.Error(), Field: "context"}
 	} else if len(c) > 2 {
 		batchContext = c
 	}
 	var sentAt time.Time
 	if s, err := str(env.sentAt); err != nil {
-		return nil, nil, &response{Error: err.Error(), Field: "sentAt"}
+		return nil, nil, nil, &response{Error: err.Error(), Field: "sentAt"}
 	} else if s != "" {
 		if sentAt, err = ParseTime(s); err != nil {
-			return nil, nil, &response{Error: err.Error(), Field: "sentAt"}
+			return nil, nil, nil, &response{Error: err.Error(), Field: "sentAt"}
 		}
 	}
 	msgs = make([]Message, 0, len(env.entries))
+	at = make([]int, 0, len(env.entries))
 	for i, e := range env.entries {
 		var fields *raw
 		if i < len(env.objects) && env.objects[i] {
@@ -217,8 +232,9 @@ func parseEntries(env *envelope, received time.Time) (msgs []Message, rejected [
 			m.Context = batchContext
 		}
 		msgs = append(msgs, m)
+		at = append(at, i)
 	}
-	return msgs, rejected, nil
+	return msgs, at, rejected, nil
 }
 
 var envPool = sync.Pool{New: func() any { return new(envelope) }}

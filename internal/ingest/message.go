@@ -25,6 +25,15 @@ const (
 	MaxBatchBytes = 500 << 10 // one request body
 )
 
+// Limits of a contact's traits, all identify calls merged: an identify that
+// would take them over is refused (400 naming traits) and the stored
+// traits stay as they were. Without them, 200 identifies of 30 KB each
+// gave a contact 6 MB of traits, rewritten whole on every identify.
+const (
+	MaxTraitBytes = 64 << 10 // as JSON text
+	MaxTraitKeys  = 256      // top-level keys
+)
+
 // Kinds of message, as in the Segment spec.
 const (
 	KindTrack    = "track"
@@ -221,6 +230,9 @@ func parse(body []byte, r *raw, kind string, index int, received, sentAt time.Ti
 		m.Properties = withFields(m.Properties, "name", name, "category", cat)
 	case KindIdentify:
 		m.Name = "identify"
+		if n := topKeys(traits); n > MaxTraitKeys {
+			return fail("traits", "%d keys, over the limit of %d a contact's traits may hold", n, MaxTraitKeys)
+		}
 		if email, ok, err := emailTrait(traits); err != nil {
 			return fail("traits.email", "%v", err)
 		} else if ok {
@@ -401,6 +413,18 @@ func noNUL(x any) any {
 		return out
 	}
 	return x
+}
+
+// topKeys counts the keys of the JSON object obj (not those of objects
+// inside it).
+func topKeys(obj json.RawMessage) int {
+	n := 0
+	s := scanner{b: obj, limit: MaxDepth}
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '{' {
+		s.object(func([]byte) bool { n++; return s.value() })
+	}
+	return n
 }
 
 func kindOf(v json.RawMessage) string {

@@ -180,7 +180,7 @@ func checkParse(t *testing.T, body []byte) {
 		}
 		return
 	}
-	msgs, rejected, bad := parseEntries(env, received)
+	msgs, _, rejected, bad := parseEntries(env, received)
 	if bad != nil {
 		if bad.Error == "" || bad.Field == "" {
 			t.Fatalf("batch %q refused without naming the place: %+v", body, bad)

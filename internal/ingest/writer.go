@@ -26,6 +26,11 @@ type Result struct {
 	Latest map[int64]*Message
 	// Names are the names of each touched contact's new events.
 	Names map[int64][]string
+	// Refused are the messages the store refused (Index is the message's
+	// position in the messages given), with the field at fault and why;
+	// nothing of them was stored. An identify whose traits would take
+	// its contact over MaxTraitBytes or MaxTraitKeys is refused so.
+	Refused []FieldError
 }
 
 // ErrUnavailable means the messages were not stored (the database is down or
@@ -51,7 +56,12 @@ type Writer struct {
 
 type pending struct {
 	msgs []Message
-	done chan error
+	// at is where each message is in the messages given to Write (nil:
+	// the same place); refused, set before done is sent, are the
+	// messages the store refused, by that place.
+	at      []int
+	refused []FieldError
+	done    chan error
 }
 
 // WriterOptions tune a Writer.
@@ -97,10 +107,12 @@ func (w *Writer) shard(m *Message) int {
 }
 
 // Write stores msgs and returns once they are committed (nil) or known not
-// to be (an error wrapping ErrUnavailable, or ctx's error).
-func (w *Writer) Write(ctx context.Context, msgs []Message) error {
+// to be (an error wrapping ErrUnavailable, or ctx's error). The messages
+// the store refused come back (Index: their place in msgs); nothing of
+// them was stored.
+func (w *Writer) Write(ctx context.Context, msgs []Message) ([]FieldError, error) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(w.in)
 	// Split by flusher, keeping each part in message order.
@@ -126,17 +138,20 @@ func (w *Writer) Write(ctx context.Context, msgs []Message) error {
 			counts[k]++
 		}
 		byShard := make([][]Message, n)
+		atShard := make([][]int, n)
 		for k, c := range counts {
 			if c > 0 {
 				byShard[k] = make([]Message, 0, c)
+				atShard[k] = make([]int, 0, c)
 			}
 		}
 		for i, k := range shards {
 			byShard[k] = append(byShard[k], msgs[i])
+			atShard[k] = append(atShard[k], i)
 		}
-		for _, ms := range byShard {
+		for k, ms := range byShard {
 			if len(ms) > 0 {
-				parts = append(parts, &pending{msgs: ms, done: done})
+				parts = append(parts, &pending{msgs: ms, at: atShard[k], done: done})
 			}
 		}
 	}
@@ -167,7 +182,16 @@ hand:
 			err = e
 		}
 	}
-	return err
+	var refused []FieldError
+	for _, p := range parts[:handed] {
+		for _, r := range p.refused {
+			if p.at != nil {
+				r.Index = p.at[r.Index]
+			}
+			refused = append(refused, r)
+		}
+	}
+	return refused, err
 }
 
 // Close stops accepting writes and waits for the flushers to finish.
@@ -240,6 +264,19 @@ func (w *Writer) flush(group []*pending) {
 			cp.Traits = clone(m.Traits)
 			cp.Context = clone(m.Context)
 			res.Latest[c] = &cp
+		}
+	}
+	if err == nil {
+		// Each refusal goes back to the request its message came from.
+		off := 0
+		for _, p := range group {
+			for _, r := range res.Refused {
+				if r.Index >= off && r.Index < off+len(p.msgs) {
+					r.Index -= off
+					p.refused = append(p.refused, r)
+				}
+			}
+			off += len(p.msgs)
 		}
 	}
 	for _, p := range group {

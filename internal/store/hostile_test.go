@@ -158,3 +158,23 @@ func TestDryRunNeverRebuildsTheRollup(t *testing.T) {
 		t.Fatalf("spec after 32 new properties: %s, want them without the old one", spec)
 	}
 }
+
+// Merging anonymous contacts into an identified one cannot take its traits
+// over the limit either: the anonymous traits are left out then.
+func TestMergedTraitsAreCapped(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	big := strings.Repeat("x", 40<<10)
+	mustIngest(t, s,
+		identify("u-cap", "", "i1", `{"mine": "`+big+`"}`, ""),
+		identify("", "a-cap", "i2", `{"theirs": "`+big+`", "plan": "pro"}`, ""))
+	mustIngest(t, s, track("u-cap", "a-cap", "t1", "page_viewed", "")) // joins them
+	c := contactOf(t, pool, "u:u-cap")
+	if _, ok := c.Traits["theirs"]; ok || c.Traits["mine"] != big {
+		t.Fatalf("traits after the merge: %d keys, want the identified contact's alone", len(c.Traits))
+	}
+	if n := count(t, pool, `SELECT count(*) FROM contacts WHERE merged_into = $1`, c.ID); n != 1 {
+		t.Fatalf("%d contacts merged, want the anonymous one", n)
+	}
+}

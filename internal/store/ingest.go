@@ -130,14 +130,32 @@ WITH m AS (
 SELECT (SELECT count(*) FROM ins), array_agg(m.ord)
 FROM m JOIN ins ON ins.contact_id = m.cid AND ins.message_id = m.mid`
 
+	// sqlMergeTraits merges identify traits into contacts, unless the
+	// merged traits would be over $5 bytes (as JSON text) or $6 keys:
+	// then the contact is left as it was, its identify events of this
+	// batch ($7 contacts, $8 message ids) are taken out again, and its id
+	// comes back, refused. The limits are checked on the row the update
+	// locks, so two batches cannot pass them together.
 	sqlMergeTraits = `
-UPDATE contacts c SET
-    traits = c.traits || v.traits,
-    email = coalesce(nullif(v.email, ''), c.email),
-    user_id = coalesce(c.user_id, nullif(v.user_id, '')),
-    updated_at = now()
-FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS v(id, traits, email, user_id)
-WHERE c.id = v.id`
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS v(id, traits, email, user_id)
+), merged AS (
+    UPDATE contacts c SET
+        traits = c.traits || v.traits,
+        email = coalesce(nullif(v.email, ''), c.email),
+        user_id = coalesce(c.user_id, nullif(v.user_id, '')),
+        updated_at = now()
+    FROM v
+    WHERE c.id = v.id AND octet_length((c.traits || v.traits)::text) <= $5
+      AND (SELECT count(*) FROM jsonb_object_keys(c.traits || v.traits)) <= $6
+    RETURNING c.id
+), refused AS (
+    SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM merged)
+), taken AS (
+    DELETE FROM events e USING unnest($7::bigint[], $8::text[]) AS x(cid, mid)
+    WHERE x.cid IN (SELECT id FROM refused) AND e.contact_id = x.cid AND e.message_id = x.mid
+)
+SELECT coalesce(array_agg(id), '{}') FROM refused`
 
 	sqlIdentifyContacts = `
 UPDATE contacts c SET user_id = v.user_id, updated_at = now()
@@ -157,9 +175,14 @@ func queueMerge(b *pgx.Batch, from, to int64) {
 		  SELECT $2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1
 		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
-	b.Queue(`UPDATE contacts t SET traits = f.traits || t.traits, email = coalesce(t.email, f.email),
-		         created_at = least(t.created_at, f.created_at), updated_at = now()
-		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, from, to)
+	// The anonymous contact's traits fill gaps, unless that would take the
+	// identified contact's over the traits' limits: then they are left
+	// out (many anonymous contacts merged into one would otherwise add up
+	// without limit).
+	b.Queue(`UPDATE contacts t SET traits = CASE WHEN octet_length((f.traits || t.traits)::text) <= $3
+		           AND (SELECT count(*) FROM jsonb_object_keys(f.traits || t.traits)) <= $4 THEN f.traits || t.traits ELSE t.traits END,
+		         email = coalesce(t.email, f.email), created_at = least(t.created_at, f.created_at), updated_at = now()
+		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, from, to, ingest.MaxTraitBytes, ingest.MaxTraitKeys)
 	b.Queue(`UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1`, from, to)
 }
 
@@ -194,6 +217,9 @@ func (s *Store) Ingest(ctx context.Context, msgs []ingest.Message) (ingest.Resul
 	err = s.ingestTx(ctx, "storing events", slow, ingestOptions{users: s.users}, func(r ingest.Result, m map[int64]int64) { sres, merged = r, m })
 	if err != nil {
 		return ingest.Result{}, err
+	}
+	for i := range sres.Refused {
+		sres.Refused[i].Index = rest[sres.Refused[i].Index]
 	}
 	return combine(res, sres, merged), nil
 }
@@ -541,6 +567,7 @@ func combine(a, b ingest.Result, merged map[int64]int64) ingest.Result {
 	add(a)
 	add(b)
 	slices.Sort(out.Contacts)
+	out.Refused = append(a.Refused, b.Refused...)
 	return out
 }
 
@@ -1129,14 +1156,18 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		idx[j] = int(o - 1)
 		cids[j] = contactOf[o-1]
 	}
-	res = buildResult(msgs, idx, cids, int(stored), n)
-	for _, mg := range p.merges {
-		if _, ok := res.Names[mg[1]]; !ok {
-			res.Names[mg[1]] = nil
-			res.Contacts = append(res.Contacts, mg[1])
+	result := func(idx []int, cids []int64, stored, placed int) ingest.Result {
+		res := buildResult(msgs, idx, cids, stored, placed)
+		for _, mg := range p.merges {
+			if _, ok := res.Names[mg[1]]; !ok {
+				res.Names[mg[1]] = nil
+				res.Contacts = append(res.Contacts, mg[1])
+			}
 		}
+		slices.Sort(res.Contacts)
+		return res
 	}
-	slices.Sort(res.Contacts)
+	res = result(idx, cids, int(stored), n)
 	if !hasIdentify {
 		return res, merged, nil
 	}
@@ -1150,11 +1181,13 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 	patches := map[int64]map[string]json.RawMessage{}
 	emails := map[int64]string{}
 	userIDs := map[int64]string{}
+	var identifies []int // the fresh identify messages
 	for i := range msgs {
 		m := &msgs[i]
 		if !isFresh[i] || m.Kind != ingest.KindIdentify {
 			continue
 		}
+		identifies = append(identifies, i)
 		c := contactOf[i]
 		var tr map[string]json.RawMessage
 		if err := json.Unmarshal(m.Traits, &tr); err != nil {
@@ -1175,6 +1208,7 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 			userIDs[c] = m.UserID
 		}
 	}
+	var refusedContacts []int64
 	err = t.run(ctx, true, func(b *pgx.Batch) {
 		if len(patches) == 0 {
 			return
@@ -1191,17 +1225,49 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 			bt, _ := json.Marshal(patches[id])
 			traits[i], ems[i], uids[i] = string(bt), emails[id], userIDs[id]
 		}
-		b.Queue(sqlMergeTraits, ids, traits, ems, uids)
+		icids := make([]int64, len(identifies))
+		imids := make([]string, len(identifies))
+		for j, i := range identifies {
+			icids[j], imids[j] = contactOf[i], msgs[i].MessageID
+		}
+		b.Queue(sqlMergeTraits, ids, traits, ems, uids, ingest.MaxTraitBytes, ingest.MaxTraitKeys, icids, imids)
 	}, func(br pgx.BatchResults) error {
 		if len(patches) == 0 {
 			return nil
 		}
-		_, err := br.Exec()
-		return err
+		return br.QueryRow().Scan(&refusedContacts)
 	})
 	if err != nil {
 		return res, nil, err
 	}
+	if len(refusedContacts) == 0 {
+		return res, merged, nil
+	}
+	// The refused contacts' identify calls stored nothing: report them
+	// refused, and the rest as stored.
+	refused := map[int]bool{}
+	for _, i := range identifies {
+		if slices.Contains(refusedContacts, contactOf[i]) {
+			refused[i] = true
+			res.Refused = append(res.Refused, ingest.FieldError{Index: i, Field: "traits",
+				Msg: fmt.Sprintf("the contact's traits would be over %d KB or %d keys: refused, the stored traits stay as they were", ingest.MaxTraitBytes>>10, ingest.MaxTraitKeys)})
+		}
+	}
+	var (
+		idx2  []int
+		cids2 []int64
+		taken = map[string]bool{}
+	)
+	for j, i := range idx {
+		if !refused[i] {
+			idx2, cids2 = append(idx2, i), append(cids2, cids[j])
+		} else if k := fmt.Sprint(cids[j], "\x00", msgs[i].MessageID); !taken[k] {
+			taken[k] = true
+		}
+	}
+	refusals := res.Refused
+	res = result(idx2, cids2, int(stored)-len(taken), n-len(refused))
+	res.Refused = refusals
 	return res, merged, nil
 }
 
