@@ -107,6 +107,15 @@ type SendStore interface {
 	Heartbeat(ctx context.Context, holder string, ttl time.Duration) error
 	// ReleaseClaims releases holder's claims on sends it has not started.
 	ReleaseClaims(ctx context.Context, holder string) error
+	// HoldPresence makes holder's being alive known to other senders, for
+	// as long as its process lives and until release: once it is gone
+	// (killed), they release its claims at once instead of waiting for
+	// its lease to expire.
+	HoldPresence(ctx context.Context, holder string, ttl time.Duration) (release func(), err error)
+	// ClaimedElsewhere counts the sends due by now that other senders,
+	// still alive, have claimed, and says when the last of their leases
+	// runs out if they stop renewing it.
+	ClaimedElsewhere(ctx context.Context, holder string, now time.Time) (n int, until time.Time, err error)
 }
 
 // StoredTemplate is a template as stored, with its version.
@@ -187,6 +196,9 @@ type Sender struct {
 
 	mu       sync.Mutex
 	compiled map[string]*templates.Compiled // name@version
+
+	presenceMu sync.Mutex
+	release    func() // of the presence held since the first pass; nil before
 }
 
 // messageID is the local part of a send's Message-ID (see
@@ -223,6 +235,10 @@ func (s *Sender) Wake() {
 // Stats counts what a pass did.
 type Stats struct {
 	Sent, Failed, Unknown, Suppressed, Skipped, Cancelled, Expired, Delayed, Retried int
+	// Waiting sends were due but claimed by another sender still alive:
+	// they wait for it, or until WaitingUntil (its lease) if it stopped.
+	Waiting      int
+	WaitingUntil time.Time
 }
 
 func (st *Stats) add(o Stats) {
@@ -235,6 +251,40 @@ func (st *Stats) add(o Stats) {
 	st.Expired += o.Expired
 	st.Delayed += o.Delayed
 	st.Retried += o.Retried
+	st.Waiting += o.Waiting
+	if o.WaitingUntil.After(st.WaitingUntil) {
+		st.WaitingUntil = o.WaitingUntil
+	}
+}
+
+// holdPresence holds the sender's presence from its first pass until Close.
+func (s *Sender) holdPresence(ctx context.Context) error {
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	if s.release != nil {
+		return nil
+	}
+	release, err := s.store.HoldPresence(ctx, s.cfg.Holder, heartbeatTTL)
+	if err != nil {
+		return err
+	}
+	s.release = release
+	return nil
+}
+
+// Close lets go of the sender's presence; call it once it sends no more.
+// Its claims wait for its lease to expire, or are released by its next
+// pass.
+func (s *Sender) Close() {
+	if s == nil {
+		return
+	}
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
 }
 
 const heartbeatTTL = 15 * time.Second
@@ -244,6 +294,7 @@ const producers = 2
 
 // Run sends due emails until ctx is done: on Wake, and every poll.
 func (s *Sender) Run(ctx context.Context, poll time.Duration) {
+	defer s.Close()
 	go func() {
 		t := time.NewTicker(heartbeatTTL / 3)
 		defer t.Stop()
@@ -277,6 +328,9 @@ func (s *Sender) Run(ctx context.Context, poll time.Duration) {
 // did.
 func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 	var total Stats
+	if err := s.holdPresence(ctx); err != nil {
+		return total, err
+	}
 	if err := s.store.Heartbeat(ctx, s.cfg.Holder, heartbeatTTL); err != nil {
 		return total, err
 	}
@@ -362,6 +416,18 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 	}
 	st, err := d.close()
 	total.add(st)
+	if err == nil && passErr == nil && ctx.Err() == nil {
+		// Said, so that a pass that sends nothing is not a mystery.
+		n, until, werr := s.store.ClaimedElsewhere(ctx, s.cfg.Holder, s.now())
+		if werr != nil {
+			return total, werr
+		}
+		if n > 0 {
+			total.Waiting, total.WaitingUntil = n, until
+			s.log.Warn("due sends are claimed by another sender that is still running: they wait for it, or for its lease to run out if it stopped",
+				"count", n, "lease_until", until.UTC().Format(time.RFC3339))
+		}
+	}
 	switch {
 	case passErr != nil:
 		return total, passErr

@@ -269,6 +269,7 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer sender.Close()
 	stopProfile := func() {}
 	if r.profile != "" {
 		pf, err := os.Create(r.profile)

@@ -388,11 +388,11 @@ func checkExactlyOnce(t *testing.T, pool *pgxpool.Pool, smtp *smtptest.Server, n
 }
 
 // Issue 8's fault: the sender killed with SIGKILL five times at random
-// moments of a 10,000-email run, restarted each time. Each restart finds
-// the senders killed before the last one gone (their leases expired: the
-// passage of 15 s, without the wait) and marks what they left on the wire
-// unknown; the last one killed still holds a live lease, so nothing it
-// left may be touched until that lease expires too.
+// moments of a 10,000-email run, restarted each time. A killed sender's
+// PostgreSQL sessions end with its process, so each restart finds the
+// senders killed before it gone at once — though their leases, renewed as
+// a heartbeat would have been a moment before the kill, are still alive —
+// marks what they left on the wire unknown and sends everything else.
 func TestKillNineDuringALargeSend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts the binary five times during a 10,000-email send")
@@ -409,95 +409,49 @@ func TestKillNineDuringALargeSend(t *testing.T) {
 
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))
-	var (
-		dead   []*tickProc
-		onWire []int // per kill: sends its sender left on the wire
-	)
+	var onWire []int // per kill: sends its sender left on the wire
 	for k := 1; k <= kills; k++ {
-		if len(dead) > 1 {
-			// All but the last one killed are gone for good.
-			var older []string
-			for _, p := range dead[:len(dead)-1] {
-				older = append(older, p.holderPattern())
-			}
-			if _, err := pool.Exec(ctx, `UPDATE leases SET expires_at = now() - interval '1s' WHERE name LIKE 'sender:%' AND holder LIKE ANY($1)`, older); err != nil {
-				t.Fatal(err)
-			}
-		}
 		p := startTick(t, bin, env, fmt.Sprintf("tick %d", k))
-		// Kill once the server has received a random number more
-		// messages: mid-send, at a moment nobody chose.
-		base := smtp.Count()
-		target := base + 20 + rng.IntN(n/(2*(kills+1)))
-		deadline := time.Now().Add(60 * time.Second)
-		for smtp.Count() < target {
-			if p.exited() {
-				t.Fatalf("tick %d ended before it was killed (server had %d messages, waiting for %d): %v\nstdout:\n%s\nstderr:\n%s",
-					k, smtp.Count(), target, p.err, p.stdout.String(), p.stderr.String())
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("tick %d: the server reached only %d messages in 60s, waiting for %d\nstderr:\n%s", k, smtp.Count(), target, p.stderr.String())
-			}
-			time.Sleep(time.Millisecond + time.Duration(rng.IntN(3000))*time.Microsecond)
-		}
-		p.kill(t)
+		killMidSend(t, p, smtp, 20+rng.IntN(n/(2*(kills+1))), rng)
 		// Renewed as a heartbeat would have been a moment before the
-		// kill, so that the lease outlives this test's steps however
-		// slow the machine is.
-		if _, err := pool.Exec(ctx, `UPDATE leases SET expires_at = now() + interval '1 minute' WHERE name LIKE 'sender:%' AND holder LIKE $1`, p.holderPattern()); err != nil {
+		// kill, so that the lease outlives this test however slow the
+		// machine is: only the sender's being gone may release what
+		// it left.
+		if _, err := pool.Exec(ctx, `UPDATE leases SET expires_at = now() + interval '10 minutes' WHERE name LIKE 'sender:%' AND holder LIKE $1`, p.holderPattern()); err != nil {
 			t.Fatal(err)
 		}
-		dead = append(dead, p)
 		w := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, p.holderPattern())
 		claimed := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, p.holderPattern())
 		onWire = append(onWire, w)
-		t.Logf("kill -9 of tick %d after %.2fs, the server having %d messages (+%d): %d sends left on the wire, %d claimed but not started",
-			k, p.ranFor.Seconds(), smtp.Count(), smtp.Count()-base, w, claimed)
+		t.Logf("kill -9 of tick %d after %.2fs, the server having %d messages: %d sends left on the wire, %d claimed but not started",
+			k, p.ranFor.Seconds(), smtp.Count(), w, claimed)
 		if w > conns {
 			t.Errorf("tick %d left %d sends on the wire, more than its %d connections", k, w, conns)
 		}
 	}
-	// What the senders killed before the last two left on the wire was
-	// marked unknown by the restarts, nothing else.
+	// Each restart marked unknown what the sender before it left on the
+	// wire, nothing else.
 	recovered := 0
-	for _, w := range onWire[:kills-2] {
+	for _, w := range onWire[:kills-1] {
 		recovered += w
 	}
 	if u := statusCounts(t, pool)["unknown"]; u != recovered {
-		t.Errorf("after the restarts, %d sends are unknown; want the %d that the senders killed before the last two left on the wire (%v)", u, recovered, onWire)
+		t.Errorf("after the restarts, %d sends are unknown; want the %d that the senders killed before the last left on the wire (%v)", u, recovered, onWire)
 	}
-	// Now the one before the last is gone too.
-	if _, err := pool.Exec(ctx, `UPDATE leases SET expires_at = now() - interval '1s' WHERE name LIKE 'sender:%' AND holder LIKE $1`, dead[kills-2].holderPattern()); err != nil {
-		t.Fatal(err)
-	}
-	recovered += onWire[kills-2]
 
-	// While the last dead sender's lease is alive, nothing it left is
-	// touched: none of its sends becomes unknown, none of its claims is
-	// taken by the next tick, which recovers the one before and sends
-	// everything else.
-	last := dead[kills-1]
-	p := startTick(t, bin, env, "tick with the last dead sender's lease alive")
-	p.wait(t, 90*time.Second)
-	counts := statusCounts(t, pool)
-	if counts["unknown"] != recovered || counts["sending"] != onWire[kills-1] {
-		t.Errorf("while the last dead sender's lease is alive: %d unknown (want %d), %d sending (want the %d it left)", counts["unknown"], recovered, counts["sending"], onWire[kills-1])
-	}
-	if notDead := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status IN ('queued', 'sending') AND NOT coalesce(claimed_by LIKE $1, false)`, last.holderPattern()); notDead != 0 {
-		t.Errorf("%d sends are left queued or sending without being the last dead sender's", notDead)
-	}
-	t.Logf("with the last dead sender's lease alive, a tick sent what was free in %.2fs: %v", p.ranFor.Seconds(), counts)
-
-	// Its lease expires: the next tick marks what it left on the wire
-	// unknown and sends the rest.
-	if _, err := pool.Exec(ctx, `UPDATE leases SET expires_at = now() - interval '1s' WHERE name LIKE 'sender:%'`); err != nil {
-		t.Fatal(err)
-	}
-	p = startTick(t, bin, env, "final tick")
+	// The last one killed is gone too, its lease alive: the next tick
+	// marks what it left on the wire unknown and sends the rest, at once.
+	p := startTick(t, bin, env, "final tick")
 	p.wait(t, 60*time.Second)
 	finalSent, _, finalUnknown := p.summary(t)
 	if finalUnknown != onWire[kills-1] {
 		t.Errorf("the final tick marked %d sends unknown, want the %d left on the wire", finalUnknown, onWire[kills-1])
+	}
+	if strings.Contains(p.stdout.String(), "claimed by another sender") {
+		t.Errorf("the final tick waited for a killed sender:\n%s", p.stdout.String())
+	}
+	if left := statusCounts(t, pool); left["queued"]+left["sending"] != 0 {
+		t.Errorf("after the final tick: %v, want nothing queued or sending", left)
 	}
 
 	sent, unknown, unknownReceived := checkExactlyOnce(t, pool, smtp, n)
@@ -512,6 +466,82 @@ func TestKillNineDuringALargeSend(t *testing.T) {
 	}
 	t.Logf("%d contacts, %d kill -9s, %d SMTP connections: %d sent + %d unknown = %d (%d of the unknown did reach the server, %d did not), %d messages received, 0 duplicates; final tick sent %d in %.2fs; %.1fs in all",
 		n, kills, conns, sent, unknown, sent+unknown, unknownReceived, unknown-unknownReceived, smtp.Count(), finalSent, p.ranFor.Seconds(), time.Since(start).Seconds())
+}
+
+// killMidSend kills p with SIGKILL once the server has received more
+// messages than when it was called — at a moment nobody chose.
+func killMidSend(t *testing.T, p *tickProc, smtp *smtptest.Server, more int, rng *rand.Rand) {
+	t.Helper()
+	target := smtp.Count() + more
+	deadline := time.Now().Add(60 * time.Second)
+	for smtp.Count() < target {
+		if p.exited() {
+			t.Fatalf("%s ended before it was killed (server had %d messages, waiting for %d): %v\nstdout:\n%s\nstderr:\n%s",
+				p.description, smtp.Count(), target, p.err, p.stdout.String(), p.stderr.String())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the server reached only %d messages in 60s, waiting for %d\nstderr:\n%s", p.description, smtp.Count(), target, p.stderr.String())
+		}
+		time.Sleep(time.Millisecond + time.Duration(rng.IntN(3000))*time.Microsecond)
+	}
+	p.kill(t)
+}
+
+// A sender that is still running — stopped (SIGSTOP) mid-send, its
+// sessions open — keeps its claims: another tick sends everything else
+// and says how many due sends wait for it and until when its lease runs;
+// once it is killed, the next tick releases them at once.
+func TestStoppedSenderIsWaitedForAndSaid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and kills a sender during a 3,000-email send")
+	}
+	t.Parallel()
+	const (
+		n     = 3000
+		conns = 4
+	)
+	smtp := smtptest.Start(t, smtptest.Delay(time.Millisecond))
+	env, bin, pool := sendingScene(t, smtp, conns, n)
+	enrolWithoutSMTP(t, env)
+	a := startTick(t, bin, env, "sender A")
+	for deadline := time.Now().Add(60 * time.Second); smtp.Count() < 50; time.Sleep(2 * time.Millisecond) {
+		if a.exited() || time.Now().After(deadline) {
+			t.Fatalf("sender A did not get going: %d messages\nstderr:\n%s", smtp.Count(), a.stderr.String())
+		}
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // what A's connections had in flight lands
+	claimed := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, a.holderPattern())
+	onWire := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, a.holderPattern())
+	if claimed == 0 {
+		t.Fatalf("sender A, stopped, holds no claims (%v): nothing to test", statusCounts(t, pool))
+	}
+
+	b := startTick(t, bin, env, "sender B")
+	b.wait(t, 90*time.Second)
+	want := fmt.Sprintf("%d due sends are claimed by another sender that is still running: they wait for it, or until its lease runs out at ", claimed)
+	if !strings.Contains(b.stdout.String(), want) {
+		t.Errorf("sender B's report does not say that %d sends wait for A:\n%s", claimed, b.stdout.String())
+	}
+	if c := statusCounts(t, pool); c["queued"] != claimed || c["sending"] != onWire || c["unknown"] != 0 {
+		t.Errorf("while A is stopped: %v; want its %d claims queued and its %d on the wire untouched", c, claimed, onWire)
+	}
+
+	a.kill(t)
+	c := startTick(t, bin, env, "sender C")
+	c.wait(t, 60*time.Second)
+	sent, _, unknown := c.summary(t)
+	if sent != claimed || unknown != onWire {
+		t.Errorf("after A was killed, C sent %d and marked %d unknown; want A's %d claims sent and its %d on the wire unknown", sent, unknown, claimed, onWire)
+	}
+	s, u, _ := checkExactlyOnce(t, pool, smtp, n)
+	if s+u != n || u != onWire {
+		t.Errorf("%d sent, %d unknown; want %d in all, %d unknown", s, u, n, onWire)
+	}
+	t.Logf("A stopped with %d claims and %d on the wire; B sent the rest in %.2fs and said so; after the kill C sent A's claims in %.2fs",
+		claimed, onWire, b.ranFor.Seconds(), c.ranFor.Seconds())
 }
 
 func TestTwoSendersAtOnce(t *testing.T) {

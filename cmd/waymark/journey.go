@@ -254,11 +254,16 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "no SMTP server configured (WAYMARK_SMTP_URL): nothing sent")
 		return nil
 	}
+	defer sender.Close()
 	start := time.Now()
 	ss, err := sender.SendDue(ctx)
 	el := time.Since(start)
 	fmt.Fprintf(e.stdout, "sent %d in %.2fs (%.0f/s); %d failed, %d unknown, %d suppressed, %d skipped, %d cancelled, %d expired, %d delayed, %d to retry\n",
 		ss.Sent, el.Seconds(), float64(ss.Sent)/max(el.Seconds(), 1e-9), ss.Failed, ss.Unknown, ss.Suppressed, ss.Skipped, ss.Cancelled, ss.Expired, ss.Delayed, ss.Retried)
+	if ss.Waiting > 0 {
+		fmt.Fprintf(e.stdout, "%d due %s claimed by another sender that is still running: %s for it, or until its lease runs out at %s if it stopped\n",
+			ss.Waiting, plural(ss.Waiting, "send is", "sends are"), plural(ss.Waiting, "it waits", "they wait"), ss.WaitingUntil.UTC().Format(time.RFC3339))
+	}
 	return err
 }
 
