@@ -3,9 +3,12 @@ package templates
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"text/template/parse"
 	"time"
+
+	"github.com/waymark/waymark/internal/suggest"
 )
 
 // The static checker walks a parse tree with the type of dot and of every
@@ -460,6 +463,15 @@ func (c *checker) fields(recv reflect.Type, root bool, path string, names []stri
 				msg := "unknown field " + path + strings.Join(names[:i+1], ".")
 				if !root {
 					msg += " in " + typeName(t)
+				}
+				var known []string
+				for j := range t.NumField() {
+					if t.Field(j).IsExported() {
+						known = append(known, t.Field(j).Name)
+					}
+				}
+				if s := suggest.Closest(name, known); s != "" {
+					msg += "; did you mean " + path + strings.Join(append(slices.Clone(names[:i]), s), ".") + "?"
 				}
 				c.fail(n, "%s", msg)
 			}

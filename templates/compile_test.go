@@ -18,16 +18,16 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name:  "unknown field in base text",
 			tmpl:  Template{Name: "welcome", Base: Content{Subject: "Hi", Text: "Hello\n  {{.Contact.Emial}}"}},
-			want:  Error{Template: "welcome", Variant: "default", Part: "text", Line: 2, Column: 5, Msg: "unknown field .Contact.Emial"},
-			error: `template "welcome", tone "default", text, line 2, column 5: unknown field .Contact.Emial`,
+			want:  Error{Template: "welcome", Variant: "default", Part: "text", Line: 2, Column: 5, Msg: "unknown field .Contact.Emial; did you mean .Contact.Email?"},
+			error: `template "welcome", tone "default", text, line 2, column 5: unknown field .Contact.Emial; did you mean .Contact.Email?`,
 		},
 		{
 			name: "unknown field in untaken branch of tone html",
 			tmpl: Template{Name: "welcome", Base: ok, Tones: map[string]Content{
 				"formal": {HTML: "<p>Dear customer,</p>\n{{if false}}\n<p>{{ .Contact.Emial }}</p>{{end}}"},
 			}},
-			want:  Error{Template: "welcome", Variant: "formal", Part: "html", Line: 3, Column: 7, Msg: "unknown field .Contact.Emial"},
-			error: `template "welcome", tone "formal", html, line 3, column 7: unknown field .Contact.Emial`,
+			want:  Error{Template: "welcome", Variant: "formal", Part: "html", Line: 3, Column: 7, Msg: "unknown field .Contact.Emial; did you mean .Contact.Email?"},
+			error: `template "welcome", tone "formal", html, line 3, column 7: unknown field .Contact.Emial; did you mean .Contact.Email?`,
 		},
 		{
 			name: "unknown top-level field in subject",
@@ -37,12 +37,12 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name: "unknown field below with",
 			tmpl: Template{Name: "offer", Base: Content{Subject: "Hi", Text: "{{with .Offer}}{{.Cod}}{{end}}"}},
-			want: Error{Template: "offer", Variant: "default", Part: "text", Line: 1, Column: 18, Msg: "unknown field .Cod in Offer"},
+			want: Error{Template: "offer", Variant: "default", Part: "text", Line: 1, Column: 18, Msg: "unknown field .Cod in Offer; did you mean .Code?"},
 		},
 		{
 			name: "unknown field on a variable",
 			tmpl: Template{Name: "v", Base: Content{Subject: "Hi", Text: "{{$c := .Contact}}{{$c.Emial}}"}},
-			want: Error{Template: "v", Variant: "default", Part: "text", Line: 1, Column: 21, Msg: "unknown field $c.Emial in Contact"},
+			want: Error{Template: "v", Variant: "default", Part: "text", Line: 1, Column: 21, Msg: "unknown field $c.Emial in Contact; did you mean $c.Email?"},
 		},
 		{
 			name: "unknown function",

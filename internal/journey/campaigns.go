@@ -2,6 +2,8 @@ package journey
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -347,6 +350,11 @@ func (p *parser) sending(n *yaml.Node, j *Journey) {
 // the journey does not define.
 func (p *parser) checkRefs(j *Journey) {
 	tmpls := map[string]bool{}
+	// A template refused for a mistake of its own is defined all the
+	// same: the mistake is reported, a reference to it is not one.
+	for name := range p.broken {
+		tmpls[name] = true
+	}
 	tones := map[string]bool{}
 	for _, t := range j.Templates {
 		tmpls[t.Name] = true
@@ -384,7 +392,11 @@ func (p *parser) checkRefs(j *Journey) {
 	}
 	for _, r := range p.refs {
 		if r.template != nil && r.template.Value != "" && !tmpls[r.template.Value] {
-			p.errorf(r.template, "%s: no template %q (%s)", r.what, r.template.Value, names(tmpls))
+			msg := fmt.Sprintf("%s: no template %q (%s)", r.what, r.template.Value, names(tmpls))
+			if s := suggest.Closest(r.template.Value, slices.Collect(maps.Keys(tmpls))); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			p.errorf(r.template, "%s", msg)
 		}
 		if r.tone != nil && r.tone.Value != "" && !tones[r.tone.Value] {
 			p.errorf(r.tone, "%s: no tone %q (%s)", r.what, r.tone.Value, names(tones))

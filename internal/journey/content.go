@@ -138,9 +138,11 @@ func (p *parser) templates(n *yaml.Node, j *Journey) []templates.Template {
 		seen[t.Name] = tn.Line
 		if _, err := templates.Compile(t); err != nil {
 			p.templateError(tn, srcs, err)
+			p.broken[t.Name] = true
 			continue
 		}
 		if p.mixedParts(t, mixed) {
+			p.broken[t.Name] = true
 			continue
 		}
 		out = append(out, t)

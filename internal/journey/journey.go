@@ -91,7 +91,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, p.yamlError(err)
+		return nil, p.yamlError(data, err)
 	}
 	j := &Journey{File: name, Programs: map[string]*lifecycle.Program{}, Settings: campaigns.DefaultSettings()}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -140,8 +140,37 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Pos: Pos{n.Line, n.Column}, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (p *parser) yamlError(err error) error {
-	// yaml.v3 says "yaml: line N: message".
+func (p *parser) yamlError(data []byte, err error) error {
+	line, msg := yamlMessage(err)
+	// yaml.v3 names the line where the enclosing block starts (a mistake
+	// on line 12 comes as "line 3: did not find expected '-' indicator"):
+	// the line that is wrong is the first whose addition gives the file
+	// that error, found by parsing prefixes.
+	if bad := p.firstBadLine(data, line, msg); bad > line {
+		msg += fmt.Sprintf(" (in the block that starts on line %d)", line)
+		line = bad
+	}
+	col := 1
+	if line-1 < len(p.lines) {
+		indent := indentOf(p.lines[line-1])
+		col = indent + 1
+		// The line above it, ignoring blank lines and comments.
+		for above := line - 2; above >= 0; above-- {
+			t := bytes.TrimSpace(p.lines[above])
+			if len(t) == 0 || t[0] == '#' {
+				continue
+			}
+			if other := indentOf(p.lines[above]); other != indent {
+				msg += fmt.Sprintf("; check this line's indentation: %d spaces, against %d on line %d", indent, other, above+1)
+			}
+			break
+		}
+	}
+	return Errors{{File: p.file, Pos: Pos{line, col}, Msg: "not valid YAML: " + msg}}
+}
+
+// yamlMessage splits yaml.v3's "yaml: line N: message".
+func yamlMessage(err error) (int, string) {
 	msg := err.Error()
 	line := 1
 	if i := strings.Index(msg, "line "); i >= 0 {
@@ -150,8 +179,51 @@ func (p *parser) yamlError(err error) error {
 			msg = msg[i+j+2:]
 		}
 	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	return Errors{{File: p.file, Pos: Pos{line, 1}, Msg: "not valid YAML: " + msg}}
+	return line, strings.TrimPrefix(msg, "yaml: ")
+}
+
+// firstBadLine returns the first line from which the file's first lines
+// fail to parse with the same error (line, msg) as the whole file, or 0.
+func (p *parser) firstBadLine(data []byte, line int, msg string) int {
+	fails := func(k int) bool { // the first k lines give the error
+		end := 0
+		for i := 0; i < k && end <= len(data); i++ {
+			j := bytes.IndexByte(data[end:], '\n')
+			if j < 0 {
+				end = len(data)
+				break
+			}
+			end += j + 1
+		}
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:min(end, len(data))], &n)
+		if err == nil {
+			return false
+		}
+		l, m := yamlMessage(err)
+		return l == line && m == msg
+	}
+	lo, hi := line-1, len(p.lines) // fails(hi); the answer is in (lo, hi]
+	if lo < 0 || !fails(hi) {
+		return 0
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
+
+func indentOf(l []byte) int {
+	n := 0
+	for n < len(l) && l[n] == ' ' {
+		n++
+	}
+	return n
 }
 
 // mapping walks a mapping's keys, calling the handler of each known key;
