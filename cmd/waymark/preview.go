@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/templates"
 )
@@ -72,7 +74,18 @@ type Preview struct {
 func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, base string, now time.Time) (*Preview, error) {
 	t, version, err := st.Template(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no template %q (apply a journey that defines it)", name)
+		msg := fmt.Sprintf("no template %q", name)
+		if list, err := st.TemplateList(ctx); err == nil && len(list) > 0 {
+			names := make([]string, len(list))
+			for i, n := range list {
+				names[i] = n.Name
+			}
+			if s := suggest.Closest(name, names); s != "" {
+				return nil, fmt.Errorf("%s; did you mean %q?", msg, s)
+			}
+			return nil, fmt.Errorf("%s (defined: %s; waymark list templates)", msg, strings.Join(names, ", "))
+		}
+		return nil, fmt.Errorf("%s (apply a journey that defines it)", msg)
 	}
 	if err != nil {
 		return nil, err
@@ -91,6 +104,11 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 	stored, err := st.ToneRules(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if pinned != "" {
+		if err := pinnable(pinned, stored, compiled.Tones()); err != nil {
+			return nil, err
+		}
 	}
 	rules := make([]templates.ToneRule, len(stored))
 	var progs []*lifecycle.Program
@@ -115,7 +133,11 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 	f := facts[0]
 	choice := templates.ChooseTone(rules, &f.Facts)
 	if pinned != "" {
-		choice = templates.Pinned(pinned)
+		would := toneName(choice.Tone)
+		choice = templates.ToneChoice{Tone: pinned, Rule: -1, Reason: fmt.Sprintf("chosen with --tone; the tone rules would choose %s (%s)", would, choice.Reason)}
+		if !slices.Contains(compiled.Tones(), pinned) {
+			choice.Reason += fmt.Sprintf("; the template has no %s variant, so this is its base content", pinned)
+		}
 	}
 	r, err := compiled.Render(choice.Tone, &templates.Data{
 		Contact:        templates.Contact{Email: f.Email, Traits: f.Traits, Stage: string(f.Stage)},
@@ -130,4 +152,28 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 		who = fmt.Sprintf("#%d", id)
 	}
 	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", who, f.Stage), Choice: choice, Rendered: r}, nil
+}
+
+// pinnable refuses a --tone that no tone rule can choose and no variant of
+// the template is written in: it would never be sent.
+func pinnable(tone string, rules []store.StoredTone, variants []string) error {
+	defined := slices.Clone(variants)
+	for _, r := range rules {
+		if !slices.Contains(defined, r.Tone) {
+			defined = append(defined, r.Tone)
+		}
+	}
+	if slices.Contains(defined, tone) {
+		return nil
+	}
+	msg := fmt.Sprintf("--tone %s: not a tone of this journey", tone)
+	if len(defined) == 0 {
+		return errors.New(msg + " (it defines none)")
+	}
+	slices.Sort(defined)
+	msg += " (" + strings.Join(defined, ", ") + ")"
+	if s := suggest.Closest(tone, defined); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return errors.New(msg)
 }
