@@ -413,6 +413,87 @@ func (s *scanner) array(elem func() bool) bool {
 	}
 }
 
+// skip scans one value starting at s.i as value does — the same grammar —
+// but without recursion and without a depth limit, for an entry nested too
+// deeply: it is refused alone while the rest of its batch is read.
+func (s *scanner) skip() bool {
+	var stack []byte // the open '{' and '['
+	key := func() bool {
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return false
+		}
+		if ok, _ := s.str(); !ok {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		return true
+	}
+	for {
+		// A value.
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		opened := false
+		switch c := s.b[s.i]; {
+		case c == '{' || c == '[':
+			s.i++
+			s.ws()
+			if s.i < len(s.b) && s.b[s.i] == c+2 { // '}' is '{'+2, ']' is '['+2
+				s.i++
+				break
+			}
+			stack = append(stack, c)
+			if c == '{' && !key() {
+				return false
+			}
+			opened = true
+		case c == '"':
+			if ok, _ := s.str(); !ok {
+				return false
+			}
+		case c == 't' || c == 'f' || c == 'n' || c == '-' || c >= '0' && c <= '9':
+			if !s.value() { // a scalar: no nesting
+				return false
+			}
+		default:
+			return false
+		}
+		if opened {
+			continue
+		}
+		// After a value: close what ends here, or go on to the next one.
+		for {
+			if len(stack) == 0 {
+				return true
+			}
+			s.ws()
+			if s.i >= len(s.b) {
+				return false
+			}
+			top, c := stack[len(stack)-1], s.b[s.i]
+			if c == top+2 {
+				s.i++
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			if c != ',' {
+				return false
+			}
+			s.i++
+			if top == '{' && !key() {
+				return false
+			}
+			break
+		}
+	}
+}
+
 // span scans a value and returns its text.
 func (s *scanner) span() (json.RawMessage, bool) {
 	vs := s.i
@@ -536,7 +617,8 @@ type envelope struct {
 	hasBatch bool
 	// contextBig: the context holds a number that cannot be stored.
 	contextBig bool
-	deepAt     int // the entry nested too deeply, when scanEnvelope says scanTooDeep; -1 if outside the entries
+	deepAt     int   // the entry nested too deeply, when scanEnvelope says scanTooDeep; -1 if outside the entries
+	deep       []int // entries nested too deeply, skipped (each is refused alone)
 }
 
 var envFields = []string{"batch", "sentAt", "writeKey", "context"}
@@ -577,15 +659,26 @@ func scanEnvelope(body []byte, env *envelope) scanProblem {
 				return false // encoding/json's error names the problem
 			}
 			env.hasBatch = true
-			env.entries, env.raws, env.objects = env.entries[:0], env.raws[:0], env.objects[:0]
+			env.entries, env.raws, env.objects, env.deep = env.entries[:0], env.raws[:0], env.objects[:0], env.deep[:0]
 			return s.array(func() bool {
-				vs := s.i
+				vs, depth := s.i, s.depth
 				env.raws = append(env.raws, raw{})
 				isObj, ok := s.entry(&env.raws[len(env.raws)-1])
-				if !ok {
-					if s.deep {
+				if !ok && s.deep {
+					// An entry nested too deeply is refused alone (its
+					// own scan says so): the rest of the batch is read.
+					s.i, s.depth, s.deep = vs, depth, false
+					if !s.skip() {
 						env.deepAt = len(env.entries)
+						return false
 					}
+					env.raws[len(env.raws)-1] = raw{}
+					env.entries = append(env.entries, s.b[vs:s.i:s.i])
+					env.objects = append(env.objects, false)
+					env.deep = append(env.deep, len(env.entries)-1)
+					return true
+				}
+				if !ok {
 					return false
 				}
 				env.entries = append(env.entries, s.b[vs:s.i:s.i])

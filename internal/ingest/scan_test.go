@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,9 @@ func checkEnvelopeScan(t *testing.T, body []byte) {
 	err := json.Unmarshal(body, &std)
 	switch p {
 	case scanOK:
+		if err != nil && len(env.deep) > 0 && strings.Contains(err.Error(), "exceeded max depth") {
+			return // an entry too deep for encoding/json too, skipped to be refused alone
+		}
 		if err != nil {
 			t.Fatalf("scanner accepted %q, encoding/json refused it: %v", body, err)
 		}
@@ -99,7 +103,7 @@ func checkEnvelopeScan(t *testing.T, body []byte) {
 					t.Fatalf("%q: entry %d is an object encoding/json cannot decode: %v", body, i, err)
 				}
 				sameRaw(t, "batch entry", &env.raws[i], &r)
-			} else if std.Batch[i][0] == '{' {
+			} else if std.Batch[i][0] == '{' && !slices.Contains(env.deep, i) {
 				t.Fatalf("%q: entry %d is an object the scanner did not read", body, i)
 			}
 		}
@@ -271,10 +275,15 @@ func TestDeepNestingRefused(t *testing.T) {
 	if !errors.As(err, &fe) || !strings.Contains(fe.Msg, "nested deeper") {
 		t.Fatalf("nesting over the limit: %v", err)
 	}
-	body := `{"batch":[{"type":"track","userId":"u","event":"x"},{"type":"track","userId":"u","event":"y","properties":` + nest(100000) + `}]}`
-	bad := decodeEnvelope([]byte(body), &envelope{})
-	if bad == nil || bad.Field != "batch[1]" || !strings.Contains(bad.Error, "nested deeper") {
-		t.Fatalf("a batch with a deep entry: %+v", bad)
+	// In a batch, the deep entry is refused alone; the others are read.
+	body := `{"batch":[{"type":"track","userId":"u","event":"x"},{"type":"track","userId":"u","event":"y","properties":` + nest(1000) + `},{"type":"track","userId":"u","event":"z"}]}`
+	env := &envelope{}
+	if bad := decodeEnvelope([]byte(body), env); bad != nil {
+		t.Fatalf("a batch with a deep entry refused whole: %+v", bad)
+	}
+	msgs, _, rejected, bad := parseEntries(env, received)
+	if bad != nil || len(msgs) != 2 || len(rejected) != 1 || rejected[0].Field != "batch[1]" || !strings.Contains(rejected[0].Msg, "nested deeper") {
+		t.Fatalf("a batch with a deep entry: %d stored, rejected %+v, %+v", len(msgs), rejected, bad)
 	}
 }
 
