@@ -188,6 +188,14 @@ func TestDemo(t *testing.T) {
 	if n := count(`SELECT count(*) FROM transitions t JOIN contacts c ON c.id = t.contact_id WHERE t.at < c.created_at`); n != 0 {
 		t.Errorf("%d stage moves happened before their contact existed", n)
 	}
+	// The dashboard's figures (and /api/v1/stats) count the whole history
+	// once it has played, not at the refresher's next turn.
+	if inStats, sent := count(`SELECT coalesce(sum(sent), 0) FROM stats_email`), count(`SELECT count(*) FROM sends WHERE status = 'sent'`); inStats != sent {
+		t.Errorf("the dashboard's figures count %d emails sent, the database %d", inStats, sent)
+	}
+	if inStats, moves := count(`SELECT coalesce(sum(n), 0) FROM stats_moves`), count(`SELECT count(*) FROM transitions`); inStats != moves {
+		t.Errorf("the dashboard's figures count %d stage moves, the database %d", inStats, moves)
+	}
 }
 
 func firstKey(m map[string]bool) string {

@@ -349,18 +349,19 @@ func (s *Store) StatsStateNow(ctx context.Context) (StatsState, error) {
 // Flow is a number of stage moves between two stages (by one rule, when
 // Rule is set).
 type Flow struct {
-	From, To string
-	Rule     string
-	N        int64
+	From string `json:"from"`
+	To   string `json:"to"`
+	Rule string `json:"rule,omitempty"`
+	N    int64  `json:"moves"`
 }
 
 // EmailDay is one day's email figures.
 type EmailDay struct {
-	Day          time.Time
-	Sent         int64
-	Opened       int64
-	Clicked      int64
-	Unsubscribed int64
+	Day          time.Time `json:"day"`
+	Sent         int64     `json:"sent"`
+	Opened       int64     `json:"opened"`
+	Clicked      int64     `json:"clicked"`
+	Unsubscribed int64     `json:"unsubscribed"`
 }
 
 // Period is a range of days [From, To) in UTC.
@@ -429,21 +430,22 @@ func (s *Store) HealthFigures(ctx context.Context, p Period) (StageFigures, erro
 }
 
 // StepFigures are one sequence step's figures in one tone and template.
+// Step counts from 1, as the journey file and apply's errors do.
 type StepFigures struct {
-	Sequence  string
-	Step      int
-	Template  string
-	Tone      string
-	Sent      int64
-	Opened    int64
-	Clicked   int64
-	Converted int64
+	Sequence  string `json:"sequence"`
+	Step      int    `json:"step"`
+	Template  string `json:"template"`
+	Tone      string `json:"tone"`
+	Sent      int64  `json:"sent"`
+	Opened    int64  `json:"opened"`
+	Clicked   int64  `json:"clicked"`
+	Converted int64  `json:"converted"`
 }
 
 // StepStats returns the period's figures per sequence, step, template and
 // tone.
 func (s *Store) StepStats(ctx context.Context, p Period) ([]StepFigures, error) {
-	rows, err := s.db.Query(ctx, `SELECT sequence, step, template, tone, sum(sent)::bigint, sum(opened)::bigint, sum(clicked)::bigint, sum(converted)::bigint
+	rows, err := s.db.Query(ctx, `SELECT sequence, step + 1, template, tone, sum(sent)::bigint, sum(opened)::bigint, sum(clicked)::bigint, sum(converted)::bigint
 		FROM stats_steps WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4, 3`, p.From, p.To)
 	if err != nil {
 		return nil, translate(err, "reading sequence figures")
@@ -609,7 +611,7 @@ type TimelineEvent struct {
 type TimelineSend struct {
 	ID            int64      `json:"id"`
 	Sequence      string     `json:"sequence,omitempty"`
-	Step          int        `json:"step"`
+	Step          int        `json:"step,omitempty"` // from 1; 0 for an email that is not a sequence's
 	Offer         string     `json:"offer,omitempty"`
 	OfferCode     string     `json:"offer_code,omitempty"`
 	Template      string     `json:"template"`
@@ -676,7 +678,7 @@ func (s *Store) ContactTimeline(ctx context.Context, id int64, maxEvents int) (T
 		return t, translate(err, "counting a contact's events")
 	}
 	rows, err = s.db.Query(ctx, `
-SELECT s.id, coalesce(s.sequence, ''), s.step, coalesce(s.offer, ''), coalesce(s.offer_code, ''), s.template, coalesce(s.template_version, 0),
+SELECT s.id, coalesce(s.sequence, ''), CASE WHEN s.sequence IS NULL THEN 0 ELSE s.step + 1 END, coalesce(s.offer, ''), coalesce(s.offer_code, ''), s.template, coalesce(s.template_version, 0),
        s.status, coalesce(s.tone, ''), coalesce(s.tone_reason, ''), s.due_at, s.sent_at, coalesce(s.delayed_reason, ''), coalesce(s.smtp_response, ''),
        coalesce(e.opens, 0), coalesce(e.clicks, 0)
 FROM sends s
@@ -713,7 +715,7 @@ WHERE s.contact_id = $1 ORDER BY s.due_at, s.id`, id)
 type RuleInfo struct {
 	Name      string    `json:"name"`
 	Version   int       `json:"version"`
-	Position  int       `json:"position"`
+	Position  int       `json:"position"` // in the order rules are tried, from 1
 	From      []string  `json:"from"`
 	To        string    `json:"to"`
 	Condition string    `json:"when"`
@@ -722,7 +724,7 @@ type RuleInfo struct {
 
 // RuleInfos returns the rules in evaluation order.
 func (s *Store) RuleInfos(ctx context.Context) ([]RuleInfo, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition, updated_at FROM rules ORDER BY position, name`)
+	rows, err := s.db.Query(ctx, `SELECT name, version, position + 1, from_stages, to_stage, condition, updated_at FROM rules ORDER BY position, name`)
 	if err != nil {
 		return nil, translate(err, "reading rules")
 	}

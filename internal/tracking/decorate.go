@@ -124,15 +124,25 @@ func (d *Decorator) DecorateLinks(m *mailer.Message, contactID, sendID int64, tr
 	}
 	m.Headers = append(hs, [2]string{"List-Unsubscribe", lu}, [2]string{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"})
 
-	// Text footer.
+	// Text footer. A template with a footer of its own (both links in
+	// it) keeps it; only the postal address is added, so an email has
+	// one footer.
+	address := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(strings.TrimSpace(d.PostalAddress))
 	var tf strings.Builder
 	tf.WriteString(strings.TrimRight(m.Text, "\r\n"))
-	tf.WriteString("\n\n-- \n")
-	if a := strings.TrimSpace(d.PostalAddress); a != "" {
-		tf.WriteString(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(a) + "\n")
+	if ownFooter(m.Text, unsub, prefs) {
+		if address != "" {
+			tf.WriteString("\n" + address)
+		}
+		tf.WriteString("\n")
+	} else {
+		tf.WriteString("\n\n-- \n")
+		if address != "" {
+			tf.WriteString(address + "\n")
+		}
+		tf.WriteString("Unsubscribe: " + unsub + "\n")
+		tf.WriteString("Email preferences: " + prefs + "\n")
 	}
-	tf.WriteString("Unsubscribe: " + unsub + "\n")
-	tf.WriteString("Email preferences: " + prefs + "\n")
 	m.Text = tf.String()
 
 	if m.HTML == "" {
@@ -143,21 +153,36 @@ func (d *Decorator) DecorateLinks(m *mailer.Message, contactID, sendID int64, tr
 		body = d.rewriteLinks(body, contactID, sendID, now)
 	}
 	var hf strings.Builder
-	hf.WriteString(`<div style="margin-top:24px;font-family:Arial,Helvetica,sans-serif;font-size:12px;line-height:18px;color:#6b7280">`)
-	if a := strings.TrimSpace(d.PostalAddress); a != "" {
-		lines := strings.Split(strings.ReplaceAll(a, "\r\n", "\n"), "\n")
-		for i, l := range lines {
-			lines[i] = html.EscapeString(strings.TrimSpace(l))
+	own := ownFooter(m.HTML, html.EscapeString(unsub), html.EscapeString(prefs))
+	if !own || address != "" {
+		hf.WriteString(`<div style="margin-top:24px;font-family:Arial,Helvetica,sans-serif;font-size:12px;line-height:18px;color:#6b7280">`)
+		if address != "" {
+			lines := strings.Split(address, "\n")
+			for i, l := range lines {
+				lines[i] = html.EscapeString(strings.TrimSpace(l))
+			}
+			hf.WriteString(strings.Join(lines, "<br>"))
+			if !own {
+				hf.WriteString("<br>")
+			}
 		}
-		hf.WriteString(strings.Join(lines, "<br>") + "<br>")
+		if !own {
+			hf.WriteString(`<a href="` + html.EscapeString(prefs) + `" style="color:#6b7280">Email preferences</a> &middot; `)
+			hf.WriteString(`<a href="` + html.EscapeString(unsub) + `" style="color:#6b7280">Unsubscribe</a>`)
+		}
+		hf.WriteString(`</div>`)
 	}
-	hf.WriteString(`<a href="` + html.EscapeString(prefs) + `" style="color:#6b7280">Email preferences</a> &middot; `)
-	hf.WriteString(`<a href="` + html.EscapeString(unsub) + `" style="color:#6b7280">Unsubscribe</a></div>`)
 	if tracking {
 		pixel := base + PathOpen + d.sign(Open, contactID, sendID, "", now)
 		hf.WriteString(`<img src="` + html.EscapeString(pixel) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`)
 	}
 	m.HTML = beforeBody(body, hf.String())
+}
+
+// ownFooter reports whether a part carries its own unsubscribe and
+// preferences links (the template wrote a footer).
+func ownFooter(part, unsub, prefs string) bool {
+	return strings.Contains(part, unsub) && strings.Contains(part, prefs)
 }
 
 // mailtoAddress returns the address of from ("Name <addr>" or bare) when

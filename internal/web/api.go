@@ -2,11 +2,13 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/store"
@@ -230,6 +232,64 @@ func (s *Server) apiTimeline(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// snakeNamed returns definitions as the API shows them: their stored JSON
+// (Go field names: Subject, CapMax) with every key in snake_case.
+func snakeNamed(list []store.Named) []store.Named {
+	out := make([]store.Named, len(list))
+	for i, n := range list {
+		out[i] = n
+		out[i].Definition = snakeKeys(n.Definition)
+	}
+	return nonNil(out)
+}
+
+// snakeKeys rewrites the keys of every object in the JSON document raw in
+// snake_case (HTML → html, CapMax → cap_max); raw is returned as it is if
+// it is not JSON.
+func snakeKeys(raw json.RawMessage) json.RawMessage {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return raw
+	}
+	var conv func(any) any
+	conv = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			m := make(map[string]any, len(v))
+			for k, x := range v {
+				m[snakeCase(k)] = conv(x)
+			}
+			return m
+		case []any:
+			for i := range v {
+				v[i] = conv(v[i])
+			}
+		}
+		return v
+	}
+	b, err := json.Marshal(conv(v))
+	if err != nil {
+		return raw
+	}
+	return b
+}
+
+// snakeCase turns a Go field name into snake_case: CapMax → cap_max,
+// HTMLBody → html_body; a name already in lower case is kept.
+func snakeCase(s string) string {
+	var b strings.Builder
+	rs := []rune(s)
+	for i, r := range rs {
+		upper := unicode.IsUpper(r)
+		if upper && i > 0 && (unicode.IsLower(rs[i-1]) || unicode.IsDigit(rs[i-1]) ||
+			i+1 < len(rs) && unicode.IsLower(rs[i+1]) && unicode.IsUpper(rs[i-1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
@@ -282,6 +342,22 @@ func (s *Server) apiSaveRule(w http.ResponseWriter, r *http.Request) {
 	edit, ferr := checkRule(r.PathValue("name"), b)
 	if ferr != nil {
 		writeJSON(w, http.StatusBadRequest, ferr)
+		return
+	}
+	// A rule that would move contacts back and forth on every pass is
+	// refused before anything is saved.
+	dry, err := s.dryRun(r.Context(), edit)
+	if errors.Is(err, errDryRunBusy) {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusTooManyRequests, apiError{Error: "checking the rule: " + err.Error()})
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if msg := dry.loopsError(); msg != "" {
+		writeJSON(w, http.StatusConflict, map[string]any{"error": msg, "field": "when", "loops": dry.Loops})
 		return
 	}
 	changes, err := s.st.SaveRule(r.Context(), edit.rule)
@@ -364,7 +440,7 @@ func (s *Server) apiTemplates(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.Named]{Items: nonNil(list)})
+	writeJSON(w, http.StatusOK, page[store.Named]{Items: snakeNamed(list)})
 }
 
 func (s *Server) apiTemplate(w http.ResponseWriter, r *http.Request) {
@@ -373,7 +449,7 @@ func (s *Server) apiTemplate(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	for _, t := range list {
+	for _, t := range snakeNamed(list) {
 		if t.Name == r.PathValue("name") {
 			writeJSON(w, http.StatusOK, t)
 			return
@@ -410,7 +486,7 @@ func (s *Server) apiSequences(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.Named]{Items: nonNil(list)})
+	writeJSON(w, http.StatusOK, page[store.Named]{Items: snakeNamed(list)})
 }
 
 func (s *Server) apiOffers(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +505,7 @@ func (s *Server) apiOffers(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": nonNil(list), "draws": offerRows(list, figs), "from": day(p.From), "to": day(p.To)})
+	writeJSON(w, http.StatusOK, map[string]any{"items": snakeNamed(list), "draws": offerRows(list, figs), "from": day(p.From), "to": day(p.To)})
 }
 
 func (s *Server) apiSuppressions(w http.ResponseWriter, r *http.Request) {

@@ -40,7 +40,7 @@ func TestAPI(t *testing.T) {
 			}
 			Flows []struct {
 				From, To string
-				N        int64
+				N        int64 `json:"moves"`
 			}
 			EmailTotal struct{ Sent, Opened, Clicked, Unsubscribed int64 } `json:"email_total"`
 		}

@@ -37,9 +37,15 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05")
 	},
 	"json": func(v any) string {
-		b, _ := json.Marshal(v)
-		return string(b)
+		// Escaped once, for HTML, by the template: not also by the
+		// encoder (Shipping & returns, not Shipping \u0026 returns).
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+		return strings.TrimSuffix(b.String(), "\n")
 	},
+	"add":   func(a, b int) int { return a + b },
 	"join":  strings.Join,
 	"delta": deltaText,
 }
@@ -450,9 +456,16 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
+	// Whether the rules move it back and forth on every pass.
+	flip := ""
+	if check, err := s.engine.Check(r.Context(), c.ID, s.now()); err != nil {
+		s.log.Warn("checking a contact's rules", "contact", c.ID, "err", err)
+	} else if rules, stages, ok := lifecycle.LoopOf(check); ok {
+		flip = lifecycle.Loop{Rules: rules, Stages: stages}.String()
+	}
 	traits, _ := json.MarshalIndent(c.Traits, "", "  ")
 	s.render(w, r, http.StatusOK, "contact", view{Title: "Contact " + strconv.FormatInt(c.ID, 10), Nav: "contacts", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{
-		"C": c, "T": t, "Parked": parked, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": lifecycle.Stages,
+		"C": c, "T": t, "Parked": parked, "Flip": flip, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": lifecycle.Stages,
 	}})
 }
 
@@ -578,20 +591,26 @@ func (s *Server) ruleAction(w http.ResponseWriter, r *http.Request) {
 	case ferr != nil && action != "check":
 		code = http.StatusUnprocessableEntity
 	case action == "dry-run":
-		res, err := s.dryRun(r.Context(), edit)
-		if errors.Is(err, errDryRunBusy) {
-			w.Header().Set("Retry-After", "5")
-			s.render(w, r, http.StatusTooManyRequests, "notfound", view{Title: "Busy", Error: err.Error()})
+		res, ok := s.editorDryRun(w, r, edit)
+		if !ok {
 			return
 		}
-		if err != nil {
-			s.failed(w, r, err)
-			return
-		}
-		d.DryRun = &res
+		d.DryRun = res
 	case action == "save":
 		if sessionOf(r).Key.ReadOnly {
 			http.Error(w, "this API key is read-only", http.StatusForbidden)
+			return
+		}
+		// Loops are refused before anything is saved; the dry run says
+		// which rules and how many contacts.
+		res, ok := s.editorDryRun(w, r, edit)
+		if !ok {
+			return
+		}
+		if msg := res.loopsError(); msg != "" {
+			d.DryRun = res
+			d.FieldErr = &apiError{Field: "when", Error: msg}
+			s.render(w, r, http.StatusConflict, "rule", view{Title: "Rule " + d.Rule.Name, Nav: "rules", Data: d})
 			return
 		}
 		changes, err := s.st.SaveRule(r.Context(), edit.rule)
@@ -609,6 +628,22 @@ func (s *Server) ruleAction(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, code, "rule", view{Title: "Rule " + d.Rule.Name, Nav: "rules", Data: d})
 }
 
+// editorDryRun runs the editor's dry run of edit; when it cannot (another
+// is running, or it failed) it answers and returns false.
+func (s *Server) editorDryRun(w http.ResponseWriter, r *http.Request, edit ruleEdit) (*dryRunResult, bool) {
+	res, err := s.dryRun(r.Context(), edit)
+	if errors.Is(err, errDryRunBusy) {
+		w.Header().Set("Retry-After", "5")
+		s.render(w, r, http.StatusTooManyRequests, "notfound", view{Title: "Busy", Error: err.Error()})
+		return nil, false
+	}
+	if err != nil {
+		s.failed(w, r, err)
+		return nil, false
+	}
+	return &res, true
+}
+
 // compileJSON is the editor script's as-you-type check.
 func (s *Server) compileJSON(w http.ResponseWriter, r *http.Request) {
 	var b struct {
@@ -619,6 +654,9 @@ func (s *Server) compileJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, compileCheck(b.When))
 }
+
+// mailPageSize is how many captured emails a page of the mail list shows.
+const mailPageSize = 100
 
 func (s *Server) mailPage(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.CapturedMail == nil {
@@ -637,13 +675,44 @@ func (s *Server) mailPage(w http.ResponseWriter, r *http.Request) {
 				sel = &mails[i]
 			}
 		}
-	} else if len(mails) > 0 {
+	}
+	// A search (recipient, sender or subject), then pages of mailPage.
+	all := len(mails)
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q != "" {
+		lq := strings.ToLower(q)
+		mails = slices.DeleteFunc(slices.Clone(mails), func(m Mail) bool {
+			return !strings.Contains(strings.ToLower(m.Subject+"\x00"+m.From+"\x00"+strings.Join(m.To, ",")), lq)
+		})
+	}
+	found := len(mails)
+	pg, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pages := max(1, (found+mailPageSize-1)/mailPageSize)
+	pg = min(max(pg, 1), pages)
+	mails = mails[min((pg-1)*mailPageSize, found):min(pg*mailPageSize, found)]
+	if sel == nil && r.URL.Query().Get("id") == "" && len(mails) > 0 {
 		sel = &mails[0]
 	}
-	if len(mails) > 200 {
-		mails = mails[:200]
+	link := func(page int) string {
+		v := url.Values{"page": {strconv.Itoa(page)}}
+		if q != "" {
+			v.Set("q", q)
+		}
+		return "?" + v.Encode()
 	}
-	data := map[string]any{"Mails": mails, "Sel": sel}
+	data := map[string]any{"Mails": mails, "Sel": sel, "Q": q, "All": all, "Found": found, "Page": pg, "Pages": pages,
+		"First": (pg-1)*mailPageSize + 1, "Last": (pg-1)*mailPageSize + len(mails)}
+	if pg > 1 {
+		data["Prev"] = link(pg - 1)
+	}
+	if pg < pages {
+		data["Next"] = link(pg + 1)
+	}
+	if q != "" {
+		data["Keep"] = "&q=" + url.QueryEscape(q) + "&page=" + strconv.Itoa(pg)
+	} else if pg > 1 {
+		data["Keep"] = "&page=" + strconv.Itoa(pg)
+	}
 	if sel != nil && sel.HTML != "" {
 		// Shown in a sandboxed frame: the email's HTML runs nothing and
 		// reaches nothing of the dashboard.

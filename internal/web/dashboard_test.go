@@ -45,7 +45,7 @@ func TestDashboardPages(t *testing.T) {
 	for _, p := range []struct{ path, want string }{
 		{"/dashboard/health", `<tr data-stage="awareness">`},
 		{"/dashboard/health?from=2026-01-01&to=2026-02-01&base_from=2025-12-01&base_to=2026-01-01", "2025-12-01"},
-		{"/dashboard/sequences", "<td>welcome</td><td class=\"num\">0</td><td>welcome</td><td>friendly</td><td class=\"num\">1</td>"},
+		{"/dashboard/sequences", "<td>welcome</td><td class=\"num\">1</td><td>welcome</td><td>friendly</td><td class=\"num\">1</td>"},
 		{"/dashboard/contacts", "ann@example.com"},
 		{"/dashboard/contacts?stage=decision", "ann@example.com"},
 		{"/dashboard/rules", `<a href="/dashboard/rules/shopper">shopper</a>`},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
@@ -104,6 +105,34 @@ type dryRunResult struct {
 	Took     string         `json:"took"`
 	Summary  string         `json:"summary"`
 	Others   []dryRunEffect `json:"other_rules,omitempty"`
+	// Loops are rules (the edit among them, or not) that would move
+	// contacts back and forth on every pass; saving is refused while
+	// the edit makes any.
+	Loops     []dryRunLoop     `json:"loops"`
+	Sequences []dryRunCampaign `json:"sequences"`
+	Offers    []dryRunCampaign `json:"offers"`
+}
+
+type dryRunLoop struct {
+	Rules    []string `json:"rules"`
+	Stages   []string `json:"stages"`
+	Contacts int      `json:"contacts"`
+	Examples []string `json:"examples,omitempty"`
+	Sentence string   `json:"sentence"`
+}
+
+// dryRunCampaign is what one pass would do for a sequence (enrol) or an
+// offer (reward), and for a sequence started by entering a stage the
+// contacts the pass takes through it before they are enrolled.
+type dryRunCampaign struct {
+	Name           string   `json:"name"`
+	Trigger        string   `json:"trigger,omitempty"`
+	OnEvents       bool     `json:"on_events,omitempty"` // enrols on events only, not in a dry run
+	Contacts       int      `json:"contacts"`
+	Examples       []string `json:"examples,omitempty"`
+	Eligible       int      `json:"eligible,omitempty"`
+	Missed         int      `json:"missed,omitempty"`
+	MissedExamples []string `json:"missed_examples,omitempty"`
 }
 
 type dryRunEffect struct {
@@ -144,13 +173,36 @@ func (s *Server) dryRun(ctx context.Context, e ruleEdit) (dryRunResult, error) {
 		rules = append(rules, edited)
 	}
 	start := time.Now()
-	effects, st, err := s.engine.DryRun(ctx, rules, s.now())
+	defs, err := s.st.Definitions(ctx)
 	if err != nil {
 		return dryRunResult{}, err
 	}
-	res := dryRunResult{Rule: e.rule.Name, Contacts: st.Contacts, Took: time.Since(start).Round(time.Millisecond).String(), Effects: []dryRunEffect{}}
+	preview, err := campaigns.NewPreview(s.st, defs)
+	if err != nil {
+		return dryRunResult{}, err
+	}
+	rep, err := s.engine.DryRunWith(ctx, rules, s.now(), preview)
+	if err != nil {
+		return dryRunResult{}, err
+	}
+	res := dryRunResult{Rule: e.rule.Name, Contacts: rep.Stats.Contacts, Took: time.Since(start).Round(time.Millisecond).String(), Effects: []dryRunEffect{},
+		Loops: []dryRunLoop{}, Sequences: []dryRunCampaign{}, Offers: []dryRunCampaign{}}
+	for _, l := range rep.Loops {
+		stages := make([]string, len(l.Stages))
+		for i, st := range l.Stages {
+			stages[i] = string(st)
+		}
+		res.Loops = append(res.Loops, dryRunLoop{Rules: l.Rules, Stages: stages, Contacts: l.Contacts, Examples: l.Examples, Sentence: l.Sentence()})
+	}
+	for _, sp := range preview.Sequences {
+		res.Sequences = append(res.Sequences, dryRunCampaign{Name: sp.Name, Trigger: sp.Trigger.String(), OnEvents: sp.Trigger.Kind == campaigns.OnEvent,
+			Contacts: sp.Enrol, Examples: sp.Examples, Missed: sp.Missed, MissedExamples: sp.MissedExamples})
+	}
+	for _, op := range preview.Offers {
+		res.Offers = append(res.Offers, dryRunCampaign{Name: op.Name, Contacts: op.Reward, Examples: op.Examples, Eligible: op.Eligible})
+	}
 	var parts []string
-	for _, ef := range effects {
+	for _, ef := range rep.Effects {
 		d := dryRunEffect{Rule: ef.Rule, From: string(ef.From), To: string(ef.To), Contacts: ef.Contacts, Examples: ef.Examples}
 		if ef.Rule == e.rule.Name {
 			res.Effects = append(res.Effects, d)
@@ -164,7 +216,25 @@ func (s *Server) dryRun(ctx context.Context, e ruleEdit) (dryRunResult, error) {
 	} else {
 		res.Summary = "would move " + strings.Join(parts, ", ")
 	}
+	if len(res.Loops) > 0 {
+		res.Summary += "; and rules would move contacts back and forth on every pass (see loops)"
+	}
 	return res, nil
+}
+
+// loopsError is why a rule edit is not saved: the loops it makes, or ""
+// (the loops it is not part of are not its to answer for).
+func (r dryRunResult) loopsError() string {
+	var out []string
+	for _, l := range r.Loops {
+		if slices.Contains(l.Rules, r.Rule) {
+			out = append(out, l.Sentence)
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "not saved: " + strings.Join(out, "; ") + ". Change a condition so that these rules cannot all hold at once."
 }
 
 // Template previews.
