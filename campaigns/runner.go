@@ -66,6 +66,8 @@ type Store interface {
 	ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]Enrolment, error)
 	// EnrolmentValues computes aggregates for each enrolment, the
 	// "enrolment" window counting from its start.
+	// EnrolmentValues computes needs for each enrolment (ID, ContactID and
+	// EnrolledAt set: the "enrolment" window starts at EnrolledAt), by ID.
 	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
 	EndEnrolments(ctx context.Context, endings []Ending) error
 	// DrawOffers records the draws of contacts not drawn for the offer

@@ -86,6 +86,8 @@ type SendStore interface {
 	// part.
 	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]Due, error)
 	LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error)
+	// EnrolmentValues computes needs for each enrolment (ID, ContactID and
+	// EnrolledAt set: the "enrolment" window starts at EnrolledAt), by ID.
 	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
 	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
 	ToneRules(ctx context.Context) ([]ToneRuleSource, error)

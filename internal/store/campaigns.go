@@ -231,14 +231,20 @@ func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, n
 	}
 	agg, names, kinds := aggregatesSQL(needs, param, "$1::timestamptz", "en.enrolled_at")
 	args[1] = names
-	ids := make([]int64, len(es))
+	// The enrolments as the caller has them (id, contact, start): looked
+	// up by id alone, they were found by a scan of the whole table, there
+	// being no index on the id without the contact (322 ms for a batch
+	// of 1,000 among 21,000 enrolments).
+	ids, contacts, starts := make([]int64, len(es)), make([]int64, len(es)), make([]time.Time, len(es))
 	for i, e := range es {
-		ids[i] = e.ID
+		ids[i], contacts[i], starts[i] = e.ID, e.ContactID, e.EnrolledAt
 	}
 	args[2] = ids
+	args = append(args, contacts, starts)
+	n := len(args)
 	rows, err := s.db.Query(ctx, `SELECT en.id, (SELECT `+agg+` FROM events e
 		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1)
-		FROM enrolments en WHERE en.id = ANY($3::bigint[])`, args...)
+		FROM unnest($3::bigint[], $`+strconv.Itoa(n-1)+`::bigint[], $`+strconv.Itoa(n)+`::timestamptz[]) AS en(id, contact_id, enrolled_at)`, args...)
 	if err != nil {
 		return nil, translate(err, "loading enrolment facts")
 	}
