@@ -204,7 +204,7 @@ func TestMarketingEmailCarriesUnsubscribeAndTracking(t *testing.T) {
 		}
 	}
 	click := regexp.MustCompile(`href="` + regexp.QuoteMeta(public) + `/c/([A-Za-z0-9_-]+)"`).FindStringSubmatch(html)
-	pixel := regexp.MustCompile(`<img src="` + regexp.QuoteMeta(public) + `/o/([A-Za-z0-9_-]+)"`).FindStringSubmatch(html)
+	pixel := regexp.MustCompile(`background="` + regexp.QuoteMeta(public) + `/o/([A-Za-z0-9_-]+)"`).FindStringSubmatch(html)
 	if click == nil || pixel == nil || strings.Contains(html, `href="https://shop.example/sale`) {
 		t.Fatalf("bo's HTML has no click redirect or no pixel, or an untracked link:\n%s", html)
 	}

@@ -42,7 +42,7 @@ var rates = map[Persona][3]float64{
 const browserUA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15"
 
 var (
-	pixelRE = regexp.MustCompile(`src="(https?://[^"]+/o/[^"]+)"`)
+	pixelRE = regexp.MustCompile(`(?:src|background)="(https?://[^"]+/o/[^"]+)"`)
 	clickRE = regexp.MustCompile(`href="(https?://[^"]+/c/[^"]+)"`)
 	unsubRE = regexp.MustCompile(`<(https?://[^>]+/u/[^>]+)>`)
 )

@@ -175,14 +175,14 @@ func TestDecorateTrackingRewritesLinksAndAddsPixel(t *testing.T) {
 	if strings.Contains(m.Text, "/c/") {
 		t.Errorf("the text part's links were rewritten:\n%s", m.Text)
 	}
-	px := regexp.MustCompile(`<img src="https://mail\.example\.com/o/([A-Za-z0-9_-]+)" width="1" height="1"`).FindAllStringSubmatch(m.HTML, -1)
+	px := regexp.MustCompile(`<td width="1" height="1" background="https://mail\.example\.com/o/([A-Za-z0-9_-]+)"`).FindAllStringSubmatch(m.HTML, -1)
 	if len(px) != 1 {
 		t.Fatalf("pixels: %q, want one:\n%s", px, m.HTML)
 	}
 	if ot, err := d.Signer.Verify(Open, px[0][1], t0); err != nil || ot.ContactID != 42 || ot.SendID != 7 {
 		t.Errorf("pixel token %+v, %v", ot, err)
 	}
-	if !strings.HasSuffix(m.HTML, `border:0"></BODY></html>`) {
+	if !strings.HasSuffix(m.HTML, `</td></tr></table></BODY></html>`) || strings.Contains(m.HTML, "<img") {
 		t.Errorf("the pixel is not right before </body>:\n%s", m.HTML)
 	}
 }
