@@ -481,7 +481,11 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	var facts []lifecycle.ContactFacts
 	err = lifecycle.Isolate(ctx, ids, func(part []int64) error {
 		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: lifecycle.Needs(progs...)})
-		facts = append(facts, fs...)
+		if facts == nil {
+			facts = fs // the usual case: the whole batch at once
+		} else {
+			facts = append(facts, fs...)
+		}
 		return err
 	}, func(id int64, err error) { parked[id] = "parked: its facts could not be loaded: " + err.Error() })
 	if err != nil {
