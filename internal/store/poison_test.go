@@ -133,3 +133,42 @@ CREATE TRIGGER refuse_move BEFORE INSERT ON transitions FOR EACH ROW WHEN (NEW.c
 		t.Fatalf("still parked after a clean sweep: %v", p)
 	}
 }
+
+// A rule that cannot be evaluated on one contact's traits stops that
+// contact's settling alone, and parks it with the reason until its data
+// fits again.
+func TestRuleErrorOnOneContactParksIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	applyJourney(t, s, `rules:
+  - {name: grown-up, from: [awareness], to: consideration, when: 'traits.age > 30'}
+`)
+	now := clock.Now().Truncate(time.Microsecond)
+	var msgs []ingest.Message
+	for i, age := range []string{`40`, `"old"`, `50`} {
+		m := identify(fmt.Sprint("r", i), "", fmt.Sprint("r", i), `{"age": `+age+`}`, "")
+		m.Timestamp = now.Add(-time.Hour)
+		msgs = append(msgs, m)
+	}
+	mustIngest(t, s, msgs...)
+	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := e.Sweep(ctx, now)
+	if err != nil || st.Moved != 2 || st.Errors != 1 {
+		t.Fatalf("sweep: %+v, %v; want 2 moved and 1 error", st, err)
+	}
+	bad := contactOf(t, pool, "u:r1").ID
+	if p, err := s.ContactParking(ctx, bad); err != nil || p == nil || !strings.Contains(p.Reason, "evaluating its rules") {
+		t.Fatalf("the contact whose age is text: parking %+v, %v", p, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE contacts SET traits = '{"age": 35}' WHERE id = $1`, bad); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.Sweep(ctx, now); err != nil || st.Moved != 1 || st.Errors != 0 {
+		t.Fatalf("sweep after its data was fixed: %+v, %v", st, err)
+	}
+	if p, err := s.ContactParking(ctx, bad); err != nil || p != nil {
+		t.Fatalf("still parked: %+v, %v", p, err)
+	}
+}
