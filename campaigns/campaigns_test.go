@@ -56,7 +56,7 @@ func TestQuietHours(t *testing.T) {
 		{"the contact's own zone wins", time.Date(2026, 6, 1, 22, 30, 0, 0, berlin), map[string]any{"timezone": "America/New_York"}, time.Time{}},
 	}
 	for _, tt := range tests {
-		until, q := quiet(set, tt.traits, tt.now)
+		until, q := quiet(set, tt.traits, tt.now, &zoneCache{})
 		if q != !tt.until.IsZero() || (q && !until.Equal(tt.until)) {
 			t.Errorf("%s: quiet=%v until %v, want until %v", tt.name, q, until, tt.until)
 		}
