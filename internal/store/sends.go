@@ -44,16 +44,35 @@ ORDER BY c.due_at, c.id`
 
 // ClaimDue implements campaigns.SendStore: due sends are claimed with FOR
 // UPDATE SKIP LOCKED, so each is claimed by one sender, with their context.
+//
+// The due sends are read in due order from the sends_due index, as many as
+// the batch needs: with the table's statistics behind a tick that queued
+// thousands (a first tick), the planner instead fetched every due send by
+// bitmap and sorted them all for each batch — O(queue) a claim, 52 of 73
+// ms for 1,000 of 95,000 due sends (3.8 ms read in order).
 func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]campaigns.Due, error) {
-	rows, err := s.db.Query(ctx, sqlClaimDue, holder, now, limit, capWindow, parts, part)
+	var out []campaigns.Due
+	err := s.withSettings(ctx, `SET LOCAL enable_bitmapscan = off`, func(db DB) error {
+		rows, err := db.Query(ctx, sqlClaimDue, holder, now, limit, capWindow, parts, part)
+		if err != nil {
+			return err
+		}
+		out, err = scanDue(rows)
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "claiming due sends")
 	}
+	return out, nil
+}
+
+// scanDue reads the claimed sends with their context.
+func scanDue(rows pgx.Rows) ([]campaigns.Due, error) {
 	var (
 		out []campaigns.Due
 		d   campaigns.Due
 	)
-	_, err = pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
+	_, err := pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
 		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts,
 		&d.Email, &d.Subscribed, &d.Suppressed,
 		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow}, func() error {
@@ -61,7 +80,7 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time
 		d.SentInWindow = nil
 		return nil
 	})
-	return out, translate(err, "claiming due sends")
+	return out, err
 }
 
 // Record implements campaigns.SendStore: the ends of messages (final
