@@ -47,6 +47,7 @@ type pathFlags struct {
 	keep     bool
 	verbose  bool
 	sendFrom string
+	explain  time.Duration
 }
 
 // step is one measured step of the path at one size.
@@ -86,6 +87,7 @@ func cmdPath(ctx context.Context, args []string, getenv func(string) string, std
 	formats := fs.String("formats", "jsonl,csv", "import formats to measure (the JSON lines import carries the rest of the path)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the largest size's database (waymark_bench_path)")
 	fs.BoolVar(&f.verbose, "v", false, "show waymark's own output")
+	fs.DurationVar(&f.explain, "explain", 0, "log the plan of every statement slower than this to PostgreSQL's log (auto_explain), to see where the time goes")
 	fs.StringVar(&f.sendFrom, "from", "Fernwood Supply <hello@fernwoodsupply.example>", "WAYMARK_FROM of the sending steps")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -190,6 +192,12 @@ func pathAt(ctx context.Context, f *pathFlags, w *waymark, j *journey.Journey, s
 		defer db.Drop(context.Background())
 	}
 	env := map[string]string{"DATABASE_URL": db.URL}
+	if f.explain > 0 {
+		if _, err := sql(ctx, db.URL, `ALTER DATABASE `+pgx.Identifier{db.Name}.Sanitize()+` SET session_preload_libraries = 'auto_explain'`,
+			`ALTER DATABASE `+pgx.Identifier{db.Name}.Sanitize()+` SET auto_explain.log_min_duration = '`+strconv.FormatInt(f.explain.Milliseconds(), 10)+`ms'`); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := w.run(ctx, env, "migrate"); err != nil {
 		return nil, err
 	}
