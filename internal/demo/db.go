@@ -34,6 +34,11 @@ type Claim struct {
 // Release lets another demo take the database.
 func (c *Claim) Release() {
 	if c != nil && c.conn != nil {
+		// Unlocked before closing: the server ends a closed session a
+		// moment later, and the next demo must not find it still held.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = c.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+		cancel()
 		_ = c.conn.Close(context.Background())
 		c.conn = nil
 	}
@@ -71,6 +76,8 @@ func FreshDatabase(ctx context.Context, connString, name string) (*Claim, error)
 		return nil, err
 	}
 	id := pgx.Identifier{name}.Sanitize()
+	// (PostgreSQL itself waits up to 5 s for the sessions of a demo that
+	// has just stopped to end before it says the database is in use.)
 	if _, err := conn.Exec(cctx, "DROP DATABASE IF EXISTS "+id); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55006" { // object_in_use
