@@ -103,9 +103,16 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	if cfg.PublicURL == "" {
 		log.Warn("no public URL configured (WAYMARK_PUBLIC_URL): unsubscribe and tracking links point at " + publicURL(cfg) + ", which recipients may not reach")
 	}
+	// 32 connections unless ?pool= says otherwise. Each connection waits
+	// for one durable commit per message (exactly once), so throughput
+	// grows with connections until the machine's CPU is the limit: a
+	// first tick's emails of examples/journey.yaml into smtp-sink, 2
+	// cores, went out at 1,600-3,000/s with 8, 3,800/s with 16, 5,600/s
+	// with 32 and 5,500/s with 64. A relay that limits concurrent
+	// connections needs its limit here.
 	conns := cfg.SMTP.PoolSize
 	if conns == 0 {
-		conns = 8
+		conns = 32
 	}
 	host, _ := os.Hostname()
 	var b [4]byte
