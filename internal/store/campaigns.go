@@ -106,6 +106,11 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 // (planned as ten rows each, a nested loop of the enrolments with their
 // candidates removed 99,990,000 rows for 10,000 of them). The first
 // step is looked up in the list of sequences, a handful of rows.
+//
+// Enrolments are inserted in (contact, sequence) order: two passes
+// enrolling the same contacts at once (the reactor and the sweep) then
+// wait for each other's enrolment of a contact instead of deadlocking
+// over two of them taken in opposite orders.
 const sqlEnrol = `
 WITH c AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::interval[], $7::text[])
@@ -122,7 +127,7 @@ WITH c AS (
                OR (c.kind = 'when' AND c.cooldown = interval '0'))))
 ), ins AS (
     INSERT INTO enrolments (contact_id, sequence, version, enrolled_at)
-    SELECT contact_id, sequence, version, at FROM ok
+    SELECT contact_id, sequence, version, at FROM ok ORDER BY contact_id, sequence
     ON CONFLICT DO NOTHING
     RETURNING contact_id, id, sequence, version, enrolled_at
 ), first AS (
@@ -184,7 +189,11 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 	var out []campaigns.Enrolment
 	// The candidates' rows are probed by key, never found by scanning
 	// whole tables (see sqlSeqScanOff).
-	err = s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
+	err = s.inTx(ctx, "enrolling contacts", func(db pgx.Tx) error {
+		out = out[:0]
+		if _, err := db.Exec(ctx, sqlSeqScanOff); err != nil {
+			return err
+		}
 		rows, err := db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, kinds, fSeqs, fTmpls, fAfter)
 		if err != nil {
 			return err
@@ -197,7 +206,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		})
 		return err
 	})
-	return out, translate(err, "enrolling contacts")
+	return out, err
 }
 
 // ActiveEnrolments implements campaigns.Store.

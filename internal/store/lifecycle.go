@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -492,6 +493,11 @@ func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) 
 		hFrom, hTo, hRule, hObs, hTrigger []string
 		hVer, hOrd                        []int32
 	)
+	// Contacts are locked in id order whoever moves them (the reactor,
+	// the sweep), so two passes over the same contacts wait for each
+	// other instead of deadlocking.
+	moves = slices.Clone(moves)
+	slices.SortFunc(moves, func(a, b lifecycle.ContactMoves) int { return cmp.Compare(a.ID, b.ID) })
 	for _, m := range moves {
 		if len(m.Moves) == 0 {
 			continue
