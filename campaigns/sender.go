@@ -40,6 +40,10 @@ type Due struct {
 	// SentInWindow are the times of the contact's marketing emails within
 	// the frequency cap's window, oldest first.
 	SentInWindow []time.Time
+	// DuplicateOf is another contact with the same address that gets
+	// this step's email — sent, on the wire, or queued and first by id
+	// — so this one is skipped: one address, one email (0: none).
+	DuplicateOf int64
 }
 
 // Final is a send that ends without (or after) SMTP.
@@ -573,6 +577,10 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 		case !d.Subscribed:
 			fin("suppressed", "suppressed: unsubscribed")
 			st.Suppressed++
+			continue
+		case d.DuplicateOf != 0:
+			fin("skipped", fmt.Sprintf("one address, one email: %s gets this email as contact %d", d.Email, d.DuplicateOf))
+			st.Skipped++
 			continue
 		}
 		// Holds: no marketing email while one holds. Held sends wait.

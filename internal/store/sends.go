@@ -33,7 +33,16 @@ SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, '')
        CASE WHEN $4::interval > interval '0' THEN
            coalesce((SELECT array_agg(x.sent_at ORDER BY x.sent_at) FROM sends x
                      WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
-       ELSE '{}' END
+       ELSE '{}' END,
+       -- One address, one email: another contact with this address whose
+       -- send of the same step is sent or on the wire, or still queued and
+       -- first by contact id (every sender picks the same one).
+       coalesce(CASE WHEN c.enrolment_id IS NOT NULL AND k.email IS NOT NULL THEN
+           (SELECT o.contact_id FROM contacts k2 JOIN sends o ON o.contact_id = k2.id
+            WHERE k2.email = k.email AND k2.id <> k.id AND k2.merged_into IS NULL
+              AND o.enrolment_id IS NOT NULL AND o.sequence = c.sequence AND o.step = c.step
+              AND (o.status IN ('sending', 'sent') OR (o.status = 'queued' AND k2.id < k.id))
+            ORDER BY k2.id LIMIT 1) END, 0)
 FROM claimed c
 JOIN contacts k ON k.id = c.contact_id
 LEFT JOIN LATERAL (SELECT reason FROM suppressions sp
@@ -75,7 +84,7 @@ func scanDue(rows pgx.Rows) ([]campaigns.Due, error) {
 	_, err := pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
 		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts,
 		&d.Email, &d.Subscribed, &d.Suppressed,
-		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow}, func() error {
+		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow, &d.DuplicateOf}, func() error {
 		out = append(out, d)
 		d.SentInWindow = nil
 		return nil
