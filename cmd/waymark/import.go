@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -21,11 +23,20 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	// larger the chunk, the more of them land next to each other in the
 	// events table's indexes (2M events: 20,000 a chunk 46 s, 100,000
 	// 31 s, 200,000 30 s).
-	chunk := fs.Int("chunk", 100000, "messages per transaction")
+	chunk := fs.Int("chunk", 100000, "messages per transaction (fewer if they hold more than the workers' share of 96 MB)")
 	workers := fs.Int("workers", 2, "concurrent transactions")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *chunk < 1 || *workers < 1 {
+		return errors.New("import: -chunk and -workers must be at least 1")
+	}
+	// The import's memory does not grow with the file: the chunks in
+	// memory are the workers' and the one the reader has ready, together
+	// at most importChunksMemory, and the soft limit makes the garbage
+	// collector work harder before the process goes over it.
+	chunkBytes := importChunksMemory / (*workers + 1)
+	defer softMemoryLimit(e.getenv, importMemoryLimit)()
 	if fs.NArg() != 1 {
 		return errors.New("import: name one FILE (JSON lines or CSV; - for standard input)")
 	}
@@ -64,7 +75,9 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		// the workers see them; badN is the reader's).
 		refusedN int
 	)
-	chunks := make(chan []ingest.Message, *workers)
+	// Unbuffered: the chunks in memory at once are the workers' and the
+	// one the reader has ready, whatever the file's size.
+	chunks := make(chan []ingest.Message)
 	var wg sync.WaitGroup
 	for i := 0; i < *workers; i++ {
 		wg.Add(1)
@@ -91,7 +104,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 			}
 		}()
 	}
-	readErr := ingest.ReadFile(in, clock.Now(), *chunk, func(ms []ingest.Message) error {
+	readErr := ingest.ReadFileBytes(in, clock.Now(), *chunk, chunkBytes, func(ms []ingest.Message) error {
 		mu.Lock()
 		err := firstEr
 		mu.Unlock()
@@ -131,6 +144,27 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("import: %s: %d %s rejected (listed above); the other lines were stored", name, badN, plural(badN, "line was", "lines were"))
 	}
 	return nil
+}
+
+// What an import holds in memory: its chunks at most importChunksMemory
+// (as Message.Size counts them), and a soft limit on all of the
+// process's memory. The chunks are the most of it; the rest is what the
+// workers build from their chunks (about as much again at worst, for
+// identify calls) and the garbage collector's headroom.
+const (
+	importChunksMemory = 96 << 20
+	importMemoryLimit  = 200 << 20
+)
+
+// softMemoryLimit sets the Go runtime's soft memory limit to limit, unless
+// GOMEMLIMIT sets one or one is set already, and returns what puts it
+// back.
+func softMemoryLimit(getenv func(string) string, limit int64) func() {
+	if getenv("GOMEMLIMIT") != "" || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		return func() {}
+	}
+	debug.SetMemoryLimit(limit)
+	return func() { debug.SetMemoryLimit(math.MaxInt64) }
 }
 
 func plural(n int, one, many string) string {

@@ -157,7 +157,20 @@ func parse(body []byte, r *raw, kind string, index int, received, sentAt time.Ti
 		kind = t
 	}
 	switch kind {
-	case KindTrack, KindPage, KindScreen, KindIdentify, KindGroup, KindAlias:
+	// The constants, not the entry's copies: a bulk file's messages then
+	// share them.
+	case KindTrack:
+		kind = KindTrack
+	case KindPage:
+		kind = KindPage
+	case KindScreen:
+		kind = KindScreen
+	case KindIdentify:
+		kind = KindIdentify
+	case KindGroup:
+		kind = KindGroup
+	case KindAlias:
+		kind = KindAlias
 	case "":
 		return fail("type", "missing: each batch entry needs a type (track, page, screen, identify, group or alias)")
 	default:

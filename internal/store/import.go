@@ -13,26 +13,44 @@ import (
 )
 
 // Import stores a large chunk of messages from a bulk file in one
-// transaction, with the same identity and de-duplication rules as Ingest.
+// transaction, with the same identity and de-duplication rules as Ingest;
+// the result has the counts and the refused messages (see
+// Importer.Import).
 func (s *Store) Import(ctx context.Context, msgs []ingest.Message) (ingest.Result, error) {
 	return s.NewImporter().Import(ctx, msgs)
 }
 
 // Importer stores the chunks of one bulk import. It loads events with COPY
-// and remembers the contacts of the user ids it has seen (a user id's
-// contact never changes once written), so a chunk of known users costs no
-// lookup. It is safe for concurrent use.
+// and remembers the contacts of the user ids it has seen lately (a user
+// id's contact never changes once written), so a chunk of known users
+// costs no lookup. Its memory does not grow with the file: it keeps the
+// user ids of the last chunks (see identityCache) and hands back counts
+// only (Stored, Duplicates, Refused). It is safe for concurrent use.
 type Importer struct {
 	s     *Store
 	cache *identityCache
 }
 
 // NewImporter starts an import.
-func (s *Store) NewImporter() *Importer {
-	return &Importer{s: s, cache: &identityCache{m: map[string]int64{}}}
+func (s *Store) NewImporter() *Importer { return s.newImporter(importCacheGeneration) }
+
+// newImporter starts an import whose cache holds generations of gen user
+// ids.
+func (s *Store) newImporter(gen int) *Importer {
+	return &Importer{s: s, cache: newIdentityCache(gen)}
 }
 
-// Import stores one chunk in one transaction.
+// importCacheGeneration is how many user ids a generation of an import's
+// cache holds: a chunk's users, in a file grouped by user, are the
+// previous chunk's last and new ones, so a few chunks' worth is all a
+// cache can use; in a file in time order, hardly any cache would do (at
+// 1,000,000 users, a chunk meets users from all over). A user id costs
+// about 70 bytes: 2 full generations, ~18 MB.
+const importCacheGeneration = 131072
+
+// Import stores one chunk in one transaction. The result has the counts
+// and the refused messages, not the contacts touched (Contacts, Latest and
+// Names are nil): an import fires no event triggers.
 //
 // A chunk naming user ids the import has not seen yet, or anonymous ids,
 // first gets its contacts and identities in a short transaction of their
@@ -48,7 +66,7 @@ func (im *Importer) Import(ctx context.Context, msgs []ingest.Message) (ingest.R
 		}
 	}
 	var res ingest.Result
-	err := im.s.ingestTx(ctx, "importing events", msgs, ingestOptions{copy: true, cache: im.cache}, func(r ingest.Result, _ map[int64]int64) { res = r })
+	err := im.s.ingestTx(ctx, "importing events", msgs, ingestOptions{copy: true, tally: true, cache: im.cache}, func(r ingest.Result, _ map[int64]int64) { res = r })
 	return res, err
 }
 
@@ -57,10 +75,28 @@ type cached struct {
 	contact  int64
 }
 
-// identityCache maps user identities ("u:…") to their contacts.
+// identityCache maps user identities ("u:…") to their contacts, for one
+// import. It holds two generations: when the current one is full it
+// becomes the old one and the one before is dropped, so it never holds
+// more than about twice its generation; an identity a chunk uses is added
+// again (into the current generation) once the chunk is stored.
 type identityCache struct {
-	mu sync.RWMutex
-	m  map[string]int64
+	mu       sync.RWMutex
+	cur, old map[string]int64
+	max      int // identities a generation
+}
+
+func newIdentityCache(max int) *identityCache {
+	return &identityCache{cur: map[string]int64{}, max: max}
+}
+
+// get looks k up (the caller holds mu).
+func (c *identityCache) get(k string) (int64, bool) {
+	if id, ok := c.cur[k]; ok {
+		return id, true
+	}
+	id, ok := c.old[k]
+	return id, ok
 }
 
 // fill puts the cached identities of idents into known and returns the
@@ -70,7 +106,7 @@ func (c *identityCache) fill(idents []string, known map[string]identityInfo) []s
 	defer c.mu.RUnlock()
 	rest := idents[:0]
 	for _, k := range idents {
-		if id, ok := c.m[k]; ok {
+		if id, ok := c.get(k); ok {
 			known[k] = identityInfo{id, true}
 		} else {
 			rest = append(rest, k)
@@ -84,12 +120,17 @@ func (c *identityCache) fill(idents []string, known map[string]identityInfo) []s
 func (c *identityCache) unknown(msgs []ingest.Message) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	last := ""
 	for i := range msgs {
-		k := identityKeys(&msgs[i])
-		if k[1] != "" {
+		m := &msgs[i]
+		if m.AnonymousID != "" {
 			return true
 		}
-		if _, ok := c.m[k[0]]; k[0] != "" && !ok {
+		if m.UserID == "" || m.UserID == last {
+			continue
+		}
+		last = m.UserID
+		if _, ok := c.get("u:" + m.UserID); !ok {
 			return true
 		}
 	}
@@ -100,18 +141,29 @@ func (c *identityCache) add(l []cached) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range l {
-		c.m[e.identity] = e.contact
+		if len(c.cur) >= c.max {
+			c.old, c.cur = c.cur, make(map[string]int64, c.max)
+		}
+		c.cur[e.identity] = e.contact
 	}
+}
+
+// len is the number of identities cached.
+func (c *identityCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.cur) + len(c.old)
 }
 
 var eventColumns = []string{"contact_id", "message_id", "kind", "name", "properties", "context", "occurred_at"}
 
 // copyEvents loads the events with COPY, in (contact, message) order, under
 // a savepoint the caller set; if one is already stored (a re-import), it
-// rolls back to the savepoint and inserts them once each with fallback
-// instead. It returns the events stored and the positions (1-based) of the
-// new ones.
-func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf []int64, fallback func(b *pgx.Batch)) (int64, []int64, error) {
+// rolls back to the savepoint and inserts them once each instead, in the
+// same order, fallbackRows at a time: fallback queues sqlInsertEvents for
+// the messages at the positions it is given. It returns the events stored
+// and the positions (1-based) of the new ones.
+func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf []int64, fallback func(b *pgx.Batch, at []int)) (int64, []int64, error) {
 	order := make([]int, len(msgs))
 	for i := range order {
 		order[i] = i
@@ -183,11 +235,33 @@ func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf [
 			return 0, nil, err
 		}
 	}
-	err := t.run(ctx, false, fallback, func(br pgx.BatchResults) error {
-		return br.QueryRow().Scan(&stored, &fresh)
-	})
-	return stored, fresh, err
+	for k := 0; k < len(order); k += fallbackRows {
+		at := order[k:min(k+fallbackRows, len(order))]
+		err := t.run(ctx, false, func(b *pgx.Batch) { fallback(b, at) }, func(br pgx.BatchResults) error {
+			var (
+				n int64
+				f []int64
+			)
+			if err := br.QueryRow().Scan(&n, &f); err != nil {
+				return err
+			}
+			stored += n
+			for _, o := range f {
+				fresh = append(fresh, int64(at[o-1]+1))
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	return stored, fresh, nil
 }
+
+// fallbackRows is how many events a statement of copyEvents' fallback
+// inserts: a chunk's events in one statement would take as much memory
+// again as the chunk (its arrays, and pgx's encoding of them).
+const fallbackRows = 10000
 
 // copyFrom COPYs src into events (after BEGIN, if not begun yet).
 func (t *txn) copyFrom(ctx context.Context, src pgx.CopyFromSource) error {

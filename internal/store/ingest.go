@@ -451,31 +451,19 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 // stored already.
 func (s *Store) insertKnown(ctx context.Context, msgs []ingest.Message, eligible []int) (ingest.Result, []int, error) {
 	n := len(eligible)
-	var (
-		uks   = make([]string, n)
-		aks   = make([]string, n)
-		mids  = make([]string, n)
-		kinds = make([]string, n)
-		names = make([]string, n)
-		props = make([]json.RawMessage, n)
-		ctxs  = make([]json.RawMessage, n)
-		times = make([]time.Time, n)
-	)
+	uks, aks := make([]string, n), make([]string, n)
 	for j, i := range eligible {
-		m := &msgs[i]
-		k := identityKeys(m)
-		uks[j], aks[j], mids[j], kinds[j], names[j], props[j], times[j] = k[0], k[1], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
-		if len(m.Context) > 0 {
-			ctxs[j] = m.Context
-		}
+		k := identityKeys(&msgs[i])
+		uks[j], aks[j] = k[0], k[1]
 	}
+	ev := newEventArrays(msgs, eligible)
 	var (
 		stored           int64
 		unplaced, freshs []int64
 		cids             []int64
 		rest             []int
 	)
-	err := s.db.QueryRow(ctx, sqlStoreKnown, uks, aks, mids, kinds, names, props, ctxs, times).Scan(&stored, &unplaced, &freshs, &cids)
+	err := s.db.QueryRow(ctx, sqlStoreKnown, uks, aks, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times).Scan(&stored, &unplaced, &freshs, &cids)
 	if err != nil {
 		return ingest.Result{}, nil, err
 	}
@@ -487,6 +475,39 @@ func (s *Store) insertKnown(ctx context.Context, msgs []ingest.Message, eligible
 		idx[j] = eligible[o-1]
 	}
 	return buildResult(msgs, idx, cids, int(stored), len(eligible)-len(unplaced)), rest, nil
+}
+
+// eventArrays are events as the arrays of the statements that insert
+// them (sqlStoreKnown, sqlInsertEvents).
+type eventArrays struct {
+	mids, kinds, names []string
+	props, ctxs        []json.RawMessage
+	times              []time.Time
+}
+
+// newEventArrays returns the arrays of msgs at positions at (all of them
+// if at is nil).
+func newEventArrays(msgs []ingest.Message, at []int) eventArrays {
+	n := len(msgs)
+	if at != nil {
+		n = len(at)
+	}
+	c := eventArrays{
+		mids: make([]string, n), kinds: make([]string, n), names: make([]string, n),
+		props: make([]json.RawMessage, n), ctxs: make([]json.RawMessage, n), times: make([]time.Time, n),
+	}
+	for j := 0; j < n; j++ {
+		i := j
+		if at != nil {
+			i = at[j]
+		}
+		m := &msgs[i]
+		c.mids[j], c.kinds[j], c.names[j], c.props[j], c.times[j] = m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
+		if len(m.Context) > 0 {
+			c.ctxs[j] = m.Context
+		}
+	}
+	return c
 }
 
 // buildResult reports the new events: fresh are their positions in msgs
@@ -907,8 +928,11 @@ type ingestOptions struct {
 	// join and merge as they say, and commit, storing no event.
 	contactsOnly bool
 	cache        *identityCache
-	learned      *[]cached  // user ids resolved, for the cache
-	users        *userCache // learns the user ids resolved (never read here)
+	// tally: the result has counts and refusals only (no contacts, names
+	// or latest events: an import's, which fires no triggers).
+	tally   bool
+	learned *[]cached  // user ids resolved, for the cache
+	users   *userCache // learns the user ids resolved (never read here)
 }
 
 func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOptions) (ingest.Result, map[int64]int64, error) {
@@ -1028,20 +1052,19 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		fresh  []int64
 	)
 	n := len(msgs)
-	var (
-		mids  = make([]string, n)
-		kinds = make([]string, n)
-		names = make([]string, n)
-		props = make([]json.RawMessage, n)
-		ctxs  = make([]json.RawMessage, n)
-		times = make([]time.Time, n)
-	)
-	for i := range msgs {
-		m := &msgs[i]
-		mids[i], kinds[i], names[i], props[i], times[i] = m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
-		if len(m.Context) > 0 {
-			ctxs[i] = m.Context
+	// sqlInsertEvents' statement for the messages at positions at (all
+	// if nil), with the events as its arrays: built only when queued (a
+	// COPY needs them only if it meets an event stored already).
+	insertEvents := func(b *pgx.Batch, at []int) {
+		cids := contactOf
+		if at != nil {
+			cids = make([]int64, len(at))
+			for j, i := range at {
+				cids[j] = contactOf[i]
+			}
 		}
+		ev := newEventArrays(msgs, at)
+		b.Queue(sqlInsertEvents, cids, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times)
 	}
 	err = t.run(ctx, !hasIdentify && !o.copy || o.contactsOnly, func(b *pgx.Batch) {
 		if len(p.created) > 0 {
@@ -1091,7 +1114,7 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		case o.copy:
 			b.Queue("savepoint copy_events")
 		default:
-			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
+			insertEvents(b, nil)
 		}
 	}, func(br pgx.BatchResults) error {
 		if len(p.created) > 0 {
@@ -1129,9 +1152,7 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		return br.QueryRow().Scan(&stored, &fresh)
 	})
 	if err == nil && o.copy && !o.contactsOnly {
-		stored, fresh, err = t.copyEvents(ctx, msgs, contactOf, func(b *pgx.Batch) {
-			b.Queue(sqlInsertEvents, contactOf, mids, kinds, names, props, ctxs, times)
-		})
+		stored, fresh, err = t.copyEvents(ctx, msgs, contactOf, insertEvents)
 		if err == nil && !hasIdentify {
 			err = t.run(ctx, true, func(*pgx.Batch) {}, func(pgx.BatchResults) error { return nil })
 		}
@@ -1157,6 +1178,9 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		cids[j] = contactOf[o-1]
 	}
 	result := func(idx []int, cids []int64, stored, placed int) ingest.Result {
+		if o.tally {
+			return ingest.Result{Stored: stored, Duplicates: placed - stored}
+		}
 		res := buildResult(msgs, idx, cids, stored, placed)
 		for _, mg := range p.merges {
 			if _, ok := res.Names[mg[1]]; !ok {
@@ -1178,9 +1202,15 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 	for _, i := range idx {
 		isFresh[i] = true
 	}
-	patches := map[int64]map[string]json.RawMessage{}
-	emails := map[int64]string{}
-	userIDs := map[int64]string{}
+	// A contact's patch is its one identify call's traits as sent (most
+	// contacts of a chunk, and all of a contacts file's), or several
+	// calls' merged.
+	type patch struct {
+		traits      json.RawMessage
+		merged      map[string]json.RawMessage // several calls: later wins
+		email, user string
+	}
+	patches := map[int64]*patch{}
 	var identifies []int // the fresh identify messages
 	for i := range msgs {
 		m := &msgs[i]
@@ -1189,23 +1219,38 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		}
 		identifies = append(identifies, i)
 		c := contactOf[i]
-		var tr map[string]json.RawMessage
-		if err := json.Unmarshal(m.Traits, &tr); err != nil {
-			continue
-		}
 		pt := patches[c]
-		if pt == nil {
-			pt = map[string]json.RawMessage{}
+		switch {
+		case pt == nil:
+			tr := m.Traits
+			if string(tr) == "null" {
+				tr = json.RawMessage("{}")
+			}
+			if len(tr) == 0 || tr[0] != '{' || !json.Valid(tr) {
+				continue
+			}
+			pt = &patch{traits: tr}
 			patches[c] = pt
-		}
-		for k, v := range tr {
-			pt[k] = v
+		default:
+			var tr map[string]json.RawMessage
+			if err := json.Unmarshal(m.Traits, &tr); err != nil {
+				continue
+			}
+			if pt.merged == nil {
+				pt.merged = map[string]json.RawMessage{}
+				if err := json.Unmarshal(pt.traits, &pt.merged); err != nil {
+					return res, nil, fmt.Errorf("merging traits: %w", err)
+				}
+			}
+			for k, v := range tr {
+				pt.merged[k] = v
+			}
 		}
 		if m.Email != "" {
-			emails[c] = m.Email
+			pt.email = m.Email
 		}
 		if m.UserID != "" {
-			userIDs[c] = m.UserID
+			pt.user = m.UserID
 		}
 	}
 	var refusedContacts []int64
@@ -1218,12 +1263,15 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 			ids = append(ids, id)
 		}
 		slices.Sort(ids)
-		traits := make([]string, len(ids))
+		traits := make([]json.RawMessage, len(ids))
 		ems := make([]string, len(ids))
 		uids := make([]string, len(ids))
 		for i, id := range ids {
-			bt, _ := json.Marshal(patches[id])
-			traits[i], ems[i], uids[i] = string(bt), emails[id], userIDs[id]
+			pt := patches[id]
+			traits[i], ems[i], uids[i] = pt.traits, pt.email, pt.user
+			if pt.merged != nil {
+				traits[i], _ = json.Marshal(pt.merged)
+			}
 		}
 		icids := make([]int64, len(identifies))
 		imids := make([]string, len(identifies))
