@@ -86,6 +86,37 @@ func TestReadFileChunksAreBounded(t *testing.T) {
 	}
 }
 
+// An identify call counts identifyCost more in a chunk's bytes, for the
+// contact storing it creates: a contacts file is read in chunks of fewer
+// lines than an events file of the same bytes.
+func TestReadFileChunksOfContactsAreSmaller(t *testing.T) {
+	t.Parallel()
+	var file strings.Builder
+	file.WriteString("userId,email,first_name\n")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&file, "u%d,u%d@example.com,Ann\n", i, i)
+	}
+	const maxBytes = 64 << 10
+	var lengths []int
+	err := ReadFileBytes(strings.NewReader(file.String()), time.Unix(0, 0), 1000, maxBytes, func(ms []Message) error {
+		size := 0
+		for i := range ms {
+			size += ms[i].Size() + identifyCost
+		}
+		if last := ms[len(ms)-1].Size() + identifyCost; size-last >= maxBytes {
+			t.Errorf("chunk %d: %d identify calls of %d bytes with their contacts, over %d before the last", len(lengths), len(ms), size, maxBytes)
+		}
+		lengths = append(lengths, len(ms))
+		return nil
+	}, func(fe *FieldError) { t.Errorf("line %d rejected: %s: %s", fe.Index, fe.Field, fe.Msg) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := maxBytes / identifyCost; lengths[0] > want {
+		t.Fatalf("chunks of %v identify calls, want at most %d", lengths, want)
+	}
+}
+
 // A CSV row's messageId is the hash of the entry built from it, so that
 // importing the same file twice adds nothing: the entry's bytes must not
 // change from one version to the next. These are the ids the rows got
