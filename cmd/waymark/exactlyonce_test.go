@@ -512,9 +512,17 @@ func TestStoppedSenderIsWaitedForAndSaid(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // what A's connections had in flight lands
-	claimed := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, a.holderPattern())
-	onWire := queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, a.holderPattern())
+	// What A had in flight lands: a claim or a commit A sent before it
+	// stopped still runs in its PostgreSQL session. Counted once steady.
+	var claimed, onWire int
+	for prev := -1; ; prev = claimed + onWire {
+		time.Sleep(300 * time.Millisecond)
+		claimed = queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, a.holderPattern())
+		onWire = queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, a.holderPattern())
+		if claimed+onWire == prev {
+			break
+		}
+	}
 	if claimed == 0 {
 		t.Fatalf("sender A, stopped, holds no claims (%v): nothing to test", statusCounts(t, pool))
 	}
