@@ -37,6 +37,9 @@ sequences:
     trigger: {enter_stage: awareness}
     steps:
       - {after: 0h, template: welcome}
+# Everyone now, as a campaign to a list goes: no quiet hours, no cap.
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
 `
 
 func cmdQuickstart(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
