@@ -94,6 +94,21 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 	return seq, nil
 }
 
+// sqlEligible is whether candidate c (contact_id, sequence, at, since,
+// cooldown, kind) may be enrolled now: the contact is subscribed and not
+// merged away, and it is not in the sequence, nor within its cooldown, nor
+// enrolled already during this stay in the stage (an enter_stage
+// trigger), nor ever (a 'when' trigger without a cooldown). Each probed by
+// key. sqlEnrol enrols by it; the dry run (sqlEnrollable) counts by it.
+const sqlEligible = `(SELECT k.merged_into IS NULL AND k.status = 'subscribed' FROM contacts k WHERE k.id = c.contact_id)
+      AND NOT (SELECT EXISTS (
+        SELECT 1 FROM enrolments e
+        WHERE e.contact_id = c.contact_id AND e.sequence = c.sequence
+          AND (e.status = 'active'
+               OR e.enrolled_at > c.at - c.cooldown
+               OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
+               OR (c.kind = 'when' AND c.cooldown = interval '0'))))`
+
 // sqlEnrol enrols the allowed candidates ($1-$7, one row each) and queues
 // their first step ($8-$10, one row a sequence), in one statement.
 //
@@ -116,15 +131,7 @@ WITH c AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::interval[], $7::text[])
         AS c(contact_id, sequence, version, at, since, cooldown, kind)
 ), ok AS (
-    SELECT c.* FROM c
-    WHERE (SELECT k.merged_into IS NULL AND k.status = 'subscribed' FROM contacts k WHERE k.id = c.contact_id)
-      AND NOT (SELECT EXISTS (
-        SELECT 1 FROM enrolments e
-        WHERE e.contact_id = c.contact_id AND e.sequence = c.sequence
-          AND (e.status = 'active'
-               OR e.enrolled_at > c.at - c.cooldown
-               OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
-               OR (c.kind = 'when' AND c.cooldown = interval '0'))))
+    SELECT c.* FROM c WHERE ` + sqlEligible + `
 ), ins AS (
     INSERT INTO enrolments (contact_id, sequence, version, enrolled_at)
     SELECT contact_id, sequence, version, at FROM ok ORDER BY contact_id, sequence

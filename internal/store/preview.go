@@ -9,24 +9,15 @@ import (
 	"github.com/waymark/waymark/campaigns"
 )
 
-// sqlEnrollable is the test sqlEnrol applies before enrolling (its ok
-// step, the same conditions written again, as probes by key: keep the two
-// in step), read only: which candidates it would enrol now, as positions
-// in the arrays.
+// sqlEnrollable is the test sqlEnrol applies before enrolling
+// (sqlEligible), read only: which candidates it would enrol now, as
+// positions in the arrays.
 const sqlEnrollable = `
 WITH c AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::interval[], $6::text[])
         WITH ORDINALITY AS c(contact_id, sequence, at, since, cooldown, kind, n)
 )
-SELECT c.n FROM c
-WHERE (SELECT k.merged_into IS NULL AND k.status = 'subscribed' FROM contacts k WHERE k.id = c.contact_id)
-  AND NOT (SELECT EXISTS (
-    SELECT 1 FROM enrolments e
-    WHERE e.contact_id = c.contact_id AND e.sequence = c.sequence
-      AND (e.status = 'active'
-           OR e.enrolled_at > c.at - c.cooldown
-           OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
-           OR (c.kind = 'when' AND c.cooldown = interval '0'))))`
+SELECT c.n FROM c WHERE ` + sqlEligible
 
 // Enrollable implements campaigns.PreviewStore.
 func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment, kinds map[string]campaigns.TriggerKind) ([]campaigns.Enrolment, error) {
