@@ -36,6 +36,7 @@ type Enrolment struct {
 	FirstAfter time.Duration
 	FirstTmpl  string
 	Cooldown   time.Duration
+	Trigger    TriggerKind
 }
 
 // Ending ends an enrolment and cancels its queued sends.
@@ -302,7 +303,7 @@ func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.
 				hit = ok
 			}
 			if hit {
-				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: at,
+				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: at, Trigger: s.Trigger.Kind,
 					StageSince: f.StageEnteredAt, FirstAfter: s.Steps[0].After, FirstTmpl: s.Steps[0].Template, Cooldown: s.Cooldown})
 			}
 		}

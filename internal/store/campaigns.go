@@ -162,14 +162,6 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		cooldowns = make([]time.Duration, n)
 		kinds     = make([]string, n)
 	)
-	defs, err := s.Definitions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	kindOf := map[string]string{}
-	for _, d := range defs.Sequences {
-		kindOf[d.Name] = string(d.Trigger.Kind)
-	}
 	// The first step of each sequence: the same for all its candidates.
 	type firstStep struct {
 		template string
@@ -183,7 +175,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 	)
 	for i, c := range cands {
 		ids[i], seqs[i], vers[i], ats[i], since[i], cooldowns[i], kinds[i] =
-			c.ContactID, c.Sequence, int32(c.Version), c.EnrolledAt, c.StageSince, c.Cooldown, kindOf[c.Sequence]
+			c.ContactID, c.Sequence, int32(c.Version), c.EnrolledAt, c.StageSince, c.Cooldown, string(c.Trigger)
 		if f, ok := first[c.Sequence]; ok {
 			if f != (firstStep{c.FirstTmpl, c.FirstAfter}) {
 				return nil, fmt.Errorf("enrolling contacts: candidates of sequence %s disagree on its first step", c.Sequence)
@@ -196,7 +188,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 	var out []campaigns.Enrolment
 	// The candidates' rows are probed by key, never found by scanning
 	// whole tables (see sqlSeqScanOff).
-	err = s.inTx(ctx, "enrolling contacts", func(db pgx.Tx) error {
+	err := s.inTx(ctx, "enrolling contacts", func(db pgx.Tx) error {
 		out = out[:0]
 		if _, err := db.Exec(ctx, sqlSeqScanOff); err != nil {
 			return err
@@ -256,11 +248,9 @@ func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, n
 		ids[i], contacts[i], starts[i] = e.ID, e.ContactID, e.EnrolledAt
 	}
 	args[2] = ids
-	args = append(args, contacts, starts)
-	n := len(args)
 	rows, err := s.db.Query(ctx, `SELECT en.id, (SELECT `+agg+` FROM events e
 		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1)
-		FROM unnest($3::bigint[], $`+strconv.Itoa(n-1)+`::bigint[], $`+strconv.Itoa(n)+`::timestamptz[]) AS en(id, contact_id, enrolled_at)`, args...)
+		FROM unnest($3::bigint[], `+param(contacts)+`::bigint[], `+param(starts)+`::timestamptz[]) AS en(id, contact_id, enrolled_at)`, args...)
 	if err != nil {
 		return nil, translate(err, "loading enrolment facts")
 	}

@@ -66,25 +66,20 @@ ORDER BY c.due_at, c.id`
 // the COMMIT (a sender stopped there held 1,000 sends that no other could
 // take or count).
 func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]campaigns.Due, error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true)`)
-	b.Queue(sqlClaimDue, holder, now, limit, capWindow, parts, part)
-	br := s.db.SendBatch(ctx, b)
-	out, err := func() ([]campaigns.Due, error) {
-		if _, err := br.Exec(); err != nil {
-			return nil, err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return nil, err
-		}
-		return scanDue(rows)
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	var out []campaigns.Due
+	err := s.batch(ctx, "claiming due sends", func(b *pgx.Batch) []func(pgx.BatchResults) error {
+		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true)`)
+		b.Queue(sqlClaimDue, holder, now, limit, capWindow, parts, part)
+		return []func(pgx.BatchResults) error{execRead, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err == nil {
+				out, err = scanDue(rows)
+			}
+			return err
+		}}
+	})
 	if err != nil {
-		return nil, translate(err, "claiming due sends")
+		return nil, err
 	}
 	return out, nil
 }
@@ -315,8 +310,8 @@ func (s *Store) Heartbeat(ctx context.Context, holder string, ttl time.Duration)
 	return translate(err, "sender heartbeat")
 }
 
-// presenceClass is the first key of every sender's presence lock ("WYMK";
-// sqlSendersAlive spells it out); the second is hashtext(holder).
+// presenceClass is the first key of every sender's presence lock ("WYMK");
+// the second is hashtext(holder).
 const presenceClass = 1465470283
 
 // sqlSendersAlive lists the senders that may still be working: their
@@ -324,7 +319,7 @@ const presenceClass = 1465470283
 // still holds its lock (a lock this transaction can take is held by no
 // one: the sender's process is gone, its connections with it).
 const sqlSendersAlive = `SELECT holder FROM leases WHERE name LIKE 'sender:%' AND expires_at > now()
-    AND NOT (presence AND pg_try_advisory_xact_lock(1465470283, hashtext(holder)))`
+    AND NOT (presence AND pg_try_advisory_xact_lock($1, hashtext(holder)))`
 
 // HoldPresence implements campaigns.SendStore: a connection of holder's own
 // (not from the pool, so closing the pool never waits for it) holds a
@@ -404,12 +399,12 @@ func (s *Store) RecoverInDoubt(ctx context.Context) (int, error) {
 	err := s.inTx(ctx, "recovering sends in doubt", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE sends SET status = 'unknown', claimed_by = NULL, updated_at = now(),
 		smtp_response = 'in doubt: the sender stopped while this message was on the wire; not resent'
-		WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN (`+sqlSendersAlive+`))`)
+		WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN (`+sqlSendersAlive+`))`, presenceClass)
 		if err != nil {
 			return err
 		}
 		n = int(tag.RowsAffected())
-		_, err = tx.Exec(ctx, `UPDATE sends SET claimed_by = NULL WHERE status = 'queued' AND claimed_by IS NOT NULL AND claimed_by NOT IN (`+sqlSendersAlive+`)`)
+		_, err = tx.Exec(ctx, `UPDATE sends SET claimed_by = NULL WHERE status = 'queued' AND claimed_by IS NOT NULL AND claimed_by NOT IN (`+sqlSendersAlive+`)`, presenceClass)
 		return err
 	})
 	return n, err
