@@ -13,8 +13,8 @@ import (
 type PreviewStore interface {
 	// Enrollable returns the candidates Enrol would enrol now (not in the
 	// sequence, its cooldown passed, for stage triggers not enrolled
-	// since entering the stage; kinds gives each sequence's trigger).
-	Enrollable(ctx context.Context, cands []Enrolment, kinds map[string]TriggerKind) ([]Enrolment, error)
+	// since entering the stage: each candidate says its trigger).
+	Enrollable(ctx context.Context, cands []Enrolment) ([]Enrolment, error)
 	// Drawable returns the draws DrawOffers would record now: those of
 	// contacts not drawn for the offer within its cooldown.
 	Drawable(ctx context.Context, draws []Draw) ([]Draw, error)
@@ -29,7 +29,6 @@ type Preview struct {
 	store PreviewStore
 	defs  Definitions
 	seqs  []*Compiled
-	kinds map[string]TriggerKind
 	index map[string]int // of Sequences, by name
 	// offers are the offers' compiled conditions, parallel to defs.Offers.
 	offers []*lifecycle.Program
@@ -64,14 +63,13 @@ type OfferPreview struct {
 
 // NewPreview returns a preview of defs' sequences and offers.
 func NewPreview(store PreviewStore, defs Definitions) (*Preview, error) {
-	p := &Preview{store: store, defs: defs, kinds: map[string]TriggerKind{}, index: map[string]int{}}
+	p := &Preview{store: store, defs: defs, index: map[string]int{}}
 	for _, s := range defs.Sequences {
 		c, err := Compile(s)
 		if err != nil {
 			return nil, err
 		}
 		p.seqs = append(p.seqs, c)
-		p.kinds[s.Name] = s.Trigger.Kind
 		p.index[s.Name] = len(p.Sequences)
 		p.Sequences = append(p.Sequences, SequencePreview{Name: s.Name, Trigger: s.Trigger})
 	}
@@ -144,7 +142,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 			case OnEnterStage:
 				hit = f.Stage == s.Trigger.Stage
 				if since, ok := missed(p.moves[f.ID], s.Trigger.Stage); ok {
-					misses = append(misses, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: since, Cooldown: s.Cooldown})
+					misses = append(misses, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: since, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 				}
 			case OnEvent:
 				hit = trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event)
@@ -152,7 +150,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 				hit, _ = c.Trigger.Eval(&f.Facts)
 			}
 			if hit {
-				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown})
+				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 			}
 		}
 	}
@@ -166,7 +164,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 		if len(list.cands) == 0 {
 			continue
 		}
-		ok, err := p.store.Enrollable(ctx, list.cands, p.kinds)
+		ok, err := p.store.Enrollable(ctx, list.cands)
 		if err != nil {
 			return fmt.Errorf("previewing enrolments: %w", err)
 		}

@@ -1293,24 +1293,33 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 	}
 	// The refused contacts' identify calls stored nothing: report them
 	// refused, and the rest as stored.
+	refusedContact := make(map[int64]bool, len(refusedContacts))
+	for _, c := range refusedContacts {
+		refusedContact[c] = true
+	}
 	refused := map[int]bool{}
 	for _, i := range identifies {
-		if slices.Contains(refusedContacts, contactOf[i]) {
+		if refusedContact[contactOf[i]] {
 			refused[i] = true
 			res.Refused = append(res.Refused, ingest.FieldError{Index: i, Field: "traits",
 				Msg: fmt.Sprintf("the contact's traits would be over %d KB or %d keys: refused, the stored traits stay as they were", ingest.MaxTraitBytes>>10, ingest.MaxTraitKeys)})
 		}
 	}
+	// A stored event is one (contact, messageId).
+	type eventKey struct {
+		contact int64
+		message string
+	}
 	var (
 		idx2  []int
 		cids2 []int64
-		taken = map[string]bool{}
+		taken = map[eventKey]bool{}
 	)
 	for j, i := range idx {
 		if !refused[i] {
 			idx2, cids2 = append(idx2, i), append(cids2, cids[j])
-		} else if k := fmt.Sprint(cids[j], "\x00", msgs[i].MessageID); !taken[k] {
-			taken[k] = true
+		} else {
+			taken[eventKey{cids[j], msgs[i].MessageID}] = true
 		}
 	}
 	refusals := res.Refused

@@ -20,7 +20,7 @@ WITH c AS (
 SELECT c.n FROM c WHERE ` + sqlEligible
 
 // Enrollable implements campaigns.PreviewStore.
-func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment, kinds map[string]campaigns.TriggerKind) ([]campaigns.Enrolment, error) {
+func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
 	n := len(cands)
 	var (
 		ids       = make([]int64, n)
@@ -31,7 +31,7 @@ func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment, kin
 		kind      = make([]string, n)
 	)
 	for i, c := range cands {
-		ids[i], seqs[i], ats[i], since[i], cooldowns[i], kind[i] = c.ContactID, c.Sequence, c.EnrolledAt, c.StageSince, c.Cooldown, string(kinds[c.Sequence])
+		ids[i], seqs[i], ats[i], since[i], cooldowns[i], kind[i] = c.ContactID, c.Sequence, c.EnrolledAt, c.StageSince, c.Cooldown, string(c.Trigger)
 	}
 	return pick(ctx, s.db, "previewing enrolments", cands, sqlEnrollable, ids, seqs, ats, since, cooldowns, kind)
 }
