@@ -137,19 +137,12 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 		}
 		for i := range batch {
 			f := &batch[i]
-			hit := false
-			switch s.Trigger.Kind {
-			case OnEnterStage:
-				hit = f.Stage == s.Trigger.Stage
+			if s.Trigger.Kind == OnEnterStage {
 				if since, ok := missed(p.moves[f.ID], s.Trigger.Stage); ok {
 					misses = append(misses, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: since, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 				}
-			case OnEvent:
-				hit = trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event)
-			case OnRule:
-				hit, _ = c.Trigger.Eval(&f.Facts)
 			}
-			if hit {
+			if hit, _ := triggered(s, c, f, trigger); hit {
 				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 			}
 		}
@@ -175,14 +168,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 	if trigger != "sweep" {
 		return nil
 	}
-	var draws []Draw
-	for oi, o := range p.defs.Offers {
-		for i := range batch {
-			if ok, err := p.offers[oi].Eval(&batch[i].Facts); err == nil && ok {
-				draws = append(draws, Draw{ContactID: batch[i].ID, Offer: o, Drawn: Drawn(o.Name, batch[i].ID, o.Share), At: at})
-			}
-		}
-	}
+	draws := offerDraws(p.defs.Offers, p.offers, batch, at)
 	if len(draws) == 0 {
 		return nil
 	}

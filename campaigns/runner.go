@@ -289,18 +289,9 @@ func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.
 		}
 		for i := range batch {
 			f := &batch[i]
-			var hit bool
-			switch s.Trigger.Kind {
-			case OnEnterStage:
-				hit = f.Stage == s.Trigger.Stage
-			case OnEvent:
-				hit = trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event)
-			case OnRule:
-				ok, err := c.Trigger.Eval(&f.Facts)
-				if err != nil {
-					r.log.Warn("evaluating a sequence trigger", "sequence", s.Name, "contact", f.ID, "err", err)
-				}
-				hit = ok
+			hit, err := triggered(s, c, f, trigger)
+			if err != nil {
+				r.log.Warn("evaluating a sequence trigger", "sequence", s.Name, "contact", f.ID, "err", err)
 			}
 			if hit {
 				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: at, Trigger: s.Trigger.Kind,
@@ -427,17 +418,7 @@ func (r *Runner) Version(ctx context.Context, name string, version int) (*Compil
 }
 
 func (r *Runner) draw(ctx context.Context, defs Definitions, progs []*lifecycle.Program, batch []lifecycle.ContactFacts, at time.Time) error {
-	var draws []Draw
-	for i, o := range defs.Offers {
-		for j := range batch {
-			f := &batch[j]
-			ok, err := progs[i].Eval(&f.Facts)
-			if err != nil || !ok {
-				continue
-			}
-			draws = append(draws, Draw{ContactID: f.ID, Offer: o, Drawn: Drawn(o.Name, f.ID, o.Share), At: at})
-		}
-	}
+	draws := offerDraws(defs.Offers, progs, batch, at)
 	if len(draws) == 0 {
 		return nil
 	}
@@ -460,4 +441,34 @@ func observed(obs []lifecycle.Observation) string {
 		s += fmt.Sprintf("%s = %v", o.Expr, o.Value)
 	}
 	return s
+}
+
+// triggered reports whether a contact's facts start sequence s (compiled
+// as c) in a pass of kind trigger ("event" or "sweep"). The runner enrols
+// by it; the dry run counts by it.
+func triggered(s Sequence, c *Compiled, f *lifecycle.ContactFacts, trigger string) (bool, error) {
+	switch s.Trigger.Kind {
+	case OnEnterStage:
+		return f.Stage == s.Trigger.Stage, nil
+	case OnEvent:
+		return trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event), nil
+	case OnRule:
+		return c.Trigger.Eval(&f.Facts)
+	}
+	return false, nil
+}
+
+// offerDraws are the draws of the batch's contacts whose facts satisfy an
+// offer's condition (progs[i] is offers[i]'s), each drawn or not by the
+// offer's share.
+func offerDraws(offers []Offer, progs []*lifecycle.Program, batch []lifecycle.ContactFacts, at time.Time) []Draw {
+	var draws []Draw
+	for i, o := range offers {
+		for j := range batch {
+			if ok, err := progs[i].Eval(&batch[j].Facts); err == nil && ok {
+				draws = append(draws, Draw{ContactID: batch[j].ID, Offer: o, Drawn: Drawn(o.Name, batch[j].ID, o.Share), At: at})
+			}
+		}
+	}
+	return draws
 }
