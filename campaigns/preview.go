@@ -151,8 +151,11 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 		cands []Enrolment
 		count func(sp *SequencePreview, ex string)
 	}{
-		{cands, func(sp *SequencePreview, ex string) { sp.Enrol++; sp.Examples = example(sp.Examples, ex) }},
-		{misses, func(sp *SequencePreview, ex string) { sp.Missed++; sp.MissedExamples = example(sp.MissedExamples, ex) }},
+		{cands, func(sp *SequencePreview, ex string) { sp.Enrol++; sp.Examples = lifecycle.AddExample(sp.Examples, ex) }},
+		{misses, func(sp *SequencePreview, ex string) {
+			sp.Missed++
+			sp.MissedExamples = lifecycle.AddExample(sp.MissedExamples, ex)
+		}},
 	} {
 		if len(list.cands) == 0 {
 			continue
@@ -162,7 +165,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 			return fmt.Errorf("previewing enrolments: %w", err)
 		}
 		for _, e := range ok {
-			list.count(&p.Sequences[p.index[e.Sequence]], exampleOf(e.ContactID, email[e.ContactID]))
+			list.count(&p.Sequences[p.index[e.Sequence]], lifecycle.Who(e.ContactID, email[e.ContactID]))
 		}
 	}
 	if trigger != "sweep" {
@@ -182,22 +185,8 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 		op.Eligible++
 		if d.Drawn {
 			op.Reward++
-			op.Examples = example(op.Examples, exampleOf(d.ContactID, email[d.ContactID]))
+			op.Examples = lifecycle.AddExample(op.Examples, lifecycle.Who(d.ContactID, email[d.ContactID]))
 		}
 	}
 	return nil
-}
-
-func exampleOf(id int64, email string) string {
-	if email == "" {
-		return fmt.Sprintf("#%d", id)
-	}
-	return email
-}
-
-func example(list []string, ex string) []string {
-	if len(list) >= 3 {
-		return list
-	}
-	return append(list, ex)
 }

@@ -94,15 +94,6 @@ func (e *Engine) DryRunWith(ctx context.Context, rules []Rule, asOf time.Time, h
 	for i, r := range rules {
 		pos[r.Name] = i
 	}
-	example := func(list []string, id int64, email string) []string {
-		if len(list) >= 3 {
-			return list
-		}
-		if email == "" {
-			email = fmt.Sprintf("#%d", id)
-		}
-		return append(list, email)
-	}
 	observer, _ := hook.(MoveObserver)
 	collect := func(ctx context.Context, moves []ContactMoves, emails map[int64]string) (int, error) {
 		for _, m := range moves {
@@ -115,7 +106,7 @@ func (e *Engine) DryRunWith(ctx context.Context, rules []Rule, asOf time.Time, h
 					order = append(order, k)
 				}
 				ef.Contacts++
-				ef.Examples = example(ef.Examples, m.ID, emails[m.ID])
+				ef.Examples = AddExample(ef.Examples, Who(m.ID, emails[m.ID]))
 			}
 			rs, ss, ok := LoopOf(m)
 			if !ok {
@@ -139,7 +130,7 @@ func (e *Engine) DryRunWith(ctx context.Context, rules []Rule, asOf time.Time, h
 				loopOrder = append(loopOrder, k)
 			}
 			l.Contacts++
-			l.Examples = example(l.Examples, m.ID, emails[m.ID])
+			l.Examples = AddExample(l.Examples, Who(m.ID, emails[m.ID]))
 		}
 		if observer != nil {
 			observer.ObserveMoves(moves)
@@ -197,4 +188,20 @@ func (e *Engine) Check(ctx context.Context, id int64, asOf time.Time) (ContactMo
 	m := ContactMoves{ID: id, ExpectStage: f.Stage, ExpectEnteredAt: f.StageEnteredAt, At: asOf}
 	m.Moves, m.Back, err = settle(rules, &f.Facts)
 	return m, err
+}
+
+// Who names a contact to a person: its email, or #id without one.
+func Who(id int64, email string) string {
+	if email == "" {
+		return fmt.Sprintf("#%d", id)
+	}
+	return email
+}
+
+// AddExample adds who to a dry run's examples, which keep the first three.
+func AddExample(list []string, who string) []string {
+	if len(list) >= 3 {
+		return list
+	}
+	return append(list, who)
 }

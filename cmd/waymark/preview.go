@@ -147,11 +147,7 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 	if err != nil {
 		return nil, err
 	}
-	who := f.Email
-	if who == "" {
-		who = fmt.Sprintf("#%d", id)
-	}
-	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", who, f.Stage), Choice: choice, Rendered: r}, nil
+	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", lifecycle.Who(id, f.Email), f.Stage), Choice: choice, Rendered: r}, nil
 }
 
 // pinnable refuses a --tone that no tone rule can choose and no variant of
