@@ -139,7 +139,22 @@ func TestFaultPoisonedEventsNeverStopTheEngine(t *testing.T) {
 	wg.Wait()
 
 	if got := smtp.WaitFor(healthy, 90*time.Second); len(got) < healthy {
-		t.Fatalf("%d of %d big spenders mailed", len(got), healthy)
+		// Say where the rest are (the test failed once, in CI, this way).
+		var why []string
+		rows, err := pool.Query(ctx, `SELECT 'sends ' || status || ': ' || coalesce(delayed_reason, '') || ' ×' || count(*) FROM sends GROUP BY status, delayed_reason
+			UNION ALL SELECT 'parked: ' || reason || ' ×' || count(*) FROM parked_contacts GROUP BY reason
+			UNION ALL SELECT 'healthy contacts by stage: ' || c.stage || ' ×' || count(*) FROM contacts c JOIN identities i ON i.contact_id = c.id WHERE i.identity LIKE 'u:h%' GROUP BY c.stage
+			UNION ALL SELECT 'enrolments ' || status || ' ×' || count(*) FROM enrolments GROUP BY status`)
+		if err == nil {
+			for rows.Next() {
+				var line string
+				if rows.Scan(&line) == nil {
+					why = append(why, line)
+				}
+			}
+			rows.Close()
+		}
+		t.Fatalf("%d of %d big spenders mailed; the database says:\n%s", len(got), healthy, strings.Join(why, "\n"))
 	}
 	if n := queryInt(t, pool, `SELECT count(*) FROM contacts c JOIN identities i ON i.contact_id = c.id
 		WHERE i.identity LIKE 'u:h%' AND c.stage = 'decision'`); n != healthy {
