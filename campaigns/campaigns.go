@@ -103,13 +103,20 @@ type Settings struct {
 	// HoldExpiry: a send held longer than this expires (recorded as such);
 	// 0 keeps held sends waiting.
 	HoldExpiry time.Duration
+	// LateExpiry: a send that no sender got to within this long of its
+	// due time (Waymark was stopped, a backtest, history imported late)
+	// expires, recorded as such, instead of going out late; and an event
+	// starts a sequence only if the first step it would schedule is not
+	// that late already. 0: late sends go out however late, and events
+	// of any age start sequences.
+	LateExpiry time.Duration
 	// Tracking adds the open pixel and rewrites links.
 	Tracking bool
 }
 
 // DefaultSettings are the policies when a journey says nothing.
 func DefaultSettings() Settings {
-	return Settings{CapMax: 3, CapPer: 7 * 24 * time.Hour, QuietStart: 21 * 60, QuietEnd: 8 * 60, DefaultTimezone: "UTC", HoldExpiry: 7 * 24 * time.Hour, Tracking: true}
+	return Settings{CapMax: 3, CapPer: 7 * 24 * time.Hour, QuietStart: 21 * 60, QuietEnd: 8 * 60, DefaultTimezone: "UTC", HoldExpiry: 7 * 24 * time.Hour, LateExpiry: 24 * time.Hour, Tracking: true}
 }
 
 // Drawn decides, fairly and reproducibly, whether a contact eligible for

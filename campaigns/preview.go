@@ -92,7 +92,11 @@ func (p *Preview) Needs(context.Context) ([]lifecycle.Aggregate, error) {
 			progs = append(progs, c.Trigger)
 		}
 	}
-	return lifecycle.Needs(append(progs, p.offers...)...), nil
+	seqs := make([]Sequence, len(p.seqs))
+	for i, c := range p.seqs {
+		seqs[i] = c.Sequence
+	}
+	return withEventStarts(lifecycle.Needs(append(progs, p.offers...)...), seqs), nil
 }
 
 // ObserveMoves implements lifecycle.MoveObserver.
@@ -142,8 +146,8 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 					misses = append(misses, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: since, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 				}
 			}
-			if hit, _ := triggered(s, c, f, trigger); hit {
-				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
+			if start, hit, _ := triggered(s, c, f, trigger, p.defs.Settings.LateExpiry); hit {
+				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: start, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 			}
 		}
 	}

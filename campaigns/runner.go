@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -234,7 +235,7 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		r.offers = append(r.offers, p)
 		progs = append(progs, p)
 	}
-	r.needs = lifecycle.Needs(progs...)
+	r.needs = withEventStarts(lifecycle.Needs(progs...), defs.Sequences)
 	r.deps = deps
 	r.sequences = !versioned || len(all) > 0 || len(defs.Sequences) > 0
 	r.journey = version
@@ -289,15 +290,19 @@ func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.
 		}
 		for i := range batch {
 			f := &batch[i]
-			hit, err := triggered(s, c, f, trigger)
+			start, hit, err := triggered(s, c, f, trigger, defs.Settings.LateExpiry)
 			if err != nil {
 				r.log.Warn("evaluating a sequence trigger", "sequence", s.Name, "contact", f.ID, "err", err)
 			}
 			if hit {
-				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: at, Trigger: s.Trigger.Kind,
+				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: start, Trigger: s.Trigger.Kind,
 					StageSince: f.StageEnteredAt, FirstAfter: s.Steps[0].After, FirstTmpl: s.Steps[0].Template, Cooldown: s.Cooldown})
 			}
 		}
+	}
+	cands, err := r.unreached(ctx, cands, batch, at)
+	if err != nil {
+		return err
 	}
 	if len(cands) == 0 {
 		return nil
@@ -373,19 +378,8 @@ func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFac
 			return err
 		}
 		for _, e := range needy {
-			c := seqs[e.ID]
-			f := byID[e.ContactID].Facts
-			f.Values = values[e.ID]
-			if c.Goal != nil {
-				if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
-					endings = append(endings, Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + observed(obs), At: at})
-					continue
-				}
-			}
-			if c.Exit != nil {
-				if ok, obs, err := c.Exit.EvalTrace(&f); err == nil && ok {
-					endings = append(endings, Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + observed(obs) + ")", At: at})
-				}
+			if end := reached(seqs[e.ID], e, byID[e.ContactID].Facts, values[e.ID], at); end != nil {
+				endings = append(endings, *end)
 			}
 		}
 	}
@@ -444,18 +438,116 @@ func observed(obs []lifecycle.Observation) string {
 }
 
 // triggered reports whether a contact's facts start sequence s (compiled
-// as c) in a pass of kind trigger ("event" or "sweep"). The runner enrols
-// by it; the dry run counts by it.
-func triggered(s Sequence, c *Compiled, f *lifecycle.ContactFacts, trigger string) (bool, error) {
+// as c) in a pass of kind trigger ("event" or "sweep"), and when the
+// enrolment starts: the pass's instant, or for an event trigger the time
+// the event occurred (see eventStart). The runner enrols by it; the dry run
+// counts by it.
+func triggered(s Sequence, c *Compiled, f *lifecycle.ContactFacts, trigger string, late time.Duration) (time.Time, bool, error) {
 	switch s.Trigger.Kind {
 	case OnEnterStage:
-		return f.Stage == s.Trigger.Stage, nil
+		return f.Now, f.Stage == s.Trigger.Stage, nil
 	case OnEvent:
-		return trigger == "event" && slices.Contains(f.NewEvents, s.Trigger.Event), nil
+		if trigger == "event" && !slices.Contains(f.NewEvents, s.Trigger.Event) {
+			return time.Time{}, false, nil
+		}
+		at, ok := eventStart(s, &f.Facts, late)
+		return at, ok, nil
 	case OnRule:
-		return c.Trigger.Eval(&f.Facts)
+		ok, err := c.Trigger.Eval(&f.Facts)
+		return f.Now, ok, err
 	}
-	return false, nil
+	return time.Time{}, false, nil
+}
+
+// eventStart is when an event-triggered sequence s starts for a contact:
+// at the latest occurrence of its event (as of the facts' instant), however
+// late Waymark gets to it — the reactor a moment after ingestion, a sweep
+// after a restart, a backtest over imported history. Its "enrolment"
+// window and its first step's delay count from there. The store enrols a
+// contact once per occurrence: not while an enrolment of the sequence was
+// running when the event occurred, nor if one started since (see Store
+// Enrol), so sweeps may offer every recent occurrence again. An
+// occurrence whose first step would already be more than late overdue
+// (Settings.LateExpiry; 0: no limit) starts nothing: importing years of
+// history never mails last year's cart reminders.
+func eventStart(s Sequence, f *lifecycle.Facts, late time.Duration) (time.Time, bool) {
+	days := f.Value(lifecycle.Aggregate{Kind: lifecycle.AggDaysSince, Event: s.Trigger.Event})
+	if math.IsInf(days, 1) || math.IsNaN(days) {
+		return time.Time{}, false
+	}
+	// The store counts from the instant to the microsecond, truncated
+	// (as PostgreSQL stores it).
+	at := f.Now.Truncate(time.Microsecond).Add(-time.Duration(math.Round(days * float64(24*time.Hour)))).Round(time.Microsecond)
+	if late > 0 && len(s.Steps) > 0 && f.Now.Sub(at.Add(s.Steps[0].After)) > late {
+		return time.Time{}, false
+	}
+	return at, true
+}
+
+// withEventStarts adds to needs the aggregate eventStart reads for each
+// event-triggered sequence.
+func withEventStarts(needs []lifecycle.Aggregate, seqs []Sequence) []lifecycle.Aggregate {
+	for _, s := range seqs {
+		if s.Trigger.Kind != OnEvent {
+			continue
+		}
+		if a := (lifecycle.Aggregate{Kind: lifecycle.AggDaysSince, Event: s.Trigger.Event}); !slices.Contains(needs, a) {
+			needs = append(needs, a)
+		}
+	}
+	return needs
+}
+
+// unreached drops the candidates that start in the past (an event's
+// time) and whose sequence's goal was reached, or its exit held, between
+// then and at: a cart reminder is not started for a contact who ordered
+// after the cart, before Waymark got to the cart.
+func (r *Runner) unreached(ctx context.Context, cands []Enrolment, batch []lifecycle.ContactFacts, at time.Time) ([]Enrolment, error) {
+	var (
+		late  []Enrolment
+		progs []*lifecycle.Program
+		seqs  = map[int64]*Compiled{}
+	)
+	for i, e := range cands {
+		if !e.EnrolledAt.Before(at) {
+			continue
+		}
+		r.mu.Lock()
+		c, ok := r.compiled[key(e.Sequence, e.Version)]
+		r.mu.Unlock()
+		if !ok || (c.Goal == nil && c.Exit == nil) {
+			continue
+		}
+		e.ID = -int64(i) - 1 // a key for the values, never stored
+		late = append(late, e)
+		seqs[e.ID] = c
+		progs = append(progs, c.Goal, c.Exit) // Needs skips nil
+	}
+	if len(late) == 0 {
+		return cands, nil
+	}
+	values, err := r.store.EnrolmentValues(ctx, late, lifecycle.Needs(progs...), at)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*lifecycle.ContactFacts, len(batch))
+	for i := range batch {
+		byID[batch[i].ID] = &batch[i]
+	}
+	drop := map[int64]bool{}
+	for _, e := range late {
+		if end := reached(seqs[e.ID], e, byID[e.ContactID].Facts, values[e.ID], at); end != nil {
+			drop[e.ID] = true
+			r.log.Debug("not enrolled: since its event, the sequence ended for the contact", "sequence", e.Sequence, "contact", e.ContactID, "event_at", e.EnrolledAt, "ended", end.Status+": "+end.Reason)
+		}
+	}
+	out := cands[:0]
+	for i, e := range cands {
+		if !drop[-int64(i)-1] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // offerDraws are the draws of the batch's contacts whose facts satisfy an

@@ -29,6 +29,9 @@ type Due struct {
 	Template     string
 	DueAt        time.Time
 	Attempts     int
+	// HeldSince is when the holds that keep it waiting began (its due
+	// time if it is not held).
+	HeldSince time.Time
 
 	// Context, loaded with the claim.
 	Email            string
@@ -79,6 +82,9 @@ type Delay struct {
 	Until  time.Time
 	Reason string
 	Retry  bool // counts as an attempt
+	// Held: a hold (or a decision that cannot be made now) keeps it; the
+	// time it began is kept, for sending: hold_expiry.
+	Held bool
 }
 
 // SendStore is what the sender needs from storage.
@@ -534,12 +540,12 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 		// wait holds the send back (a hold, or a decision that cannot be
 		// made now) until it expires.
 		wait := func(reason string) {
-			if exp := defs.Settings.HoldExpiry; exp > 0 && now.Sub(d.DueAt) > exp {
+			if exp := defs.Settings.HoldExpiry; exp > 0 && now.Sub(d.HeldSince) > exp {
 				fin("expired", fmt.Sprintf("%s, for longer than %s", reason, exp))
 				st.Expired++
 				return
 			}
-			delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: reason})
+			delays = append(delays, Delay{Due: d, Until: now.Add(10 * time.Minute), Reason: reason, Held: true})
 			st.Delayed++
 		}
 		if d.Sequence != "" && slices.Contains(defs.Paused, d.Sequence) {
@@ -583,6 +589,15 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			st.Skipped++
 			continue
 		}
+		// A send no sender got to in time (Waymark was stopped, a backtest
+		// over old history) expires rather than going out late. Sends
+		// delayed by a policy (a hold, quiet hours, a cap, a retry) are
+		// due again at their new time: only lateness counts.
+		if late := defs.Settings.LateExpiry; late > 0 && now.Sub(d.DueAt) > late {
+			fin("expired", fmt.Sprintf("due at %s, %s late: past sending: late_expiry (%s)", d.DueAt.UTC().Format(time.RFC3339), now.Sub(d.DueAt).Round(time.Minute), late))
+			st.Expired++
+			continue
+		}
 		// Holds: no marketing email while one holds. Held sends wait.
 		if name, err := holding(defs.Holds, holds, &f.Facts); name != "" {
 			if err != nil {
@@ -607,6 +622,15 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 				continue
 			}
 			step = &c.Sequence.Steps[d.Step]
+			// The sequence's goal and exit, as of now: an order the
+			// runner has not evaluated yet (the reactor is a moment
+			// behind, or a sweep away) still stops the cart reminder.
+			e := Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, Sequence: d.Sequence, Version: d.EnrolmentVersion}
+			if end := reached(c, e, f.Facts, stepValues[d.EnrolmentID], now); end != nil {
+				finals = append(finals, Final{Due: d, Status: "cancelled", Detail: end.Status + ": " + end.Reason, At: now, End: end})
+				st.Cancelled++
+				continue
+			}
 			if p := c.Steps[d.Step]; p != nil {
 				facts := f.Facts
 				facts.Values = stepValues[d.EnrolmentID]
@@ -785,8 +809,27 @@ func (s *Sender) chain(ctx context.Context, fl *Final, status string) {
 	fl.Next = &NextStep{Step: d.Step + 1, Template: next.Template, DueAt: fl.At.Add(next.After)}
 }
 
-// stepValues loads the aggregates of the batch's step conditions, by
-// enrolment; an enrolment whose values cannot be loaded (its contact's data
+// reached returns the ending of enrolment e if its sequence's goal is
+// reached (converted) or its exit holds (exited) as of now, given the
+// contact's facts and the enrolment's values; nil if neither. The runner
+// checks it as events arrive, the sender once more before each step.
+func reached(c *Compiled, e Enrolment, f lifecycle.Facts, values map[lifecycle.Aggregate]float64, now time.Time) *Ending {
+	f.Values = values
+	if c.Goal != nil {
+		if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
+			return &Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + observed(obs), At: now}
+		}
+	}
+	if c.Exit != nil {
+		if ok, obs, err := c.Exit.EvalTrace(&f); err == nil && ok {
+			return &Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + observed(obs) + ")", At: now}
+		}
+	}
+	return nil
+}
+
+// stepValues loads the aggregates of the batch's step conditions and its
+// sequences' goals and exits, by enrolment; an enrolment whose values cannot be loaded (its contact's data
 // fails the query) is left out and returned with the reason, so that the
 // others go on.
 func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[lifecycle.Aggregate]float64, map[int64]string, error) {
@@ -803,9 +846,18 @@ func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (ma
 		if err != nil {
 			return nil, nil, err
 		}
+		n := len(progs)
 		if d.Step < len(c.Steps) && c.Steps[d.Step] != nil {
-			es = append(es, Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, EnrolledAt: d.EnrolledAt})
 			progs = append(progs, c.Steps[d.Step])
+		}
+		if c.Goal != nil {
+			progs = append(progs, c.Goal)
+		}
+		if c.Exit != nil {
+			progs = append(progs, c.Exit)
+		}
+		if len(progs) > n {
+			es = append(es, Enrolment{ID: d.EnrolmentID, ContactID: d.ContactID, EnrolledAt: d.EnrolledAt})
 		}
 	}
 	if len(es) == 0 {

@@ -104,6 +104,17 @@ func TestDemo(t *testing.T) {
 	) < s.sent_at - interval '120 days'`); n != 0 {
 		t.Errorf("%d win-back emails went to customers whose last order was not 120 days old at the time", n)
 	}
+	// Cart emails went out, and none to a contact who had ordered after
+	// the cart (the sequence starts at the cart's time, so the order
+	// reaches its goal: DESIGN.md, "How data flows").
+	if n := count(`SELECT count(*) FROM sends WHERE status = 'sent' AND sequence = 'cart-reminder'`); n == 0 {
+		t.Errorf("no cart email sent")
+	}
+	if n := count(`SELECT count(*) FROM sends s WHERE s.status = 'sent' AND s.sequence = 'cart-reminder' AND EXISTS (
+		SELECT 1 FROM events o WHERE o.contact_id = s.contact_id AND o.name = 'order_completed' AND o.occurred_at <= s.sent_at
+		  AND o.occurred_at > (SELECT max(c.occurred_at) FROM events c WHERE c.contact_id = s.contact_id AND c.name = 'cart_updated' AND c.occurred_at <= s.sent_at))`); n != 0 {
+		t.Errorf("%d cart emails went to contacts who had ordered after their cart", n)
+	}
 	// A surprise offer, with its generated code in the email received.
 	var code string
 	if err := pool.QueryRow(ctx, `SELECT offer_code FROM sends WHERE status = 'sent' AND offer = 'surprise-thank-you' ORDER BY id LIMIT 1`).Scan(&code); err != nil {

@@ -334,6 +334,11 @@ func (p *parser) sending(n *yaml.Node, j *Journey) {
 				s.HoldExpiry = d
 			}
 		},
+		"late_expiry": func(v *yaml.Node) {
+			if d, ok := p.duration(v, "sending: late_expiry"); ok {
+				s.LateExpiry = d
+			}
+		},
 		"tracking": func(v *yaml.Node) {
 			b, err := strconv.ParseBool(p.str(v, "tracking"))
 			if err != nil {

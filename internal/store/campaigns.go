@@ -98,8 +98,12 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 // cooldown, kind) may be enrolled now: the contact is subscribed and not
 // merged away, and it is not in the sequence, nor within its cooldown, nor
 // enrolled already during this stay in the stage (an enter_stage
-// trigger), nor ever (a 'when' trigger without a cooldown). Each probed by
-// key. sqlEnrol enrols by it; the dry run (sqlEnrollable) counts by it.
+// trigger), nor ever (a 'when' trigger without a cooldown), nor, for an
+// event trigger starting at the event's time c.at, enrolled in the
+// sequence when that event occurred or since (each occurrence starts the
+// sequence once, and not while it runs: the same whether the reactor saw
+// the event at once or a sweep finds it later). Each probed by key.
+// sqlEnrol enrols by it; the dry run (sqlEnrollable) counts by it.
 const sqlEligible = `(SELECT k.merged_into IS NULL AND k.status = 'subscribed' FROM contacts k WHERE k.id = c.contact_id)
       AND NOT (SELECT EXISTS (
         SELECT 1 FROM enrolments e
@@ -107,7 +111,8 @@ const sqlEligible = `(SELECT k.merged_into IS NULL AND k.status = 'subscribed' F
           AND (e.status = 'active'
                OR e.enrolled_at > c.at - c.cooldown
                OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
-               OR (c.kind = 'when' AND c.cooldown = interval '0'))))`
+               OR (c.kind = 'when' AND c.cooldown = interval '0')
+               OR (c.kind = 'event' AND coalesce(e.ended_at, 'infinity') >= c.at))))`
 
 // sqlEnrol enrols the allowed candidates ($1-$7, one row each) and queues
 // their first step ($8-$10, one row a sequence), in one statement.

@@ -52,6 +52,8 @@ WITH m AS (
     SELECT cid, mid, kind, name, props, ctx, ts FROM r WHERE cid IS NOT NULL ORDER BY cid, mid
     ON CONFLICT (contact_id, message_id) DO NOTHING
     RETURNING contact_id, message_id
+), early AS (
+    ` + sqlEarlierSet + `(SELECT cid, min(ts) FROM r WHERE cid IS NOT NULL GROUP BY cid)` + sqlEarlierWhere + `
 )
 SELECT
     (SELECT count(*) FROM ins),
@@ -111,6 +113,18 @@ ORDER BY t.k
 ON CONFLICT (identity) DO NOTHING
 RETURNING identity, contact_id`
 
+	// sqlEarlierContacts moves back the creation of the contacts whose
+	// messages now stored ($1 contacts, $2 the earliest timestamp of each)
+	// are older than it: a contact exists from its first event or identify
+	// (contacts imported from a list, and their history after it, exist in
+	// a backtest of that history). A contact still where it was created
+	// enters its stage then too. Only the contacts changed are written.
+	sqlEarlierContacts = sqlEarlierSet + `unnest($1::bigint[], $2::timestamptz[])` + sqlEarlierWhere
+	sqlEarlierSet      = `UPDATE contacts c SET created_at = x.first,
+        stage_entered_at = CASE WHEN c.stage_entered_at = c.created_at THEN x.first ELSE c.stage_entered_at END
+    FROM `
+	sqlEarlierWhere = ` AS x(id, first) WHERE c.id = x.id AND x.first < c.created_at`
+
 	sqlInsertContacts = `
 INSERT INTO contacts (id, user_id, anonymous_id, created_at, stage_entered_at)
 SELECT id, nullif(u, ''), nullif(a, ''), ts, ts FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS t(id, u, a, ts)`
@@ -162,6 +176,34 @@ UPDATE contacts c SET user_id = v.user_id, updated_at = now()
 FROM unnest($1::bigint[], $2::text[]) AS v(id, user_id)
 WHERE c.id = v.id AND c.user_id IS NULL`
 )
+
+// earliest returns the contacts of the messages (contactOf[i] is msgs[i]'s)
+// with the earliest timestamp of each, for sqlEarlierContacts; the contacts
+// created for them (the values of drawn) start at it already.
+func earliest(msgs []ingest.Message, contactOf []int64, drawn map[int64]int64) ([]int64, []time.Time) {
+	created := make(map[int64]bool, len(drawn))
+	for _, id := range drawn {
+		created[id] = true
+	}
+	at := map[int64]int{}
+	var (
+		ids    []int64
+		firsts []time.Time
+	)
+	for i, c := range contactOf {
+		if created[c] || c <= 0 {
+			continue
+		}
+		j, ok := at[c]
+		if !ok {
+			at[c] = len(ids)
+			ids, firsts = append(ids, c), append(firsts, msgs[i].Timestamp)
+		} else if msgs[i].Timestamp.Before(firsts[j]) {
+			firsts[j] = msgs[i].Timestamp
+		}
+	}
+	return ids, firsts
+}
 
 // queueMerge queues the statements that move everything of an anonymous
 // contact into the identified contact it turned out to be, and mark it
@@ -1109,6 +1151,10 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		for _, mg := range p.merges {
 			queueMerge(b, mg[0], mg[1])
 		}
+		if !o.contactsOnly {
+			ids, firsts := earliest(msgs, contactOf, drawn)
+			b.Queue(sqlEarlierContacts, ids, firsts)
+		}
 		switch {
 		case o.contactsOnly:
 		case o.copy:
@@ -1142,10 +1188,13 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 				}
 			}
 		}
-		switch {
-		case o.contactsOnly:
+		if o.contactsOnly {
 			return nil
-		case o.copy:
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if o.copy {
 			_, err := br.Exec()
 			return err
 		}

@@ -112,7 +112,7 @@ FROM contacts c WHERE ` + where
 // e that needs call for. asOf is the SQL for the evaluation instant and
 // enrolled for the start of the "enrolment" window. It returns the array
 // expression, the event names involved, and per element whether it is a
-// number (0) or the epoch of the latest matching event (1).
+// number (0) or the seconds since the latest matching event (1).
 func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, enrolled string) (string, []string, []int) {
 	var (
 		cols  []string
@@ -142,8 +142,11 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 			cols = append(cols, "count(DISTINCT e.properties->"+param(a.Property)+") FILTER (WHERE "+cond+")::float8")
 			kinds = append(kinds, 0)
 		case lifecycle.AggDaysSince, lifecycle.AggEver:
-			// Seconds since the epoch of the latest such event.
-			cols = append(cols, "extract(epoch FROM max(e.occurred_at) FILTER (WHERE "+cond+"))::float8")
+			// Seconds from the latest such event to the as-of instant:
+			// the difference of two timestamps, exact to the microsecond
+			// (two epochs as float8 lose half of one, and an event-started
+			// sequence starts at the event's exact time).
+			cols = append(cols, "extract(epoch FROM "+asOf+" - max(e.occurred_at) FILTER (WHERE "+cond+"))::float8")
 			kinds = append(kinds, 1)
 		}
 	}
@@ -189,7 +192,6 @@ func nameCond(name string, param func(any) string) string {
 // values turns a row's aggregate array into Facts.Values.
 func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time.Time) map[lifecycle.Aggregate]float64 {
 	out := make(map[lifecycle.Aggregate]float64, len(needs))
-	at := float64(asOf.UnixMicro()) / 1e6
 	for i, a := range needs {
 		var v *float64
 		if i < len(aggs) {
@@ -205,7 +207,7 @@ func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time
 		case a.Kind == lifecycle.AggEver:
 			out[a] = 0
 		case v != nil:
-			out[a] = max(0, (at-*v)/86400)
+			out[a] = max(0, *v/86400)
 		default:
 			out[a] = math.Inf(1)
 		}

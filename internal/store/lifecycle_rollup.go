@@ -556,7 +556,7 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 // values writes the accumulated aggregates to out (parallel to needs), as
 // values() does for the events query.
 func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time, out []float64) {
-	at := float64(asOf.UnixMicro()) / 1e6
+	at := asOf.UnixMicro()
 	for i, a := range needs {
 		switch a.Kind {
 		case lifecycle.AggDistinct:
@@ -570,7 +570,8 @@ func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time, out []fl
 			if st.latest[i] == math.MinInt64 {
 				out[i] = math.Inf(1)
 			} else {
-				out[i] = max(0, (at-float64(st.latest[i])/1e6)/86400)
+				// The difference in whole microseconds first: exact.
+				out[i] = max(0, float64(at-st.latest[i])/1e6/86400)
 			}
 		default:
 			out[i] = st.num[i]

@@ -18,10 +18,12 @@ UPDATE sends SET paused_due_at = due_at, due_at = $2, delayed_reason = $3, updat
 WHERE sequence = $1 AND status = 'queued' AND claimed_by IS NULL AND paused_due_at IS NULL`
 
 	// sqlReleasePaused gives a resumed sequence's waiting sends their due
-	// time back (one already past goes out at the next sender pass), and
-	// sends a sender held back while it was paused their own time ($2).
+	// time back, or the time of resuming ($2) for those it has passed (they
+	// go out at the next sender pass: a pause is the marketer's decision,
+	// not lateness that sending: late_expiry would expire), and sends a
+	// sender held back while it was paused that time too.
 	sqlReleasePaused = `
-UPDATE sends SET due_at = coalesce(paused_due_at, $2), paused_due_at = NULL, delayed_reason = NULL, updated_at = now()
+UPDATE sends SET due_at = greatest(coalesce(paused_due_at, $2), $2), paused_due_at = NULL, delayed_reason = NULL, updated_at = now()
 WHERE sequence = $1 AND status = 'queued' AND (paused_due_at IS NOT NULL OR delayed_reason = $3)`
 )
 

@@ -27,7 +27,7 @@ WITH claimed AS (
     RETURNING s.*
 )
 SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, ''), c.step, coalesce(c.offer, ''), coalesce(c.offer_code, ''),
-       coalesce(c.offer_expires, 'epoch'), c.template, c.due_at, c.attempts,
+       coalesce(c.offer_expires, 'epoch'), c.template, c.due_at, c.attempts, coalesce(c.held_since, c.due_at),
        coalesce(k.email, ''), k.status = 'subscribed', coalesce(sp.reason, ''),
        coalesce(e.status = 'active', false), coalesce(e.version, 0), coalesce(e.enrolled_at, 'epoch'),
        CASE WHEN $4::interval > interval '0' THEN
@@ -91,7 +91,7 @@ func scanDue(rows pgx.Rows) ([]campaigns.Due, error) {
 		d   campaigns.Due
 	)
 	_, err := pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
-		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts,
+		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts, &d.HeldSince,
 		&d.Email, &d.Subscribed, &d.Suppressed,
 		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow, &d.DuplicateOf}, func() error {
 		out = append(out, d)
@@ -291,15 +291,16 @@ func queueDelay(b *pgx.Batch, ds []campaigns.Delay) []func(pgx.BatchResults) err
 	cids, ids := make([]int64, n), make([]int64, n)
 	untils := make([]time.Time, n)
 	reasons := make([]string, n)
-	retry := make([]bool, n)
+	retry, held := make([]bool, n), make([]bool, n)
 	for i, d := range ds {
-		cids[i], ids[i], untils[i], reasons[i], retry[i] = d.Due.ContactID, d.Due.ID, d.Until, d.Reason, d.Retry
+		cids[i], ids[i], untils[i], reasons[i], retry[i], held[i] = d.Due.ContactID, d.Due.ID, d.Until, d.Reason, d.Retry, d.Held
 	}
 	b.Queue(`
 UPDATE sends s SET status = 'queued', due_at = v.until, delayed_reason = v.reason, claimed_by = NULL, updated_at = now(),
-    smtp_response = CASE WHEN v.retry THEN v.reason ELSE s.smtp_response END
-FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::bool[]) AS v(contact_id, id, until, reason, retry)
-WHERE s.contact_id = v.contact_id AND s.id = v.id AND s.status IN ('queued', 'sending')`, cids, ids, untils, reasons, retry)
+    smtp_response = CASE WHEN v.retry THEN v.reason ELSE s.smtp_response END,
+    held_since = CASE WHEN v.held THEN coalesce(s.held_since, s.due_at) END
+FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[], $5::bool[], $6::bool[]) AS v(contact_id, id, until, reason, retry, held)
+WHERE s.contact_id = v.contact_id AND s.id = v.id AND s.status IN ('queued', 'sending')`, cids, ids, untils, reasons, retry, held)
 	return []func(pgx.BatchResults) error{execRead}
 }
 
