@@ -56,6 +56,9 @@ type Event struct {
 	Props   map[string]any
 	Traits  map[string]any // identify
 	ID      string         // messageId, unique and stable
+	// UserID, if set, is the user id the event is sent under instead of
+	// the contact's: a second sign-up of the same person.
+	UserID string
 }
 
 // Contact is a simulated customer.
@@ -260,6 +263,14 @@ func (g *gen) contact(i int, p Persona) {
 		if g.rng.Float64() < 0.35 {
 			at = g.browse(at.Add(g.dur(time.Hour, 4*day)), 1)
 			g.shop(at)
+		}
+		if g.rng.Float64() < 0.1 {
+			// Signs up again, as a guest with the address in capitals:
+			// a second contact with the same address, which must not
+			// get the same email twice.
+			c := g.pop.Contacts[i]
+			g.emit(at.Add(g.dur(time.Hour, 3*day)), "identify", "", nil, map[string]any{"email": strings.ToUpper(c.Email), "plan": "personal"})
+			g.pop.Events[len(g.pop.Events)-1].UserID = fmt.Sprintf("guest-%05d", i+1)
 		}
 	case OneTimeBuyer, Question, Complainer:
 		for range g.rng.IntN(3) {

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -421,7 +422,7 @@ func (s *Simulation) batch(evs []Event) ([]byte, error) {
 		Batch []entry `json:"batch"`
 	}{Batch: make([]entry, 0, len(evs))}
 	for _, e := range evs {
-		en := entry{Type: e.Type, UserID: s.opts.Population.Contacts[e.Contact].UserID, Properties: e.Props, Traits: e.Traits,
+		en := entry{Type: e.Type, UserID: cmp.Or(e.UserID, s.opts.Population.Contacts[e.Contact].UserID), Properties: e.Props, Traits: e.Traits,
 			Timestamp: e.At.Format(time.RFC3339Nano), MessageID: e.ID}
 		switch e.Type {
 		case "track":
