@@ -230,7 +230,9 @@ func checkOnePassPerTick(t *testing.T, ps []pass, every time.Duration, excused .
 			t.Errorf("the tick at %s got %d passes: %s", k.Format("15:04:05"), len(group), strings.Join(who, ", "))
 		}
 	}
-	first, last := ps[0].tick.Truncate(every), ps[len(ps)-1].tick.Truncate(every)
+	// The schedule starts when the first pass (serve's pass at start-up,
+	// off the grid) ends: the tick after that is the first one due.
+	first, last := ps[0].tick.Add(ps[0].took).Truncate(every), ps[len(ps)-1].tick.Truncate(every)
 	n := 0
 	for k := first.Add(every); k.Before(last); k = k.Add(every) {
 		n++
