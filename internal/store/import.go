@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -86,10 +87,50 @@ type identityCache struct {
 	mu       sync.RWMutex
 	cur, old map[string]int64
 	max      int // identities a generation
+	// since: contacts known to exist from at least this instant (created
+	// by the import, or moved back by sqlEarlierContacts), in generations
+	// like the identities: a chunk's events no older than it need no
+	// look at the contact.
+	scur, sold map[int64]time.Time
 }
 
 func newIdentityCache(max int) *identityCache {
-	return &identityCache{cur: map[string]int64{}, max: max}
+	return &identityCache{cur: map[string]int64{}, scur: map[int64]time.Time{}, max: max}
+}
+
+// older keeps the contacts (ids[i] with the earliest of its messages
+// firsts[i]) that may exist later than their messages: those not known to
+// exist from firsts[i] already.
+func (c *identityCache) older(ids []int64, firsts []time.Time) ([]int64, []time.Time) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	keep := 0
+	for i, id := range ids {
+		since, ok := c.scur[id]
+		if !ok {
+			since, ok = c.sold[id]
+		}
+		if ok && !firsts[i].Before(since) {
+			continue
+		}
+		ids[keep], firsts[keep] = id, firsts[i]
+		keep++
+	}
+	return ids[:keep], firsts[:keep]
+}
+
+// existsFrom records that the contacts exist from (at least) firsts.
+func (c *identityCache) existsFrom(ids []int64, firsts []time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, id := range ids {
+		if len(c.scur) >= c.max {
+			c.sold, c.scur = c.scur, make(map[int64]time.Time, c.max)
+		}
+		if since, ok := c.scur[id]; !ok || firsts[i].Before(since) {
+			c.scur[id] = firsts[i]
+		}
+	}
 }
 
 // get looks k up (the caller holds mu).

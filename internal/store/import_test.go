@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/pgtest"
@@ -118,5 +119,48 @@ func TestImportAgainStoresOnlyWhatIsMissing(t *testing.T) {
 	}
 	if c := contactOf(t, tx, "u:user-1"); c.Traits["plan"] != "pro" {
 		t.Fatalf("user-1's traits %v, want the new identify's plan", c.Traits)
+	}
+}
+
+// A contact exists from its earliest message whatever order an import's
+// chunks come in: a chunk with older events than the contact's creation
+// moves it back (and its entry into its stage, not having moved), a chunk
+// with newer ones leaves it; and the same holds for a contact live
+// ingestion created and an import's history of it.
+func TestImportMovesAContactsCreationBackToItsFirstMessage(t *testing.T) {
+	t.Parallel()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	ctx := context.Background()
+	at := func(m ingest.Message, d time.Duration) ingest.Message { m.Timestamp = t0.Add(d); return m }
+	created := func(user string) (time.Time, time.Time) {
+		t.Helper()
+		var c, e time.Time
+		if err := tx.QueryRow(ctx, `SELECT created_at, stage_entered_at FROM contacts WHERE user_id = $1`, user).Scan(&c, &e); err != nil {
+			t.Fatal(err)
+		}
+		return c, e
+	}
+	// u2 arrives live first, at t0.
+	if _, err := s.Ingest(ctx, []ingest.Message{at(identify("u2", "", "live", `{}`, ""), 0)}); err != nil {
+		t.Fatal(err)
+	}
+	im := s.NewImporter()
+	for i, step := range []struct {
+		chunk []ingest.Message
+		want  map[string]time.Duration
+	}{
+		{[]ingest.Message{at(identify("u1", "", "a", `{}`, ""), 0), at(track("u1", "", "b", "page", ""), time.Hour)}, map[string]time.Duration{"u1": 0, "u2": 0}},
+		{[]ingest.Message{at(track("u1", "", "c", "page", ""), -5*24*time.Hour), at(track("u2", "", "d", "page", ""), -time.Hour)}, map[string]time.Duration{"u1": -5 * 24 * time.Hour, "u2": -time.Hour}},
+		{[]ingest.Message{at(track("u1", "", "e", "page", ""), -24*time.Hour), at(track("u2", "", "f", "page", ""), time.Hour)}, map[string]time.Duration{"u1": -5 * 24 * time.Hour, "u2": -time.Hour}},
+	} {
+		if _, err := im.Import(ctx, step.chunk); err != nil {
+			t.Fatal(err)
+		}
+		for user, d := range step.want {
+			if c, e := created(user); !c.Equal(t0.Add(d)) || !e.Equal(t0.Add(d)) {
+				t.Errorf("chunk %d: %s created %s, in its stage since %s; want both %s", i+1, user, c, e, t0.Add(d))
+			}
+		}
 	}
 }

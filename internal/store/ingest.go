@@ -53,7 +53,7 @@ WITH m AS (
     ON CONFLICT (contact_id, message_id) DO NOTHING
     RETURNING contact_id, message_id
 ), early AS (
-    ` + sqlEarlierSet + `(SELECT cid, min(ts) FROM r WHERE cid IS NOT NULL GROUP BY cid)` + sqlEarlierWhere + `
+    ` + sqlEarlierSet + `(SELECT cid, min(ts) FROM r WHERE cid IS NOT NULL AND ts < statement_timestamp() - interval '1 minute' GROUP BY cid)` + sqlEarlierWhere + `
 )
 SELECT
     (SELECT count(*) FROM ins),
@@ -118,7 +118,12 @@ RETURNING identity, contact_id`
 	// are older than it: a contact exists from its first event or identify
 	// (contacts imported from a list, and their history after it, exist in
 	// a backtest of that history). A contact still where it was created
-	// enters its stage then too. Only the contacts changed are written.
+	// enters its stage then too. Only the contacts changed are written;
+	// each listed one is looked up by key, so the callers list only those
+	// that may need it: an import those it has not seen exist from these
+	// times (identityCache.older), live ingestion those with messages over
+	// a minute old (in the steady state, none; a client's clock a few
+	// seconds behind the server's is not history).
 	sqlEarlierContacts = sqlEarlierSet + `unnest($1::bigint[], $2::timestamptz[])` + sqlEarlierWhere
 	sqlEarlierSet      = `UPDATE contacts c SET created_at = x.first,
         stage_entered_at = CASE WHEN c.stage_entered_at = c.created_at THEN x.first ELSE c.stage_entered_at END
@@ -825,15 +830,22 @@ func (s *Store) ingestTx(ctx context.Context, doing string, msgs []ingest.Messag
 			res    ingest.Result
 			merged map[int64]int64
 		)
-		var learned []cached
+		var (
+			learned []cached
+			since   sinceList
+		)
 		if o.cache != nil || o.users != nil {
 			o.learned = &learned
+		}
+		if o.cache != nil {
+			o.since = &since
 		}
 		res, merged, err = ingestIn(ctx, t, msgs, o)
 		t.close()
 		if err == nil {
 			if o.cache != nil {
 				o.cache.add(learned)
+				o.cache.existsFrom(since.ids, since.firsts)
 			}
 			o.users.add(learned)
 			done(res, merged)
@@ -975,6 +987,15 @@ type ingestOptions struct {
 	tally   bool
 	learned *[]cached  // user ids resolved, for the cache
 	users   *userCache // learns the user ids resolved (never read here)
+	// since: the contacts and the instants they exist from, as written
+	// here, for the cache once committed.
+	since *sinceList
+}
+
+// sinceList are contacts with the instant each exists from.
+type sinceList struct {
+	ids    []int64
+	firsts []time.Time
 }
 
 func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOptions) (ingest.Result, map[int64]int64, error) {
@@ -1134,6 +1155,9 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 			}
 			if len(live) > 0 {
 				b.Queue(sqlInsertContacts, live, users, anons, firsts)
+				if o.since != nil {
+					o.since.ids, o.since.firsts = append(o.since.ids, live...), append(o.since.firsts, firsts...)
+				}
 			}
 		}
 		if len(p.identify) > 0 {
@@ -1153,6 +1177,14 @@ func ingestIn(ctx context.Context, t *txn, msgs []ingest.Message, o ingestOption
 		}
 		if !o.contactsOnly {
 			ids, firsts := earliest(msgs, contactOf, drawn)
+			if o.cache != nil {
+				// An import: only contacts it has not seen exist from
+				// these messages' times already.
+				ids, firsts = o.cache.older(ids, firsts)
+				if o.since != nil {
+					o.since.ids, o.since.firsts = append(o.since.ids, ids...), append(o.since.firsts, firsts...)
+				}
+			}
 			b.Queue(sqlEarlierContacts, ids, firsts)
 		}
 		switch {
