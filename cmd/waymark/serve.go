@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/bounce"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/ingest"
@@ -89,6 +90,9 @@ type serveOptions struct {
 	// Reactor, if set, is given the reactor (a benchmark waits for it to
 	// finish evaluating what was ingested).
 	Reactor func(*lifecycle.Reactor)
+	// SNS, if set, verifies the SES webhook's SNS signatures (tests give
+	// one that fetches certificates from a local server).
+	SNS *bounce.SNSVerifier
 }
 
 // serve runs until ctx is done. ready, if set, receives the address it
@@ -190,6 +194,9 @@ func serveWith(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log 
 	}
 	for _, p := range track.Patterns() {
 		mux.Handle(p, track)
+	}
+	if err := mountWebhooks(mux, cfg, s.store, track, reactor, log, now, opts.SNS); err != nil {
+		return err
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

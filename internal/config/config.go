@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // SMTP is a parsed WAYMARK_SMTP_URL.
@@ -43,6 +44,17 @@ type Config struct {
 	DKIMKeyFile   string
 	CronSpec      string
 	DataDir       string // where a private PostgreSQL keeps its data
+
+	// Provider webhooks in (issue 20): each is off until its secret is set.
+	SESTopicARNs        string // comma-separated SNS topic ARNs accepted
+	PostmarkWebhookAuth string // USER:PASSWORD Postmark's webhook URL carries
+	SendGridWebhookKey  string // the Signed Event Webhook's verification key
+	MailgunSigningKey   string // Mailgun's webhook signing key
+	SoftBounceLimit     string
+	SoftBounceWindow    string
+	// Parsed from the two above.
+	SoftBounces      int
+	SoftBounceWithin time.Duration
 }
 
 // Error names the setting at fault.
@@ -73,6 +85,12 @@ func (c *Config) settings() []setting {
 		{"WAYMARK_DKIM_KEY_FILE", "dkim-key-file", "DKIM private key (PEM, RSA or Ed25519)", "", &c.DKIMKeyFile},
 		{"WAYMARK_CRON", "cron", "scheduler spec (robfig/cron, seconds field optional)", "@every 1m", &c.CronSpec},
 		{"WAYMARK_DATA_DIR", "data-dir", "data directory of the private PostgreSQL", "", &c.DataDir},
+		{"WAYMARK_SES_TOPIC_ARNS", "ses-topic-arns", "SNS topic ARNs (comma-separated) whose SES notifications /v1/webhooks/ses accepts", "", &c.SESTopicARNs},
+		{"WAYMARK_POSTMARK_WEBHOOK_AUTH", "postmark-webhook-auth", "USER:PASSWORD that Postmark's webhook URL carries (HTTP Basic)", "", &c.PostmarkWebhookAuth},
+		{"WAYMARK_SENDGRID_WEBHOOK_KEY", "sendgrid-webhook-key", "SendGrid Signed Event Webhook verification key (base64 or PEM)", "", &c.SendGridWebhookKey},
+		{"WAYMARK_MAILGUN_SIGNING_KEY", "mailgun-signing-key", "Mailgun webhook signing key", "", &c.MailgunSigningKey},
+		{"WAYMARK_SOFT_BOUNCE_LIMIT", "soft-bounce-limit", "soft bounces within the window that suppress an address (0: never)", "3", &c.SoftBounceLimit},
+		{"WAYMARK_SOFT_BOUNCE_WINDOW", "soft-bounce-window", "the window soft bounces are counted in (30d, 72h)", "30d", &c.SoftBounceWindow},
 	}
 }
 
@@ -146,6 +164,9 @@ func (c *Config) Load(getenv func(string) string) error {
 				return &Error{[]string{"WAYMARK_DKIM_DOMAIN", "WAYMARK_DKIM_SELECTOR", "WAYMARK_DKIM_KEY_FILE"}[i], "missing: DKIM signing needs the domain, the selector and the key file"}
 			}
 		}
+	}
+	if err := c.loadWebhooks(); err != nil {
+		return err
 	}
 	if c.DKIMKeyFile != "" {
 		if _, err := os.Stat(c.DKIMKeyFile); err != nil {

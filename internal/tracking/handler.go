@@ -112,6 +112,12 @@ type Handler struct {
 	// unsubscription is stored (e.g. to let rules react at once); name is
 	// the stored event's name.
 	OnEvent func(contactID int64, name string, props map[string]any, at time.Time)
+	// Reports, if set, records each checked event of the bounce webhook
+	// as a delivery report (an event on the contact, soft bounces
+	// counted, once per id) instead of suppressing the address directly;
+	// email is the normalised address. It says whether the address was
+	// suppressed.
+	Reports func(ctx context.Context, b BounceWebhook, email string) (suppressed bool, err error)
 }
 
 // Event properties the handler adds.
@@ -665,6 +671,12 @@ type BounceWebhook struct {
 	Email      string `json:"email"`
 	BounceType string `json:"bounce_type"`
 	Diagnostic string `json:"diagnostic"`
+	// Optional, for delivery reports (when the handler has Reports): the
+	// report's id (the same id is recorded once), the Message-ID of the
+	// email it is about (ties it to the send), and when it happened.
+	ID        string     `json:"id"`
+	MessageID string     `json:"message_id"`
+	Timestamp *time.Time `json:"timestamp"`
 }
 
 // MaxBounceBatch is the most events one webhook call may carry.
@@ -673,8 +685,8 @@ const MaxBounceBatch = 500
 // check validates b and returns the address and the suppression reason
 // ("" for a soft bounce), or the field at fault and what is wrong.
 func (b *BounceWebhook) check() (email, reason, field, problem string) {
-	if b.Type != "bounce" && b.Type != "complaint" {
-		return "", "", "type", fmt.Sprintf("%q is not a type: use bounce or complaint", b.Type)
+	if b.Type != "bounce" && b.Type != "complaint" && b.Type != "delivery" {
+		return "", "", "type", fmt.Sprintf("%q is not a type: use bounce, complaint or delivery", b.Type)
 	}
 	email, err := ingest.NormalizeEmail(b.Email)
 	if err != nil {
@@ -684,6 +696,18 @@ func (b *BounceWebhook) check() (email, reason, field, problem string) {
 		return "", "", "diagnostic", "contains a NUL character"
 	}
 	b.Diagnostic = truncate(b.Diagnostic, 1000)
+	if len(b.ID) > 200 {
+		return "", "", "id", "longer than 200 bytes"
+	}
+	if len(b.MessageID) > 1000 {
+		return "", "", "message_id", "longer than 1000 bytes"
+	}
+	if b.Type == "delivery" {
+		if b.BounceType != "" {
+			return "", "", "bounce_type", "only for type bounce"
+		}
+		return email, "", "", ""
+	}
 	if b.Type == "complaint" {
 		if b.BounceType != "" {
 			return "", "", "bounce_type", "only for type bounce"
@@ -735,6 +759,14 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case field != "":
 			reply(w, http.StatusBadRequest, apiResponse{Error: problem, Field: field})
+		case h.Reports != nil:
+			suppressed, err := h.Reports(r.Context(), b, email)
+			if err != nil {
+				h.log.Error("recording a delivery report", "err", err)
+				reply(w, http.StatusServiceUnavailable, apiResponse{Error: "storage unavailable, retry later"})
+				return
+			}
+			reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &suppressed})
 		case reason == "":
 			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
 			no := false
@@ -772,6 +804,17 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case field != "":
 			rejected = append(rejected, bounceResult{Index: i, Field: fmt.Sprintf("[%d].%s", i, field), Error: problem})
+			continue
+		case h.Reports != nil:
+			yes, err := h.Reports(r.Context(), b, email)
+			if err != nil {
+				h.log.Error("recording a delivery report", "err", err)
+				reply(w, http.StatusServiceUnavailable, apiResponse{Error: fmt.Sprintf("storage unavailable at event %d, retry later", i)})
+				return
+			}
+			if yes {
+				suppressed++
+			}
 			continue
 		case reason == "":
 			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)

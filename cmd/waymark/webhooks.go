@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/waymark/waymark/internal/bounce"
+	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/tracking"
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
+// Postmark, SendGrid, Mailgun) to mux, and makes the tracking handler's
+// own-shape bounce webhook record delivery reports the same way: an event
+// on the contact, soft bounces counted, each report once. sns, if set,
+// verifies SNS signatures (tests give one that reaches a local server).
+func mountWebhooks(mux *http.ServeMux, cfg *config.Config, st *store.Store, track *tracking.Handler, reactor *lifecycle.Reactor, log *slog.Logger, now func() time.Time, sns *bounce.SNSVerifier) error {
+	var key = cfg.SendGridWebhookKey
+	hc := bounce.Config{
+		Store: st, Log: log, Now: now, SNS: sns, SESTopics: cfg.SESTopics(), MailgunKey: cfg.MailgunSigningKey,
+		SoftLimit: cfg.SoftBounces, SoftWindow: cfg.SoftBounceWithin,
+		OnEvent: func(id int64, name string, props map[string]any, at time.Time) {
+			reactor.Touch([]int64{id}, map[int64]*lifecycle.Event{id: {Name: name, Properties: props, Timestamp: at}}, map[int64][]string{id: {name}})
+		},
+	}
+	if hc.SoftLimit == 0 {
+		hc.SoftLimit = -1 // WAYMARK_SOFT_BOUNCE_LIMIT=0: never
+	}
+	if key != "" {
+		k, err := bounce.ParseSendGridKey(key)
+		if err != nil {
+			return &config.Error{Var: "WAYMARK_SENDGRID_WEBHOOK_KEY", Msg: err.Error() + " (paste the Verification Key SendGrid shows for the Signed Event Webhook)"}
+		}
+		hc.SendGridKey = k
+	}
+	hc.PostmarkUser, hc.PostmarkPassword, _ = strings.Cut(cfg.PostmarkWebhookAuth, ":")
+	h := bounce.NewHandler(hc)
+	for _, p := range h.Patterns() {
+		mux.Handle(p, h)
+	}
+	track.Reports = func(ctx context.Context, b tracking.BounceWebhook, email string) (bool, error) {
+		r := ownReport(b, email, now())
+		got, err := st.RecordReports(ctx, []bounce.Report{r}, bounce.RecordOptions{SoftLimit: max(hc.SoftLimit, 0), SoftWindow: cfg.SoftBounceWithin, Now: now()})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range got.Events {
+			hc.OnEvent(e.ContactID, e.Name, e.Properties, e.At)
+		}
+		return r.Kind == bounce.Complained || r.BounceType == bounce.Hard || got.Suppressed > 0, nil
+	}
+	return nil
+}
+
+// ownReport is an event of Waymark's own bounce webhook shape as a
+// report. Without an id, its id is derived from its content, so posting
+// the same event twice records it once.
+func ownReport(b tracking.BounceWebhook, email string, now time.Time) bounce.Report {
+	r := bounce.Report{Provider: "waymark", ID: b.ID, Email: email, MessageIDs: []string{b.MessageID}, At: now, Detail: b.Diagnostic}
+	switch b.Type {
+	case "complaint":
+		r.Kind = bounce.Complained
+	case "delivery":
+		r.Kind = bounce.Delivered
+	default:
+		r.Kind, r.BounceType = bounce.Bounced, b.BounceType
+	}
+	if b.Timestamp != nil && !b.Timestamp.After(now) {
+		r.At = *b.Timestamp
+	}
+	if r.ID == "" {
+		ts := ""
+		if b.Timestamp != nil {
+			ts = b.Timestamp.UTC().Format(time.RFC3339Nano)
+		}
+		h := sha256.Sum256([]byte(strings.Join([]string{b.Type, email, b.BounceType, b.Diagnostic, b.MessageID, ts}, "\x00")))
+		r.ID = "content:" + hex.EncodeToString(h[:16])
+	}
+	return r
+}
