@@ -30,6 +30,13 @@ func startServe(t *testing.T, journeyYAML string) (string, *pgxpool.Pool) {
 // startServeWith is startServe with extra environment (SMTP…).
 func startServeWith(t *testing.T, journeyYAML string, extra map[string]string) (string, *pgxpool.Pool) {
 	t.Helper()
+	return startServeOpts(t, journeyYAML, extra, serveOptions{})
+}
+
+// startServeOpts is startServeWith with serve's options (its Ready is
+// set here).
+func startServeOpts(t *testing.T, journeyYAML string, extra map[string]string, opts serveOptions) (string, *pgxpool.Pool) {
+	t.Helper()
 	url := pgtest.Clone(t)
 	if journeyYAML != "" {
 		p := filepath.Join(t.TempDir(), "journey.yaml")
@@ -54,7 +61,8 @@ func startServeWith(t *testing.T, journeyYAML string, extra map[string]string) (
 	}
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, pool, log, func(a string) { addr <- a }) }()
+	opts.Ready = func(a string) { addr <- a }
+	go func() { done <- serveWith(ctx, cfg, pool, log, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -444,7 +444,7 @@ func TestBounceWebhook(t *testing.T) {
 		field      string
 	}{
 		{"no type", `{"email":"ann@example.com"}`, 400, "type"},
-		{"bad type", `{"type":"delivery","email":"ann@example.com"}`, 400, "type"},
+		{"bad type", `{"type":"delivered","email":"ann@example.com"}`, 400, "type"},
 		{"bad email", `{"type":"complaint","email":"nobody"}`, 400, "email"},
 		{"no bounce type", `{"type":"bounce","email":"ann@example.com"}`, 400, "bounce_type"},
 		{"bad bounce type", `{"type":"bounce","email":"ann@example.com","bounce_type":"medium"}`, 400, "bounce_type"},
