@@ -70,6 +70,7 @@ func (s *Server) api(h http.HandlerFunc) http.Handler {
 func (s *Server) routesAPI() {
 	h := func(pattern string, fn http.HandlerFunc) { s.mux.Handle(pattern, s.api(fn)) }
 	h("GET /api/v1/contacts", s.apiContacts)
+	h("GET /api/v1/contacts/export", s.apiExportContacts)
 	h("GET /api/v1/contacts/{id}", s.apiContact)
 	h("GET /api/v1/contacts/{id}/timeline", s.apiTimeline)
 	h("GET /api/v1/contacts/{id}/export", s.apiExport)

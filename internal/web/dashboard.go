@@ -224,6 +224,7 @@ func (s *Server) routesDashboard() {
 	d("GET /dashboard/{$}", s.overviewPage)
 	d("GET /dashboard/health", s.healthPage)
 	d("GET /dashboard/contacts", s.contactsPage)
+	d("GET /dashboard/contacts/export", s.exportContactsPage)
 	d("GET /dashboard/contacts/{id}", s.contactPage)
 	d("GET /dashboard/sequences", s.sequencesPage)
 	d("GET /dashboard/rules", s.rulesPage)
