@@ -74,7 +74,8 @@ const (
 	// Tolerance is how far a signed timestamp (SendGrid, Mailgun) may be
 	// from now, either way.
 	Tolerance = 5 * time.Minute
-	maxBody   = 1 << 20
+	// maxBody bounds a request: SendGrid batches many events in one.
+	maxBody = 4 << 20
 )
 
 // Config is what the Handler runs on. A provider whose secret is not set
@@ -256,12 +257,14 @@ func (h *Handler) ses(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, "ses", fmt.Errorf("%w: %v", ErrUnsigned, err))
 		return
 	}
-	if err := h.cfg.SNS.Verify(r.Context(), m); err != nil {
-		h.refuse(w, "ses", err)
-		return
-	}
+	// The topic first: a message from another topic is refused without
+	// fetching a certificate for it.
 	if !slices.Contains(h.cfg.SESTopics, m.TopicArn) {
 		h.refuse(w, "ses", fmt.Errorf("topic %q is not one of WAYMARK_SES_TOPIC_ARNS", m.TopicArn))
+		return
+	}
+	if err := h.cfg.SNS.Verify(r.Context(), m); err != nil {
+		h.refuse(w, "ses", err)
 		return
 	}
 	switch m.Type {
