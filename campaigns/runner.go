@@ -85,9 +85,8 @@ type Store interface {
 type Runner struct {
 	store Store
 	log   *slog.Logger
-	// Wake, if set, is called when sends became due at once (a 0-delay
-	// step), so the sender does not wait for its next poll.
-	Wake func()
+	// wake, if set (WithWake), is called when sends became due at once.
+	wake func()
 
 	mu       sync.Mutex
 	defs     Definitions
@@ -119,9 +118,20 @@ type VersionRef struct {
 	Version int
 }
 
+// RunnerOption configures a Runner (see NewRunner).
+type RunnerOption func(*Runner)
+
+// WithWake has the runner call wake when sends became due at once (a
+// 0-delay step), so the sender does not wait for its next poll.
+func WithWake(wake func()) RunnerOption { return func(r *Runner) { r.wake = wake } }
+
 // NewRunner returns a runner on store.
-func NewRunner(store Store, log *slog.Logger) *Runner {
-	return &Runner{store: store, log: log, compiled: map[string]*Compiled{}}
+func NewRunner(store Store, log *slog.Logger, opts ...RunnerOption) *Runner {
+	r := &Runner{store: store, log: log, compiled: map[string]*Compiled{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 func key(name string, version int) string { return fmt.Sprintf("%s@%d", name, version) }
@@ -313,17 +323,11 @@ func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.
 	}
 	for _, e := range created {
 		if e.FirstAfter == 0 {
-			r.wake()
+			r.wakeSender()
 			break
 		}
 	}
 	return nil
-}
-
-func (r *Runner) wake() {
-	if r.Wake != nil {
-		r.Wake()
-	}
 }
 
 // endEnrolments ends the batch's active enrolments whose goal is reached,
@@ -421,9 +425,15 @@ func (r *Runner) draw(ctx context.Context, defs Definitions, progs []*lifecycle.
 		return fmt.Errorf("drawing offers: %w", err)
 	}
 	if n > 0 {
-		r.wake()
+		r.wakeSender()
 	}
 	return nil
+}
+
+func (r *Runner) wakeSender() {
+	if r.wake != nil {
+		r.wake()
+	}
 }
 
 func observed(obs []lifecycle.Observation) string {

@@ -128,10 +128,8 @@ type Engine struct {
 	// parked are the contacts set aside by evaluations (see Parker).
 	parked parkedSet
 
-	// Hook, if set, sees every batch after its moves (campaigns enrol and
-	// end enrolments there), with the facts it asks for loaded by the same
-	// query.
-	Hook Hook
+	// hook, if set (WithHook), sees every batch after its moves.
+	hook Hook
 }
 
 // Hook is work done on each evaluated batch of contacts.
@@ -163,9 +161,21 @@ type Versioned interface {
 	JourneyVersion(ctx context.Context) (string, error)
 }
 
+// EngineOption configures an Engine (see NewEngine).
+type EngineOption func(*Engine)
+
+// WithHook has the engine run h on every batch after its moves (campaigns
+// enrol and end enrolments there), with the facts h asks for loaded by the
+// same query.
+func WithHook(h Hook) EngineOption { return func(e *Engine) { e.hook = h } }
+
 // NewEngine returns an engine on store.
-func NewEngine(store Store, log *slog.Logger) *Engine {
-	return &Engine{store: store, log: log, BatchSize: 2000, SweepBatchSize: 10000}
+func NewEngine(store Store, log *slog.Logger, opts ...EngineOption) *Engine {
+	e := &Engine{store: store, log: log, BatchSize: 2000, SweepBatchSize: 10000}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // LoadRules compiles the stored rules.
@@ -209,14 +219,14 @@ func (e *Engine) Sweep(ctx context.Context, asOf time.Time) (SweepStats, error) 
 	if err != nil {
 		return SweepStats{}, err
 	}
-	extra, _, err := e.hookNeeds(ctx, e.Hook)
+	extra, _, err := e.hookNeeds(ctx, e.hook)
 	if err != nil {
 		return SweepStats{}, err
 	}
 	if err := e.loadParked(ctx); err != nil {
 		return SweepStats{}, err
 	}
-	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.Hook, extra, false)
+	return e.pass(ctx, rules, FactsQuery{}, asOf, "sweep", e.apply, e.hook, extra, false)
 }
 
 // Touched is a contact touched by events, for event-driven evaluation.
@@ -251,7 +261,7 @@ func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time)
 	if err != nil {
 		return SweepStats{}, err
 	}
-	extra, hookDeps, err := e.hookNeeds(ctx, e.Hook)
+	extra, hookDeps, err := e.hookNeeds(ctx, e.hook)
 	if err != nil {
 		return SweepStats{}, err
 	}
@@ -288,7 +298,7 @@ func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time)
 	if len(keep) == 0 {
 		return SweepStats{Skipped: len(touched)}, nil
 	}
-	st, err := e.pass(ctx, rules, FactsQuery{IDs: ids, Touched: keep}, now, "event", e.apply, e.Hook, extra, false)
+	st, err := e.pass(ctx, rules, FactsQuery{IDs: ids, Touched: keep}, now, "event", e.apply, e.hook, extra, false)
 	st.Skipped = len(touched) - st.Contacts
 	return st, err
 }

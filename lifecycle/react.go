@@ -27,9 +27,6 @@ type Reactor struct {
 	dirty   map[int64]int
 	busy    bool // a pass is running
 	wake    chan struct{}
-	// AfterPass, if set, is called after each batch with the contacts that
-	// were evaluated (campaigns hook in here).
-	AfterPass func(ctx context.Context, ids []int64)
 	// MinInterval is the least time from the start of one pass to the
 	// start of the next while contacts keep being touched: under a
 	// stream of events, passes take what gathered meanwhile (a contact
@@ -71,7 +68,8 @@ func (r *Reactor) Touch(ids []int64, events map[int64]*Event, names map[int64][]
 }
 
 // Idle reports whether every contact touched so far has been evaluated,
-// its moves applied and AfterPass run: nothing pending, no pass running.
+// its moves applied and the engine's hook run: nothing pending, no pass
+// running.
 func (r *Reactor) Idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -107,10 +105,6 @@ func (r *Reactor) Run(ctx context.Context) {
 			r.mu.Unlock()
 
 			slices.SortFunc(batch, func(a, b Touched) int { return cmp.Compare(a.ID, b.ID) })
-			ids := make([]int64, len(batch))
-			for i := range batch {
-				ids[i] = batch[i].ID
-			}
 			// Evaluate reorders batch: a retry needs the original.
 			st, err := r.engine.Evaluate(ctx, slices.Clone(batch), r.now())
 			if err != nil {
@@ -142,10 +136,7 @@ func (r *Reactor) Run(ctx context.Context) {
 				continue
 			}
 			if st.Moved > 0 {
-				r.log.Debug("contacts moved on events", "contacts", len(ids), "moved", st.Moved)
-			}
-			if r.AfterPass != nil {
-				r.AfterPass(ctx, ids)
+				r.log.Debug("contacts moved on events", "contacts", len(batch), "moved", st.Moved)
 			}
 			r.mu.Lock()
 			r.busy = false

@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/waymark/waymark/internal/bench"
+	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -74,7 +74,8 @@ func (r *sizeResult) step(name string) *step {
 	return nil
 }
 
-func cmdPath(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdPath(ctx context.Context, e *env, args []string) error {
+	getenv, stdout, stderr := e.getenv, e.stdout, e.stderr
 	var f pathFlags
 	fs := flag.NewFlagSet("path", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -143,7 +144,7 @@ func cmdPath(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("%w (install Postfix: apt-get install postfix)", err)
 	}
 	defer sink.Stop()
-	fmt.Fprintf(stdout, "waymark-bench path: %s on PostgreSQL at %s, sending into %s\n\n", f.journey, redact(f.server), sink.Command())
+	fmt.Fprintf(stdout, "waymark-bench path: %s on PostgreSQL at %s, sending into %s\n\n", f.journey, pgserver.Redact(f.server), sink.Command())
 	var results []*sizeResult
 	for i, n := range f.sizes {
 		keep := f.keep && i == len(f.sizes)-1
@@ -182,7 +183,7 @@ func pathAt(ctx context.Context, f *pathFlags, w *waymark, j *journey.Journey, s
 	}
 	jsonlSize := fileSize(files.JSONL)
 	fmt.Fprintf(out, "── %s contacts, %s events over 400 days to %s (JSON lines %s, written in %s) ──\n",
-		thousands(n), thousands(files.Events), end.Format(time.RFC3339), mb(jsonlSize), secs(time.Since(genStart)))
+		humanize.Comma(int64(n)), humanize.Comma(int64(files.Events)), end.Format(time.RFC3339), mb(jsonlSize), secs(time.Since(genStart)))
 
 	db, err := bench.CreateDatabase(ctx, f.server, "waymark_bench_path")
 	if err != nil {
@@ -225,7 +226,7 @@ func pathAt(ctx context.Context, f *pathFlags, w *waymark, j *journey.Journey, s
 		return nil, err
 	}
 	r.steps = append(r.steps, step{name: "import, JSON lines", m: imp, base: copyT,
-		note: fmt.Sprintf("%s lines: %s contacts, %s events", thousands(files.Lines), thousands(int(contacts)), thousands(int(events)))})
+		note: fmt.Sprintf("%s lines: %s contacts, %s events", humanize.Comma(int64(files.Lines)), humanize.Comma(contacts), humanize.Comma(events))})
 
 	// 1b. Import, CSV (contacts, then events), into a database of its own.
 	if f.formats["csv"] {
@@ -310,7 +311,7 @@ func pathAt(ctx context.Context, f *pathFlags, w *waymark, j *journey.Journey, s
 		return nil, err
 	}
 	r.steps = append(r.steps, step{name: "first tick (settle, enrol, draw)", m: tick, base: tickBase,
-		note: fmt.Sprintf("%s moved (%s hops), %s enrolled, %s sends queued, %s offer draws", thousands(moved), thousands(hops), thousands(int(enrolled)), thousands(int(queued)), thousands(int(draws)))})
+		note: fmt.Sprintf("%s moved (%s hops), %s enrolled, %s sends queued, %s offer draws", humanize.Comma(int64(moved)), humanize.Comma(int64(hops)), humanize.Comma(enrolled), humanize.Comma(queued), humanize.Comma(draws))})
 	if _, err := sql(ctx, db.URL, `DROP TABLE bench_pre`, `VACUUM ANALYZE contacts`); err != nil {
 		return nil, err
 	}
@@ -337,7 +338,7 @@ func pathAt(ctx context.Context, f *pathFlags, w *waymark, j *journey.Journey, s
 			secs, _ := strconv.ParseFloat(x[2], 64)
 			s.sendT = time.Duration(secs * float64(time.Second))
 			s.note = fmt.Sprintf("sent %s in %.2fs: %s/s; %s delayed (quiet hours, cap, hold), %s skipped, %s failed",
-				thousands(s.sent), secs, thousands(int(float64(s.sent)/max(secs, 1e-9))), x[9], x[6], x[3])
+				humanize.Comma(int64(s.sent)), secs, humanize.Comma(int64(float64(s.sent)/max(secs, 1e-9))), x[9], x[6], x[3])
 		}
 		if x := tickLine.FindStringSubmatch(m.Out); x != nil {
 			s.note += fmt.Sprintf("; its sweep %ss", x[4])
@@ -507,7 +508,7 @@ func summary(out io.Writer, rs []*sizeResult) {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	head := "step\t"
 	for _, r := range rs {
-		head += thousands(r.n) + "\t"
+		head += humanize.Comma(int64(r.n)) + "\t"
 	}
 	fmt.Fprintln(tw, head+"largest ÷ smallest\t")
 	for _, s := range first.steps {
@@ -537,7 +538,7 @@ func summary(out io.Writer, rs []*sizeResult) {
 		for _, s := range first.steps {
 			if x := last.step(s.name); x != nil && s.name != "apply" {
 				g := us(x.m.Wall, last.n) / us(s.m.Wall, first.n)
-				check(g <= targetLinear, "%s linear: %.2fx the µs per contact of %s at %s (target ≤ %.1fx)", s.name, g, thousands(first.n), thousands(last.n), targetLinear)
+				check(g <= targetLinear, "%s linear: %.2fx the µs per contact of %s at %s (target ≤ %.1fx)", s.name, g, humanize.Comma(int64(first.n)), humanize.Comma(int64(last.n)), targetLinear)
 			}
 		}
 	}
@@ -561,7 +562,7 @@ func summary(out io.Writer, rs []*sizeResult) {
 		if s.name == "send, default pool" {
 			target = targetSendPool
 		}
-		check(rate >= float64(target), "%s: %s emails/s (target ≥ %s)", s.name, thousands(int(rate)), thousands(target))
+		check(rate >= float64(target), "%s: %s emails/s (target ≥ %s)", s.name, humanize.Comma(int64(rate)), humanize.Comma(int64(target)))
 	}
 }
 
@@ -574,21 +575,3 @@ func fileSize(path string) int64 {
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// thousands writes n with thousands separators.
-func thousands(n int) string { return english.Sprint(n) }
-
-var english = message.NewPrinter(language.English)
-
-// redact hides a password in a connection string.
-func redact(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.Index(u[i+3:], "@"); j >= 0 {
-			cred := u[i+3 : i+3+j]
-			if k := strings.IndexByte(cred, ':'); k >= 0 {
-				return u[:i+3] + cred[:k] + ":***" + u[i+3+j:]
-			}
-		}
-	}
-	return u
-}

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/waymark/waymark/internal/bench"
+	"github.com/waymark/waymark/internal/humanize"
 )
 
 // The listmonk figure the quickstart is compared with (issue 17): tuned
@@ -42,7 +42,8 @@ sending:
   quiet_hours: {from: "00:00", to: "00:00"}
 `
 
-func cmdQuickstart(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdQuickstart(ctx context.Context, e *env, args []string) error {
+	getenv, stdout, stderr := e.getenv, e.stdout, e.stderr
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("contacts", 100_000, "contacts in the list")
@@ -91,7 +92,7 @@ func cmdQuickstart(ctx context.Context, args []string, getenv func(string) strin
 	defer db.Drop(context.Background())
 	env := map[string]string{"DATABASE_URL": db.URL, "WAYMARK_SMTP_URL": "smtp://" + sink.Addr() + "?tls=none&pool=" + strconv.Itoa(*pool),
 		"WAYMARK_FROM": "Fernwood Supply <hello@fernwoodsupply.example>"}
-	fmt.Fprintf(stdout, "waymark-bench quickstart: %s contacts from an empty database to the last email accepted by %s (%d connections)\n\n", thousands(*n), sink.Command(), *pool)
+	fmt.Fprintf(stdout, "waymark-bench quickstart: %s contacts from an empty database to the last email accepted by %s (%d connections)\n\n", humanize.Comma(int64(*n)), sink.Command(), *pool)
 	mig, err := w.run(ctx, env, "migrate")
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func cmdQuickstart(ctx context.Context, args []string, getenv func(string) strin
 		if x := sentLine.FindStringSubmatch(m.Out); x != nil {
 			sent, _ = strconv.Atoi(x[1])
 			secs, _ := strconv.ParseFloat(x[2], 64)
-			fmt.Fprintf(stdout, "  %-26s sent %s in %.2fs (%s/s)\n", "", thousands(sent), secs, thousands(int(float64(sent)/max(secs, 1e-9))))
+			fmt.Fprintf(stdout, "  %-26s sent %s in %.2fs (%s/s)\n", "", humanize.Comma(int64(sent)), secs, humanize.Comma(int64(float64(sent)/max(secs, 1e-9))))
 		}
 	}
 	if sent != *n {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 )
@@ -241,4 +242,22 @@ func TestSuppressionsAndLists(t *testing.T) {
 			}
 		}
 	}
+}
+
+func dbNameOf(t *testing.T, url string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
+}
+
+func withDB(t *testing.T, url, name string) string {
+	t.Helper()
+	u, err := pgserver.WithDatabase(url, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,10 +18,12 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/examples"
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/capture"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/demo"
+	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/store"
@@ -137,7 +138,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 		fresh = true
 	}
 	res.DatabaseURL = cfg.DatabaseURL
-	pool, err := connect(ctx, cfg, log, 0)
+	pool, err := app.Connect(ctx, cfg, log, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -203,26 +204,23 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	}
 	clock := demo.NewClock(start)
 
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var (
-		srv   *server
-		ready = make(chan struct{})
-		errc  = make(chan error, 1)
-	)
 	var mail func(ctx context.Context) ([]web.Mail, error)
 	if res.Capture != nil {
 		mail = capturedMail(res.Capture)
 	}
-	go func() {
-		errc <- serveWith(sctx, cfg, pool, log, serveOptions{
-			Now:      clock.Now,
-			Mail:     mail,
-			NoSender: true,
-			Routes:   []func(*http.ServeMux, *server){func(_ *http.ServeMux, s *server) { srv = s }},
-			Ready:    func(string) { close(ready) },
-		})
-	}()
+	// The sender runs in step with the simulation (never while events are
+	// being posted), on the simulation's clock; live, it runs on its own.
+	ready := make(chan struct{})
+	a, err := app.New(ctx, app.Config{Settings: cfg, Pool: pool, Log: log, Now: clock.Now, Mail: mail, CallerSends: true,
+		Ready: func(string) { close(ready) }})
+	if err != nil {
+		return nil, err
+	}
+	sender := a.Sender()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(sctx) }()
 	select {
 	case <-ready:
 	case err := <-errc:
@@ -233,7 +231,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	base := "http://" + cfg.HTTPAddr
 
 	fmt.Fprintf(out, "Waymark demo: Fernwood Supply (%s), %s simulated customers, %d days of history played in about %s.\n\n",
-		jname, thousands(int64(o.Contacts)), int(o.History.Hours()/24), o.Duration.Round(time.Second))
+		jname, humanize.Comma(int64(o.Contacts)), int(o.History.Hours()/24), o.Duration.Round(time.Second))
 	fmt.Fprintf(out, "  dashboard   %s/dashboard/  (log in with the API key)\n", base)
 	fmt.Fprintf(out, "  API key     %s\n", res.APIKey)
 	fmt.Fprintf(out, "  ingestion   %s/v1/batch  (write key %s)\n", base, cfg.WriteKey)
@@ -242,16 +240,10 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 	} else {
 		fmt.Fprintf(out, "  mail        sent to %s:%d (WAYMARK_SMTP_URL)\n", cfg.SMTP.Host, cfg.SMTP.Port)
 	}
-	fmt.Fprintf(out, "  database    %s%s\n\n", redactURL(cfg.DatabaseURL), map[bool]string{true: " (fresh for this run)"}[fresh])
+	fmt.Fprintf(out, "  database    %s%s\n\n", pgserver.Redact(cfg.DatabaseURL), map[bool]string{true: " (fresh for this run)"}[fresh])
 	fmt.Fprintf(out, "Personas: %s.\n", personaSummary(pop))
 	fmt.Fprintf(out, "The clock starts at %s; events carry simulated times, and rules, sweeps and sends run as of the simulated instant.\n\n", start.Format("2006-01-02"))
 
-	// The sender runs in step with the simulation (never while events are
-	// being posted), on the simulation's clock; live, it runs on its own.
-	sender, err := newSender(cfg, st, srv.runner, log, clock.Now)
-	if err != nil {
-		return nil, err
-	}
 	sendDue := func(ctx context.Context) error {
 		// A look at the queue is much cheaper than a sender pass.
 		if at, ok, err := st.NextDue(ctx); err != nil || !ok || at.After(clock.Now()) {
@@ -265,7 +257,7 @@ func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*d
 		IngestURL: base, WriteKey: cfg.WriteKey, Population: pop, Start: start, End: end, Duration: o.Duration,
 		Clock: clock, Send: sendDue, Live: !o.Exit, Log: log, Mailbox: res.Capture,
 		Pass: func(ctx context.Context) error {
-			if !srv.sched.Tick(ctx) {
+			if !a.Tick(ctx) {
 				return errors.New("another instance holds the scheduler lease")
 			}
 			return nil
@@ -538,9 +530,9 @@ func personaSummary(p *demo.Population) string {
 	}
 	var parts []string
 	for _, ps := range demo.Personas {
-		parts = append(parts, fmt.Sprintf("%s %s", thousands(int64(n[ps])), ps.Plural()))
+		parts = append(parts, fmt.Sprintf("%s %s", humanize.Comma(int64(n[ps])), ps.Plural()))
 	}
-	parts = append(parts, fmt.Sprintf("%s of them buying for a business", thousands(int64(business))))
+	parts = append(parts, fmt.Sprintf("%s of them buying for a business", humanize.Comma(int64(business))))
 	return strings.Join(parts, ", ")
 }
 
@@ -553,19 +545,19 @@ func progressLine(s demo.Status, f store.DemoFigures, c *capture.Server) string 
 	var stages []string
 	for _, st := range lifecycle.Stages {
 		total += f.Stages[st]
-		stages = append(stages, fmt.Sprintf("%s %s", st, thousands(f.Stages[st])))
+		stages = append(stages, fmt.Sprintf("%s %s", st, humanize.Comma(f.Stages[st])))
 	}
-	fmt.Fprintf(&b, "%s contacts: %s | %s emails sent:", thousands(total), strings.Join(stages, ", "), thousands(f.Sent))
+	fmt.Fprintf(&b, "%s contacts: %s | %s emails sent:", humanize.Comma(total), strings.Join(stages, ", "), humanize.Comma(f.Sent))
 	for i, t := range tones {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		fmt.Fprintf(&b, " %s %s", t, thousands(f.SentByTone[t]))
+		fmt.Fprintf(&b, " %s %s", t, humanize.Comma(f.SentByTone[t]))
 	}
-	fmt.Fprintf(&b, " | win-back %s, offers %s, held %s | opened %s, clicked %s, unsubscribed %s", thousands(f.WinBacks), thousands(f.OfferEmails), thousands(f.Held),
-		thousands(f.Opened), thousands(f.Clicked), thousands(f.Unsubscribed))
+	fmt.Fprintf(&b, " | win-back %s, offers %s, held %s | opened %s, clicked %s, unsubscribed %s", humanize.Comma(f.WinBacks), humanize.Comma(f.OfferEmails), humanize.Comma(f.Held),
+		humanize.Comma(f.Opened), humanize.Comma(f.Clicked), humanize.Comma(f.Unsubscribed))
 	if c != nil {
-		fmt.Fprintf(&b, " | captured %s", thousands(c.Received()))
+		fmt.Fprintf(&b, " | captured %s", humanize.Comma(c.Received()))
 	}
 	if !s.CaughtUp && (s.SweepEvery > 24*time.Hour || s.SendEvery > 2*time.Hour) {
 		fmt.Fprintf(&b, " | a pass every %d days, sending every %d hours", s.SweepEvery/(24*time.Hour), s.SendEvery/time.Hour)
@@ -586,24 +578,6 @@ func checklist(f store.DemoFigures) string {
 	}
 	return fmt.Sprintf("%s contacts in every stage  %s all four tones used  %s a win-back sent (%d)  %s a surprise offer sent (%d)",
 		mark(every), mark(four), mark(f.WinBacks > 0), f.WinBacks, mark(f.SentByTemplate["surprise"] > 0), f.SentByTemplate["surprise"])
-}
-
-// thousands formats n with thousands separators.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 func randomKey(prefix string) string {

@@ -71,18 +71,6 @@ func commands() []command {
 		{"suppressions", "list | add EMAIL [--detail TEXT] | remove EMAIL", "addresses never mailed: list them, add one by hand, remove one added by hand", []string{"list", "add", "remove"}, cmdSuppressions},
 		{"contacts", "erase|export CONTACT", "erase a contact's personal data (keeping a hashed suppression), or export everything stored about it as JSON", []string{"erase", "export"}, cmdContacts},
 		{"keys", "create --name NAME | list | revoke KEY", "management API keys: create (printed once, stored hashed), list, revoke", []string{"create", "list", "revoke"}, cmdKeys},
-		{"bench", "ingest|import|track|sweep|send|dashboard|all", "measure: ingestion, import, single-call latency, the lifecycle sweep, sending, dashboard pages", []string{"ingest", "import", "track", "sweep", "send", "dashboard", "all"}, func(ctx context.Context, e *env, args []string) error {
-			if len(args) > 0 && args[0] == "sweep" {
-				return cmdBenchSweep(ctx, e, args[1:])
-			}
-			if len(args) > 0 && args[0] == "send" {
-				return cmdBenchSend(ctx, e, args[1:])
-			}
-			if len(args) > 0 && args[0] == "dashboard" {
-				return cmdBenchDashboard(ctx, e, args[1:])
-			}
-			return cmdBench(ctx, e, args)
-		}},
 		{"version", "", "the version and build of this waymark", nil, func(_ context.Context, e *env, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("version: unexpected argument %q", args[0])

@@ -126,7 +126,7 @@ func TestOneContactsFailureNeverStopsTheBatchsSends(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := store.New(pool)
-	sender := campaigns.NewSender(sendsFault{store.SendStore{Store: st}, id("u5")}, dialer{d}, campaigns.NewRunner(st, log), log, clock.Now,
+	sender := campaigns.NewSender(sendsFault{store.SendStore{Store: st}, id("u5")}, campaigns.SMTP(d), campaigns.NewRunner(st, log), log, clock.Now,
 		campaigns.SenderConfig{From: "shop@example.com", Connections: 2, Holder: "poison-test"})
 	if _, err := sender.SendDue(ctx); err != nil {
 		t.Fatalf("sending stopped: %v", err)

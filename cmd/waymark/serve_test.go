@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
@@ -33,8 +34,12 @@ func startServeWith(t *testing.T, journeyYAML string, extra map[string]string) (
 	return startServeOpts(t, journeyYAML, extra, serveOptions{})
 }
 
-// startServeOpts is startServeWith with serve's options (its Ready is
-// set here).
+// serveOptions are the application's options beyond its settings, pool,
+// log and Ready, which startServeOpts sets.
+type serveOptions = app.Config
+
+// startServeOpts is startServeWith with the application's options (its
+// settings, pool, log and Ready are set here).
 func startServeOpts(t *testing.T, journeyYAML string, extra map[string]string, opts serveOptions) (string, *pgxpool.Pool) {
 	t.Helper()
 	url := pgtest.Clone(t)
@@ -55,14 +60,19 @@ func startServeOpts(t *testing.T, journeyYAML string, extra map[string]string, o
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	pool, err := connect(ctx, cfg, log, 8)
+	pool, err := app.Connect(ctx, cfg, log, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
+	opts.Settings, opts.Pool, opts.Log = cfg, pool, log
 	opts.Ready = func(a string) { addr <- a }
-	go func() { done <- serveWith(ctx, cfg, pool, log, opts) }()
+	a, err := app.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

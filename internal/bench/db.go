@@ -3,13 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/waymark/waymark/internal/pgserver"
 )
 
 // Database is a scratch database created for one benchmark run.
@@ -23,18 +22,12 @@ type Database struct {
 // serverURL reaches (dropping a leftover of the same name first) and
 // returns it. Drop removes it.
 func CreateDatabase(ctx context.Context, serverURL, name string) (*Database, error) {
-	u, err := withDatabase(serverURL, name)
+	u, err := pgserver.WithDatabase(serverURL, name)
 	if err != nil {
 		return nil, err
 	}
 	d := &Database{Name: name, URL: u, server: serverURL}
-	err = d.admin(ctx, func(conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return err
-		}
-		_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-		return err
-	})
+	err = createDatabase(ctx, serverURL, name)
 	if err != nil {
 		return nil, fmt.Errorf("creating database %s: %w", name, err)
 	}
@@ -43,20 +36,19 @@ func CreateDatabase(ctx context.Context, serverURL, name string) (*Database, err
 
 // Drop drops the database, disconnecting whoever is still connected.
 func (d *Database) Drop(ctx context.Context) error {
-	err := d.admin(ctx, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.Name}.Sanitize()+" WITH (FORCE)")
-		return err
-	})
+	err := DropDatabase(ctx, d.server, d.Name)
 	if err != nil {
 		return fmt.Errorf("dropping database %s: %w", d.Name, err)
 	}
 	return nil
 }
 
-func (d *Database) admin(ctx context.Context, fn func(conn *pgx.Conn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+// Admin runs fn on a connection to the server (the database serverURL
+// names), for at most timeout.
+func Admin(ctx context.Context, serverURL string, timeout time.Duration, fn func(conn *pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, d.server)
+	conn, err := pgx.Connect(ctx, serverURL)
 	if err != nil {
 		return err
 	}
@@ -64,19 +56,25 @@ func (d *Database) admin(ctx context.Context, fn func(conn *pgx.Conn) error) err
 	return fn(conn)
 }
 
-// withDatabase returns connString naming database name instead.
-func withDatabase(connString, name string) (string, error) {
-	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
-		u, err := url.Parse(connString)
-		if err != nil {
-			return "", fmt.Errorf("parsing DATABASE_URL: %w", err)
+// DropDatabase drops database name on the server, disconnecting whoever
+// is still connected.
+func DropDatabase(ctx context.Context, serverURL, name string) error {
+	return Admin(ctx, serverURL, time.Minute, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		return err
+	})
+}
+
+// createDatabase drops database name on the server if it exists, and
+// creates it anew.
+func createDatabase(ctx context.Context, serverURL, name string) error {
+	return Admin(ctx, serverURL, time.Minute, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return err
 		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	// keyword=value form: a later dbname wins.
-	return connString + " dbname=" + name, nil
+		_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+		return err
+	})
 }
 
 // DefaultName is the scratch database's name for this process.

@@ -157,17 +157,3 @@ func TestSummarise(t *testing.T) {
 		t.Fatalf("Summarise = %+v, want %+v", got, want)
 	}
 }
-
-func TestWithDatabase(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ in, want string }{
-		{"postgres://postgres@127.0.0.1:5432/waymark?sslmode=disable", "postgres://postgres@127.0.0.1:5432/bench_x?sslmode=disable"},
-		{"postgresql://u:p@h/", "postgresql://u:p@h/bench_x"},
-		{"host=127.0.0.1 user=postgres dbname=waymark", "host=127.0.0.1 user=postgres dbname=waymark dbname=bench_x"},
-	} {
-		got, err := withDatabase(c.in, "bench_x")
-		if err != nil || got != c.want {
-			t.Errorf("withDatabase(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-}

@@ -15,7 +15,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -100,7 +100,7 @@ type SweepDB struct {
 // left by an earlier run, if it holds a complete load of the same size and
 // reuse is allowed, or else a new, empty one.
 func OpenSweepDatabase(ctx context.Context, serverURL string, size SweepSize, reuse bool) (*SweepDB, error) {
-	u, err := sweepURL(serverURL, SweepDatabaseName)
+	u, err := pgserver.WithDatabase(serverURL, SweepDatabaseName)
 	if err != nil {
 		return nil, err
 	}
@@ -116,13 +116,7 @@ func OpenSweepDatabase(ctx context.Context, serverURL string, size SweepSize, re
 			}
 		}
 	}
-	err = sweepAdmin(ctx, serverURL, func(conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return err
-		}
-		_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{d.Name}.Sanitize())
-		return err
-	})
+	err = createDatabase(ctx, serverURL, d.Name)
 	if err != nil {
 		return nil, fmt.Errorf("creating database %s: %w", d.Name, err)
 	}
@@ -131,35 +125,7 @@ func OpenSweepDatabase(ctx context.Context, serverURL string, size SweepSize, re
 
 // Drop drops the benchmark database.
 func (d *SweepDB) Drop(ctx context.Context) error {
-	return sweepAdmin(ctx, d.server, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.Name}.Sanitize()+" WITH (FORCE)")
-		return err
-	})
-}
-
-func sweepAdmin(ctx context.Context, server string, fn func(conn *pgx.Conn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	return fn(conn)
-}
-
-// sweepURL returns connString naming database name instead.
-func sweepURL(connString, name string) (string, error) {
-	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
-		u, err := url.Parse(connString)
-		if err != nil {
-			return "", fmt.Errorf("parsing DATABASE_URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	return connString + " dbname=" + name, nil
+	return DropDatabase(ctx, d.server, d.Name)
 }
 
 // The event names generated, with their weights (per thousand) for a

@@ -57,6 +57,15 @@ type Config struct {
 	SoftBounceWithin time.Duration
 }
 
+// LinkBase is the base URL of the links in emails and previews: the
+// public URL, or else the HTTP address.
+func (c *Config) LinkBase() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	return "http://" + c.HTTPAddr
+}
+
 // Error names the setting at fault.
 type Error struct {
 	Var string

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/waymark/waymark/internal/pgserver"
 )
 
 // Database is the database the demo uses when DATABASE_URL is not set: its
@@ -89,7 +88,7 @@ func FreshDatabase(ctx context.Context, connString, name string) (*Claim, error)
 	if _, err := conn.Exec(cctx, "CREATE DATABASE "+id); err != nil {
 		return nil, fmt.Errorf("demo: creating database %s: %w", name, err)
 	}
-	if claim.URL, err = withDatabase(connString, name); err != nil {
+	if claim.URL, err = pgserver.WithDatabase(connString, name); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -145,18 +144,4 @@ FROM pg_stat_activity WHERE datname = $1`, name).Scan(&n, &apps)
 		s += " (" + apps + ")"
 	}
 	return s
-}
-
-// withDatabase returns connString naming database name instead.
-func withDatabase(connString, name string) (string, error) {
-	if u, err := url.Parse(connString); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	if strings.Contains(connString, "=") {
-		// keyword=value form: a later dbname wins.
-		return connString + " dbname=" + name, nil
-	}
-	return "", fmt.Errorf("demo: %q is not a PostgreSQL connection string", connString)
 }

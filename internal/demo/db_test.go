@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/pgtest"
 )
 
@@ -113,7 +114,7 @@ func TestClaimDatabaseOnce(t *testing.T) {
 
 func mustWith(t *testing.T, connString, db string) string {
 	t.Helper()
-	u, err := withDatabase(connString, db)
+	u, err := pgserver.WithDatabase(connString, db)
 	if err != nil {
 		t.Fatal(err)
 	}

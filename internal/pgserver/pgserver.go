@@ -106,7 +106,7 @@ func Resolve(ctx context.Context, explicit, dataDir string, log *slog.Logger) (s
 	}
 	u, err := StartPrivate(ctx, dataDir, PrivatePort, log)
 	if err != nil {
-		return "", fmt.Errorf("no PostgreSQL answers at %s and starting a private one failed: %w (set DATABASE_URL)", redact(DefaultURL), err)
+		return "", fmt.Errorf("no PostgreSQL answers at %s and starting a private one failed: %w (set DATABASE_URL)", Redact(DefaultURL), err)
 	}
 	if err := EnsureDatabase(ctx, u); err != nil {
 		return "", err
@@ -160,7 +160,7 @@ func EnsureDatabase(ctx context.Context, connString string) error {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", redact(connString), err)
+		return fmt.Errorf("connecting to %s: %w", Redact(connString), err)
 	}
 	defer conn.Close(context.Background())
 	var exists bool
@@ -270,10 +270,26 @@ func StartPrivate(ctx context.Context, dataDir string, port int, log *slog.Logge
 	return u, nil
 }
 
-func redact(connString string) string {
-	u, err := url.Parse(connString)
-	if err != nil {
-		return "the database"
+// WithDatabase returns connString naming database name instead: a URL's
+// path, or a keyword/value string's dbname (a later one wins).
+func WithDatabase(connString, name string) (string, error) {
+	if u, err := url.Parse(connString); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		u.RawPath = ""
+		return u.String(), nil
 	}
-	return u.Redacted()
+	if strings.Contains(connString, "=") {
+		return connString + " dbname=" + name, nil
+	}
+	return "", fmt.Errorf("%q is not a PostgreSQL connection string", connString)
+}
+
+// Redact writes a connection URL for a log or a report, its password
+// hidden; anything else (a keyword/value string, which may hold one) is
+// "the database".
+func Redact(connString string) string {
+	if u, err := url.Parse(connString); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	return "the database"
 }

@@ -102,3 +102,17 @@ func TestSettingsAdvice(t *testing.T) {
 		t.Errorf("advice %q does not name the value and the fix", advice)
 	}
 }
+
+func TestWithDatabase(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"postgres://postgres@127.0.0.1:5432/waymark?sslmode=disable", "postgres://postgres@127.0.0.1:5432/bench_x?sslmode=disable"},
+		{"postgresql://u:p@h/", "postgresql://u:p@h/bench_x"},
+		{"host=127.0.0.1 user=postgres dbname=waymark", "host=127.0.0.1 user=postgres dbname=waymark dbname=bench_x"},
+	} {
+		got, err := WithDatabase(c.in, "bench_x")
+		if err != nil || got != c.want {
+			t.Errorf("WithDatabase(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -57,7 +56,7 @@ func setup() {
 		return
 	}
 	cfg.Database = "postgres"
-	serverURL = withDatabase(u, "postgres")
+	serverURL = mustWithDatabase(u, "postgres")
 	ms, err := migrations.All()
 	if err != nil {
 		setupErr = err
@@ -142,18 +141,6 @@ func dropStale(ctx context.Context, admin *pgx.Conn) {
 	}
 }
 
-// withDatabase returns the URL connString with its database replaced.
-// (pgx.ConnConfig.ConnString returns the string it was parsed from, so the
-// config cannot be used for this.)
-func withDatabase(connString, db string) string {
-	u, err := url.Parse(connString)
-	if err != nil || u.Scheme == "" {
-		return connString + " dbname=" + db
-	}
-	u.Path = "/" + db
-	return u.String()
-}
-
 func need(t testing.TB) {
 	t.Helper()
 	setupOnce.Do(setup)
@@ -191,7 +178,7 @@ func createClone(ctx context.Context) (name, url string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("cloning the template database: %w", err)
 	}
-	return name, withDatabase(serverURL, name), nil
+	return name, mustWithDatabase(serverURL, name), nil
 }
 
 func dropDatabase(name string) {
@@ -265,4 +252,13 @@ func Tx(t testing.TB) pgx.Tx {
 	}
 	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	return tx
+}
+
+// mustWithDatabase returns connString naming database db instead.
+func mustWithDatabase(connString, db string) string {
+	u, err := pgserver.WithDatabase(connString, db)
+	if err != nil {
+		panic("pgtest: " + err.Error())
+	}
+	return u
 }

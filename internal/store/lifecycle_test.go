@@ -327,9 +327,28 @@ func TestEvaluateSettlesMoversOnWhatEveryStageReads(t *testing.T) {
 	}
 }
 
+// passHook is an engine hook that announces each batch's contacts and
+// waits to be released: the reactor's pass is held inside it.
+type passHook struct {
+	entered chan []int64
+	release chan struct{}
+}
+
+func (h passHook) Needs(context.Context) ([]lifecycle.Aggregate, error) { return nil, nil }
+
+func (h passHook) AfterBatch(_ context.Context, batch []lifecycle.ContactFacts, _ time.Time, _ string) error {
+	ids := make([]int64, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].ID
+	}
+	h.entered <- ids
+	<-h.release
+	return nil
+}
+
 // The reactor is idle only once every contact touched has been evaluated,
-// its moves stored and AfterPass run: a benchmark waits on it to count
-// evaluation that runs behind ingestion.
+// its moves stored and the engine's hook run: a benchmark waits on it to
+// count evaluation that runs behind ingestion.
 func TestReactorIdleOnlyWhenEvaluated(t *testing.T) {
 	t.Parallel()
 	tx := pgtest.Tx(t)
@@ -339,9 +358,8 @@ func TestReactorIdleOnlyWhenEvaluated(t *testing.T) {
 `)
 	res := mustIngest(t, s, track("r", "", "r-1", "newsletter_signup", ""))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r := lifecycle.NewReactor(lifecycle.NewEngine(s, quiet), quiet, time.Now)
 	entered, release := make(chan []int64, 1), make(chan struct{})
-	r.AfterPass = func(_ context.Context, ids []int64) { entered <- ids; <-release }
+	r := lifecycle.NewReactor(lifecycle.NewEngine(s, quiet, lifecycle.WithHook(passHook{entered, release})), quiet, time.Now)
 	if !r.Idle() {
 		t.Fatal("a reactor nothing touched is not idle")
 	}
@@ -359,9 +377,9 @@ func TestReactorIdleOnlyWhenEvaluated(t *testing.T) {
 		t.Fatal("no pass ran")
 	}
 	if r.Idle() {
-		t.Fatal("idle while AfterPass runs")
+		t.Fatal("idle while the hook runs")
 	}
-	// The move is stored before AfterPass runs.
+	// The move is stored before the hook runs.
 	if n := count(t, tx, `SELECT count(*) FROM contacts WHERE id = $1 AND stage = 'consideration'`, ids[0]); n != 1 {
 		t.Fatal("r did not move on its signup")
 	}

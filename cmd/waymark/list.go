@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/mail"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
-	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/templates"
@@ -170,132 +167,4 @@ func duration(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
-}
-
-// cmdSequences lists, pauses and resumes sequences.
-func cmdSequences(ctx context.Context, e *env, args []string) error {
-	what := args[0]
-	var cfg config.Config
-	fs := e.flags("sequences "+what, &cfg, databaseFlags...)
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	switch {
-	case what == "list" && len(pos) > 0:
-		return fmt.Errorf("sequences list: unexpected argument %q", pos[0])
-	case what != "list" && len(pos) != 1:
-		return fmt.Errorf("sequences %s: name one sequence (waymark sequences list)", what)
-	}
-	st, done, err := openStore(ctx, e, &cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	var name string
-	if len(pos) > 0 {
-		name = pos[0]
-	}
-	switch what {
-	case "pause":
-		n, err := st.PauseSequence(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("sequences pause: no sequence %q (waymark sequences list)", name)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "paused %s: it enrols nobody, and its %d queued %s wait until 'waymark sequences resume %s' (an email already being sent goes out)\n", name, n, plural(n, "email", "emails"), name)
-	case "resume":
-		n, err := st.ResumeSequence(ctx, name, clock.Now())
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("sequences resume: %q is not paused", name)
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "resumed %s: it enrols again, and %d waiting %s released: each is due at its own time, or at the next sender pass if that has passed\n", name, n, plural(n, "email was", "emails were"))
-	default:
-		return listSequences(ctx, e, st, false)
-	}
-	return nil
-}
-
-// cmdSuppressions lists the suppression list, adds an address to it by
-// hand, or removes one added by hand.
-func cmdSuppressions(ctx context.Context, e *env, args []string) error {
-	what := args[0]
-	var cfg config.Config
-	fs := e.flags("suppressions "+what, &cfg, databaseFlags...)
-	detail := new(string)
-	if what == "add" {
-		detail = fs.String("detail", "", "why (shown in the list)")
-	}
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	switch {
-	case what == "list" && len(pos) > 0:
-		return fmt.Errorf("suppressions list: unexpected argument %q", pos[0])
-	case what != "list" && len(pos) != 1:
-		return fmt.Errorf("suppressions %s: name one email address", what)
-	}
-	var email string
-	if what != "list" {
-		email = strings.ToLower(strings.TrimSpace(pos[0]))
-		if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
-			return fmt.Errorf("suppressions %s: %q is not an email address", what, pos[0])
-		}
-	}
-	st, done, err := openStore(ctx, e, &cfg)
-	if err != nil {
-		return err
-	}
-	defer done()
-	switch what {
-	case "add":
-		d := *detail
-		if d == "" {
-			d = "added with waymark suppressions add"
-		}
-		n, err := st.Suppress(ctx, email, "manual", d)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "suppressed %s: never mailed again; %d queued %s cancelled\n", email, n, plural(n, "email", "emails"))
-	case "remove":
-		ok, err := st.Unsuppress(ctx, email)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("suppressions remove: %s is not on the list by hand (an unsubscription, bounce, complaint or erasure is not removed this way)", email)
-		}
-		fmt.Fprintf(e.stdout, "removed %s from the suppression list\n", email)
-	default:
-		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "EMAIL\tREASON\tDETAIL\tSINCE")
-		after, n := "", 0
-		for {
-			page, next, err := st.Suppressions(ctx, "email", after, 500)
-			if err != nil {
-				return err
-			}
-			for _, s := range page {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Email, s.Reason, s.Detail, s.CreatedAt.UTC().Format(time.DateTime))
-				n++
-			}
-			if next == "" {
-				break
-			}
-			after = next
-		}
-		if n == 0 {
-			fmt.Fprintln(e.stdout, "the suppression list is empty")
-			return nil
-		}
-		return tw.Flush()
-	}
-	return nil
 }

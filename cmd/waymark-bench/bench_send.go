@@ -15,13 +15,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/bench"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/mailer"
 	"github.com/waymark/waymark/migrations"
@@ -39,14 +38,14 @@ const (
 // cmdBenchSend measures sending as `waymark tick` does it, into Postfix's
 // smtp-sink, against smtp-source and a bare go-mail loop in the same run:
 //
-//	waymark bench send [-emails 20000 -connections 8 -body short|newsletter -keep]
+//	waymark-bench send [-emails 20000 -connections 8 -body short|newsletter -keep]
 //
 // -connections takes a list (4,8,16): each count gets its own fresh
 // database. Nothing is installed: smtp-sink and smtp-source come with
 // Postfix (Debian: apt-get install postfix).
 func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("bench send", &cfg)
+	fs := e.flags("send", &cfg)
 	emails := fs.Int("emails", 20_000, "contacts, each due one email")
 	connList := fs.String("connections", "64", "SMTP connections (the sender's pool=, smtp-source -s, bare clients); a comma-separated list runs each")
 	body := fs.String("body", "short", "the email: short (text) or newsletter (HTML the size of listmonk's default template, + text)")
@@ -59,6 +58,7 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 	mode := fs.String("mode", "tick", "tick: the sender as waymark tick runs it, in this process, next to smtp-source and a bare go-mail loop; "+
 		"serve: a `waymark serve` process sends the due emails (rate and peak RSS); "+
 		"latency: events posted to a `waymark serve` process at -rate per second for -duration, each making a 0-delay email due (event to SMTP-accept latency)")
+	bin := fs.String("waymark", "", "serve, latency: the waymark binary (default: built from ./cmd/waymark)")
 	rate := fs.Float64("rate", 50, "latency: events per second")
 	duration := fs.Duration("duration", 10*time.Second, "latency: how long to post events")
 	if err := fs.Parse(args); err != nil {
@@ -118,21 +118,32 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("bench send: %w", err)
 	}
 	defer sink.Stop()
+	if *mode != "tick" && *bin == "" {
+		// The serve modes run `waymark serve` as a user would.
+		dir, err := os.MkdirTemp("", "waymark-bench-send-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if *bin, err = build(ctx, dir); err != nil {
+			return err
+		}
+	}
 	out := e.stdout
 	signed := "no DKIM"
 	if *dkim != "" {
 		signed = "DKIM " + *dkim
 	}
-	fmt.Fprintf(out, "waymark bench send -mode %s: %d emails, body %s, %s, PostgreSQL at %s, GOMAXPROCS %d, %d CPUs\n",
-		*mode, *emails, *body, signed, redactURL(server), runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Fprintf(out, "waymark-bench send -mode %s: %d emails, body %s, %s, PostgreSQL at %s, GOMAXPROCS %d, %d CPUs\n",
+		*mode, *emails, *body, signed, pgserver.Redact(server), runtime.GOMAXPROCS(0), runtime.NumCPU())
 	if *mode == "latency" {
-		return benchSendLatency(ctx, e, server, cfg, *rate, *duration, *keep)
+		return benchSendLatency(ctx, e, *bin, server, cfg, *rate, *duration, *keep)
 	}
 	fmt.Fprintf(out, "sink: %s\n", sink.Command())
 	var failed []string
 	for _, c := range conns {
 		r := &sendRun{e: e, out: out, log: log, server: server, sink: sink, cfg: cfg, journey: jsrc, body: *body,
-			emails: *emails, conns: c, dbConns: *dbConns, keep: *keep, sqlStats: *sqlStats, noSource: *noSource, serve: *mode == "serve"}
+			emails: *emails, conns: c, dbConns: *dbConns, keep: *keep, sqlStats: *sqlStats, noSource: *noSource, serve: *mode == "serve", bin: *bin}
 		if *cpuprofile != "" {
 			r.profile = *cpuprofile
 			if len(conns) > 1 {
@@ -170,7 +181,8 @@ type sendRun struct {
 
 	sqlStats bool
 	noSource bool
-	serve    bool // send with a `waymark serve` process
+	serve    bool   // send with a `waymark serve` process
+	bin      string // the waymark binary it runs
 }
 
 // run measures one connection count on a fresh database; it returns the
@@ -188,7 +200,7 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 			return
 		}
 		if err := db.Drop(context.Background()); err != nil {
-			fmt.Fprintf(r.e.stderr, "waymark bench send: %v\n", err)
+			fmt.Fprintf(r.e.stderr, "waymark-bench send: %v\n", err)
 		}
 	}()
 	pcfg, err := pgxpool.ParseConfig(db.URL)
@@ -224,10 +236,27 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	if _, err := st.ApplyJourney(ctx, j, false); err != nil {
 		return nil, err
 	}
-	eng := lifecycle.NewEngine(st, r.log)
-	runner := campaigns.NewRunner(st, r.log)
-	eng.Hook = runner
-	sw, err := eng.Sweep(ctx, time.Now())
+	// The application as tick runs it: the engine with the campaigns
+	// runner as its hook, and the sender.
+	cfg := r.cfg
+	cfg.SMTPURL = fmt.Sprintf("smtp://%s?tls=none&pool=%d", r.sink.Addr(), r.conns)
+	if cfg.From == "" {
+		cfg.From = "Fernwood Supply <news@fernwood.example>"
+	}
+	if cfg.PostalAddress == "" {
+		cfg.PostalAddress = "Fernwood Supply, 12 Trail Road, Portland, OR 97201"
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "https://fernwoodsupply.example"
+	}
+	if err := cfg.Load(func(string) string { return "" }); err != nil {
+		return nil, err
+	}
+	a, err := app.New(ctx, app.Config{Settings: &cfg, Pool: pool, Log: r.log, Now: time.Now})
+	if err != nil {
+		return nil, err
+	}
+	sw, err := a.Sweep(ctx, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -248,28 +277,11 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 	bench.Checkpoint(ctx, db.URL)
 
 	// The send phase, as tick runs it.
-	cfg := r.cfg
-	cfg.SMTPURL = fmt.Sprintf("smtp://%s?tls=none&pool=%d", r.sink.Addr(), r.conns)
-	if cfg.From == "" {
-		cfg.From = "Fernwood Supply <news@fernwood.example>"
-	}
-	if cfg.PostalAddress == "" {
-		cfg.PostalAddress = "Fernwood Supply, 12 Trail Road, Portland, OR 97201"
-	}
-	if cfg.PublicURL == "" {
-		cfg.PublicURL = "https://fernwoodsupply.example"
-	}
 	if r.serve {
 		return nil, r.sendWithServe(ctx, db.URL, &cfg, pool)
 	}
-	if err := cfg.Load(func(string) string { return "" }); err != nil {
-		return nil, err
-	}
-	sender, err := newSender(&cfg, st, runner, r.log, time.Now)
-	if err != nil {
-		return nil, err
-	}
-	defer sender.Close()
+	sender := a.Sender()
+	defer a.Close()
 	stopProfile := func() {}
 	if r.profile != "" {
 		pf, err := os.Create(r.profile)
@@ -437,11 +449,10 @@ func (r *sendRun) sample(ctx context.Context, st *store.Store, cfg *config.Confi
 	}
 	// Decorated as the sender decorates it: signed unsubscribe and
 	// preferences links, RFC 8058 headers, footer, tracked links, pixel.
-	signer, err := linkSigner(ctx, cfg, st)
+	dec, err := app.Decorator(ctx, cfg, st)
 	if err != nil {
 		return m, err
 	}
-	dec := &tracking.Decorator{Signer: signer, PublicURL: publicURL(cfg), PostalAddress: cfg.PostalAddress, From: cfg.From}
 	unsub, prefs := dec.Links(1, 1)
 	data := &templates.Data{Contact: templates.Contact{Email: "cust-1@example.com", Traits: facts[0].Traits, Stage: string(facts[0].Stage)},
 		UnsubscribeURL: unsub, PreferencesURL: prefs}

@@ -1,17 +1,15 @@
-package main
+package app
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/waymark/waymark/internal/bounce"
 	"github.com/waymark/waymark/internal/config"
-	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/lifecycle"
 )
@@ -19,9 +17,11 @@ import (
 // mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
 // Postmark, SendGrid, Mailgun) to mux, and makes the tracking handler's
 // own-shape bounce webhook record delivery reports the same way: an event
-// on the contact, soft bounces counted, each report once. sns, if set,
-// verifies SNS signatures (tests give one that reaches a local server).
-func mountWebhooks(mux *http.ServeMux, cfg *config.Config, st *store.Store, track *tracking.Handler, reactor *lifecycle.Reactor, log *slog.Logger, now func() time.Time, sns *bounce.SNSVerifier) error {
+// on the contact, soft bounces counted, each report once. Config.SNS, if
+// set, verifies SNS signatures (tests give one that reaches a local
+// server).
+func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
+	cfg, st, reactor, log, now, sns := a.cfg.Settings, a.store, a.reactor, a.log, a.cfg.Now, a.cfg.SNS
 	var key = cfg.SendGridWebhookKey
 	hc := bounce.Config{
 		Store: st, Log: log, Now: now, SNS: sns, SESTopics: cfg.SESTopics(), MailgunKey: cfg.MailgunSigningKey,

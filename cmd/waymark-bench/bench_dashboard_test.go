@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/pgtest"
 )
 
@@ -20,7 +22,7 @@ func TestBenchDashboardSmall(t *testing.T) {
 	t.Parallel()
 	server := pgtest.Clone(t)
 	name := fmt.Sprintf("waymark_t_dash_%d", os.Getpid())
-	out, errOut, err := runWaymark(t, server, "bench", "dashboard", "-db", name, "-contacts", "300", "-events", "6000",
+	out, errOut, err := runBench(t, server, "dashboard", "-db", name, "-contacts", "300", "-events", "6000",
 		"-rounds", "1", "-random-contacts", "2", "-journey", "../../examples/journey.yaml")
 	if err != nil {
 		t.Fatalf("bench dashboard: %v\n%s\n%s", err, out, errOut)
@@ -44,7 +46,11 @@ func TestBenchDashboardSmall(t *testing.T) {
 	}
 	// Neither the database the connection names nor one that is not a
 	// benchmark's is filled or dropped.
-	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", dbNameOf(t, server), "-journey", "../../examples/journey.yaml")
+	scfg, err := pgx.ParseConfig(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = runBench(t, server, "dashboard", "-db", scfg.Database, "-journey", "../../examples/journey.yaml")
 	if err == nil || !strings.Contains(err.Error(), "the database the connection names") {
 		t.Errorf("bench dashboard on DATABASE_URL's database: %v", err)
 	}
@@ -54,7 +60,11 @@ func TestBenchDashboardSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Exec(ctx, "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)") //nolint:errcheck
-	oc, err := pgx.Connect(ctx, withDB(t, server, other))
+	otherURL, err := pgserver.WithDatabase(server, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := pgx.Connect(ctx, otherURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +73,7 @@ func TestBenchDashboardSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", other, "-journey", "../../examples/journey.yaml")
+	_, _, err = runBench(t, server, "dashboard", "-db", other, "-journey", "../../examples/journey.yaml")
 	if err == nil || !strings.Contains(err.Error(), "is not a benchmark's") {
 		t.Errorf("bench dashboard on a database that is not a benchmark's: %v", err)
 	}
@@ -71,26 +81,18 @@ func TestBenchDashboardSmall(t *testing.T) {
 		t.Errorf("database %s dropped (%v)", other, err)
 	}
 	// The database it would copy must exist.
-	_, _, err = runWaymark(t, server, "bench", "dashboard", "-db", name, "-copy-from", "no_such_database_here", "-journey", "../../examples/journey.yaml")
+	_, _, err = runBench(t, server, "dashboard", "-db", name, "-copy-from", "no_such_database_here", "-journey", "../../examples/journey.yaml")
 	if err == nil || !strings.Contains(err.Error(), "no_such_database_here") {
 		t.Errorf("copying a missing database: %v", err)
 	}
 }
 
-func dbNameOf(t *testing.T, url string) string {
+// runBench runs waymark-bench with args against the database at
+// databaseURL.
+func runBench(t *testing.T, databaseURL string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg.Database
-}
-
-func withDB(t *testing.T, url, name string) string {
-	t.Helper()
-	u, err := dbURLFor(url, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	var out, errOut bytes.Buffer
+	env := map[string]string{"DATABASE_URL": databaseURL}
+	err = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return out.String(), errOut.String(), err
 }

@@ -43,14 +43,10 @@ type benchServe struct {
 	done    chan struct{}
 }
 
-// startBenchServe starts this binary's `serve` with env (and nothing of
+// startBenchServe starts `waymark serve` (the binary bin) with env (and nothing of
 // this process's DATABASE_URL or WAYMARK_* variables), its log in a
 // temporary file, and waits until it listens.
-func startBenchServe(ctx context.Context, env map[string]string) (*benchServe, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
+func startBenchServe(ctx context.Context, bin string, env map[string]string) (*benchServe, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -63,7 +59,7 @@ func startBenchServe(ctx context.Context, env map[string]string) (*benchServe, e
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(exe, "serve")
+	p.cmd = exec.Command(bin, "serve")
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k == "DATABASE_URL" || strings.HasPrefix(k, "WAYMARK_") {
 			continue
@@ -173,7 +169,7 @@ func serveEnv(dbURL string, cfg *config.Config) map[string]string {
 func (r *sendRun) sendWithServe(ctx context.Context, dbURL string, cfg *config.Config, pool *pgxpool.Pool) error {
 	out := r.out
 	start := time.Now()
-	p, err := startBenchServe(ctx, serveEnv(dbURL, cfg))
+	p, err := startBenchServe(ctx, r.bin, serveEnv(dbURL, cfg))
 	if err != nil {
 		return err
 	}
@@ -239,7 +235,7 @@ func (r *sendRun) sendWithServe(ctx context.Context, dbURL string, cfg *config.C
 // benchSendLatency measures, through a `waymark serve` process, the time
 // from an event being posted to the SMTP server accepting the 0-delay
 // email it makes due.
-func benchSendLatency(ctx context.Context, e *env, server string, cfg config.Config, rate float64, duration time.Duration, keep bool) error {
+func benchSendLatency(ctx context.Context, e *env, bin, server string, cfg config.Config, rate float64, duration time.Duration, keep bool) error {
 	out := e.stdout
 	n := int(rate * duration.Seconds())
 	if n < 1 {
@@ -255,7 +251,7 @@ func benchSendLatency(ctx context.Context, e *env, server string, cfg config.Con
 			return
 		}
 		if err := db.Drop(context.Background()); err != nil {
-			fmt.Fprintf(e.stderr, "waymark bench send: %v\n", err)
+			fmt.Fprintf(e.stderr, "waymark-bench send: %v\n", err)
 		}
 	}()
 	pool, err := pgxpool.New(ctx, db.URL)
@@ -285,7 +281,7 @@ func benchSendLatency(ctx context.Context, e *env, server string, cfg config.Con
 		cfg.From = "Fernwood Supply <news@fernwood.example>"
 	}
 	cfg.SMTPURL = fmt.Sprintf("smtp://%s?tls=none&pool=8", recv.Addr())
-	p, err := startBenchServe(ctx, serveEnv(db.URL, &cfg))
+	p, err := startBenchServe(ctx, bin, serveEnv(db.URL, &cfg))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/bench"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/journey"
@@ -41,7 +42,7 @@ const (
 
 // cmdBenchSweep measures the lifecycle engine on a large database:
 //
-//	waymark bench sweep [-contacts 1000000 -events 20000000 -keep]
+//	waymark-bench sweep [-contacts 1000000 -events 20000000 -keep]
 //
 // It creates (or, with -keep, reuses) the database waymark_bench_sweep,
 // loads contacts and events with COPY, applies a journey of ten rules,
@@ -50,7 +51,7 @@ const (
 // in PostgreSQL alone.
 func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("bench sweep", &cfg)
+	fs := e.flags("sweep", &cfg)
 	contacts := fs.Int("contacts", 1_000_000, "contacts")
 	events := fs.Int("events", 20_000_000, "events")
 	keep := fs.Bool("keep", false, "keep the database for the next run, and reuse one of the same size")
@@ -107,7 +108,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 			return
 		}
 		if err := db.Drop(context.Background()); err != nil {
-			fmt.Fprintf(e.stderr, "waymark bench sweep: dropping %s: %v\n", db.Name, err)
+			fmt.Fprintf(e.stderr, "waymark-bench sweep: dropping %s: %v\n", db.Name, err)
 		}
 	}()
 	pcfg, err := pgxpool.ParseConfig(db.URL)
@@ -128,7 +129,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	if _, err := migrations.Apply(ctx, pool); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "waymark bench sweep: %d contacts, %d events, database %s\n", size.Contacts, size.Events, db.Name)
+	fmt.Fprintf(out, "waymark-bench sweep: %d contacts, %d events, database %s\n", size.Contacts, size.Events, db.Name)
 	if db.Reused {
 		fmt.Fprintln(out, "data: reused from an earlier run")
 	} else {
@@ -519,7 +520,7 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 			// Evaluation runs behind ingestion: the run ends when the
 			// last touched contact has been evaluated, not at the last
 			// acknowledgement, or deferring evaluation would look free.
-			drain := waitIdle(ctx, srv.reactor)
+			drain := waitIdle(ctx, srv.app)
 			stop()
 			busy := sampler.Stop(8)
 			selfCPU, pgCPU := (bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, srv.pool, dbName)).Seconds()
@@ -574,10 +575,10 @@ func benchIngestRules(ctx context.Context, e *env, cfg config.Config, server str
 // The writer hands a batch's contacts to the reactor just after
 // acknowledging it, so idle counts only when seen twice 5 ms apart (the
 // figure errs by up to that much on the slow side).
-func waitIdle(ctx context.Context, r *lifecycle.Reactor) time.Duration {
+func waitIdle(ctx context.Context, a *app.App) time.Duration {
 	start := time.Now()
-	for idle := 0; r != nil && idle < 2 && ctx.Err() == nil && time.Since(start) < time.Minute; {
-		if r.Idle() {
+	for idle := 0; idle < 2 && ctx.Err() == nil && time.Since(start) < time.Minute; {
+		if a.Idle() {
 			idle++
 		} else {
 			idle = 0

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -13,31 +13,8 @@ import (
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/tracking"
-	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/mailer"
 )
-
-// dialer adapts mailer.Dialer to campaigns.Mailer.
-type dialer struct{ d *mailer.Dialer }
-
-func (m dialer) Dial(ctx context.Context) (campaigns.MailConn, error) {
-	c, err := m.d.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return mailConn{c}, nil
-}
-
-// mailConn adapts mailer.Conn to campaigns.MailConn.
-type mailConn struct{ *mailer.Conn }
-
-func (c mailConn) Begin(ctx context.Context, m *mailer.Message) (campaigns.MailTx, mailer.Result) {
-	tx, res := c.Conn.Begin(ctx, m)
-	if tx == nil {
-		return nil, res
-	}
-	return tx, res
-}
 
 // linkSigner returns the signer of the links in emails: keyed by
 // WAYMARK_SECRET, or, when it is not set, by a secret generated once and
@@ -64,10 +41,23 @@ func linkSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*trac
 	return sg, nil
 }
 
+// Decorator returns what decorates emails as the sender does: signed
+// unsubscribe and preferences links, RFC 8058 headers, the footer,
+// tracked links and the open pixel.
+func Decorator(ctx context.Context, cfg *config.Config, st *store.Store) (*tracking.Decorator, error) {
+	signer, err := linkSigner(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	// Links expire from the wall clock, also in a backtest: an email sent
+	// now must be unsubscribable for as long as any other.
+	return &tracking.Decorator{Signer: signer, PublicURL: cfg.LinkBase(), PostalAddress: cfg.PostalAddress, From: cfg.From}, nil
+}
+
 // newSender builds the sender from the configuration; nil (and no error)
-// when no SMTP server is configured.
-// now is the sender's clock (time.Now, or the instant of a backtest).
-func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, log *slog.Logger, now func() time.Time) (*campaigns.Sender, error) {
+// when no SMTP server is configured. now is the sender's clock (the wall
+// clock, or the instant of a backtest).
+func newSender(ctx context.Context, cfg *config.Config, st *store.Store, runner *campaigns.Runner, log *slog.Logger, now func() time.Time) (*campaigns.Sender, error) {
 	if cfg.SMTP == nil {
 		return nil, nil
 	}
@@ -87,11 +77,11 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	if err != nil {
 		return nil, &config.Error{Var: "WAYMARK_SMTP_URL", Msg: err.Error()}
 	}
-	signer, err := linkSigner(context.Background(), cfg, st)
+	dec, err := Decorator(ctx, cfg, st)
 	if err != nil {
 		return nil, err
 	}
-	ictx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	installation, err := st.InstallationID(ictx)
 	cancel()
 	if err != nil {
@@ -101,7 +91,7 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 		log.Warn("no postal address configured (WAYMARK_POSTAL_ADDRESS): marketing emails go out without one in the footer, which anti-spam laws (CAN-SPAM) require")
 	}
 	if cfg.PublicURL == "" {
-		log.Warn("no public URL configured (WAYMARK_PUBLIC_URL): unsubscribe and tracking links point at " + publicURL(cfg) + ", which recipients may not reach")
+		log.Warn("no public URL configured (WAYMARK_PUBLIC_URL): unsubscribe and tracking links point at " + cfg.LinkBase() + ", which recipients may not reach")
 	}
 	// 32 connections unless ?pool= says otherwise. Each connection waits
 	// for one durable commit per message (exactly once), so throughput
@@ -117,10 +107,7 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	// Links expire from the wall clock, also in a backtest: an email sent
-	// now must be unsubscribable for as long as any other.
-	dec := &tracking.Decorator{Signer: signer, PublicURL: publicURL(cfg), PostalAddress: cfg.PostalAddress, From: cfg.From}
-	return campaigns.NewSender(store.SendStore{Store: st}, dialer{d}, runner, log, now, campaigns.SenderConfig{
+	return campaigns.NewSender(store.SendStore{Store: st}, campaigns.SMTP(d), runner, log, now, campaigns.SenderConfig{
 		From:        cfg.From,
 		Connections: conns,
 		Rate:        cfg.SMTP.Rate,
@@ -137,22 +124,4 @@ func newSender(cfg *config.Config, st *store.Store, runner *campaigns.Runner, lo
 			dec.DecorateLinks(m, d.ContactID, d.ID, tracking, unsubscribe, preferences)
 		},
 	}), nil
-}
-
-// trackingHandler serves the links in emails (unsubscribe, preferences,
-// open pixel, click redirects), POST /v1/suppressions and the bounce
-// webhook. What it records is handed to the reactor, so rules and goals
-// see an unsubscription, an open or a click at once.
-func trackingHandler(ctx context.Context, cfg *config.Config, st *store.Store, reactor *lifecycle.Reactor, log *slog.Logger, now func() time.Time) (*tracking.Handler, error) {
-	signer, err := linkSigner(ctx, cfg, st)
-	if err != nil {
-		return nil, err
-	}
-	h := tracking.NewHandler(signer, st, cfg.WriteKey, log, now)
-	h.OnEvent = func(id int64, name string, props map[string]any, at time.Time) {
-		reactor.Touch([]int64{id},
-			map[int64]*lifecycle.Event{id: {Name: name, Properties: props, Timestamp: at}},
-			map[int64][]string{id: {name}})
-	}
-	return h, nil
 }

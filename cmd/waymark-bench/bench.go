@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,10 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/bench"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/pgserver"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/internal/store"
 )
 
 // Targets of the ingestion benchmarks.
@@ -49,18 +49,18 @@ type benchFlags struct {
 // cmdBench measures ingestion against its targets, each run on a fresh
 // database and a real server started in this process:
 //
-//	waymark bench ingest [-events 2000000 -batch 500 -clients 8]
-//	waymark bench import [-events 2000000]
-//	waymark bench track  [-rate 1000 -duration 20s]
-//	waymark bench all
+//	waymark-bench ingest [-events 2000000 -batch 500 -clients 8]
+//	waymark-bench import [-events 2000000]
+//	waymark-bench track  [-rate 1000 -duration 20s]
+//	waymark-bench all
 func cmdBench(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(e.stderr, "usage: waymark bench ingest|import|track|all [flags]\n\nRun 'waymark bench ingest -h' for the flags.")
+		fmt.Fprintln(e.stderr, "usage: waymark-bench ingest|import|track|all [flags]\n\nRun 'waymark-bench ingest -h' for the flags.")
 		return errors.New("bench: name what to measure: ingest, import, track or all")
 	}
 	what := args[0]
 	var f benchFlags
-	fs := e.flags("bench "+what, &f.cfg)
+	fs := e.flags(what, &f.cfg)
 	fs.IntVar(&f.events, "events", 2_000_000, "events to send (ingest) or import (import)")
 	fs.IntVar(&f.batch, "batch", 500, "ingest: events per /v1/batch request")
 	fs.IntVar(&f.clients, "clients", 8, "ingest: concurrent clients")
@@ -110,7 +110,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	} else {
 		return fmt.Errorf("bench: unknown benchmark %q (want ingest, import, track or all)", what)
 	}
-	fmt.Fprintf(e.stdout, "waymark bench %s: PostgreSQL at %s, GOMAXPROCS %d\n", what, redactURL(server), b.procs())
+	fmt.Fprintf(e.stdout, "waymark-bench %s: PostgreSQL at %s, GOMAXPROCS %d\n", what, pgserver.Redact(server), b.procs())
 	var summary []string
 	var failed []string
 	for _, name := range order {
@@ -194,38 +194,43 @@ func (b *benchRun) database(ctx context.Context, kind string) (*config.Config, f
 	cfg := b.f.cfg
 	cfg.DatabaseURL = db.URL
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.WriteKey = randomKey("wk_bench_")
+	cfg.WriteKey = "wk_bench_" + rand.Text()
 	drop := func() {
 		if b.f.keep {
 			fmt.Fprintf(b.e.stdout, "  kept database %s\n", db.Name)
 			return
 		}
 		if err := db.Drop(context.Background()); err != nil {
-			fmt.Fprintf(b.e.stderr, "waymark bench: %v\n", err)
+			fmt.Fprintf(b.e.stderr, "waymark-bench: %v\n", err)
 		}
 	}
 	return &cfg, drop, nil
 }
 
-// benchServer is the real server, started in this process.
+// benchServer is the real server (internal/app), started in this
+// process.
 type benchServer struct {
-	addr    string
-	pool    *pgxpool.Pool
-	reactor *lifecycle.Reactor
-	cancel  context.CancelFunc
-	errc    chan error
+	addr   string
+	pool   *pgxpool.Pool
+	app    *app.App
+	cancel context.CancelFunc
+	errc   chan error
 }
 
 func (b *benchRun) startServer(ctx context.Context, cfg *config.Config) (*benchServer, error) {
-	pool, err := connect(ctx, cfg, b.log, 0) // as cmdServe: migrates, default pool size
+	pool, err := app.Connect(ctx, cfg, b.log, 0) // as serve: migrates, default pool size
 	if err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	s := &benchServer{pool: pool, cancel: cancel, errc: make(chan error, 1)}
 	ready := make(chan string, 1)
-	opts := serveOptions{Ready: func(addr string) { ready <- addr }, Reactor: func(r *lifecycle.Reactor) { s.reactor = r }}
-	go func() { s.errc <- serveWith(sctx, cfg, pool, b.log, opts) }()
+	a, err := app.New(ctx, app.Config{Settings: cfg, Pool: pool, Log: b.log, Ready: func(addr string) { ready <- addr }})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("starting the server: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	s := &benchServer{pool: pool, app: a, cancel: cancel, errc: make(chan error, 1)}
+	go func() { s.errc <- a.Run(sctx) }()
 	select {
 	case s.addr = <-ready:
 		return s, nil
@@ -338,7 +343,7 @@ func (b *benchRun) importFile(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer drop()
-	pool, err := connect(ctx, cfg, b.log, 2)
+	pool, err := app.Connect(ctx, cfg, b.log, 2)
 	if err != nil {
 		return "", err
 	}
@@ -364,32 +369,46 @@ func (b *benchRun) importFile(ctx context.Context) (string, error) {
 	fmt.Fprintf(out, "  generated %s (%.1f MB, %.0f bytes an event) and the equivalent COPY text %s (%.1f MB) in %.1fs\n",
 		jsonl, float64(jsize)/1e6, float64(jsize)/float64(f.events), filepath.Base(text), float64(tsize)/1e6, time.Since(t0).Seconds())
 
-	// waymark import, exactly as the command runs.
+	// waymark import, as the command runs it (internal/app's Import).
 	args := []string{"-database-url", cfg.DatabaseURL}
+	chunk, workers := 100000, 2 // waymark import's defaults
 	if f.importChunk > 0 {
 		args = append(args, "-chunk", fmt.Sprint(f.importChunk))
+		chunk = f.importChunk
 	}
 	if f.importWorkers > 0 {
 		args = append(args, "-workers", fmt.Sprint(f.importWorkers))
+		workers = f.importWorkers
 	}
 	args = append(args, jsonl)
 	fmt.Fprintf(out, "  waymark import %s\n", strings.Join(args[2:], " "))
-	var impOut bytes.Buffer
-	ie := &env{getenv: b.e.getenv, stdin: strings.NewReader(""), stdout: &impOut, stderr: b.e.stderr}
+	in, err := os.Open(jsonl)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	ipool, err := app.Connect(ctx, cfg, b.log, int32(workers)+2)
+	if err != nil {
+		return "", err
+	}
+	defer ipool.Close()
 	bench.Checkpoint(ctx, cfg.DatabaseURL)
 	if err := b.startProfile(); err != nil {
 		return "", err
 	}
 	meter := bench.StartMeter()
 	start := time.Now()
-	err = cmdImport(ctx, ie, args)
+	imp, err := app.Import(ctx, store.New(ipool), in, app.ImportOptions{Chunk: chunk, Workers: workers, Getenv: b.e.getenv})
+	if err == nil && imp.Bad > 0 {
+		err = fmt.Errorf("%d lines rejected", imp.Bad)
+	}
 	impTime := time.Since(start)
 	impCPU := meter.Stop()
 	b.stopPr()
 	if err != nil {
 		return "", fmt.Errorf("waymark import: %w", err)
 	}
-	fmt.Fprintf(out, "    %s", indent(impOut.String()))
+	fmt.Fprintf(out, "    %s\n", imp.Summary(jsonl))
 	stored, err := bench.CountEvents(ctx, pool, "events")
 	if err != nil {
 		return "", err
@@ -458,16 +477,4 @@ func firstFailure(s string) string {
 
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-}
-
-func indent(s string) string {
-	s = strings.TrimRight(s, "\n")
-	return strings.ReplaceAll(s, "\n", "\n    ") + "\n"
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	return "the database"
 }

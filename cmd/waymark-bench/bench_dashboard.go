@@ -34,7 +34,7 @@ const targetPage = 200 * time.Millisecond
 // cmdBenchDashboard measures the dashboard and the management API on a
 // database of a million contacts:
 //
-//	waymark bench dashboard [-contacts 1000000 -events 20000000] [-copy-from waymark_bench_sweep] [-rounds 20] [-keep]
+//	waymark-bench dashboard [-contacts 1000000 -events 20000000] [-copy-from waymark_bench_sweep] [-rounds 20] [-keep]
 //
 // The database (-db, default waymark_bench_dash) is reused when an earlier
 // run kept it (-keep); otherwise it is copied from -copy-from (CREATE DATABASE
@@ -46,9 +46,9 @@ const targetPage = 200 * time.Millisecond
 // over HTTP on loopback with a real API key and dashboard session.
 func cmdBenchDashboard(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
-	fs := e.flags("bench dashboard", &cfg)
+	fs := e.flags("dashboard", &cfg)
 	dbName := fs.String("db", bench.DashboardDatabaseName, "the benchmark's database (created, or reused when an earlier run kept it)")
-	from := fs.String("copy-from", "", "copy this database (e.g. "+bench.SweepDatabaseName+", kept by 'waymark bench sweep -keep') instead of generating contacts and events; nothing may be connected to it")
+	from := fs.String("copy-from", "", "copy this database (e.g. "+bench.SweepDatabaseName+", kept by 'waymark-bench sweep -keep') instead of generating contacts and events; nothing may be connected to it")
 	contacts := fs.Int("contacts", 1_000_000, "contacts to generate (without -from)")
 	events := fs.Int("events", 20_000_000, "events to generate (without -from)")
 	rounds := fs.Int("rounds", 20, "requests of each page and endpoint (after one warm-up round)")
@@ -95,8 +95,8 @@ func cmdBenchDashboard(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(out, "kept database %s (run again with -keep to reuse it)\n", *dbName)
 			return
 		}
-		if err := dropDatabase(context.Background(), server, *dbName); err != nil {
-			fmt.Fprintf(e.stderr, "waymark bench dashboard: dropping %s: %v\n", *dbName, err)
+		if err := bench.DropDatabase(context.Background(), server, *dbName); err != nil {
+			fmt.Fprintf(e.stderr, "waymark-bench dashboard: dropping %s: %v\n", *dbName, err)
 		} else {
 			fmt.Fprintf(out, "dropped database %s\n", *dbName)
 		}
@@ -319,7 +319,7 @@ func dashRequests(ctx context.Context, pool *pgxpool.Pool, ids []int64, why []st
 // and events without the journey's history: a copy of -copy-from, or an
 // interrupted run) or "empty".
 func openDashDatabase(ctx context.Context, server, name, from string, out interface{ Write([]byte) (int, error) }) (string, string, error) {
-	dbURL, err := dbURLFor(server, name)
+	dbURL, err := pgserver.WithDatabase(server, name)
 	if err != nil {
 		return "", "", err
 	}
@@ -327,7 +327,7 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 		return "", "", fmt.Errorf("bench dashboard: -db %s is the database the connection names (DATABASE_URL): name another", name)
 	}
 	var exists bool
-	if err := adminDo(ctx, server, func(c *pgx.Conn) error {
+	if err := bench.Admin(ctx, server, 10*time.Minute, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
 	}); err != nil {
 		return "", "", err
@@ -340,12 +340,12 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 		defer conn.Close(context.Background())
 		// Only a benchmark's database is reused, filled or dropped: a
 		// -db naming a real one must not lose its journey's history.
-		var bench bool
+		var isBench bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass('bench_dash_meta') IS NOT NULL OR to_regclass('bench_sweep_meta') IS NOT NULL
-			OR NOT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public')`).Scan(&bench); err != nil {
+			OR NOT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public')`).Scan(&isBench); err != nil {
 			return "", "", err
 		}
-		if !bench {
+		if !isBench {
 			return "", "", fmt.Errorf("bench dashboard: database %s exists and is not a benchmark's (it has tables, but no bench_dash_meta or bench_sweep_meta): name another with -db", name)
 		}
 		var complete bool
@@ -357,7 +357,7 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 			fmt.Fprintf(out, "data: database %s holds contacts but no journey history yet\n", name)
 			return dbURL, "contacts", nil
 		}
-		if err := dropDatabase(ctx, server, name); err != nil {
+		if err := bench.DropDatabase(ctx, server, name); err != nil {
 			return "", "", err
 		}
 	}
@@ -367,7 +367,7 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 		// A template copy needs nobody connected to the source: retry a
 		// while if someone is.
 		for attempt := 0; ; attempt++ {
-			err = adminDo(ctx, server, func(c *pgx.Conn) error {
+			err = bench.Admin(ctx, server, 10*time.Minute, func(c *pgx.Conn) error {
 				_, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{from}.Sanitize())
 				return err
 			})
@@ -387,45 +387,13 @@ func openDashDatabase(ctx context.Context, server, name, from string, out interf
 		fmt.Fprintf(out, "data: copied in %.1fs\n", time.Since(t).Seconds())
 		return dbURL, "contacts", nil
 	}
-	if err := adminDo(ctx, server, func(c *pgx.Conn) error {
+	if err := bench.Admin(ctx, server, 10*time.Minute, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 		return err
 	}); err != nil {
 		return "", "", fmt.Errorf("creating database %s: %w", name, err)
 	}
 	return dbURL, "empty", nil
-}
-
-func dropDatabase(ctx context.Context, server, name string) error {
-	return adminDo(ctx, server, func(c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return err
-	})
-}
-
-func adminDo(ctx context.Context, server string, fn func(*pgx.Conn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, server)
-	if err != nil {
-		return err
-	}
-	defer c.Close(context.Background())
-	return fn(c)
-}
-
-// dbURLFor returns the server's connection string naming database name.
-func dbURLFor(server, name string) (string, error) {
-	if strings.HasPrefix(server, "postgres://") || strings.HasPrefix(server, "postgresql://") {
-		u, err := url.Parse(server)
-		if err != nil {
-			return "", fmt.Errorf("parsing DATABASE_URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	return server + " dbname=" + name, nil
 }
 
 func durList(ds []time.Duration) string {
