@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
 )
@@ -25,8 +26,8 @@ const sessionCookie = "waymark_session"
 type pageTemplate struct{ t *template.Template }
 
 var funcs = template.FuncMap{
-	"n":     thousands,
-	"ni":    func(v int) string { return thousands(int64(v)) },
+	"n":     humanize.Comma,
+	"ni":    func(v int) string { return humanize.Comma(int64(v)) },
 	"pct":   func(p *float64) string { return pctText(p) },
 	"hours": func(p *float64) string { return hoursText(p) },
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
@@ -206,7 +207,7 @@ func (s *Server) dryRun(ctx context.Context, e ruleEdit) (dryRunResult, error) {
 		d := dryRunEffect{Rule: ef.Rule, From: string(ef.From), To: string(ef.To), Contacts: ef.Contacts, Examples: ef.Examples}
 		if ef.Rule == e.rule.Name {
 			res.Effects = append(res.Effects, d)
-			parts = append(parts, fmt.Sprintf("%s contacts from %s to %s", thousands(int64(ef.Contacts)), ef.From, ef.To))
+			parts = append(parts, fmt.Sprintf("%s contacts from %s to %s", humanize.Comma(int64(ef.Contacts)), ef.From, ef.To))
 		} else {
 			res.Others = append(res.Others, d)
 		}
@@ -614,22 +615,4 @@ func offerRows(list []store.Named, figs []store.OfferFigures) []offerRow {
 		out = append(out, *r)
 	}
 	return nonNil(out)
-}
-
-// thousands formats n with thousands separators: 1,204.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

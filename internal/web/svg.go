@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/store"
 )
 
@@ -31,9 +32,9 @@ func funnelSVG(stages []stageCount) template.HTML {
 		x := 140 + (w-200-bw)/2
 		y := gap + float64(i)*(rowH+gap)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.0f" rx="4" fill="%s"><title>%s: %s</title></rect>`,
-			x, y, bw, rowH, stageColors[i%len(stageColors)], html.EscapeString(s.Stage), thousands(s.N))
+			x, y, bw, rowH, stageColors[i%len(stageColors)], html.EscapeString(s.Stage), humanize.Comma(s.N))
 		fmt.Fprintf(&b, `<text x="130" y="%.1f" text-anchor="end" class="label">%s</text>`, y+rowH/2+5, html.EscapeString(s.Stage))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="value" data-stage="%s">%s</text>`, w-50, y+rowH/2+5, html.EscapeString(s.Stage), thousands(s.N))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="value" data-stage="%s">%s</text>`, w-50, y+rowH/2+5, html.EscapeString(s.Stage), humanize.Comma(s.N))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
@@ -73,13 +74,13 @@ func flowSVG(stages []stageCount, flows []store.Flow) template.HTML {
 			color = "#d62828"
 		}
 		fmt.Fprintf(&b, `<path d="M %.1f %.1f Q %.1f %.1f %.1f %.1f" fill="none" stroke="%s" stroke-opacity="0.6" stroke-width="%.1f"><title>%s → %s: %s</title></path>`,
-			x1, y, (x1+x2)/2, cy, x2, y, color, sw, f.From, f.To, thousands(f.N))
+			x1, y, (x1+x2)/2, cy, x2, y, color, sw, f.From, f.To, humanize.Comma(f.N))
 		ly := (y + cy) / 2
 		if back {
 			ly += 10
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="flow" data-from="%s" data-to="%s">%s</text>`,
-			(x1+x2)/2, ly, f.From, f.To, thousands(f.N))
+			(x1+x2)/2, ly, f.From, f.To, humanize.Comma(f.N))
 	}
 	for i, s := range stages {
 		x := cx(s.Stage) - boxW/2
@@ -109,7 +110,7 @@ func emailSVG(days []store.EmailDay) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" role="img" aria-label="emails per day" viewBox="0 0 %.0f %.0f" xmlns="http://www.w3.org/2000/svg">`, w, h)
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, left, h-bottom, w-10, h-bottom)
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text><text x="%.0f" y="%.0f" text-anchor="end" class="axis">0</text>`, left-6, top+10, thousands(max), left-6, h-bottom)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text><text x="%.0f" y="%.0f" text-anchor="end" class="axis">0</text>`, left-6, top+10, humanize.Comma(max), left-6, h-bottom)
 	series := []struct {
 		name, color string
 		v           func(store.EmailDay) int64
