@@ -21,6 +21,7 @@ import (
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -422,7 +423,7 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 			progs = append(progs, p)
 		}
 	}
-	groupBy, args := bench.BaselineSQL(lifecycle.Needs(progs...), asOf)
+	groupBy, args := store.FactsBaselineSQL(lifecycle.Needs(progs...), asOf)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return 0, err

@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 )
 
 // DashboardDatabaseName is the dashboard benchmark's database by default.
@@ -452,7 +453,7 @@ func LoadDashboardData(ctx context.Context, pool *pgxpool.Pool, now time.Time, p
 		{tSupp, "suppressions", []string{"email", "reason", "detail", "created_at"}, ""},
 		{tStage, "bench_dash_stage", []string{"id", "stage", "at"}, ""},
 	}
-	g, gctx := errgroupLite(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	sims := make([]*dashSim, len(copies))
 	for i, cp := range copies {
 		sims[i] = sim()

@@ -2,14 +2,19 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Latency summarises a set of latencies.
@@ -56,7 +61,7 @@ type Meter struct {
 // StartMeter starts measuring.
 func StartMeter() *Meter {
 	m := &Meter{start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), pg: map[int]time.Duration{}, pgLast: map[int]time.Duration{}}
-	m.self = selfCPU()
+	m.self = ProcessCPU()
 	m.busy, m.iow = machineCPU()
 	m.poll()
 	go func() {
@@ -103,7 +108,7 @@ func (m *Meter) Stop() CPUUse {
 	if wall <= 0 {
 		return u
 	}
-	u.Self = (selfCPU() - m.self).Seconds() / wall
+	u.Self = (ProcessCPU() - m.self).Seconds() / wall
 	u.Machine = (busy - m.busy).Seconds() / wall
 	u.IOWait = (iow - m.iow).Seconds() / wall
 	if len(m.pgLast) > 0 {
@@ -116,7 +121,8 @@ func (m *Meter) Stop() CPUUse {
 	return u
 }
 
-func selfCPU() time.Duration {
+// ProcessCPU is this process's CPU time so far.
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
@@ -212,4 +218,131 @@ func (u CPUUse) String() string {
 		s += fmt.Sprintf(" [WARNING: other processes took %.2f cores: these figures are not reliable]", u.Other())
 	}
 	return s
+}
+
+// DatabaseCPU returns the CPU time (user + system) used so far by the
+// server processes connected to database name, by pid, read from /proc
+// (nil elsewhere). A benchmark takes it before and after a measurement to
+// report what PostgreSQL spent on it, apart from other databases' load.
+func DatabaseCPU(ctx context.Context, pool *pgxpool.Pool, name string) map[int]time.Duration {
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1`, name)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := map[int]time.Duration{}
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fs := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fs) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(fs[11], 10, 64)
+		st, _ := strconv.ParseInt(fs[12], 10, 64)
+		out[int(pid)] = time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return out
+}
+
+// CPUSince is the CPU time the processes of now used since before (a
+// process absent before counts from zero).
+func CPUSince(before, now map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - before[pid]
+	}
+	return d
+}
+
+// LoadAverage is the machine's one-minute load average ("" if unknown).
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// QuerySampler samples, every interval, which statements the server
+// processes of one database are running, to show where PostgreSQL spends
+// its time during a benchmark (pg_stat_statements needs a server restart
+// to load; this needs nothing).
+type QuerySampler struct {
+	mu      sync.Mutex
+	counts  map[string]int
+	samples int
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// SampleQueries starts sampling database name's active statements.
+func SampleQueries(ctx context.Context, pool *pgxpool.Pool, name string, interval time.Duration) *QuerySampler {
+	s := &QuerySampler{counts: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rows, err := pool.Query(ctx, `SELECT regexp_replace(left(query, 70), '\s+', ' ', 'g') FROM pg_stat_activity
+				WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()`, name)
+			if err != nil {
+				continue
+			}
+			qs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.samples++
+			for _, q := range qs {
+				s.counts[q]++
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// Stop ends sampling and returns the statements seen most often, each with
+// the average number of server processes running it.
+func (s *QuerySampler) Stop(top int) []string {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type qc struct {
+		q string
+		n int
+	}
+	var all []qc
+	for q, n := range s.counts {
+		all = append(all, qc{q, n})
+	}
+	slices.SortFunc(all, func(a, b qc) int { return b.n - a.n })
+	var out []string
+	for i, x := range all {
+		if i == top || s.samples == 0 {
+			break
+		}
+		out = append(out, fmt.Sprintf("%5.2f  %s", float64(x.n)/float64(s.samples), x.q))
+	}
+	return out
 }
