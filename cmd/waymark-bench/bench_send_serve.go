@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/waymark/waymark/internal/bench"
+	"github.com/waymark/waymark/internal/capture"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
@@ -272,7 +273,9 @@ func benchSendLatency(ctx context.Context, e *env, bin, server string, cfg confi
 	if _, err := store.New(pool).ApplyJourney(ctx, j, false); err != nil {
 		return err
 	}
-	recv, err := bench.StartReceiver()
+	// The emails are received by the demo's capture server, stamped on
+	// the wall clock when accepted.
+	recv, err := capture.Start(ctx, capture.Options{Keep: n, Now: time.Now})
 	if err != nil {
 		return err
 	}
@@ -331,13 +334,22 @@ func benchSendLatency(ctx context.Context, e *env, bin, server string, cfg confi
 		return fmt.Errorf("bench send: %d events not accepted, first: %s", len(failed), failed[0])
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for recv.Count() < n && time.Now().Before(deadline) {
+	for recv.Received() < int64(n) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	// When each recipient's first email was accepted.
+	accepted := map[string]time.Time{}
+	for _, m := range recv.List(0, 0) {
+		for _, to := range m.EnvelopeTo {
+			if t, ok := accepted[to]; !ok || m.ReceivedAt.Before(t) {
+				accepted[to] = m.ReceivedAt
+			}
+		}
 	}
 	var lats []time.Duration
 	missing := 0
 	for i := 0; i < n; i++ {
-		at, ok := recv.At(fmt.Sprintf("cust-%d@example.com", i+1))
+		at, ok := accepted[fmt.Sprintf("cust-%d@example.com", i+1)]
 		if !ok {
 			missing++
 			continue

@@ -259,6 +259,24 @@ h2 { font-size: 20px; line-height: 28px; margin: 24px 0 8px; color: #2f2e2a; }
 </html>
 `
 
+// LatencyJourney is the latency benchmark's journey: a cart_updated event
+// starts a sequence whose first email (short) is due at once.
+const LatencyJourney = `sequences:
+  - name: cart
+    trigger: {event: cart_updated}
+    steps:
+      - {after: 0s, template: cart}
+sending:
+  frequency_cap: {max: 0, per: 7d}
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - name: cart
+    subject: "Your cart is saved"
+    text: |
+      Hi {{.Contact.FirstName | title | default "there"}}, we saved your cart.
+      Unsubscribe: {{.UnsubscribeURL}}
+`
+
 // LoadSendContacts loads n subscribed contacts in awareness, with an
 // email address and a first name; every fourth has a company (the formal
 // tone). It also advances the contact id sequence.

@@ -215,9 +215,10 @@ func (s *Server) Wait(ctx context.Context, n int64) error {
 
 // store keeps a received message.
 func (s *Server) store(from string, to []string, raw []byte) {
+	at := s.opts.Now() // when it was accepted, before parsing it
 	m := Parse(raw)
 	m.EnvelopeFrom, m.EnvelopeTo = from, to
-	m.ReceivedAt = s.opts.Now()
+	m.ReceivedAt = at
 	if m.ParseError != "" {
 		s.opts.Log.Warn("capture server: a message did not parse; kept as received", "from", from, "err", m.ParseError)
 	}
