@@ -2,7 +2,7 @@
 // targets: /v1/batch throughput, `waymark import` against PostgreSQL's own
 // COPY, and /v1/track latency under an open-loop load. It generates
 // realistic Segment traffic, drives a real server over HTTP, and reports
-// figures; the `waymark bench` command wires it to the real server and
+// figures; the `waymark-bench` command wires it to the real server and
 // import command.
 package bench
 

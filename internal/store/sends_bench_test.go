@@ -15,7 +15,7 @@ import (
 // otherwise idle machine: each operation commits one group of g messages,
 // the marks of the next g (on the wire) with the ends of the previous g
 // (sent, their enrolments completed), as a pass over g connections does.
-// Set against the group's time under `waymark bench send` (its
+// Set against the group's time under `waymark-bench send` (its
 // -sql-stats), the difference is what the rest of the send's load (the
 // connections, the claims, smtp-sink) costs the writer.
 //
