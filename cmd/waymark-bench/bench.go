@@ -73,26 +73,13 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.dir, "dir", os.TempDir(), "import: where to write the generated files")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (server and load generator) during the measurement to `file` (with 'all': file.ingest, file.import, file.track)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the scratch database instead of dropping it")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench %s: unexpected argument %q", what, fs.Arg(0))
-	}
-	if err := f.cfg.Load(e.getenv); err != nil {
+	if err := e.parse(fs, &f.cfg, what, args[1:]); err != nil {
 		return err
 	}
 	if f.events <= 0 || f.batch <= 0 || f.clients <= 0 || f.rate <= 0 || f.duration <= 0 || f.users <= 0 {
 		return errors.New("bench: -events, -batch, -clients, -rate, -duration and -users must be positive")
 	}
-	// The server's own logs: only warnings and errors, so the figures stay
-	// readable.
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dataDir := f.cfg.DataDir
-	if dataDir == "" {
-		dataDir = pgserver.DefaultDataDir()
-	}
-	server, err := pgserver.Resolve(ctx, f.cfg.DatabaseURL, dataDir, log)
+	server, log, err := e.server(ctx, &f.cfg)
 	if err != nil {
 		return err
 	}
@@ -248,36 +235,48 @@ func (s *benchServer) stop() error {
 	return <-s.errc
 }
 
-func (b *benchRun) ingest(ctx context.Context) (string, error) {
-	f, out := b.f, b.e.stdout
-	fmt.Fprintf(out, "\n== ingest: %d events to /v1/batch, %d per request, %d concurrent clients, %d users\n", f.events, f.batch, f.clients, f.users)
-	cfg, drop, err := b.database(ctx, "ingest")
+// againstServer runs load against a fresh server on a fresh database
+// (kind names both), its events generated for f.users users from since
+// ago, under the CPU profile if one was asked for, and returns the events
+// stored once the server stopped.
+func (b *benchRun) againstServer(ctx context.Context, kind string, since time.Duration, load func(url, writeKey string, gen *bench.Gen) error) (int64, error) {
+	cfg, drop, err := b.database(ctx, kind)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	defer drop()
 	srv, err := b.startServer(ctx, cfg)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	defer srv.pool.Close()
-	fmt.Fprintf(out, "  database %s, server on http://%s\n", bench.DefaultName("ingest"), srv.addr)
-	gen := bench.NewGen(f.users, time.Now().Add(-30*24*time.Hour), "ingest")
+	fmt.Fprintf(b.e.stdout, "  database %s, server on http://%s\n", bench.DefaultName(kind), srv.addr)
+	gen := bench.NewGen(b.f.users, time.Now().Add(-since), kind)
 	if err := b.startProfile(); err != nil {
-		return "", err
+		return 0, err
 	}
-	res, err := bench.Ingest(ctx, bench.IngestOptions{
-		URL: "http://" + srv.addr, WriteKey: cfg.WriteKey, Gen: gen,
-		Events: f.events, Batch: f.batch, Clients: f.clients, Progress: out,
-	})
+	err = load("http://"+srv.addr, cfg.WriteKey, gen)
 	b.stopPr()
 	if serr := srv.stop(); serr != nil && err == nil {
 		err = serr
 	}
 	if err != nil {
-		return "", err
+		return 0, err
 	}
-	stored, err := bench.CountEvents(ctx, srv.pool, "events")
+	return bench.CountEvents(ctx, srv.pool, "events")
+}
+
+func (b *benchRun) ingest(ctx context.Context) (string, error) {
+	f, out := b.f, b.e.stdout
+	fmt.Fprintf(out, "\n== ingest: %d events to /v1/batch, %d per request, %d concurrent clients, %d users\n", f.events, f.batch, f.clients, f.users)
+	var res *bench.IngestResult
+	stored, err := b.againstServer(ctx, "ingest", 30*24*time.Hour, func(url, writeKey string, gen *bench.Gen) (err error) {
+		res, err = bench.Ingest(ctx, bench.IngestOptions{
+			URL: url, WriteKey: writeKey, Gen: gen,
+			Events: f.events, Batch: f.batch, Clients: f.clients, Progress: out,
+		})
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -295,33 +294,14 @@ func (b *benchRun) ingest(ctx context.Context) (string, error) {
 func (b *benchRun) track(ctx context.Context) (string, error) {
 	f, out := b.f, b.e.stdout
 	fmt.Fprintf(out, "\n== track: single /v1/track requests at %.0f/s for %s (open loop, after %s warm-up), %d users\n", f.rate, f.duration, f.warmup, f.users)
-	cfg, drop, err := b.database(ctx, "track")
-	if err != nil {
-		return "", err
-	}
-	defer drop()
-	srv, err := b.startServer(ctx, cfg)
-	if err != nil {
-		return "", err
-	}
-	defer srv.pool.Close()
-	fmt.Fprintf(out, "  database %s, server on http://%s\n", bench.DefaultName("track"), srv.addr)
-	gen := bench.NewGen(f.users, time.Now().Add(-time.Hour), "track")
-	if err := b.startProfile(); err != nil {
-		return "", err
-	}
-	res, err := bench.Track(ctx, bench.TrackOptions{
-		URL: "http://" + srv.addr, WriteKey: cfg.WriteKey, Gen: gen,
-		Rate: f.rate, Duration: f.duration, Warmup: f.warmup,
+	var res *bench.TrackResult
+	stored, err := b.againstServer(ctx, "track", time.Hour, func(url, writeKey string, gen *bench.Gen) (err error) {
+		res, err = bench.Track(ctx, bench.TrackOptions{
+			URL: url, WriteKey: writeKey, Gen: gen,
+			Rate: f.rate, Duration: f.duration, Warmup: f.warmup,
+		})
+		return err
 	})
-	b.stopPr()
-	if serr := srv.stop(); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return "", err
-	}
-	stored, err := bench.CountEvents(ctx, srv.pool, "events")
 	if err != nil {
 		return "", err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,13 +56,7 @@ func cmdBenchDashboard(ctx context.Context, e *env, args []string) error {
 	keep := fs.Bool("keep", false, "keep the database for the next run (which then reuses it as it is)")
 	rebuild := fs.Bool("rebuild", false, "regenerate the journey's history even if the database holds one")
 	dryRun := fs.Bool("dry-run", false, "also time one dry run of a rule edit from the rule editor (target 5 s, as the sweep's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench dashboard: unexpected argument %q", fs.Arg(0))
-	}
-	if err := cfg.Load(e.getenv); err != nil {
+	if err := e.parse(fs, &cfg, "dashboard", args); err != nil {
 		return err
 	}
 	if *contacts <= 0 || *events < 0 || *rounds <= 0 || *random < 0 {
@@ -77,12 +70,7 @@ func cmdBenchDashboard(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("bench dashboard: -journey: %w (run from the repository's root, or name the file)", err)
 	}
 	out := e.stdout
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		dataDir = pgserver.DefaultDataDir()
-	}
-	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
+	server, log, err := e.server(ctx, &cfg)
 	if err != nil {
 		return err
 	}

@@ -104,12 +104,7 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("bench send: %w", err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		dataDir = pgserver.DefaultDataDir()
-	}
-	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
+	server, log, err := e.server(ctx, &cfg)
 	if err != nil {
 		return err
 	}

@@ -69,25 +69,14 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	ingestEvents := fs.Int("ingest", 0, "instead of sweeping, measure /v1/batch ingestion of this many events without and with the ten rules, in one run")
 	rounds := fs.Int("rounds", 5, "with -ingest: how many times to measure each, alternately (the medians are compared)")
 	editorDryRun := fs.Bool("editor-dry-run", false, "also time the rule editor's dry run of a rule edit over every contact: POST /api/v1/rules/engaged-visitor/dry-run on the real API handler (target 5 s, as the sweep's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench sweep: unexpected argument %q", fs.Arg(0))
-	}
-	if err := cfg.Load(e.getenv); err != nil {
+	if err := e.parse(fs, &cfg, "sweep", args); err != nil {
 		return err
 	}
 	if *contacts <= 0 || *events < 0 || *parallel <= 0 {
 		return errors.New("bench sweep: -contacts and -parallel must be positive, -events not negative")
 	}
 	out := e.stdout
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		dataDir = pgserver.DefaultDataDir()
-	}
-	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
+	server, log, err := e.server(ctx, &cfg)
 	if err != nil {
 		return err
 	}

@@ -28,11 +28,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/pgserver"
 )
 
 func main() {
@@ -89,6 +91,32 @@ func (e *env) flags(name string, cfg *config.Config) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	cfg.Register(fs)
 	return fs
+}
+
+// parse parses a benchmark's args with fs, refuses positional arguments,
+// and loads cfg from the environment.
+func (e *env) parse(fs *flag.FlagSet, cfg *config.Config, name string, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return cfg.Load(e.getenv)
+}
+
+// server finds the PostgreSQL server cfg names (starting a private one
+// when allowed and nothing answers), and returns it with the log the
+// benchmark's servers write to: only warnings and errors, so that the
+// figures stay readable.
+func (e *env) server(ctx context.Context, cfg *config.Config) (string, *slog.Logger, error) {
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = pgserver.DefaultDataDir()
+	}
+	server, err := pgserver.Resolve(ctx, cfg.DatabaseURL, dataDir, log)
+	return server, log, err
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
