@@ -14,6 +14,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/demo"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
@@ -266,7 +267,7 @@ func TestDemoFlags(t *testing.T) {
 // part DESIGN.md's journey has, and is the same file as examples/.
 func TestDemoJourney(t *testing.T) {
 	t.Parallel()
-	j, name, err := demoJourney("")
+	j, name, err := demo.LoadJourney("")
 	if err != nil {
 		t.Fatal(err)
 	}
