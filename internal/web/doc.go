@@ -13,6 +13,6 @@
 // keys are created with (*store.Store).CreateAPIKey(ctx, name) (plaintext
 // string, err error) — the plaintext is returned once, only a SHA-256 is
 // stored — or `waymark keys create --name NAME`; `waymark serve` and
-// `waymark demo` mount the handler through serveWith (serveOptions.Mail
+// `waymark demo` mount the handler through internal/app (app.Config.Mail
 // carries CapturedMail).
 package web
