@@ -11,19 +11,7 @@ import (
 )
 
 // demoOptions are the demo's own settings (the rest is config.Config).
-type demoOptions struct {
-	Contacts int
-	History  time.Duration // simulated history before now
-	Duration time.Duration // wall-clock time to play it in
-	Seed     uint64
-	Journey  string        // a journey file; "" = the embedded example
-	Exit     bool          // stop once the history is played and what is due is sent
-	Progress time.Duration // how often to print a progress line
-	Verbose  bool
-	// httpExplicit: the address was chosen by the user, so a busy port
-	// is an error rather than a reason to pick another.
-	httpExplicit bool
-}
+type demoOptions = demo.RunOptions
 
 // demoRun is what a finished demo leaves behind, for tests.
 type demoRun = demo.Result
@@ -56,8 +44,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("demo: --duration %s: must not be negative", o.Duration)
 	}
 	o.History = time.Duration(*days) * 24 * time.Hour
-	fs.Visit(func(f *flag.Flag) { o.httpExplicit = o.httpExplicit || f.Name == "http-addr" })
-	o.httpExplicit = o.httpExplicit || e.getenv("WAYMARK_HTTP_ADDR") != ""
+	fs.Visit(func(f *flag.Flag) { o.HTTPExplicit = o.HTTPExplicit || f.Name == "http-addr" })
+	o.HTTPExplicit = o.HTTPExplicit || e.getenv("WAYMARK_HTTP_ADDR") != ""
 	if err := cfg.Load(e.getenv); err != nil {
 		return err
 	}
@@ -67,8 +55,5 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 
 // runDemo runs the demo (internal/demo) with e's output.
 func runDemo(ctx context.Context, e *env, cfg *config.Config, o demoOptions) (*demoRun, error) {
-	return demo.Run(ctx, cfg, demo.RunOptions{
-		Contacts: o.Contacts, History: o.History, Duration: o.Duration, Seed: o.Seed, Journey: o.Journey,
-		Exit: o.Exit, Progress: o.Progress, Verbose: o.Verbose, HTTPExplicit: o.httpExplicit,
-	}, e.stdout, e.stderr)
+	return demo.Run(ctx, cfg, o, e.stdout, e.stderr)
 }

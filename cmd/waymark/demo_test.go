@@ -37,7 +37,7 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	began := time.Now()
-	res, err := runDemo(ctx, e, &cfg, demoOptions{Contacts: 220, History: 155 * 24 * time.Hour, Duration: 2 * time.Second, Seed: 7, Exit: true, httpExplicit: true})
+	res, err := runDemo(ctx, e, &cfg, demoOptions{Contacts: 220, History: 155 * 24 * time.Hour, Duration: 2 * time.Second, Seed: 7, Exit: true, HTTPExplicit: true})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
