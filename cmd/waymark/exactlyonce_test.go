@@ -513,13 +513,17 @@ func TestStoppedSenderIsWaitedForAndSaid(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What A had in flight lands: a claim or a commit A sent before it
-	// stopped still runs in its PostgreSQL session. Counted once steady.
+	// stopped still runs in its PostgreSQL session. Counted once steady
+	// and no session of A's runs a statement any more (under load a claim
+	// can run longer than the pause between two counts: the counts were
+	// once steady while a claim of 1,500 sends was still to land).
 	var claimed, onWire int
 	for prev := -1; ; prev = claimed + onWire {
 		time.Sleep(300 * time.Millisecond)
 		claimed = queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'queued' AND claimed_by LIKE $1`, a.holderPattern())
 		onWire = queryInt(t, pool, `SELECT count(*) FROM sends WHERE status = 'sending' AND claimed_by LIKE $1`, a.holderPattern())
-		if claimed+onWire == prev {
+		running := queryInt(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'`)
+		if claimed+onWire == prev && running == 0 {
 			break
 		}
 	}
