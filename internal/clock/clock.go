@@ -6,7 +6,7 @@
 // WAYMARK_CLOCK_SHIFT (a Go duration such as 8760h, a year ahead; read
 // once, at first use) moves it. It exists to prove that no test depends
 // on today's date: `WAYMARK_CLOCK_SHIFT=8760h go test ./...` runs the
-// suite a year from now (README, "Tests on any date"). PostgreSQL's own
+// suite a year from now (docs/testing.md, "The test command"). PostgreSQL's own
 // now(), used only for operational times (claims, leases, updated_at), is
 // not moved. Never set it in production.
 package clock

@@ -12,7 +12,7 @@ import (
 
 // applySequences stores sequences; a changed sequence gets the next
 // version, and enrolments in flight keep the version they entered (see
-// README, "What apply does to enrolments in flight").
+// docs/journeys.md, "Sequences": what apply does to enrolments in flight).
 func applySequences(ctx context.Context, tx pgx.Tx, seqs []campaigns.Sequence) ([]Change, error) {
 	rows, err := tx.Query(ctx, `SELECT name, version, position, definition FROM sequences FOR UPDATE`)
 	if err != nil {
