@@ -1,0 +1,201 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Events are the event types an endpoint can ask for.
+var Events = []string{"stage_changed", "enrolled", "email_sent", "email_bounced", "email_complained", "unsubscribed", "offer_given", "conversion"}
+
+// Endpoint is a receiver of webhooks, as the journey file declares it.
+type Endpoint struct {
+	Name   string
+	URL    string
+	Events []string
+	// SecretEnv names the environment variable holding the secret
+	// (whsec_…): the journey file never holds it.
+	SecretEnv string `json:"secret_env"`
+}
+
+// Wants reports whether the endpoint asked for events of type t.
+func (e Endpoint) Wants(t string) bool {
+	for _, x := range e.Events {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Delivery is one event for one endpoint, from the outbox.
+type Delivery struct {
+	ID       int64
+	MsgID    string // webhook-id: the same on every attempt
+	Endpoint string
+	Type     string
+	Body     []byte // {"type":…,"timestamp":…,"data":{…}}
+	Attempts int    // made before this one
+	Created  time.Time
+}
+
+// Result is how an attempt ended.
+type Result struct {
+	ID       int64
+	Endpoint string
+	// Status: delivered, retry (again at NextAt) or failed (retries used
+	// up: given up, recorded).
+	Status     string
+	NextAt     time.Time
+	HTTPStatus int
+	Latency    time.Duration
+	Error      string
+	At         time.Time
+}
+
+// Outbox is what the deliverer needs from storage: the outbox rows are
+// written in the transactions of the changes they report.
+type Outbox interface {
+	// ClaimDeliveries claims up to limit deliveries due at now of
+	// enabled endpoints, for holder, until the lease runs out.
+	ClaimDeliveries(ctx context.Context, holder string, limit int, now time.Time, lease time.Duration) ([]Delivery, error)
+	// RecordDeliveries records the attempts' results, and disables an
+	// endpoint that has failed without a success for disableAfter.
+	RecordDeliveries(ctx context.Context, rs []Result, disableAfter time.Duration) error
+}
+
+// Retries is the back-off after each failed attempt, as the Standard
+// Webhooks specification suggests: about a day in all; after the last, a
+// delivery fails.
+var Retries = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// DisableAfter is how long an endpoint may fail, without one success,
+// before it is disabled (shown so in the API and dashboard; re-enabled by
+// hand or by a journey that changes it).
+const DisableAfter = 24 * time.Hour
+
+// Deliverer posts due deliveries to their endpoints, signed.
+type Deliverer struct {
+	outbox    Outbox
+	endpoints map[string]endpoint
+	client    *http.Client
+	log       *slog.Logger
+	now       func() time.Time
+	holder    string
+	// Batch and Parallel: deliveries claimed at a time, and posted at
+	// once.
+	Batch, Parallel int
+}
+
+type endpoint struct {
+	Endpoint
+	key []byte
+}
+
+// NewDeliverer returns a deliverer for the endpoints; getenv reads their
+// secrets. An endpoint whose secret is missing or malformed is an error
+// naming it and the variable.
+func NewDeliverer(outbox Outbox, eps []Endpoint, getenv func(string) string, client *http.Client, log *slog.Logger, now func() time.Time, holder string) (*Deliverer, error) {
+	d := &Deliverer{outbox: outbox, endpoints: map[string]endpoint{}, client: client, log: log, now: now, holder: holder, Batch: 200, Parallel: 16}
+	for _, e := range eps {
+		key, err := ParseSecret(getenv(e.SecretEnv))
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: %s: %w", e.Name, e.SecretEnv, err)
+		}
+		d.endpoints[e.Name] = endpoint{e, key}
+	}
+	return d, nil
+}
+
+// Run delivers until ctx is done, looking for due deliveries every poll
+// (and at once after a batch that found some).
+func (d *Deliverer) Run(ctx context.Context, poll time.Duration) {
+	for {
+		n, err := d.DeliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Error("webhooks: delivering", "err", err)
+		}
+		wait := poll
+		if n > 0 && err == nil {
+			wait = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// DeliverDue makes one pass: claims a batch, posts it, records the
+// results; it returns how many it attempted.
+func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
+	now := d.now()
+	batch, err := d.outbox.ClaimDeliveries(ctx, d.holder, d.Batch, now, 2*time.Minute)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	results := make([]Result, len(batch))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, d.Parallel))
+	for i := range batch {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = d.attempt(ctx, &batch[i])
+		}()
+	}
+	wg.Wait()
+	return len(batch), d.outbox.RecordDeliveries(ctx, results, DisableAfter)
+}
+
+// attempt posts one delivery and says how it ended: a 2xx delivers; any
+// other answer, or none, is retried on the back-off until it is used up.
+func (d *Deliverer) attempt(ctx context.Context, dl *Delivery) Result {
+	r := Result{ID: dl.ID, Endpoint: dl.Endpoint}
+	ep, ok := d.endpoints[dl.Endpoint]
+	if !ok {
+		// The journey no longer declares it: nothing to send to.
+		r.Status, r.Error, r.At = "failed", "the endpoint is no longer in the journey", d.now()
+		return r
+	}
+	now := d.now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Body))
+	if err == nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "Waymark-Webhooks/1")
+		req.Header.Set("webhook-id", dl.MsgID)
+		req.Header.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
+		req.Header.Set("webhook-signature", Sign(ep.key, dl.MsgID, now, dl.Body))
+		start := time.Now()
+		var resp *http.Response
+		resp, err = d.client.Do(req)
+		r.Latency = time.Since(start)
+		if err == nil {
+			r.HTTPStatus = resp.StatusCode
+			snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+				r.Status, r.At = "delivered", d.now()
+				return r
+			}
+			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))
+		}
+	}
+	r.Error, r.At = err.Error(), d.now()
+	if dl.Attempts < len(Retries) {
+		r.Status, r.NextAt = "retry", r.At.Add(Retries[dl.Attempts])
+	} else {
+		r.Status = "failed"
+	}
+	return r
+}
