@@ -15,6 +15,7 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/suggest"
+	"github.com/waymark/waymark/internal/webhook"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/templates"
 )
@@ -69,6 +70,8 @@ type Journey struct {
 	Holds     []campaigns.Hold
 	Offers    []campaigns.Offer
 	Settings  campaigns.Settings
+	// Webhooks are the endpoints told what happens (webhooks out).
+	Webhooks []webhook.Endpoint
 }
 
 // Load reads and checks the journey file at path.
@@ -110,6 +113,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 		"holds":     func(n *yaml.Node) { p.holds(n, j) },
 		"offers":    func(n *yaml.Node) { p.offers(n, j) },
 		"sending":   func(n *yaml.Node) { p.sending(n, j) },
+		"webhooks":  func(n *yaml.Node) { p.webhooks(n, j) },
 	}, nil)
 	p.checkRefs(j)
 	if len(p.errs) > 0 {
