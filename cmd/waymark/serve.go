@@ -29,7 +29,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if advice := pgserver.SettingsAdvice(ctx, pool); advice != "" {
 		log.Warn(advice)
 	}
-	a, err := app.New(ctx, app.Config{Settings: &cfg, Pool: pool, Log: log})
+	a, err := app.New(ctx, app.Config{Settings: &cfg, Pool: pool, Log: log, Getenv: e.getenv})
 	if err != nil {
 		return err
 	}

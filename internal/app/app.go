@@ -53,6 +53,9 @@ type Config struct {
 	// SNS, if set, verifies the SES webhook's SNS signatures (tests give
 	// one that fetches certificates from a local server).
 	SNS *bounce.SNSVerifier
+	// Getenv reads the webhooks' secrets (the variables the journey's
+	// webhooks name); nil: os.Getenv.
+	Getenv func(string) string
 }
 
 // App is Waymark on one database. New builds it; Run serves it.
@@ -157,9 +160,10 @@ func (a *App) Run(ctx context.Context) error {
 	defer workers.Wait()
 	defer cancel()
 
-	workers.Add(2)
+	workers.Add(3)
 	go func() { defer workers.Done(); a.reactor.Run(ctx) }()
 	go func() { defer workers.Done(); a.sched.Run(ctx) }()
+	go func() { defer workers.Done(); a.webhooks().Run(ctx, time.Second) }()
 	if a.runsSender() {
 		workers.Add(3)
 		go func() { defer workers.Done(); a.sender.Run(ctx, 5*time.Second) }()

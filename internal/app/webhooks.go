@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/waymark/waymark/internal/bounce"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/tracking"
+	"github.com/waymark/waymark/internal/webhook"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -84,4 +86,20 @@ func ownReport(b tracking.BounceWebhook, email string, now time.Time) bounce.Rep
 		r.ID = "content:" + hex.EncodeToString(h[:16])
 	}
 	return r
+}
+
+// webhooks is the deliverer of webhooks out: the outbox's due deliveries
+// posted, signed, to the journey's endpoints (none: a pass is one small
+// query a second). Redirects are not followed (a receiver answers where
+// it was declared), and an endpoint has 15 s to answer.
+func (a *App) webhooks() *webhook.Deliverer {
+	getenv := a.cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	client := &http.Client{
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return webhook.NewDeliverer(a.store, getenv, client, a.log, a.cfg.Now, a.sched.Holder())
 }

@@ -49,6 +49,7 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 		func() ([]Change, error) { return applyHolds(ctx, tx, j.Holds) },
 		func() ([]Change, error) { return applyOffers(ctx, tx, j.Offers) },
 		func() ([]Change, error) { return applySettings(ctx, tx, j.Settings) },
+		func() ([]Change, error) { return applyWebhooks(ctx, tx, j.Webhooks) },
 	} {
 		c, err := apply()
 		if err != nil {

@@ -474,14 +474,26 @@ WITH v AS (
     FROM v
     WHERE c.id = v.id AND c.stage = v.expect_stage AND c.stage_entered_at = v.expect_entered
     RETURNING c.id
+), ins AS (
+    INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
+    SELECT h.id, h.from_stage, h.to_stage, h.rule, h.version, h.observed, h.trigger, h.at
+    FROM unnest($6::bigint[], $7::text[], $8::text[], $9::text[], $10::int[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::int[])
+        AS h(id, from_stage, to_stage, rule, version, observed, trigger, at, ord)
+    WHERE h.id IN (SELECT id FROM moved)
+    ORDER BY h.id, h.ord
+    RETURNING contact_id, from_stage, to_stage, rule, at
+), hooks AS (
+    -- Webhooks out: a stage_changed delivery for each endpoint that wants
+    -- one, in the move's own statement (nothing when none does).
+    INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+    SELECT e.name, 'stage_changed', jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
+            'contact_id', i.contact_id, 'user_id', (SELECT k.user_id FROM contacts k WHERE k.id = i.contact_id),
+            'email', (SELECT k.email FROM contacts k WHERE k.id = i.contact_id),
+            'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)), i.at
+    FROM webhook_endpoints e JOIN ins i ON true
+    WHERE 'stage_changed' = ANY(e.events) AND e.disabled_at IS NULL
 )
-INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
-SELECT h.id, h.from_stage, h.to_stage, h.rule, h.version, h.observed, h.trigger, h.at
-FROM unnest($6::bigint[], $7::text[], $8::text[], $9::text[], $10::int[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::int[])
-    AS h(id, from_stage, to_stage, rule, version, observed, trigger, at, ord)
-WHERE h.id IN (SELECT id FROM moved)
-ORDER BY h.id, h.ord
-RETURNING contact_id`
+SELECT contact_id FROM ins`
 
 // ApplyMoves implements lifecycle.Store: in one statement, each contact
 // moves only if it is still in the stage, entered at the time, that the

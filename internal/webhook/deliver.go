@@ -63,6 +63,8 @@ type Result struct {
 // Outbox is what the deliverer needs from storage: the outbox rows are
 // written in the transactions of the changes they report.
 type Outbox interface {
+	// Webhooks are the endpoints the applied journey declares.
+	Webhooks(ctx context.Context) ([]Endpoint, error)
 	// ClaimDeliveries claims up to limit deliveries due at now of
 	// enabled endpoints, for holder, until the lease runs out.
 	ClaimDeliveries(ctx context.Context, holder string, limit int, now time.Time, lease time.Duration) ([]Delivery, error)
@@ -84,7 +86,7 @@ const DisableAfter = 24 * time.Hour
 // Deliverer posts due deliveries to their endpoints, signed.
 type Deliverer struct {
 	outbox    Outbox
-	endpoints map[string]endpoint
+	getenv    func(string) string
 	client    *http.Client
 	log       *slog.Logger
 	now       func() time.Time
@@ -97,21 +99,32 @@ type Deliverer struct {
 type endpoint struct {
 	Endpoint
 	key []byte
+	err error // the secret cannot be read here
 }
 
-// NewDeliverer returns a deliverer for the endpoints; getenv reads their
-// secrets. An endpoint whose secret is missing or malformed is an error
-// naming it and the variable.
-func NewDeliverer(outbox Outbox, eps []Endpoint, getenv func(string) string, client *http.Client, log *slog.Logger, now func() time.Time, holder string) (*Deliverer, error) {
-	d := &Deliverer{outbox: outbox, endpoints: map[string]endpoint{}, client: client, log: log, now: now, holder: holder, Batch: 200, Parallel: 16}
-	for _, e := range eps {
-		key, err := ParseSecret(getenv(e.SecretEnv))
-		if err != nil {
-			return nil, fmt.Errorf("webhook %s: %s: %w", e.Name, e.SecretEnv, err)
-		}
-		d.endpoints[e.Name] = endpoint{e, key}
+// NewDeliverer returns a deliverer of outbox's deliveries; getenv reads
+// the endpoints' secrets (on each pass: the journey may change).
+func NewDeliverer(outbox Outbox, getenv func(string) string, client *http.Client, log *slog.Logger, now func() time.Time, holder string) *Deliverer {
+	return &Deliverer{outbox: outbox, getenv: getenv, client: client, log: log, now: now, holder: holder, Batch: 200, Parallel: 16}
+}
+
+// endpoints are the journey's endpoints with their keys; one whose secret
+// is missing or malformed here keeps the reason, and its deliveries fail
+// with it (retried: the variable may be set and the instance restarted).
+func (d *Deliverer) endpoints(ctx context.Context) (map[string]endpoint, error) {
+	eps, err := d.outbox.Webhooks(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return d, nil
+	out := make(map[string]endpoint, len(eps))
+	for _, e := range eps {
+		key, err := ParseSecret(d.getenv(e.SecretEnv))
+		if err != nil {
+			err = fmt.Errorf("%s on this instance: %w", e.SecretEnv, err)
+		}
+		out[e.Name] = endpoint{e, key, err}
+	}
+	return out, nil
 }
 
 // Run delivers until ctx is done, looking for due deliveries every poll
@@ -142,6 +155,10 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
+	eps, err := d.endpoints(ctx)
+	if err != nil {
+		return 0, err
+	}
 	results := make([]Result, len(batch))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, d.Parallel))
@@ -151,7 +168,7 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = d.attempt(ctx, &batch[i])
+			results[i] = d.attempt(ctx, eps, &batch[i])
 		}()
 	}
 	wg.Wait()
@@ -160,16 +177,20 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 
 // attempt posts one delivery and says how it ended: a 2xx delivers; any
 // other answer, or none, is retried on the back-off until it is used up.
-func (d *Deliverer) attempt(ctx context.Context, dl *Delivery) Result {
+func (d *Deliverer) attempt(ctx context.Context, eps map[string]endpoint, dl *Delivery) Result {
 	r := Result{ID: dl.ID, Endpoint: dl.Endpoint}
-	ep, ok := d.endpoints[dl.Endpoint]
+	ep, ok := eps[dl.Endpoint]
 	if !ok {
 		// The journey no longer declares it: nothing to send to.
 		r.Status, r.Error, r.At = "failed", "the endpoint is no longer in the journey", d.now()
 		return r
 	}
 	now := d.now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Body))
+	err := ep.err
+	var req *http.Request
+	if err == nil {
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Body))
+	}
 	if err == nil {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "Waymark-Webhooks/1")

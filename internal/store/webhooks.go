@@ -1,0 +1,240 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/internal/webhook"
+)
+
+// applyWebhooks makes the journey's endpoints the stored ones, in the
+// apply's transaction: new ones added, changed ones updated and enabled
+// again (a changed endpoint starts afresh), removed ones deleted with
+// their pending deliveries failed with the reason.
+func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]Change, error) {
+	rows, err := tx.Query(ctx, `SELECT name, url, events, secret_env FROM webhook_endpoints`)
+	if err != nil {
+		return nil, translate(err, "reading webhooks")
+	}
+	type stored struct {
+		Name      string   `db:"name"`
+		URL       string   `db:"url"`
+		Events    []string `db:"events"`
+		SecretEnv string   `db:"secret_env"`
+	}
+	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[stored])
+	if err != nil {
+		return nil, translate(err, "reading webhooks")
+	}
+	old := make(map[string]stored, len(current))
+	for _, c := range current {
+		old[c.Name] = c
+	}
+	var changes []Change
+	names := make([]string, len(eps))
+	for i, e := range eps {
+		names[i] = e.Name
+		c, had := old[e.Name]
+		if had && c.URL == e.URL && slices.Equal(c.Events, e.Events) && c.SecretEnv == e.SecretEnv {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO webhook_endpoints (name, url, events, secret_env) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url, events = excluded.events, secret_env = excluded.secret_env,
+				failing_since = NULL, disabled_at = NULL, updated_at = now()`, e.Name, e.URL, e.Events, e.SecretEnv); err != nil {
+			return nil, translate(err, "saving webhook "+e.Name)
+		}
+		changes = append(changes, Change{Kind: "webhook", Name: e.Name, What: map[bool]string{true: "changed", false: "added"}[had]})
+	}
+	for _, c := range current {
+		if slices.Contains(names, c.Name) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET status = 'failed', last_error = 'the endpoint was removed from the journey', claimed_by = NULL
+			WHERE status = 'pending' AND endpoint = $1`, c.Name); err != nil {
+			return nil, translate(err, "failing a removed webhook's deliveries")
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM webhook_endpoints WHERE name = $1`, c.Name); err != nil {
+			return nil, translate(err, "removing webhook "+c.Name)
+		}
+		changes = append(changes, Change{Kind: "webhook", Name: c.Name, What: "removed"})
+	}
+	return changes, nil
+}
+
+// queueWebhooks queues, in b (a change's own transaction), one delivery of
+// each body (a JSON object, the event's data) of event type typ to every
+// enabled endpoint that wants it: nothing when none does, at the cost of
+// one probe of a small table.
+func queueWebhooks(b *pgx.Batch, typ string, at time.Time, data [][]byte) {
+	if len(data) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+		SELECT e.name, $1::text, jsonb_build_object('type', $1::text, 'timestamp', $2::timestamptz, 'data', x.data), $2::timestamptz
+		FROM webhook_endpoints e CROSS JOIN unnest($3::jsonb[]) AS x(data)
+		WHERE $1::text = ANY(e.events) AND e.disabled_at IS NULL`, typ, at, data)
+}
+
+// Webhooks implements webhook.Outbox: the endpoints as applied.
+func (s *Store) Webhooks(ctx context.Context) ([]webhook.Endpoint, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, url, events, secret_env AS secretenv FROM webhook_endpoints ORDER BY name`)
+	if err != nil {
+		return nil, translate(err, "reading webhooks")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.Endpoint])
+	return out, translate(err, "reading webhooks")
+}
+
+// ClaimDeliveries implements webhook.Outbox.
+func (s *Store) ClaimDeliveries(ctx context.Context, holder string, limit int, now time.Time, lease time.Duration) ([]webhook.Delivery, error) {
+	rows, err := s.db.Query(ctx, `UPDATE webhook_outbox o SET claimed_by = $1, claimed_until = $3::timestamptz + $4::interval
+		WHERE o.id = ANY(ARRAY(
+			SELECT w.id FROM webhook_outbox w JOIN webhook_endpoints e ON e.name = w.endpoint AND e.disabled_at IS NULL
+			WHERE w.status = 'pending' AND w.due_at <= $3 AND (w.claimed_until IS NULL OR w.claimed_until < $3)
+			ORDER BY w.due_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED))
+		RETURNING o.id, 'msg_' || o.id AS msg_id, o.endpoint, o.type, o.body::text AS body, o.attempts, o.created_at`, holder, limit, now, lease)
+	if err != nil {
+		return nil, translate(err, "claiming webhook deliveries")
+	}
+	type row struct {
+		ID       int64     `db:"id"`
+		MsgID    string    `db:"msg_id"`
+		Endpoint string    `db:"endpoint"`
+		Type     string    `db:"type"`
+		Body     string    `db:"body"`
+		Attempts int       `db:"attempts"`
+		Created  time.Time `db:"created_at"`
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
+	if err != nil {
+		return nil, translate(err, "claiming webhook deliveries")
+	}
+	out := make([]webhook.Delivery, len(rs))
+	for i, r := range rs {
+		out[i] = webhook.Delivery{ID: r.ID, MsgID: r.MsgID, Endpoint: r.Endpoint, Type: r.Type, Body: []byte(r.Body), Attempts: r.Attempts, Created: r.Created}
+	}
+	return out, nil
+}
+
+// RecordDeliveries implements webhook.Outbox: the attempts' ends in one
+// transaction, and each endpoint's health: a success clears its failing
+// time; a failure starts it; failing for disableAfter disables it.
+func (s *Store) RecordDeliveries(ctx context.Context, rs []webhook.Result, disableAfter time.Duration) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	n := len(rs)
+	ids, statuses, errs, eps := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+	next, at := make([]time.Time, n), make([]time.Time, n)
+	codes := make([]int32, n)
+	lat := make([]float64, n)
+	for i, r := range rs {
+		ids[i], statuses[i], errs[i], eps[i], at[i] = r.ID, r.Status, r.Error, r.Endpoint, r.At
+		next[i], codes[i], lat[i] = r.NextAt, int32(r.HTTPStatus), float64(r.Latency.Microseconds())/1000
+		if r.Status != "retry" {
+			next[i] = r.At
+		}
+	}
+	return s.inTx(ctx, "recording webhook deliveries", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_outbox o SET
+				status = CASE WHEN v.status = 'retry' THEN 'pending' ELSE v.status END,
+				attempts = o.attempts + 1, due_at = v.next, claimed_by = NULL, claimed_until = NULL,
+				last_status = nullif(v.code, 0), last_error = nullif(v.err, ''), latency_ms = v.lat,
+				delivered_at = CASE WHEN v.status = 'delivered' THEN v.at END
+			FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::float8[], $7::timestamptz[]) AS v(id, status, next, code, err, lat, at)
+			WHERE o.id = v.id`, ids, statuses, next, codes, errs, lat, at); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `WITH r AS (
+				SELECT endpoint, bool_or(status = 'delivered') AS ok, min(at) AS first FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS r(endpoint, status, at) GROUP BY endpoint)
+			UPDATE webhook_endpoints e SET
+				failing_since = CASE WHEN r.ok THEN NULL ELSE coalesce(e.failing_since, r.first) END,
+				disabled_at = CASE WHEN NOT r.ok AND coalesce(e.failing_since, r.first) < r.first - $4::interval THEN r.first ELSE e.disabled_at END
+			FROM r WHERE e.name = r.endpoint`, eps, statuses, at, disableAfter)
+		return err
+	})
+}
+
+// WebhookEndpoint is an endpoint with its delivery figures.
+type WebhookEndpoint struct {
+	Name         string     `db:"name" json:"name"`
+	URL          string     `db:"url" json:"url"`
+	Events       []string   `db:"events" json:"events"`
+	SecretEnv    string     `db:"secret_env" json:"secret_env"`
+	FailingSince *time.Time `db:"failing_since" json:"failing_since"`
+	DisabledAt   *time.Time `db:"disabled_at" json:"disabled_at"`
+	Pending      int64      `db:"pending" json:"pending"`
+	Delivered    int64      `db:"delivered" json:"delivered"`
+	Failed       int64      `db:"failed" json:"failed"`
+	LastError    *string    `db:"last_error" json:"last_error"`
+}
+
+// WebhookEndpoints lists the endpoints with their figures.
+func (s *Store) WebhookEndpoints(ctx context.Context) ([]WebhookEndpoint, error) {
+	rows, err := s.db.Query(ctx, `SELECT e.name, e.url, e.events, e.secret_env, e.failing_since, e.disabled_at,
+			count(*) FILTER (WHERE o.status = 'pending') AS pending,
+			count(*) FILTER (WHERE o.status = 'delivered') AS delivered,
+			count(*) FILTER (WHERE o.status = 'failed') AS failed,
+			(SELECT l.last_error FROM webhook_outbox l WHERE l.endpoint = e.name AND l.last_error IS NOT NULL ORDER BY l.id DESC LIMIT 1) AS last_error
+		FROM webhook_endpoints e LEFT JOIN webhook_outbox o ON o.endpoint = e.name
+		GROUP BY e.name ORDER BY e.name`)
+	if err != nil {
+		return nil, translate(err, "listing webhooks")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[WebhookEndpoint])
+	return out, translate(err, "listing webhooks")
+}
+
+// WebhookDelivery is one delivery in an endpoint's log.
+type WebhookDelivery struct {
+	ID          int64           `db:"id" json:"id"`
+	MsgID       string          `db:"msg_id" json:"webhook_id"`
+	Type        string          `db:"type" json:"type"`
+	Status      string          `db:"status" json:"status"`
+	Attempts    int             `db:"attempts" json:"attempts"`
+	LastStatus  *int32          `db:"last_status" json:"last_status"`
+	LastError   *string         `db:"last_error" json:"last_error"`
+	LatencyMS   *float64        `db:"latency_ms" json:"latency_ms"`
+	CreatedAt   time.Time       `db:"created_at" json:"created_at"`
+	DeliveredAt *time.Time      `db:"delivered_at" json:"delivered_at"`
+	Body        json.RawMessage `db:"body" json:"body"`
+}
+
+// WebhookDeliveries is an endpoint's log, newest first, before the
+// delivery id before (0: from the newest), limit at a time.
+func (s *Store) WebhookDeliveries(ctx context.Context, endpoint string, before int64, limit int) ([]WebhookDelivery, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, 'msg_' || id AS msg_id, type, status, attempts, last_status, last_error, latency_ms, created_at, delivered_at, body
+		FROM webhook_outbox WHERE endpoint = $1 AND ($2 = 0 OR id < $2) ORDER BY id DESC LIMIT $3`, endpoint, before, limit)
+	if err != nil {
+		return nil, translate(err, "reading webhook deliveries")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[WebhookDelivery])
+	return out, translate(err, "reading webhook deliveries")
+}
+
+// QueueWebhookTest queues a webhook.test event to the endpoint (the
+// "send test event" action), and enables it again if it was disabled.
+func (s *Store) QueueWebhookTest(ctx context.Context, endpoint string, at time.Time) (int64, error) {
+	var id int64
+	err := s.inTx(ctx, "queueing a test webhook", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET disabled_at = NULL, failing_since = NULL WHERE name = $1`, endpoint)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return tx.QueryRow(ctx, `INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+			VALUES ($1, 'webhook.test', jsonb_build_object('type', 'webhook.test', 'timestamp', $2::timestamptz, 'data', jsonb_build_object('endpoint', $1::text)), $2)
+			RETURNING id`, endpoint, at).Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("webhook %s: %w", endpoint, err)
+	}
+	return id, nil
+}
