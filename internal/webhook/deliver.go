@@ -85,12 +85,12 @@ const DisableAfter = 24 * time.Hour
 
 // Deliverer posts due deliveries to their endpoints, signed.
 type Deliverer struct {
-	outbox    Outbox
-	getenv    func(string) string
-	client    *http.Client
-	log       *slog.Logger
-	now       func() time.Time
-	holder    string
+	outbox Outbox
+	getenv func(string) string
+	client *http.Client
+	log    *slog.Logger
+	now    func() time.Time
+	holder string
 	// Batch and Parallel: deliveries claimed at a time, and posted at
 	// once.
 	Batch, Parallel int
