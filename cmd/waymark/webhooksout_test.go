@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/smtptest"
+	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/webhook"
 )
 
@@ -119,5 +121,117 @@ webhooks:
 	_ = pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'delivered'), (SELECT count(*) FROM webhook_endpoints WHERE failing_since IS NOT NULL) FROM webhook_outbox`).Scan(&delivered, &failing)
 	if delivered != 2 || failing != 0 {
 		t.Errorf("outbox: %d delivered, %d endpoints failing; want 2 and none (a success clears the failure)", delivered, failing)
+	}
+}
+
+// Every kind of change the journey's endpoint asks for is told, once, in
+// the transaction of the change: an enrolment, an email sent, a hard
+// bounce reported by the relay, an offer drawn by a sweep.
+func TestWebhooksOutReportEnrolmentsSendsBouncesAndOffers(t *testing.T) {
+	t.Parallel()
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
+	key, _ := webhook.ParseSecret(secret)
+	var (
+		mu     sync.Mutex
+		byType = map[string][]map[string]any{}
+		ids    = map[string]bool{}
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := r.Header.Get("webhook-id")
+		if err := webhook.Verify(key, id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("a delivery that does not verify: %v", err)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var ev struct {
+			Type string         `json:"type"`
+			Data map[string]any `json:"data"`
+		}
+		_ = json.Unmarshal(body, &ev)
+		mu.Lock()
+		defer mu.Unlock()
+		if ids[id] {
+			t.Errorf("%s delivered twice", id)
+		}
+		ids[id] = true
+		byType[ev.Type] = append(byType[ev.Type], ev.Data)
+	}))
+	defer recv.Close()
+	smtp := smtptest.Start(t)
+	base, pool := startServeOpts(t, `sequences:
+  - name: welcome
+    trigger: {enter_stage: awareness}
+    steps:
+      - {after: 0h, template: hi}
+offers:
+  - {name: thanks, when: 'ever("order_completed")', share: 1, template: hi, prefix: T-}
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - {name: hi, subject: Hi, text: Hello}
+webhooks:
+  - name: crm
+    url: `+recv.URL+`
+    events: [enrolled, email_sent, email_bounced, offer_given]
+    secret_env: CRM_SECRET
+`, map[string]string{"WAYMARK_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "WAYMARK_FROM": "shop@shop.example", "WAYMARK_CRON": "@every 1s"},
+		serveOptions{Getenv: func(k string) string { return map[string]string{"CRM_SECRET": secret}[k] }})
+	if code := postJSON(t, base, "/v1/identify", `{"userId":"ann","traits":{"email":"ann@example.com"},"messageId":"i1"}`); code != 200 {
+		t.Fatalf("identify: %d", code)
+	}
+	smtp.WaitFor(1, 10*time.Second)
+	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1"}`); code != 200 {
+		t.Fatalf("track: %d", code)
+	}
+	apiKey, err := store.New(pool).CreateAPIKey(context.Background(), "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := postWithKey(t, base, "/v1/webhooks/bounces", apiKey, `{"type":"bounce","email":"ann@example.com","bounce_type":"hard","diagnostic":"550 5.1.1 no such user","id":"b-1"}`); code != 200 {
+		t.Fatalf("bounce: %d", code)
+	}
+	want := map[string]int{"enrolled": 1, "email_sent": 1, "email_bounced": 1, "offer_given": 1}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		done := true
+		for typ, n := range want {
+			if len(byType[typ]) < n {
+				done = false
+			}
+		}
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // nothing more comes
+	// The offer's email may have gone out before the bounce: one
+	// email_sent for each email sent.
+	var sent int
+	_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM sends WHERE status = 'sent'`).Scan(&sent)
+	want["email_sent"] = sent
+	mu.Lock()
+	defer mu.Unlock()
+	for typ, n := range want {
+		if len(byType[typ]) != n {
+			t.Errorf("%s: %d deliveries %v, want %d", typ, len(byType[typ]), byType[typ], n)
+		}
+	}
+	if e := byType["enrolled"]; len(e) == 1 && e[0]["sequence"] != "welcome" {
+		t.Errorf("enrolled %v", e[0])
+	}
+	if e := byType["email_sent"]; len(e) >= 1 && (e[0]["recipient"] != "ann@example.com" || e[0]["template"] != "hi" || e[0]["message_id"] == "") {
+		t.Errorf("email_sent %v", e[0])
+	}
+	if e := byType["email_bounced"]; len(e) == 1 && (e[0]["email"] != "ann@example.com" || e[0]["type"] != "hard") {
+		t.Errorf("email_bounced %v", e[0])
+	}
+	if e := byType["offer_given"]; len(e) == 1 && (e[0]["offer"] != "thanks" || e[0]["code"] == "") {
+		t.Errorf("offer_given %v", e[0])
 	}
 }

@@ -144,6 +144,17 @@ func (s *Store) recordReport(ctx context.Context, tx pgx.Tx, r bounce.Report, op
 			props["send_id"] = send
 		}
 		out.Events = append(out.Events, bounce.Event{ContactID: id, Name: name, Properties: props, At: r.At})
+		// Webhooks out (bounces and complaints), in the report's
+		// transaction.
+		if name == "email_bounced" || name == "email_complained" {
+			data := map[string]any{"contact_id": id, "email": r.Email, "provider": r.Provider, "at": r.At}
+			for k, v := range props {
+				data[k] = v
+			}
+			if _, err := tx.Exec(ctx, sqlQueueWebhooks, name, []time.Time{r.At}, [][]byte{event(data)}); err != nil {
+				return err
+			}
+		}
 	}
 	reason, why, err := suppressionFor(ctx, tx, r, opts)
 	if err != nil || reason == "" {

@@ -148,6 +148,13 @@ WITH c AS (
     INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
     SELECT ins.contact_id, ins.id, ins.sequence, 0, f.template, ins.enrolled_at + f.after
     FROM ins JOIN first f ON f.sequence = ins.sequence
+), hooks AS (
+    -- Webhooks out: an enrolled delivery for each endpoint that wants one.
+    INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+    SELECT w.name, 'enrolled', jsonb_build_object('type', 'enrolled', 'timestamp', ins.enrolled_at, 'data', jsonb_build_object(
+            'contact_id', ins.contact_id, 'enrolment_id', ins.id, 'sequence', ins.sequence, 'version', ins.version, 'enrolled_at', ins.enrolled_at)), ins.enrolled_at
+    FROM webhook_endpoints w JOIN ins ON true
+    WHERE 'enrolled' = ANY(w.events) AND w.disabled_at IS NULL
 )
 SELECT contact_id, id, sequence, version, enrolled_at FROM ins`
 
@@ -456,6 +463,14 @@ func drawOffer(ctx context.Context, tx pgx.Tx, ds []campaigns.Draw) (int, error)
 			SELECT v.contact_id, $1, v.code, v.expires, 0, $2, v.at
 			FROM unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::timestamptz[]) AS v(contact_id, code, expires, at)`,
 			o.Name, o.Template, sendIDs, sendCodes, sendExps, sendAts); err != nil {
+			return 0, err
+		}
+		// Webhooks out: offer_given, in the draw's transaction.
+		data := make([][]byte, len(sendIDs))
+		for i, id := range sendIDs {
+			data[i] = event(map[string]any{"contact_id": id, "offer": o.Name, "code": sendCodes[i], "expires_at": sendExps[i], "at": sendAts[i]})
+		}
+		if _, err := tx.Exec(ctx, sqlQueueWebhooks, "offer_given", sendAts, data); err != nil {
 			return 0, err
 		}
 	}

@@ -272,6 +272,24 @@ ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue)
 		reads = append(reads, execRead)
 		b.Queue(sqlEndEnrolments, endIDs, endC, endStatus, endReason, endAt)
 	}
+	// Webhooks out: emails sent, and hard bounces at SMTP time.
+	var sentAt, bounceAt []time.Time
+	var sent, bounced [][]byte
+	for _, f := range fs {
+		d := f.Due
+		fields := map[string]any{"contact_id": d.ContactID, "send_id": d.ID, "sequence": d.Sequence, "step": d.Step, "offer": d.Offer,
+			"template": d.Template, "recipient": f.Recipient, "message_id": f.MessageID, "at": f.At}
+		switch {
+		case f.Status == "sent":
+			fields["tone"] = f.Tone
+			sentAt, sent = append(sentAt, f.At), append(sent, event(fields))
+		case f.Suppress != "":
+			fields["type"], fields["detail"] = "hard", f.Detail
+			bounceAt, bounced = append(bounceAt, f.At), append(bounced, event(fields))
+		}
+	}
+	reads = append(reads, queueWebhooks(b, "email_sent", sentAt, sent)...)
+	reads = append(reads, queueWebhooks(b, "email_bounced", bounceAt, bounced)...)
 	return reads
 }
 

@@ -149,6 +149,11 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 			if _, err := insertTrackedEvent(ctx, tx, contactID, sendID, "unsubscribed", nil, at); err != nil {
 				return fmt.Errorf("recording the unsubscription: %w", err)
 			}
+			// Webhooks out, in the unsubscription's transaction.
+			data := event(map[string]any{"contact_id": id, "email": email, "send_id": sendID, "at": at})
+			if _, err := tx.Exec(ctx, sqlQueueWebhooks, "unsubscribed", []time.Time{at}, [][]byte{data}); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, sqlCancelContactSends, ids, "unsubscribed"); err != nil {
 			return err

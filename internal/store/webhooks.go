@@ -66,18 +66,33 @@ func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]Ch
 	return changes, nil
 }
 
-// queueWebhooks queues, in b (a change's own transaction), one delivery of
-// each body (a JSON object, the event's data) of event type typ to every
-// enabled endpoint that wants it: nothing when none does, at the cost of
+// queueWebhooks queues, in b (a change's own transaction), a delivery of
+// each event (data[i], a JSON object, that happened at ats[i]) of type typ
+// to every enabled endpoint that wants it, and returns the reader of its
+// result: nothing is written when no endpoint wants it, at the cost of
 // one probe of a small table.
-func queueWebhooks(b *pgx.Batch, typ string, at time.Time, data [][]byte) {
+func queueWebhooks(b *pgx.Batch, typ string, ats []time.Time, data [][]byte) []func(pgx.BatchResults) error {
 	if len(data) == 0 {
-		return
+		return nil
 	}
-	b.Queue(`INSERT INTO webhook_outbox (endpoint, type, body, due_at)
-		SELECT e.name, $1::text, jsonb_build_object('type', $1::text, 'timestamp', $2::timestamptz, 'data', x.data), $2::timestamptz
-		FROM webhook_endpoints e CROSS JOIN unnest($3::jsonb[]) AS x(data)
-		WHERE $1::text = ANY(e.events) AND e.disabled_at IS NULL`, typ, at, data)
+	b.Queue(sqlQueueWebhooks, typ, ats, data)
+	return []func(pgx.BatchResults) error{execRead}
+}
+
+// sqlQueueWebhooks queues events of type $1 (at $2, data $3) for every
+// enabled endpoint that wants them (queueWebhooks).
+const sqlQueueWebhooks = `INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+	SELECT e.name, $1::text, jsonb_build_object('type', $1::text, 'timestamp', x.at, 'data', x.data), x.at
+	FROM webhook_endpoints e CROSS JOIN unnest($2::timestamptz[], $3::jsonb[]) AS x(at, data)
+	WHERE $1::text = ANY(e.events) AND e.disabled_at IS NULL`
+
+// event is one webhook event's data, as JSON.
+func event(fields map[string]any) []byte {
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err) // maps of plain values always marshal
+	}
+	return b
 }
 
 // Webhooks implements webhook.Outbox: the endpoints as applied.
