@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,83 @@ webhooks:
 	_ = pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'delivered'), (SELECT count(*) FROM webhook_endpoints WHERE failing_since IS NOT NULL) FROM webhook_outbox`).Scan(&delivered, &failing)
 	if delivered != 2 || failing != 0 {
 		t.Errorf("outbox: %d delivered, %d endpoints failing; want 2 and none (a success clears the failure)", delivered, failing)
+	}
+	mu.Unlock()
+
+	// The API: the endpoint with its figures, its delivery log (bob's
+	// with 2 attempts and the refusal), and "send test event".
+	apiKey, err := store.New(pool).CreateAPIKey(context.Background(), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps struct {
+		Items []struct {
+			Name      string  `json:"name"`
+			Delivered int     `json:"delivered"`
+			Pending   int     `json:"pending"`
+			LastError *string `json:"last_error"`
+		} `json:"items"`
+	}
+	getWithKey(t, base, "/api/v1/webhooks", apiKey, &eps)
+	if len(eps.Items) != 1 || eps.Items[0].Name != "crm" || eps.Items[0].Delivered != 2 || eps.Items[0].LastError == nil {
+		t.Errorf("GET /api/v1/webhooks: %+v", eps)
+	}
+	var log struct {
+		Items []struct {
+			Type       string  `json:"type"`
+			Status     string  `json:"status"`
+			Attempts   int     `json:"attempts"`
+			LastStatus *int    `json:"last_status"`
+			LastError  *string `json:"last_error"`
+		} `json:"items"`
+	}
+	getWithKey(t, base, "/api/v1/webhooks/crm/deliveries", apiKey, &log)
+	retried := 0
+	for _, d := range log.Items {
+		if d.Status == "delivered" && d.Attempts == 2 && d.LastError != nil && strings.Contains(*d.LastError, "503") {
+			retried++
+		}
+	}
+	if len(log.Items) != 2 || retried != 1 {
+		t.Errorf("the delivery log: %+v; want 2 delivered, one after a 503", log.Items)
+	}
+	if code := postWithKey(t, base, "/api/v1/webhooks/crm/test", apiKey, ""); code != http.StatusAccepted {
+		t.Errorf("send test event: %d", code)
+	}
+	if code := postWithKey(t, base, "/api/v1/webhooks/nope/test", apiKey, ""); code != http.StatusNotFound {
+		t.Errorf("test event to no endpoint: %d", code)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := len(received)
+		last := received[n-1]
+		mu.Unlock()
+		if n == 3 && last.typ == "webhook.test" && last.data["endpoint"] == "crm" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the test event did not arrive: %d deliveries, last %+v", n, last)
+		}
+	}
+	mu.Lock()
+}
+
+// getWithKey GETs path with a management API key and decodes the JSON.
+func getWithKey(t *testing.T, base, path, key string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -159,7 +159,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, rs []webhook.Result, disab
 		if _, err := tx.Exec(ctx, `UPDATE webhook_outbox o SET
 				status = CASE WHEN v.status = 'retry' THEN 'pending' ELSE v.status END,
 				attempts = o.attempts + 1, due_at = v.next, claimed_by = NULL, claimed_until = NULL,
-				last_status = nullif(v.code, 0), last_error = nullif(v.err, ''), latency_ms = v.lat,
+				last_status = nullif(v.code, 0), last_error = coalesce(nullif(v.err, ''), o.last_error), latency_ms = v.lat,
 				delivered_at = CASE WHEN v.status = 'delivered' THEN v.at END
 			FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::float8[], $7::timestamptz[]) AS v(id, status, next, code, err, lat, at)
 			WHERE o.id = v.id`, ids, statuses, next, codes, errs, lat, at); err != nil {
