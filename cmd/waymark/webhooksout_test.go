@@ -5,14 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/webhook"
@@ -312,4 +316,102 @@ webhooks:
 	if e := byType["offer_given"]; len(e) == 1 && (e[0]["offer"] != "thanks" || e[0]["code"] == "") {
 		t.Errorf("offer_given %v", e[0])
 	}
+}
+
+// Webhooks out survive a kill -9 of the process delivering them: every
+// stage move is told at least once, by the instance started after it
+// (the outbox is in PostgreSQL; the dead instance's claims are taken
+// over when their lease runs out).
+func TestFaultWebhooksSurviveAKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a serve process and waits out its claims' lease")
+	}
+	t.Parallel()
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
+	key, _ := webhook.ParseSecret(secret)
+	var (
+		mu    sync.Mutex
+		users = map[string]int{}
+		total int
+	)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify(key, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // deliveries stay in flight
+		var ev struct {
+			Data map[string]any `json:"data"`
+		}
+		_ = json.Unmarshal(body, &ev)
+		mu.Lock()
+		users[fmt.Sprint(ev.Data["user_id"])]++
+		total++
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	url := pgtest.Clone(t)
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "j.yaml"), []byte(`rules:
+  - {name: buyer, from: [awareness], to: consideration, when: 'count("order_completed", "30d") >= 1'}
+webhooks:
+  - {name: crm, url: `+recv.URL+`, events: [stage_changed], secret_env: CRM_SECRET}
+`), 0o644)
+	if _, errOut, err := runWith(t, map[string]string{"DATABASE_URL": url}, "apply", "-f", filepath.Join(dir, "j.yaml")); err != nil {
+		t.Fatalf("apply: %v\n%s", err, errOut)
+	}
+	bin := buildFaultBinary(t)
+	env := map[string]string{"DATABASE_URL": url, "CRM_SECRET": secret}
+	a := startServeProc(t, bin, "serve A", env)
+	base := a.baseURL(t, 30*time.Second)
+	const n = 300
+	var es []string
+	for i := range n {
+		es = append(es, fmt.Sprintf(`{"type":"track","userId":"u%d","event":"order_completed","messageId":"o%d"}`, i, i))
+	}
+	if code := postJSON(t, base, "/v1/batch", `{"batch":[`+strings.Join(es, ",")+`]}`); code != 200 {
+		t.Fatalf("batch: %d", code)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		got := total
+		mu.Unlock()
+		if got >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve A delivered %d in 30 s", got)
+		}
+	}
+	a.kill(t)
+	mu.Lock()
+	atKill := total
+	mu.Unlock()
+	b := startServeProc(t, bin, "serve B", env)
+	b.baseURL(t, 30*time.Second)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		mu.Lock()
+		seen := len(users)
+		mu.Unlock()
+		if seen == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	missing := 0
+	for i := range n {
+		if users[fmt.Sprint("u", i)] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d stage moves never told (%d deliveries before the kill, %d in all)", missing, n, atKill, total)
+	}
+	t.Logf("%d deliveries before the kill, %d in all for %d moves (at least once)", atKill, total, n)
 }

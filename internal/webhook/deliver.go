@@ -92,8 +92,10 @@ type Deliverer struct {
 	now    func() time.Time
 	holder string
 	// Batch and Parallel: deliveries claimed at a time, and posted at
-	// once.
+	// once; Lease: how long a claim lasts (another instance takes over a
+	// dead one's claims after it), longer than a batch can take.
 	Batch, Parallel int
+	Lease           time.Duration
 }
 
 type endpoint struct {
@@ -105,7 +107,13 @@ type endpoint struct {
 // NewDeliverer returns a deliverer of outbox's deliveries; getenv reads
 // the endpoints' secrets (on each pass: the journey may change).
 func NewDeliverer(outbox Outbox, getenv func(string) string, client *http.Client, log *slog.Logger, now func() time.Time, holder string) *Deliverer {
-	return &Deliverer{outbox: outbox, getenv: getenv, client: client, log: log, now: now, holder: holder, Batch: 200, Parallel: 16}
+	// One round of posts a claim: a claim lasts three times the
+	// client's timeout.
+	lease := 3 * client.Timeout
+	if lease <= 0 {
+		lease = 2 * time.Minute
+	}
+	return &Deliverer{outbox: outbox, getenv: getenv, client: client, log: log, now: now, holder: holder, Batch: 16, Parallel: 16, Lease: lease}
 }
 
 // endpoints are the journey's endpoints with their keys; one whose secret
@@ -151,7 +159,7 @@ func (d *Deliverer) Run(ctx context.Context, poll time.Duration) {
 // results; it returns how many it attempted.
 func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	now := d.now()
-	batch, err := d.outbox.ClaimDeliveries(ctx, d.holder, d.Batch, now, 2*time.Minute)
+	batch, err := d.outbox.ClaimDeliveries(ctx, d.holder, d.Batch, now, d.Lease)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
