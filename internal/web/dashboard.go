@@ -31,6 +31,12 @@ var funcs = template.FuncMap{
 	"pct":   func(p *float64) string { return pctText(p) },
 	"hours": func(p *float64) string { return hoursText(p) },
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"ms": func(p *float64) string {
+		if p == nil {
+			return ""
+		}
+		return fmt.Sprintf("%.1f ms", *p)
+	},
 	"whenp": func(t *time.Time) string {
 		if t == nil {
 			return ""
@@ -233,6 +239,8 @@ func (s *Server) routesDashboard() {
 	d("POST /dashboard/rules/{name}", s.ruleAction)
 	d("POST /dashboard/compile", s.compileJSON)
 	d("GET /dashboard/mail", s.mailPage)
+	d("GET /dashboard/webhooks", s.webhooksPage)
+	d("POST /dashboard/webhooks/{name}/test", s.webhookTestAction)
 	d("/dashboard/", func(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found"})
 	})

@@ -3,7 +3,9 @@ package web
 import (
 	"errors"
 	"net/http"
+	"sort"
 	"strconv"
+	"time"
 
 	"github.com/waymark/waymark/internal/store"
 )
@@ -67,4 +69,48 @@ func (s *Server) apiWebhookTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"delivery": id, "webhook_id": "msg_" + strconv.FormatInt(id, 10)})
+}
+
+// webhookRow is a delivery in the dashboard's list, with its endpoint.
+type webhookRow struct {
+	store.WebhookDelivery
+	Endpoint string
+}
+
+// webhooksPage shows each endpoint (healthy, failing since, disabled; its
+// figures and last error; "send test event") and the latest deliveries.
+func (s *Server) webhooksPage(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	eps, err := s.st.WebhookEndpoints(r.Context())
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	var rows []webhookRow
+	for _, e := range eps {
+		ds, err := s.st.WebhookDeliveries(r.Context(), e.Name, 0, 20)
+		if err != nil {
+			s.failed(w, r, err)
+			return
+		}
+		for _, d := range ds {
+			rows = append(rows, webhookRow{d, e.Name})
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID > rows[j].ID })
+	s.render(w, r, http.StatusOK, "webhooks", view{Title: "Webhooks", Nav: "webhooks", Took: time.Since(start).Round(time.Microsecond).String(),
+		Data: map[string]any{"Endpoints": eps, "Deliveries": rows}})
+}
+
+// webhookTestAction is the "send test event" button.
+func (s *Server) webhookTestAction(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.st.QueueWebhookTest(r.Context(), r.PathValue("name"), s.now()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no such webhook"})
+			return
+		}
+		s.failed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/dashboard/webhooks", http.StatusSeeOther)
 }
