@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -207,8 +208,9 @@ func getWithKey(t *testing.T, base, path, key string, v any) {
 }
 
 // Every kind of change the journey's endpoint asks for is told, once, in
-// the transaction of the change: an enrolment, an email sent, a hard
-// bounce reported by the relay, an offer drawn by a sweep.
+// the transaction of the change: an enrolment, an email sent, a complaint
+// and a hard bounce reported by the relay, an unsubscription by the
+// email's one-click link, an offer drawn by a sweep.
 func TestWebhooksOutReportEnrolmentsSendsBouncesAndOffers(t *testing.T) {
 	t.Parallel()
 	raw := make([]byte, 32)
@@ -257,14 +259,14 @@ templates:
 webhooks:
   - name: crm
     url: `+recv.URL+`
-    events: [enrolled, email_sent, email_bounced, offer_given]
+    events: [enrolled, email_sent, email_bounced, email_complained, unsubscribed, offer_given]
     secret_env: CRM_SECRET
 `, map[string]string{"WAYMARK_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "WAYMARK_FROM": "shop@shop.example", "WAYMARK_CRON": "@every 1s"},
 		serveOptions{Getenv: func(k string) string { return map[string]string{"CRM_SECRET": secret}[k] }})
 	if code := postJSON(t, base, "/v1/identify", `{"userId":"ann","traits":{"email":"ann@example.com"},"messageId":"i1"}`); code != 200 {
 		t.Fatalf("identify: %d", code)
 	}
-	smtp.WaitFor(1, 10*time.Second)
+	welcome := smtp.WaitFor(1, 10*time.Second)[0]
 	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1"}`); code != 200 {
 		t.Fatalf("track: %d", code)
 	}
@@ -272,10 +274,27 @@ webhooks:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ann complains (the relay says so), and unsubscribes by the
+	// welcome's one-click link.
+	if code := postWithKey(t, base, "/v1/webhooks/bounces", apiKey, `{"type":"complaint","email":"ann@example.com","diagnostic":"abuse report","id":"c-1"}`); code != 200 {
+		t.Fatalf("complaint: %d", code)
+	}
+	m := regexp.MustCompile(`/u/([A-Za-z0-9_-]+)>`).FindStringSubmatch(strings.Join(welcome.Header("List-Unsubscribe"), ""))
+	if m == nil {
+		t.Fatalf("no unsubscribe link in %q", welcome.Header("List-Unsubscribe"))
+	}
+	resp, err := http.Post(base+"/u/"+m[1], "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("one-click unsubscribe: %d", resp.StatusCode)
+	}
 	if code := postWithKey(t, base, "/v1/webhooks/bounces", apiKey, `{"type":"bounce","email":"ann@example.com","bounce_type":"hard","diagnostic":"550 5.1.1 no such user","id":"b-1"}`); code != 200 {
 		t.Fatalf("bounce: %d", code)
 	}
-	want := map[string]int{"enrolled": 1, "email_sent": 1, "email_bounced": 1, "offer_given": 1}
+	want := map[string]int{"enrolled": 1, "email_sent": 1, "email_bounced": 1, "email_complained": 1, "unsubscribed": 1, "offer_given": 1}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
@@ -315,6 +334,12 @@ webhooks:
 	}
 	if e := byType["offer_given"]; len(e) == 1 && (e[0]["offer"] != "thanks" || e[0]["code"] == "") {
 		t.Errorf("offer_given %v", e[0])
+	}
+	if e := byType["email_complained"]; len(e) == 1 && (e[0]["email"] != "ann@example.com" || e[0]["provider"] == "") {
+		t.Errorf("email_complained %v", e[0])
+	}
+	if e := byType["unsubscribed"]; len(e) == 1 && (e[0]["email"] != "ann@example.com" || e[0]["send_id"] == nil) {
+		t.Errorf("unsubscribed %v", e[0])
 	}
 }
 
