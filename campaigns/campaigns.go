@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // TriggerKind says what starts a sequence.
@@ -28,9 +28,9 @@ const (
 // Trigger starts a sequence for a contact.
 type Trigger struct {
 	Kind  TriggerKind
-	Stage lifecycle.Stage // OnEnterStage
-	Event string          // OnEvent
-	When  string          // OnRule
+	Stage rule.Stage // OnEnterStage
+	Event string     // OnEvent
+	When  string     // OnRule
 }
 
 func (t Trigger) String() string {
@@ -66,7 +66,7 @@ type Sequence struct {
 	Cooldown time.Duration
 	// Stage is the stage the sequence belongs to (its enter_stage
 	// trigger): leaving the stage ends the enrolment.
-	Stage lifecycle.Stage
+	Stage rule.Stage
 	Steps []Step
 }
 
@@ -138,22 +138,22 @@ func Drawn(offer string, contactID int64, share float64) bool {
 // Compiled is a sequence with its conditions compiled.
 type Compiled struct {
 	Sequence
-	Trigger *lifecycle.Program // OnRule only
-	Exit    *lifecycle.Program
-	Goal    *lifecycle.Program
-	Steps   []*lifecycle.Program // nil where a step has no condition
+	Trigger *rule.Program // OnRule only
+	Exit    *rule.Program
+	Goal    *rule.Program
+	Steps   []*rule.Program // nil where a step has no condition
 }
 
 // Compile compiles a sequence's conditions. Errors name the field.
 func Compile(s Sequence) (*Compiled, error) {
-	c := &Compiled{Sequence: s, Steps: make([]*lifecycle.Program, len(s.Steps))}
+	c := &Compiled{Sequence: s, Steps: make([]*rule.Program, len(s.Steps))}
 	var err error
-	comp := func(field, src string, enrolment bool) *lifecycle.Program {
+	comp := func(field, src string, enrolment bool) *rule.Program {
 		if err != nil || src == "" {
 			return nil
 		}
-		var p *lifecycle.Program
-		p, err = lifecycle.Compile(src, lifecycle.CompileOptions{AllowEnrolment: enrolment})
+		var p *rule.Program
+		p, err = rule.Compile(src, rule.CompileOptions{AllowEnrolment: enrolment})
 		if err != nil {
 			err = fmt.Errorf("sequence %q, %s: %w", s.Name, field, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // PreviewStore is what a preview reads; it changes nothing.
@@ -31,7 +32,7 @@ type Preview struct {
 	seqs  []*Compiled
 	index map[string]int // of Sequences, by name
 	// offers are the offers' compiled conditions, parallel to defs.Offers.
-	offers []*lifecycle.Program
+	offers []*rule.Program
 	// moves are the current batch's, by contact.
 	moves map[int64]lifecycle.ContactMoves
 
@@ -74,7 +75,7 @@ func NewPreview(store PreviewStore, defs Definitions) (*Preview, error) {
 		p.Sequences = append(p.Sequences, SequencePreview{Name: s.Name, Trigger: s.Trigger})
 	}
 	for _, o := range defs.Offers {
-		prog, err := lifecycle.Compile(o.When, lifecycle.CompileOptions{})
+		prog, err := rule.Compile(o.When, rule.CompileOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("offer %q: %w", o.Name, err)
 		}
@@ -85,8 +86,8 @@ func NewPreview(store PreviewStore, defs Definitions) (*Preview, error) {
 }
 
 // Needs implements lifecycle.Hook.
-func (p *Preview) Needs(context.Context) ([]lifecycle.Aggregate, error) {
-	var progs []*lifecycle.Program
+func (p *Preview) Needs(context.Context) ([]rule.Aggregate, error) {
+	var progs []*rule.Program
 	for _, c := range p.seqs {
 		if c.Trigger != nil {
 			progs = append(progs, c.Trigger)
@@ -96,7 +97,7 @@ func (p *Preview) Needs(context.Context) ([]lifecycle.Aggregate, error) {
 	for i, c := range p.seqs {
 		seqs[i] = c.Sequence
 	}
-	return withEventStarts(lifecycle.Needs(append(progs, p.offers...)...), seqs), nil
+	return withEventStarts(rule.Needs(append(progs, p.offers...)...), seqs), nil
 }
 
 // ObserveMoves implements lifecycle.MoveObserver.
@@ -111,7 +112,7 @@ func (p *Preview) ObserveMoves(moves []lifecycle.ContactMoves) {
 
 // missed says whether a pass takes a contact through stage, or out of it,
 // and since when it was there (for the enrolment check).
-func missed(m lifecycle.ContactMoves, stage lifecycle.Stage) (time.Time, bool) {
+func missed(m lifecycle.ContactMoves, stage rule.Stage) (time.Time, bool) {
 	if len(m.Moves) == 0 {
 		return time.Time{}, false
 	}

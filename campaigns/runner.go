@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Definitions are a journey's campaigns as stored.
@@ -70,7 +71,7 @@ type Store interface {
 	// "enrolment" window counting from its start.
 	// EnrolmentValues computes needs for each enrolment (ID, ContactID and
 	// EnrolledAt set: the "enrolment" window starts at EnrolledAt), by ID.
-	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
+	EnrolmentValues(ctx context.Context, es []Enrolment, needs []rule.Aggregate, asOf time.Time) (map[int64]map[rule.Aggregate]float64, error)
 	EndEnrolments(ctx context.Context, endings []Ending) error
 	// DrawOffers records the draws of contacts not drawn for the offer
 	// within its cooldown, gives the drawn ones a coupon and queues the
@@ -91,13 +92,13 @@ type Runner struct {
 	mu       sync.Mutex
 	defs     Definitions
 	compiled map[string]*Compiled // by name@version
-	offers   []*lifecycle.Program
+	offers   []*rule.Program
 	// At the journey version loaded (DependencyStore only): the
 	// aggregates the definitions read, what they depend on, and whether
 	// any sequence version exists at all (if none, no enrolment can).
 	journey   string
-	needs     []lifecycle.Aggregate
-	deps      lifecycle.Dependencies
+	needs     []rule.Aggregate
+	deps      rule.Dependencies
 	sequences bool
 }
 
@@ -153,7 +154,7 @@ func (r *Runner) compile(s Sequence) (*Compiled, error) {
 // Needs implements lifecycle.Hook: it (re)loads the definitions — with a
 // DependencyStore only when the journey changed — and returns the
 // aggregates of trigger and offer conditions.
-func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
+func (r *Runner) Needs(ctx context.Context) ([]rule.Aggregate, error) {
 	ds, versioned := r.store.(DependencyStore)
 	var version string
 	if versioned {
@@ -191,8 +192,8 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.defs = defs
-	var progs []*lifecycle.Program
-	var deps lifecycle.Dependencies
+	var progs []*rule.Program
+	var deps rule.Dependencies
 	if !versioned {
 		deps.AddAll()
 	}
@@ -202,7 +203,7 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		case OnEnterStage:
 			// A contact enters the first stage when it is created, by
 			// its first event, whatever its name.
-			if s.Trigger.Stage == lifecycle.Stages[0] {
+			if s.Trigger.Stage == rule.Stages[0] {
 				deps.AddAll()
 			}
 		case OnEvent:
@@ -211,7 +212,7 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 			deps.AddProgram(c.Trigger)
 			// A new contact is enrolled by its first evaluation if the
 			// trigger holds without history.
-			if lifecycle.TrueWithoutHistory(c.Trigger, lifecycle.Stages[0]) {
+			if rule.TrueWithoutHistory(c.Trigger, rule.Stages[0]) {
 				deps.AddAll()
 			}
 		default:
@@ -237,7 +238,7 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 	}
 	r.offers = r.offers[:0]
 	for _, o := range defs.Offers {
-		p, err := lifecycle.Compile(o.When, lifecycle.CompileOptions{})
+		p, err := rule.Compile(o.When, rule.CompileOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("offer %q: %w", o.Name, err)
 		}
@@ -245,7 +246,7 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 		r.offers = append(r.offers, p)
 		progs = append(progs, p)
 	}
-	r.needs = withEventStarts(lifecycle.Needs(progs...), defs.Sequences)
+	r.needs = withEventStarts(rule.Needs(progs...), defs.Sequences)
 	r.deps = deps
 	r.sequences = !versioned || len(all) > 0 || len(defs.Sequences) > 0
 	r.journey = version
@@ -258,10 +259,10 @@ func (r *Runner) Needs(ctx context.Context) ([]lifecycle.Aggregate, error) {
 // they read (of every stored version), and a trigger on entering the first
 // stage on every event (it may be a new contact's first). Moves into other
 // stages come from rules, whose dependencies the engine adds.
-func (r *Runner) Dependencies() lifecycle.Dependencies {
+func (r *Runner) Dependencies() rule.Dependencies {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out lifecycle.Dependencies
+	var out rule.Dependencies
 	out.Merge(r.deps)
 	return out
 }
@@ -353,7 +354,7 @@ func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFac
 	var (
 		endings []Ending
 		needy   []Enrolment
-		progs   []*lifecycle.Program
+		progs   []*rule.Program
 		seqs    = map[int64]*Compiled{}
 	)
 	for _, e := range active {
@@ -369,7 +370,7 @@ func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFac
 		}
 		if c.Goal != nil || c.Exit != nil {
 			needy = append(needy, e)
-			for _, p := range []*lifecycle.Program{c.Goal, c.Exit} {
+			for _, p := range []*rule.Program{c.Goal, c.Exit} {
 				if p != nil {
 					progs = append(progs, p)
 				}
@@ -377,7 +378,7 @@ func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFac
 		}
 	}
 	if len(needy) > 0 {
-		values, err := r.store.EnrolmentValues(ctx, needy, lifecycle.Needs(progs...), at)
+		values, err := r.store.EnrolmentValues(ctx, needy, rule.Needs(progs...), at)
 		if err != nil {
 			return err
 		}
@@ -415,7 +416,7 @@ func (r *Runner) Version(ctx context.Context, name string, version int) (*Compil
 	return r.version(ctx, name, version)
 }
 
-func (r *Runner) draw(ctx context.Context, defs Definitions, progs []*lifecycle.Program, batch []lifecycle.ContactFacts, at time.Time) error {
+func (r *Runner) draw(ctx context.Context, defs Definitions, progs []*rule.Program, batch []lifecycle.ContactFacts, at time.Time) error {
 	draws := offerDraws(defs.Offers, progs, batch, at)
 	if len(draws) == 0 {
 		return nil
@@ -436,7 +437,7 @@ func (r *Runner) wakeSender() {
 	}
 }
 
-func observed(obs []lifecycle.Observation) string {
+func observed(obs []rule.Observation) string {
 	s := ""
 	for i, o := range obs {
 		if i > 0 {
@@ -480,8 +481,8 @@ func triggered(s Sequence, c *Compiled, f *lifecycle.ContactFacts, trigger strin
 // occurrence whose first step would already be more than late overdue
 // (Settings.LateExpiry; 0: no limit) starts nothing: importing years of
 // history never mails last year's cart reminders.
-func eventStart(s Sequence, f *lifecycle.Facts, late time.Duration) (time.Time, bool) {
-	days := f.Value(lifecycle.Aggregate{Kind: lifecycle.AggDaysSince, Event: s.Trigger.Event})
+func eventStart(s Sequence, f *rule.Facts, late time.Duration) (time.Time, bool) {
+	days := f.Value(rule.Aggregate{Kind: rule.AggDaysSince, Event: s.Trigger.Event})
 	if math.IsInf(days, 1) || math.IsNaN(days) {
 		return time.Time{}, false
 	}
@@ -496,12 +497,12 @@ func eventStart(s Sequence, f *lifecycle.Facts, late time.Duration) (time.Time, 
 
 // withEventStarts adds to needs the aggregate eventStart reads for each
 // event-triggered sequence.
-func withEventStarts(needs []lifecycle.Aggregate, seqs []Sequence) []lifecycle.Aggregate {
+func withEventStarts(needs []rule.Aggregate, seqs []Sequence) []rule.Aggregate {
 	for _, s := range seqs {
 		if s.Trigger.Kind != OnEvent {
 			continue
 		}
-		if a := (lifecycle.Aggregate{Kind: lifecycle.AggDaysSince, Event: s.Trigger.Event}); !slices.Contains(needs, a) {
+		if a := (rule.Aggregate{Kind: rule.AggDaysSince, Event: s.Trigger.Event}); !slices.Contains(needs, a) {
 			needs = append(needs, a)
 		}
 	}
@@ -515,7 +516,7 @@ func withEventStarts(needs []lifecycle.Aggregate, seqs []Sequence) []lifecycle.A
 func (r *Runner) unreached(ctx context.Context, cands []Enrolment, batch []lifecycle.ContactFacts, at time.Time) ([]Enrolment, error) {
 	var (
 		late  []Enrolment
-		progs []*lifecycle.Program
+		progs []*rule.Program
 		seqs  = map[int64]*Compiled{}
 	)
 	for i, e := range cands {
@@ -536,7 +537,7 @@ func (r *Runner) unreached(ctx context.Context, cands []Enrolment, batch []lifec
 	if len(late) == 0 {
 		return cands, nil
 	}
-	values, err := r.store.EnrolmentValues(ctx, late, lifecycle.Needs(progs...), at)
+	values, err := r.store.EnrolmentValues(ctx, late, rule.Needs(progs...), at)
 	if err != nil {
 		return nil, err
 	}
@@ -563,7 +564,7 @@ func (r *Runner) unreached(ctx context.Context, cands []Enrolment, batch []lifec
 // offerDraws are the draws of the batch's contacts whose facts satisfy an
 // offer's condition (progs[i] is offers[i]'s), each drawn or not by the
 // offer's share.
-func offerDraws(offers []Offer, progs []*lifecycle.Program, batch []lifecycle.ContactFacts, at time.Time) []Draw {
+func offerDraws(offers []Offer, progs []*rule.Program, batch []lifecycle.ContactFacts, at time.Time) []Draw {
 	var draws []Draw
 	for i, o := range offers {
 		for j := range batch {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/mailer"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -98,7 +99,7 @@ type SendStore interface {
 	LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error)
 	// EnrolmentValues computes needs for each enrolment (ID, ContactID and
 	// EnrolledAt set: the "enrolment" window starts at EnrolledAt), by ID.
-	EnrolmentValues(ctx context.Context, es []Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error)
+	EnrolmentValues(ctx context.Context, es []Enrolment, needs []rule.Aggregate, asOf time.Time) (map[int64]map[rule.Aggregate]float64, error)
 	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
 	ToneRules(ctx context.Context) ([]ToneRuleSource, error)
 	// Record makes durable, in one transaction, the ends of messages
@@ -458,9 +459,9 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now time.Time, inflight func(contact int64) []time.Time) (Stats, []*item, error) {
 	var st Stats
 	// Facts for holds and tone rules, one query for the batch.
-	holds := make([]*lifecycle.Program, 0, len(defs.Holds))
+	holds := make([]*rule.Program, 0, len(defs.Holds))
 	for _, h := range defs.Holds {
-		p, err := lifecycle.Compile(h.When, lifecycle.CompileOptions{})
+		p, err := rule.Compile(h.When, rule.CompileOptions{})
 		if err != nil {
 			return st, nil, fmt.Errorf("hold %q: %w", h.Name, err)
 		}
@@ -470,7 +471,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	if err != nil {
 		return st, nil, err
 	}
-	progs := append([]*lifecycle.Program(nil), holds...)
+	progs := append([]*rule.Program(nil), holds...)
 	for _, t := range tones {
 		if t.When != nil {
 			progs = append(progs, t.When)
@@ -492,7 +493,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	parked := map[int64]string{}
 	var facts []lifecycle.ContactFacts
 	err = lifecycle.Isolate(ctx, ids, func(part []int64) error {
-		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: lifecycle.Needs(progs...)})
+		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: rule.Needs(progs...)})
 		if facts == nil {
 			facts = fs // the usual case: the whole batch at once
 		} else {
@@ -813,7 +814,7 @@ func (s *Sender) chain(ctx context.Context, fl *Final, status string) {
 // reached (converted) or its exit holds (exited) as of now, given the
 // contact's facts and the enrolment's values; nil if neither. The runner
 // checks it as events arrive, the sender once more before each step.
-func reached(c *Compiled, e Enrolment, f lifecycle.Facts, values map[lifecycle.Aggregate]float64, now time.Time) *Ending {
+func reached(c *Compiled, e Enrolment, f rule.Facts, values map[rule.Aggregate]float64, now time.Time) *Ending {
 	f.Values = values
 	if c.Goal != nil {
 		if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
@@ -832,10 +833,10 @@ func reached(c *Compiled, e Enrolment, f lifecycle.Facts, values map[lifecycle.A
 // sequences' goals and exits, by enrolment; an enrolment whose values cannot be loaded (its contact's data
 // fails the query) is left out and returned with the reason, so that the
 // others go on.
-func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[lifecycle.Aggregate]float64, map[int64]string, error) {
+func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (map[int64]map[rule.Aggregate]float64, map[int64]string, error) {
 	var (
 		es    []Enrolment
-		progs []*lifecycle.Program
+		progs []*rule.Program
 	)
 	for i := range batch {
 		d := &batch[i]
@@ -863,8 +864,8 @@ func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (ma
 	if len(es) == 0 {
 		return nil, nil, nil
 	}
-	needs := lifecycle.Needs(progs...)
-	out := map[int64]map[lifecycle.Aggregate]float64{}
+	needs := rule.Needs(progs...)
+	out := map[int64]map[rule.Aggregate]float64{}
 	parked := map[int64]string{}
 	err := lifecycle.Isolate(ctx, es, func(part []Enrolment) error {
 		vs, err := s.store.EnrolmentValues(ctx, part, needs, now)
@@ -887,7 +888,7 @@ func (s *Sender) toneRules(ctx context.Context) ([]templates.ToneRule, error) {
 	for i, t := range src {
 		out[i].Tone = t.Tone
 		if t.When != "" {
-			p, err := lifecycle.Compile(t.When, lifecycle.CompileOptions{})
+			p, err := rule.Compile(t.When, rule.CompileOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("tone rule %d: %w", i+1, err)
 			}
@@ -914,7 +915,7 @@ func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error)
 
 // holding returns the first hold that holds for f, or that cannot be
 // evaluated on f (with the error); "" if none.
-func holding(holds []Hold, progs []*lifecycle.Program, f *lifecycle.Facts) (string, error) {
+func holding(holds []Hold, progs []*rule.Program, f *rule.Facts) (string, error) {
 	for i, p := range progs {
 		if ok, err := p.Eval(f); err != nil || ok {
 			return holds[i].Name, err

@@ -3,123 +3,15 @@ package lifecycle
 import (
 	"slices"
 
-	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/rule"
 )
-
-// Dependencies say which new events can change what a set of programs
-// decides for a contact, so that event-driven evaluation can leave alone a
-// contact whose new events nothing reads. Conditions that change with time
-// alone (windows sliding, days_since and days_in_stage growing) are the
-// scheduled sweep's: the sweep evaluates every contact whatever its events.
-//
-// The zero value depends on nothing; AddAll makes every event matter.
-type Dependencies struct {
-	// All: every event matters (a program reads the event variable, or
-	// something could not be analysed).
-	All bool
-	// Names are the event names aggregates read, as events are named when
-	// they arrive (a rule on email_opened_machine also depends on
-	// email_opened, which a machine's hit may arrive as).
-	Names map[string]bool
-	// Event: a program reads the event variable.
-	Event bool
-}
-
-// Events whose arrival always matters whatever the programs read: an
-// identify (it can change traits and email, and join an anonymous
-// contact's history to this one) and an alias (which joins histories).
-var alwaysMatters = []string{"identify", "alias"}
-
-// AddProgram adds the events that can make p true: the names of its
-// aggregates, except those that new events can only make false
-// (polarity.go); a nil program reads nothing. It is for conditions whose
-// turning true is what acts (rules, triggers, goals, exits).
-func (d *Dependencies) AddProgram(p *Program) {
-	if p == nil {
-		return
-	}
-	if p.event {
-		d.All, d.Event = true, true
-	}
-	for i, a := range p.Aggregates {
-		if i < len(p.directions) && p.directions[i] == canLower {
-			// New events of this name can only make the condition
-			// false: they cannot make it true.
-			continue
-		}
-		d.AddEvent(a.Event)
-		if base, ok := MachineEventBase(a.Event); ok {
-			d.AddEvent(base)
-		}
-	}
-}
-
-// AddEvent makes events named name matter.
-func (d *Dependencies) AddEvent(name string) {
-	if d.Names == nil {
-		d.Names = map[string]bool{}
-	}
-	d.Names[name] = true
-}
-
-// AddAll makes every event matter.
-func (d *Dependencies) AddAll() { d.All = true }
-
-// Merge adds o's dependencies to d.
-func (d *Dependencies) Merge(o Dependencies) {
-	d.All = d.All || o.All
-	d.Event = d.Event || o.Event
-	for n := range o.Names {
-		d.AddEvent(n)
-	}
-}
-
-// Matters reports whether new events named names can change an outcome.
-// No names (a contact touched without knowing by what: a merge, a caller
-// that does not say) always matters.
-func (d *Dependencies) Matters(names []string) bool {
-	if d.All || len(names) == 0 {
-		return true
-	}
-	for _, n := range names {
-		if d.Names[n] || slices.Contains(alwaysMatters, n) {
-			return true
-		}
-	}
-	return false
-}
-
-// MachineEvents maps email_opened and email_clicked to the names a
-// machine's opens and clicks (a privacy proxy fetching every pixel, a link
-// scanner) count under. A machine's hit can arrive under the person's name,
-// flagged "machine": true, and still counts under the _machine name.
-var MachineEvents = map[string]string{"email_opened": "email_opened_machine", "email_clicked": "email_clicked_machine"}
-
-// MachineEventBase returns, for email_opened_machine, email_opened.
-func MachineEventBase(name string) (string, bool) {
-	for base, m := range MachineEvents {
-		if m == name {
-			return base, true
-		}
-	}
-	return "", false
-}
-
-// clone returns a copy of d that can be merged into without changing d.
-func (d Dependencies) clone() Dependencies {
-	out := Dependencies{All: d.All, Event: d.Event}
-	for n := range d.Names {
-		out.AddEvent(n)
-	}
-	return out
-}
 
 // StageDependencies are, for each stage, what can change the outcome for a
 // contact in it: the rules that can move a contact out of a stage are the
 // ones whose from holds it, so an event that only rules of other stages
 // read cannot move it (what was true before the event was the sweep's to
-// act on). Indexed like [Stages].
-type StageDependencies [5]Dependencies
+// act on). Indexed like [rule.Stages].
+type StageDependencies [5]rule.Dependencies
 
 // StageDependenciesOf returns what the rules read, by stage. A new
 // contact starts in the first stage without having been evaluated: if a
@@ -127,29 +19,17 @@ type StageDependencies [5]Dependencies
 // matters there (it may be a new contact's first).
 func StageDependenciesOf(rules []Rule) StageDependencies {
 	var out StageDependencies
-	for i, st := range Stages {
+	for i, st := range rule.Stages {
 		for _, r := range rules {
 			if slices.Contains(r.From, st) {
 				out[i].AddProgram(r.When)
-				if i == 0 && TrueWithoutHistory(r.When, st) {
+				if i == 0 && rule.TrueWithoutHistory(r.When, st) {
 					out[i].AddAll()
 				}
 			}
 		}
 	}
 	return out
-}
-
-// TrueWithoutHistory reports whether p may hold for a contact just
-// created in stage, with no events, traits or email (or cannot be
-// evaluated so).
-func TrueWithoutHistory(p *Program, stage Stage) bool {
-	if p == nil {
-		return false
-	}
-	now := clock.Now()
-	ok, err := p.Eval(&Facts{Now: now, Stage: stage, StageEnteredAt: now})
-	return ok || err != nil
 }
 
 // ReadEvent reports whether a program of some stage reads the event
@@ -164,7 +44,7 @@ func (s *StageDependencies) ReadEvent() bool {
 }
 
 // Merge adds o, which holds in every stage.
-func (s *StageDependencies) Merge(o Dependencies) {
+func (s *StageDependencies) Merge(o rule.Dependencies) {
 	for i := range s {
 		s[i].Merge(o)
 	}
@@ -185,7 +65,7 @@ func (s *StageDependencies) Mask(names []string) uint8 {
 func (s StageDependencies) clone() StageDependencies {
 	var out StageDependencies
 	for i := range s {
-		out[i] = s[i].clone()
+		out[i].Merge(s[i])
 	}
 	return out
 }

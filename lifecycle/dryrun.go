@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // Report is what a dry run found: the moves per rule, the loops, and the
@@ -24,7 +26,7 @@ type Loop struct {
 	// Rules take turns in this order; rule i moves a contact from
 	// Stages[i] to Stages[i+1], and the last stage is the first.
 	Rules    []string
-	Stages   []Stage
+	Stages   []rule.Stage
 	Contacts int
 	Examples []string // emails, or #id for contacts without one
 }
@@ -55,7 +57,7 @@ func (l Loop) Sentence() string {
 
 // LoopOf returns the loop a contact's settling ran into (ContactMoves.Back
 // set), as rules and stages; ok is false when it has none.
-func LoopOf(m ContactMoves) (rules []string, stages []Stage, ok bool) {
+func LoopOf(m ContactMoves) (rules []string, stages []rule.Stage, ok bool) {
 	if m.Back == nil {
 		return nil, nil, false
 	}
@@ -84,7 +86,7 @@ type MoveObserver interface {
 func (e *Engine) DryRunWith(ctx context.Context, rules []Rule, asOf time.Time, hook Hook) (Report, error) {
 	type key struct {
 		rule     string
-		from, to Stage
+		from, to rule.Stage
 	}
 	effects := map[key]*Effect{}
 	var order []key
@@ -137,7 +139,7 @@ func (e *Engine) DryRunWith(ctx context.Context, rules []Rule, asOf time.Time, h
 		}
 		return len(moves), nil
 	}
-	var hookNeeds []Aggregate
+	var hookNeeds []rule.Aggregate
 	if hook != nil {
 		var err error
 		if hookNeeds, err = hook.Needs(ctx); err != nil {

@@ -1,3 +1,10 @@
+// Package lifecycle is the stage engine: it settles each contact into the
+// stage its history warrants, by the transition rules a journey defines
+// (settle.go), for every contact in a scheduled sweep and for the contacts
+// events touch as they arrive (engine.go, react.go), and says what a
+// journey not yet applied would do (dryrun.go). The conditions are
+// written in the rule language (package rule); the store loads the facts
+// they read, and the engine reads no database itself.
 package lifecycle
 
 import (
@@ -9,14 +16,16 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // StoredRule is a transition rule as stored: its source and version.
 type StoredRule struct {
 	Name      string
 	Version   int
-	From      []Stage
-	To        Stage
+	From      []rule.Stage
+	To        rule.Stage
 	Condition string
 }
 
@@ -24,7 +33,7 @@ type StoredRule struct {
 // needs to apply its moves safely.
 type ContactFacts struct {
 	ID int64
-	Facts
+	rule.Facts
 	// NewEvents are the names of the events whose arrival triggered this
 	// evaluation (event-driven evaluation only).
 	NewEvents []string
@@ -36,7 +45,7 @@ type ContactFacts struct {
 // twice or interleave hops of one contact.
 type ContactMoves struct {
 	ID              int64
-	ExpectStage     Stage
+	ExpectStage     rule.Stage
 	ExpectEnteredAt time.Time
 	Moves           []Move
 	// Back, when set, is the move settling stopped short of because it
@@ -56,7 +65,7 @@ type FactsQuery struct {
 	After int64
 	Limit int
 	AsOf  time.Time
-	Needs []Aggregate
+	Needs []rule.Aggregate
 	// Touched, for event-driven evaluation, is parallel to IDs: what
 	// touched each contact (its newest event, the names of its new
 	// events) and the stages in which that can change an outcome. A
@@ -80,7 +89,7 @@ type FactsQuery struct {
 // date for the aggregates needs, then loads pages with Rollup set. An
 // error is logged and the pass reads the events instead.
 type SweepPreparer interface {
-	PrepareSweep(ctx context.Context, needs []Aggregate) error
+	PrepareSweep(ctx context.Context, needs []rule.Aggregate) error
 }
 
 // DryRunPreparer is implemented by stores whose activity rollup can serve a
@@ -89,7 +98,7 @@ type SweepPreparer interface {
 // fails otherwise, never rebuilding it; the dry run then reads the events.
 // A dry run must not change what sweeps decide by.
 type DryRunPreparer interface {
-	PrepareDryRun(ctx context.Context, needs []Aggregate) error
+	PrepareDryRun(ctx context.Context, needs []rule.Aggregate) error
 }
 
 // Store is what the engine needs from storage.
@@ -135,7 +144,7 @@ type Engine struct {
 // Hook is work done on each evaluated batch of contacts.
 type Hook interface {
 	// Needs returns the aggregates the hook's conditions read.
-	Needs(ctx context.Context) ([]Aggregate, error)
+	Needs(ctx context.Context) ([]rule.Aggregate, error)
 	// AfterBatch runs after the batch's moves were applied; the facts
 	// show each contact in the stage it settled in, their aggregates in
 	// either form (Facts.Value and Program.Eval read both).
@@ -150,7 +159,7 @@ type Hook interface {
 // matters.
 type DependentHook interface {
 	Hook
-	Dependencies() Dependencies
+	Dependencies() rule.Dependencies
 }
 
 // Versioned is implemented by stores that can tell cheaply whether the
@@ -182,7 +191,7 @@ func NewEngine(store Store, log *slog.Logger, opts ...EngineOption) *Engine {
 func LoadRules(stored []StoredRule) ([]Rule, error) {
 	rules := make([]Rule, 0, len(stored))
 	for _, r := range stored {
-		p, err := Compile(r.Condition, CompileOptions{})
+		p, err := rule.Compile(r.Condition, rule.CompileOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("stored rule %q (version %d): %w", r.Name, r.Version, err)
 		}
@@ -207,7 +216,7 @@ type SweepStats struct {
 // moves from one stage to another, with a few examples.
 type Effect struct {
 	Rule     string
-	From, To Stage
+	From, To rule.Stage
 	Contacts int
 	Examples []string // emails, or #id for contacts without one
 }
@@ -234,7 +243,7 @@ type Touched struct {
 	ID int64
 	// Event is the contact's newest event, seen by rules as the event
 	// variable (nil: none known).
-	Event *Event
+	Event *rule.Event
 	// Names are the names of all its new events (event triggers fire on
 	// them); none: touched without knowing by what (a merge), which
 	// always matters.
@@ -290,7 +299,7 @@ func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time)
 		}
 		t.Stages = m
 		if readEvent {
-			t.Event.decode()
+			t.Event.Decode()
 		}
 		keep = append(keep, t)
 		ids = append(ids, t.ID)
@@ -305,8 +314,8 @@ func (e *Engine) Evaluate(ctx context.Context, touched []Touched, now time.Time)
 
 // hookNeeds returns the aggregates the hook reads and what it depends on
 // (everything for a hook that cannot say).
-func (e *Engine) hookNeeds(ctx context.Context, hook Hook) ([]Aggregate, Dependencies, error) {
-	var deps Dependencies
+func (e *Engine) hookNeeds(ctx context.Context, hook Hook) ([]rule.Aggregate, rule.Dependencies, error) {
+	var deps rule.Dependencies
 	if hook == nil {
 		return nil, deps, nil
 	}
@@ -363,13 +372,13 @@ func (e *Engine) DryRun(ctx context.Context, rules []Rule, asOf time.Time) ([]Ef
 	return r.Effects, r.Stats, err
 }
 
-func stageIndex(s Stage) int {
-	for i, st := range Stages {
+func stageIndex(s rule.Stage) int {
+	for i, st := range rule.Stages {
 		if st == s {
 			return i
 		}
 	}
-	return len(Stages)
+	return len(rule.Stages)
 }
 
 type ruleKey struct {
@@ -388,13 +397,13 @@ func (e *Engine) storedRules(ctx context.Context) ([]Rule, error) {
 		k := ruleKey{r.Name, r.Version, r.Condition}
 		p, ok := e.compiled.Load(k)
 		if !ok {
-			prog, err := Compile(r.Condition, CompileOptions{})
+			prog, err := rule.Compile(r.Condition, rule.CompileOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("stored rule %q (version %d): %w", r.Name, r.Version, err)
 			}
 			p, _ = e.compiled.LoadOrStore(k, prog)
 		}
-		rules = append(rules, Rule{Name: r.Name, Version: r.Version, From: r.From, To: r.To, When: p.(*Program)})
+		rules = append(rules, Rule{Name: r.Name, Version: r.Version, From: r.From, To: r.To, When: p.(*rule.Program)})
 	}
 	return rules, nil
 }
@@ -421,7 +430,7 @@ func (e *Engine) apply(ctx context.Context, moves []ContactMoves, _ map[int64]st
 // in halves, down to that contact, which is parked (unless dry: a dry run
 // changes nothing) while the others go on; a parked contact evaluated
 // without a failure is unparked.
-func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook, hookNeeds []Aggregate, dry bool) (SweepStats, error) {
+func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time.Time, trigger string, out sink, hook Hook, hookNeeds []rule.Aggregate, dry bool) (SweepStats, error) {
 	start := time.Now()
 	var st SweepStats
 	needs := needsOf(rules)
@@ -696,10 +705,10 @@ func readTraits(rules []Rule) bool {
 	return false
 }
 
-func unionNeeds(a, b []Aggregate) []Aggregate {
-	seen := make(map[Aggregate]bool, len(a)+len(b))
-	out := make([]Aggregate, 0, len(a)+len(b))
-	for _, x := range append(append([]Aggregate(nil), a...), b...) {
+func unionNeeds(a, b []rule.Aggregate) []rule.Aggregate {
+	seen := make(map[rule.Aggregate]bool, len(a)+len(b))
+	out := make([]rule.Aggregate, 0, len(a)+len(b))
+	for _, x := range append(append([]rule.Aggregate(nil), a...), b...) {
 		if !seen[x] {
 			seen[x] = true
 			out = append(out, x)
@@ -708,10 +717,10 @@ func unionNeeds(a, b []Aggregate) []Aggregate {
 	return out
 }
 
-func needsOf(rules []Rule) []Aggregate {
-	ps := make([]*Program, len(rules))
+func needsOf(rules []Rule) []rule.Aggregate {
+	ps := make([]*rule.Program, len(rules))
 	for i, r := range rules {
 		ps[i] = r.When
 	}
-	return Needs(ps...)
+	return rule.Needs(ps...)
 }

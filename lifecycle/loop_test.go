@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/rule"
 )
 
 // A lapsed customer under journey's rules loops: lapsed moves them back to
@@ -14,20 +15,20 @@ import (
 func TestSettleReportsTheMoveBack(t *testing.T) {
 	t.Parallel()
 	now := clock.Now()
-	orders := Aggregate{Kind: AggCount, Event: "order_completed", Window: Window{All: true}}
-	sinceOrder := Aggregate{Kind: AggDaysSince, Event: "order_completed"}
+	orders := rule.Aggregate{Kind: rule.AggCount, Event: "order_completed", Window: rule.Window{All: true}}
+	sinceOrder := rule.Aggregate{Kind: rule.AggDaysSince, Event: "order_completed"}
 	rules := journey(t)
 
-	f := &Facts{Now: now, Stage: Retention, StageEnteredAt: now.Add(-200 * 24 * time.Hour), Values: map[Aggregate]float64{orders: 1, sinceOrder: 120}}
+	f := &rule.Facts{Now: now, Stage: rule.Retention, StageEnteredAt: now.Add(-200 * 24 * time.Hour), Values: map[rule.Aggregate]float64{orders: 1, sinceOrder: 120}}
 	moves, back, err := settle(rules, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(moves) != 1 || moves[0].Rule != "lapsed" || back == nil || back.Rule != "customer" || back.From != Decision || back.To != Retention {
+	if len(moves) != 1 || moves[0].Rule != "lapsed" || back == nil || back.Rule != "customer" || back.From != rule.Decision || back.To != rule.Retention {
 		t.Fatalf("moves %+v, back %+v; want lapsed, then customer back to retention", moves, back)
 	}
 	rs, ss, ok := LoopOf(ContactMoves{Moves: moves, Back: back})
-	if !ok || !reflect.DeepEqual(rs, []string{"lapsed", "customer"}) || !reflect.DeepEqual(ss, []Stage{Retention, Decision, Retention}) {
+	if !ok || !reflect.DeepEqual(rs, []string{"lapsed", "customer"}) || !reflect.DeepEqual(ss, []rule.Stage{rule.Retention, rule.Decision, rule.Retention}) {
 		t.Fatalf("LoopOf = %v %v %v", rs, ss, ok)
 	}
 	l := Loop{Rules: rs, Stages: ss, Contacts: 2, Examples: []string{"a@example.com"}}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // Reactor evaluates contacts at once when events touch them, in the
@@ -45,7 +47,7 @@ func NewReactor(engine *Engine, log *slog.Logger, now func() time.Time) *Reactor
 // Touch marks contacts for evaluation; events, if given, are the latest
 // event of each contact, seen by rules as the event variable, and names the
 // names of all their new events (event triggers fire on them).
-func (r *Reactor) Touch(ids []int64, events map[int64]*Event, names map[int64][]string) {
+func (r *Reactor) Touch(ids []int64, events map[int64]*rule.Event, names map[int64][]string) {
 	r.mu.Lock()
 	for _, id := range ids {
 		i, ok := r.dirty[id]

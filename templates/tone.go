@@ -6,14 +6,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // ToneRule picks Tone when When holds for the contact; the last rule has no
 // condition and is the default.
 type ToneRule struct {
 	Tone string
-	When *lifecycle.Program // nil for the default
+	When *rule.Program // nil for the default
 }
 
 // ToneChoice is the tone an email is written in, and why.
@@ -29,7 +29,7 @@ type ToneChoice struct {
 // condition holds, with what it saw as the reason. A rule that cannot be
 // evaluated for this contact (a trait of the wrong type) is passed over and
 // said so in the reason: a tone is never a reason not to send.
-func ChooseTone(rules []ToneRule, f *lifecycle.Facts) ToneChoice {
+func ChooseTone(rules []ToneRule, f *rule.Facts) ToneChoice {
 	var skipped []string
 	for i, r := range rules {
 		if r.When == nil {
@@ -60,7 +60,7 @@ func Pinned(tone string) ToneChoice {
 	return ToneChoice{Tone: tone, Rule: -1, Reason: "pinned by the sequence step"}
 }
 
-func observed(obs []lifecycle.Observation) string {
+func observed(obs []rule.Observation) string {
 	parts := make([]string, len(obs))
 	for i, o := range obs {
 		parts[i] = o.Expr + " = " + shown(o.Value)

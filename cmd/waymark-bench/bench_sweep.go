@@ -32,6 +32,7 @@ import (
 	"github.com/waymark/waymark/internal/web"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/migrations"
+	"github.com/waymark/waymark/rule"
 )
 
 // Targets of the lifecycle benchmark.
@@ -143,11 +144,11 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	for i, r := range j.Rules {
 		rules[i] = lifecycle.Rule{Name: r.Name, From: r.From, To: r.To, When: j.Programs[r.Name]}
 	}
-	ps := make([]*lifecycle.Program, len(rules))
+	ps := make([]*rule.Program, len(rules))
 	for i, r := range rules {
 		ps[i] = r.When
 	}
-	needs := lifecycle.Needs(ps...)
+	needs := rule.Needs(ps...)
 	fmt.Fprintf(out, "rules: %d, reading %d aggregates of %d event names\n", len(rules), len(needs), len(distinctEvents(needs)))
 
 	// The activity rollup: built from all events the first time (and
@@ -283,7 +284,7 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func distinctEvents(needs []lifecycle.Aggregate) map[string]bool {
+func distinctEvents(needs []rule.Aggregate) map[string]bool {
 	m := map[string]bool{}
 	for _, a := range needs {
 		m[a.Event] = true
@@ -357,8 +358,8 @@ func stageLine(ctx context.Context, st *store.Store) string {
 	if err != nil {
 		return err.Error()
 	}
-	parts := make([]string, 0, len(lifecycle.Stages))
-	for _, s := range lifecycle.Stages {
+	parts := make([]string, 0, len(rule.Stages))
+	for _, s := range rule.Stages {
 		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
 	}
 	return strings.Join(parts, ", ")

@@ -22,7 +22,7 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Targets of the whole path (issue 17), judged by the benchmark, never by
@@ -403,12 +403,12 @@ func copyBaseline(ctx context.Context, url, dir string) (time.Duration, error) {
 // each of the enrolments, their first sends and the offer draws, into
 // tables with the same indexes.
 func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time.Time) (time.Duration, error) {
-	var progs []*lifecycle.Program
+	var progs []*rule.Program
 	for _, p := range j.Programs {
 		progs = append(progs, p)
 	}
 	for _, o := range j.Offers {
-		p, err := lifecycle.Compile(o.When, lifecycle.CompileOptions{})
+		p, err := rule.Compile(o.When, rule.CompileOptions{})
 		if err != nil {
 			return 0, err
 		}
@@ -416,14 +416,14 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 	}
 	for _, s := range j.Sequences {
 		if s.Trigger.When != "" {
-			p, err := lifecycle.Compile(s.Trigger.When, lifecycle.CompileOptions{})
+			p, err := rule.Compile(s.Trigger.When, rule.CompileOptions{})
 			if err != nil {
 				return 0, err
 			}
 			progs = append(progs, p)
 		}
 	}
-	groupBy, args := store.FactsBaselineSQL(lifecycle.Needs(progs...), asOf)
+	groupBy, args := store.FactsBaselineSQL(rule.Needs(progs...), asOf)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return 0, err

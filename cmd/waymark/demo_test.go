@@ -18,7 +18,7 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // The demo, on a smaller population and a faster clock: everything it
@@ -84,7 +84,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"awareness", "consideration", "decision", "retention", "advocacy"} {
-		if stages[lifecycle.Stage(s)] == 0 {
+		if stages[rule.Stage(s)] == 0 {
 			t.Errorf("no contact in %s: %v", s, stages)
 		}
 	}

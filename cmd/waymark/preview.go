@@ -13,6 +13,7 @@ import (
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -111,11 +112,11 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 		}
 	}
 	rules := make([]templates.ToneRule, len(stored))
-	var progs []*lifecycle.Program
+	var progs []*rule.Program
 	for i, r := range stored {
 		rules[i].Tone = r.Tone
 		if r.When != "" {
-			p, err := lifecycle.Compile(r.When, lifecycle.CompileOptions{})
+			p, err := rule.Compile(r.When, rule.CompileOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("stored tone rule %d: %w", i+1, err)
 			}
@@ -123,7 +124,7 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 			progs = append(progs, p)
 		}
 	}
-	facts, err := st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: now, Needs: lifecycle.Needs(progs...)})
+	facts, err := st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: now, Needs: rule.Needs(progs...)})
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/waymark/waymark/internal/demo"
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 func cmdStages(ctx context.Context, e *env, args []string) error {
@@ -39,7 +39,7 @@ func cmdStages(ctx context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
 	var total int64
-	for _, s := range lifecycle.Stages {
+	for _, s := range rule.Stages {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, counts[s])
 		total += counts[s]
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/waymark/waymark/internal/smtptest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const trackingJourney = `rules:
@@ -255,7 +256,7 @@ func TestMarketingEmailCarriesUnsubscribeAndTracking(t *testing.T) {
 	}
 	opens := func() string {
 		t.Helper()
-		prog, err := lifecycle.Compile(`count("email_opened", "14d") + count("email_opened_machine", "14d") > 0`, lifecycle.CompileOptions{})
+		prog, err := rule.Compile(`count("email_opened", "14d") + count("email_opened_machine", "14d") > 0`, rule.CompileOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

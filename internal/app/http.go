@@ -11,7 +11,7 @@ import (
 	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/internal/web"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // handler is everything Run serves: ingestion (its writer hands what it
@@ -61,11 +61,11 @@ func (a *App) handler(ctx context.Context, workers *sync.WaitGroup) (h http.Hand
 }
 
 // latestEvents converts each touched contact's newest event for rules.
-func latestEvents(res ingest.Result) map[int64]*lifecycle.Event {
-	out := make(map[int64]*lifecycle.Event, len(res.Latest))
+func latestEvents(res ingest.Result) map[int64]*rule.Event {
+	out := make(map[int64]*rule.Event, len(res.Latest))
 	for id, m := range res.Latest {
 		// Properties are decoded only if a rule reads the event.
-		out[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
+		out[id] = rule.EventJSON(m.Name, m.Timestamp, m.Properties)
 	}
 	return out
 }
@@ -82,7 +82,7 @@ func (a *App) trackingHandler(ctx context.Context) (*tracking.Handler, error) {
 	h := tracking.NewHandler(signer, a.store, a.cfg.Settings.WriteKey, a.log, a.cfg.Now)
 	h.OnEvent = func(id int64, name string, props map[string]any, at time.Time) {
 		a.reactor.Touch([]int64{id},
-			map[int64]*lifecycle.Event{id: {Name: name, Properties: props, Timestamp: at}},
+			map[int64]*rule.Event{id: {Name: name, Properties: props, Timestamp: at}},
 			map[int64][]string{id: {name}})
 	}
 	return h, nil

@@ -13,7 +13,7 @@ import (
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/internal/webhook"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
@@ -29,7 +29,7 @@ func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
 		Store: st, Log: log, Now: now, SNS: sns, SESTopics: cfg.SESTopics(), MailgunKey: cfg.MailgunSigningKey,
 		SoftLimit: cfg.SoftBounces, SoftWindow: cfg.SoftBounceWithin,
 		OnEvent: func(id int64, name string, props map[string]any, at time.Time) {
-			reactor.Touch([]int64{id}, map[int64]*lifecycle.Event{id: {Name: name, Properties: props, Timestamp: at}}, map[int64][]string{id: {name}})
+			reactor.Touch([]int64{id}, map[int64]*rule.Event{id: {Name: name, Properties: props, Timestamp: at}}, map[int64][]string{id: {name}})
 		},
 	}
 	if hc.SoftLimit == 0 {

@@ -12,11 +12,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Baseline runs store.FactsBaselineSQL, reading every row, and returns the rows and
 // the time taken.
-func Baseline(ctx context.Context, pool *pgxpool.Pool, needs []lifecycle.Aggregate, asOf time.Time) (int64, time.Duration, error) {
+func Baseline(ctx context.Context, pool *pgxpool.Pool, needs []rule.Aggregate, asOf time.Time) (int64, time.Duration, error) {
 	sql, args := store.FactsBaselineSQL(needs, asOf)
 	start := time.Now()
 	rows, err := pool.Query(ctx, sql, args...)
@@ -84,18 +85,18 @@ const rollupRecord = 14
 
 // rollupProps returns, per event name, the one property the rules read
 // (sum or distinct) and whether it is summed (else counted distinct).
-func rollupProps(needs []lifecycle.Aggregate) (map[string]string, map[string]bool, error) {
+func rollupProps(needs []rule.Aggregate) (map[string]string, map[string]bool, error) {
 	props := map[string]string{}
 	summed := map[string]bool{}
 	for _, a := range needs {
-		if a.Kind != lifecycle.AggSum && a.Kind != lifecycle.AggDistinct {
+		if a.Kind != rule.AggSum && a.Kind != rule.AggDistinct {
 			continue
 		}
-		if p, ok := props[a.Event]; ok && (p != a.Property || summed[a.Event] != (a.Kind == lifecycle.AggSum)) {
+		if p, ok := props[a.Event]; ok && (p != a.Property || summed[a.Event] != (a.Kind == rule.AggSum)) {
 			return nil, nil, fmt.Errorf("rollup experiment: %s has two tracked properties", a.Event)
 		}
 		props[a.Event] = a.Property
-		summed[a.Event] = a.Kind == lifecycle.AggSum
+		summed[a.Event] = a.Kind == rule.AggSum
 	}
 	return props, summed, nil
 }
@@ -104,7 +105,7 @@ func rollupProps(needs []lifecycle.Aggregate) (map[string]string, map[string]boo
 // in SQL, for the properties needs reads. In the design it would be kept
 // up to date by ingestion; here it is built once, and the time it takes is
 // reported.
-func BuildRollup(ctx context.Context, pool *pgxpool.Pool, needs []lifecycle.Aggregate, storageExternal bool) (time.Duration, error) {
+func BuildRollup(ctx context.Context, pool *pgxpool.Pool, needs []rule.Aggregate, storageExternal bool) (time.Duration, error) {
 	props, summed, err := rollupProps(needs)
 	if err != nil {
 		return 0, err
@@ -154,12 +155,12 @@ func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") +
 type rollupPlan struct {
 	byName  map[int16][]int // name id → indexes into needs
 	since   []int64         // per need: window start (exclusive), unix seconds; MinInt64 for all
-	kinds   []lifecycle.AggKind
+	kinds   []rule.AggKind
 	loaded  bool
 	needKey string
 }
 
-func (s *FactsStore) plan(ctx context.Context, needs []lifecycle.Aggregate, asOf time.Time) (*rollupPlan, error) {
+func (s *FactsStore) plan(ctx context.Context, needs []rule.Aggregate, asOf time.Time) (*rollupPlan, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT id, name FROM bench_event_names`)
 	if err != nil {
 		return nil, err
@@ -225,7 +226,7 @@ FROM c LEFT JOIN (SELECT * FROM bench_activity WHERE contact_id > $1 AND contact
 	latest := make([]int64, len(q.Needs))
 	sets := make([]map[float64]struct{}, len(q.Needs))
 	for i := range sets {
-		if p.kinds[i] == lifecycle.AggDistinct {
+		if p.kinds[i] == rule.AggDistinct {
 			sets[i] = map[float64]struct{}{}
 		}
 	}
@@ -259,13 +260,13 @@ FROM c LEFT JOIN (SELECT * FROM bench_activity WHERE contact_id > $1 AND contact
 					continue
 				}
 				switch p.kinds[i] {
-				case lifecycle.AggCount:
+				case rule.AggCount:
 					num[i]++
-				case lifecycle.AggSum:
+				case rule.AggSum:
 					if !math.IsNaN(v) {
 						num[i] += v
 					}
-				case lifecycle.AggDistinct:
+				case rule.AggDistinct:
 					if !math.IsNaN(v) {
 						sets[i][v] = struct{}{}
 					}
@@ -275,15 +276,15 @@ FROM c LEFT JOIN (SELECT * FROM bench_activity WHERE contact_id > $1 AND contact
 			}
 		}
 		f := lifecycle.ContactFacts{ID: id}
-		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, lifecycle.Stage(stage), entered, traits, email
-		f.Values = make(map[lifecycle.Aggregate]float64, len(q.Needs))
+		f.Now, f.Stage, f.StageEnteredAt, f.Traits, f.Email = q.AsOf, rule.Stage(stage), entered, traits, email
+		f.Values = make(map[rule.Aggregate]float64, len(q.Needs))
 		for i, a := range q.Needs {
 			switch p.kinds[i] {
-			case lifecycle.AggDistinct:
+			case rule.AggDistinct:
 				f.Values[a] = float64(len(sets[i]))
-			case lifecycle.AggEver:
+			case rule.AggEver:
 				f.Values[a] = map[bool]float64{true: 1, false: 0}[latest[i] != math.MinInt64]
-			case lifecycle.AggDaysSince:
+			case rule.AggDaysSince:
 				if latest[i] == math.MinInt64 {
 					f.Values[a] = math.Inf(1)
 				} else {

@@ -27,7 +27,7 @@ import (
 	"github.com/waymark/waymark/internal/pgserver"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/web"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // RunOptions are the demo's own settings (the rest is config.Config).
@@ -506,7 +506,7 @@ func progressLine(s Status, f store.DemoFigures, c *capture.Server) string {
 	fmt.Fprintf(&b, "[%s] ", s.Now.UTC().Format("2006-01-02 15:04"))
 	var total int64
 	var stages []string
-	for _, st := range lifecycle.Stages {
+	for _, st := range rule.Stages {
 		total += f.Stages[st]
 		stages = append(stages, fmt.Sprintf("%s %s", st, humanize.Comma(f.Stages[st])))
 	}
@@ -532,7 +532,7 @@ func progressLine(s Status, f store.DemoFigures, c *capture.Server) string {
 func checklist(f store.DemoFigures) string {
 	mark := func(ok bool) string { return map[bool]string{true: "✓", false: "✗"}[ok] }
 	every := true
-	for _, st := range lifecycle.Stages {
+	for _, st := range rule.Stages {
 		every = every && f.Stages[st] > 0
 	}
 	four := true

@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Contact is one exported contact. The db tags are the store's columns.
@@ -41,7 +41,7 @@ type Query struct {
 
 // Check validates q; the error names the parameter.
 func (q Query) Check() error {
-	if q.Stage != "" && !slices.Contains(lifecycle.Stages, lifecycle.Stage(q.Stage)) {
+	if q.Stage != "" && !slices.Contains(rule.Stages, rule.Stage(q.Stage)) {
 		return fmt.Errorf("stage: %q is not a stage (awareness, consideration, decision, retention, advocacy)", q.Stage)
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/suggest"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // ParseDuration reads a delay or cooldown: a whole number and a unit (s, m,
@@ -61,7 +61,7 @@ func (p *parser) condition(n *yaml.Node, what string, enrolment bool) string {
 		}
 		return ""
 	}
-	if _, err := lifecycle.Compile(src, lifecycle.CompileOptions{AllowEnrolment: enrolment}); err != nil {
+	if _, err := rule.Compile(src, rule.CompileOptions{AllowEnrolment: enrolment}); err != nil {
 		p.exprError(n, what, err)
 		return ""
 	}

@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -59,7 +59,7 @@ func (p *parser) tones(n *yaml.Node, j *Journey) []ToneRule {
 		case whenNode != nil && last:
 			p.errorf(tn, "%s: the last tone rule is the default and must have no when", what)
 		case whenNode != nil:
-			if prog, err := lifecycle.Compile(tr.When, lifecycle.CompileOptions{}); err != nil {
+			if prog, err := rule.Compile(tr.When, rule.CompileOptions{}); err != nil {
 				p.exprError(whenNode, fmt.Sprintf("tone %q: when", tr.Tone), err)
 			} else {
 				j.TonePrograms = append(j.TonePrograms, prog)

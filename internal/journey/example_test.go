@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -174,32 +175,32 @@ var exampleNow = time.Date(2025, time.June, 2, 9, 0, 0, 0, time.UTC)
 
 // facts builds what the rules see for a contact with history h, computing
 // every aggregate the programs need.
-func facts(t *testing.T, stage lifecycle.Stage, daysInStage float64, traits map[string]any, h history, progs ...*lifecycle.Program) *lifecycle.Facts {
+func facts(t *testing.T, stage rule.Stage, daysInStage float64, traits map[string]any, h history, progs ...*rule.Program) *rule.Facts {
 	t.Helper()
-	f := &lifecycle.Facts{
+	f := &rule.Facts{
 		Now:            exampleNow,
 		Stage:          stage,
 		StageEnteredAt: exampleNow.Add(-time.Duration(daysInStage * 24 * float64(time.Hour))),
 		Traits:         traits,
-		Values:         map[lifecycle.Aggregate]float64{},
+		Values:         map[rule.Aggregate]float64{},
 	}
-	for _, a := range lifecycle.Needs(progs...) {
+	for _, a := range rule.Needs(progs...) {
 		v := 0.0
 		switch a.Kind {
-		case lifecycle.AggCount:
+		case rule.AggCount:
 			for _, e := range h {
 				ago := time.Duration(e.daysAgo * 24 * float64(time.Hour))
 				if e.name == a.Event && (a.Window.All || ago < a.Window.Dur) {
 					v++
 				}
 			}
-		case lifecycle.AggEver:
+		case rule.AggEver:
 			for _, e := range h {
 				if e.name == a.Event {
 					v = 1
 				}
 			}
-		case lifecycle.AggDaysSince:
+		case rule.AggDaysSince:
 			v = math.Inf(1)
 			for _, e := range h {
 				if e.name == a.Event {
@@ -214,9 +215,9 @@ func facts(t *testing.T, stage lifecycle.Stage, daysInStage float64, traits map[
 	return f
 }
 
-func exampleRules(j *Journey) ([]lifecycle.Rule, []*lifecycle.Program) {
+func exampleRules(j *Journey) ([]lifecycle.Rule, []*rule.Program) {
 	var rules []lifecycle.Rule
-	var progs []*lifecycle.Program
+	var progs []*rule.Program
 	for _, r := range j.Rules {
 		rules = append(rules, lifecycle.Rule{Name: r.Name, Version: 1, From: r.From, To: r.To, When: j.Programs[r.Name]})
 		progs = append(progs, j.Programs[r.Name])
@@ -230,26 +231,26 @@ func TestExampleRulesSettle(t *testing.T) {
 	rules, progs := exampleRules(j)
 	tests := []struct {
 		name  string
-		stage lifecycle.Stage
+		stage rule.Stage
 		h     history
 		want  []string // rules applied, in order
 	}{
-		{"browsing", lifecycle.Awareness, history{{"page_viewed", 1}, {"page_viewed", 2}, {"page_viewed", 3}}, []string{"engaged-visitor"}},
-		{"just a look", lifecycle.Awareness, history{{"page_viewed", 1}}, nil},
-		{"straight to the cart", lifecycle.Awareness, history{{"product_viewed", 0.1}, {"product_viewed", 0.1}, {"cart_updated", 0.1}}, []string{"shopping"}},
-		{"bought on the first visit", lifecycle.Awareness, history{{"order_completed", 0.1}}, []string{"first-purchase"}},
-		{"browsed, carted, bought", lifecycle.Consideration, history{{"product_viewed", 1}, {"product_viewed", 1}, {"cart_updated", 1}, {"order_completed", 0.5}}, []string{"shopping", "first-purchase"}},
-		{"third order this year", lifecycle.Retention, history{{"order_completed", 200}, {"order_completed", 90}, {"order_completed", 2}}, []string{"advocate"}},
-		{"reviewed", lifecycle.Retention, history{{"order_completed", 20}, {"review_posted", 3}}, []string{"advocate"}},
-		{"lapsed customer", lifecycle.Retention, history{{"order_completed", 150}}, []string{"lapsed"}},
+		{"browsing", rule.Awareness, history{{"page_viewed", 1}, {"page_viewed", 2}, {"page_viewed", 3}}, []string{"engaged-visitor"}},
+		{"just a look", rule.Awareness, history{{"page_viewed", 1}}, nil},
+		{"straight to the cart", rule.Awareness, history{{"product_viewed", 0.1}, {"product_viewed", 0.1}, {"cart_updated", 0.1}}, []string{"shopping"}},
+		{"bought on the first visit", rule.Awareness, history{{"order_completed", 0.1}}, []string{"first-purchase"}},
+		{"browsed, carted, bought", rule.Consideration, history{{"product_viewed", 1}, {"product_viewed", 1}, {"cart_updated", 1}, {"order_completed", 0.5}}, []string{"shopping", "first-purchase"}},
+		{"third order this year", rule.Retention, history{{"order_completed", 200}, {"order_completed", 90}, {"order_completed", 2}}, []string{"advocate"}},
+		{"reviewed", rule.Retention, history{{"order_completed", 20}, {"review_posted", 3}}, []string{"advocate"}},
+		{"lapsed customer", rule.Retention, history{{"order_completed", 150}}, []string{"lapsed"}},
 		// Not promoted on the way out: lapsed is tried before advocate.
-		{"lapsed reviewer", lifecycle.Retention, history{{"order_completed", 150}, {"review_posted", 140}}, []string{"lapsed"}},
+		{"lapsed reviewer", rule.Retention, history{{"order_completed", 150}, {"review_posted", 140}}, []string{"lapsed"}},
 		// The settling quirk: the old orders must not send the lapsed
 		// advocate straight back to retention.
-		{"lapsed advocate", lifecycle.Advocacy, history{{"order_completed", 400}, {"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}}, []string{"lapsed"}},
-		{"lapsed advocate stays in decision", lifecycle.Decision, history{{"order_completed", 400}, {"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}}, nil},
-		{"lapsed advocate orders again", lifecycle.Decision, history{{"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}, {"order_completed", 0.2}}, []string{"first-purchase", "advocate"}},
-		{"recent customer", lifecycle.Retention, history{{"order_completed", 30}}, nil},
+		{"lapsed advocate", rule.Advocacy, history{{"order_completed", 400}, {"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}}, []string{"lapsed"}},
+		{"lapsed advocate stays in decision", rule.Decision, history{{"order_completed", 400}, {"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}}, nil},
+		{"lapsed advocate orders again", rule.Decision, history{{"order_completed", 300}, {"order_completed", 130}, {"review_posted", 300}, {"order_completed", 0.2}}, []string{"first-purchase", "advocate"}},
+		{"recent customer", rule.Retention, history{{"order_completed", 30}}, nil},
 	}
 	for _, tt := range tests {
 		moves, err := lifecycle.Settle(rules, facts(t, tt.stage, 10, nil, tt.h, progs...))
@@ -279,7 +280,7 @@ func TestExampleRulesSettle(t *testing.T) {
 func TestExampleTonePicking(t *testing.T) {
 	t.Parallel()
 	j := loadExample(t)
-	pick := func(stage lifecycle.Stage, daysInStage float64, traits map[string]any, h history) string {
+	pick := func(stage rule.Stage, daysInStage float64, traits map[string]any, h history) string {
 		f := facts(t, stage, daysInStage, traits, h, j.TonePrograms...)
 		for i, p := range j.TonePrograms {
 			ok, err := p.Eval(f)
@@ -297,22 +298,22 @@ func TestExampleTonePicking(t *testing.T) {
 	business := map[string]any{"company": "Cedar Ridge Lodge"}
 	tests := []struct {
 		name        string
-		stage       lifecycle.Stage
+		stage       rule.Stage
 		daysInStage float64
 		traits      map[string]any
 		h           history
 		want        string
 	}{
-		{"anyone", lifecycle.Consideration, 3, nil, nil, "friendly"},
-		{"open ticket", lifecycle.Retention, 3, nil, openTicket, "empathetic"},
-		{"closed ticket", lifecycle.Retention, 3, nil, closedTicket, "friendly"},
-		{"open ticket beats business", lifecycle.Retention, 3, business, openTicket, "empathetic"},
-		{"company", lifecycle.Decision, 3, business, nil, "formal"},
-		{"business plan", lifecycle.Decision, 3, map[string]any{"plan": "business"}, nil, "formal"},
-		{"blank company", lifecycle.Decision, 3, map[string]any{"company": "", "plan": "personal"}, nil, "friendly"},
-		{"new advocate", lifecycle.Advocacy, 2, nil, nil, "celebratory"},
-		{"business advocate", lifecycle.Advocacy, 2, business, nil, "formal"},
-		{"settled advocate", lifecycle.Advocacy, 40, nil, nil, "friendly"},
+		{"anyone", rule.Consideration, 3, nil, nil, "friendly"},
+		{"open ticket", rule.Retention, 3, nil, openTicket, "empathetic"},
+		{"closed ticket", rule.Retention, 3, nil, closedTicket, "friendly"},
+		{"open ticket beats business", rule.Retention, 3, business, openTicket, "empathetic"},
+		{"company", rule.Decision, 3, business, nil, "formal"},
+		{"business plan", rule.Decision, 3, map[string]any{"plan": "business"}, nil, "formal"},
+		{"blank company", rule.Decision, 3, map[string]any{"company": "", "plan": "personal"}, nil, "friendly"},
+		{"new advocate", rule.Advocacy, 2, nil, nil, "celebratory"},
+		{"business advocate", rule.Advocacy, 2, business, nil, "formal"},
+		{"settled advocate", rule.Advocacy, 40, nil, nil, "friendly"},
 	}
 	for _, tt := range tests {
 		if got := pick(tt.stage, tt.daysInStage, tt.traits, tt.h); got != tt.want {

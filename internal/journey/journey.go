@@ -16,7 +16,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/internal/webhook"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -48,8 +48,8 @@ func (es Errors) Error() string {
 // Rule is a transition rule as written.
 type Rule struct {
 	Name string
-	From []lifecycle.Stage
-	To   lifecycle.Stage
+	From []rule.Stage
+	To   rule.Stage
 	When string
 	Pos  Pos
 }
@@ -59,11 +59,11 @@ type Journey struct {
 	File  string
 	Rules []Rule
 	// Programs are the compiled conditions, by rule name.
-	Programs map[string]*lifecycle.Program
+	Programs map[string]*rule.Program
 	// Tones are the tone rules in order; TonePrograms the compiled
 	// conditions of all but the last (the default).
 	Tones        []ToneRule
-	TonePrograms []*lifecycle.Program
+	TonePrograms []*rule.Program
 	// Templates have been compiled and rendered against a sample contact.
 	Templates []templates.Template
 	Sequences []campaigns.Sequence
@@ -96,7 +96,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, p.yamlError(data, err)
 	}
-	j := &Journey{File: name, Programs: map[string]*lifecycle.Program{}, Settings: campaigns.DefaultSettings()}
+	j := &Journey{File: name, Programs: map[string]*rule.Program{}, Settings: campaigns.DefaultSettings()}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return j, nil // an empty file is an empty journey
 	}
@@ -275,12 +275,12 @@ func (p *parser) str(n *yaml.Node, what string) string {
 	return n.Value
 }
 
-func (p *parser) stage(n *yaml.Node, what string) (lifecycle.Stage, bool) {
+func (p *parser) stage(n *yaml.Node, what string) (rule.Stage, bool) {
 	s := p.str(n, what)
 	if s == "" {
 		return "", false
 	}
-	st, err := lifecycle.ParseStage(s)
+	st, err := rule.ParseStage(s)
 	if err != nil {
 		p.errorf(n, "%s: %v", what, err)
 		return "", false
@@ -319,7 +319,7 @@ func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
 					return
 				}
 				if st, ok := p.stage(v, "from"); ok {
-					r.From = []lifecycle.Stage{st}
+					r.From = []rule.Stage{st}
 				}
 			},
 			"to": func(v *yaml.Node) {
@@ -352,7 +352,7 @@ func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
 		}
 		if whenNode == nil || strings.TrimSpace(r.When) == "" {
 			p.errorf(rn, "%s: missing when (the condition that moves a contact)", what)
-		} else if prog, err := lifecycle.Compile(r.When, lifecycle.CompileOptions{}); err != nil {
+		} else if prog, err := rule.Compile(r.When, rule.CompileOptions{}); err != nil {
 			p.exprError(whenNode, what+": when", err)
 		} else if r.Name != "" {
 			j.Programs[r.Name] = prog
@@ -364,7 +364,7 @@ func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
 
 // exprError reports a rule compile error at its place in the file.
 func (p *parser) exprError(n *yaml.Node, what string, err error) {
-	var re *lifecycle.RuleError
+	var re *rule.Error
 	if !errors.As(err, &re) {
 		p.errorf(n, "%s: %v", what, err)
 		return

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const designExample = `rules:
@@ -34,7 +34,7 @@ func TestParseDesignExample(t *testing.T) {
 		t.Fatalf("got %d rules, %d programs", len(j.Rules), len(j.Programs))
 	}
 	r := j.Rules[1]
-	if r.Name != "buyer" || r.To != lifecycle.Retention || len(r.From) != 2 || r.From[1] != lifecycle.Decision || r.Pos.Line != 6 {
+	if r.Name != "buyer" || r.To != rule.Retention || len(r.From) != 2 || r.From[1] != rule.Decision || r.Pos.Line != 6 {
 		t.Fatalf("rule %+v", r)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/waymark/waymark/campaigns"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Definitions implements campaigns.Store.
@@ -239,8 +239,8 @@ func (s *Store) ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]cam
 }
 
 // EnrolmentValues implements campaigns.Store.
-func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, needs []lifecycle.Aggregate, asOf time.Time) (map[int64]map[lifecycle.Aggregate]float64, error) {
-	out := make(map[int64]map[lifecycle.Aggregate]float64, len(es))
+func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, needs []rule.Aggregate, asOf time.Time) (map[int64]map[rule.Aggregate]float64, error) {
+	out := make(map[int64]map[rule.Aggregate]float64, len(es))
 	if len(es) == 0 {
 		return out, nil
 	}

@@ -6,12 +6,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // DemoFigures are what `waymark demo` reports while it runs.
 type DemoFigures struct {
-	Stages map[lifecycle.Stage]int64
+	Stages map[rule.Stage]int64
 	// Emails by status, and the sent ones by tone and by template.
 	Sent, Failed, Unknown int64
 	SentByTone            map[string]int64

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Two other ways to compute what LoadFacts does for a pass over all
@@ -45,7 +46,7 @@ SELECT c.id, c.stage, c.stage_entered_at, ` + trait + `, coalesce(c.email, ''), 
 // FactsBaselineSQL is one GROUP BY contact_id over all events computing
 // the aggregates needs at asOf for every contact, with its arguments: what
 // PostgreSQL alone takes to compute a sweep's facts.
-func FactsBaselineSQL(needs []lifecycle.Aggregate, asOf time.Time) (string, []any) {
+func FactsBaselineSQL(needs []rule.Aggregate, asOf time.Time) (string, []any) {
 	args := []any{asOf, nil}
 	agg, names, _ := aggregatesSQL(needs, paramOf(&args), "$1::timestamptz", "NULL")
 	args[1] = names

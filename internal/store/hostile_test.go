@@ -15,6 +15,7 @@ import (
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Issue 23: one event whose revenue no float8 holds (1e400, 400 nines; as
@@ -40,13 +41,13 @@ func TestSumOverPoisonedEventsCannotFail(t *testing.T) {
 	for i, props := range [][]string{healthy, append(append([]string(nil), healthy...), poison...)} {
 		ids = append(ids, withOrders(t, pool, fmt.Sprint("p", i), now, props...))
 	}
-	all, err := lifecycle.ParseWindow("all")
+	all, err := rule.ParseWindow("all")
 	if err != nil {
 		t.Fatal(err)
 	}
-	needs := []lifecycle.Aggregate{
-		{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: all},
-		{Kind: lifecycle.AggCount, Event: "order_completed", Window: all},
+	needs := []rule.Aggregate{
+		{Kind: rule.AggSum, Event: "order_completed", Property: "revenue", Window: all},
+		{Kind: rule.AggCount, Event: "order_completed", Window: all},
 	}
 	// From the events table (a sweep without the rollup), then the
 	// rollup's build, then from the rollup and by id: all the same.
@@ -98,18 +99,18 @@ func TestDryRunNeverRebuildsTheRollup(t *testing.T) {
 	for i := range 6 {
 		withOrders(t, pool, fmt.Sprint("d", i), now, fmt.Sprintf(`{"revenue": %d, "price": %d}`, i*100, i*10))
 	}
-	rule := func(when string) []lifecycle.Rule {
-		p, err := lifecycle.Compile(when, lifecycle.CompileOptions{})
+	rules := func(when string) []lifecycle.Rule {
+		p, err := rule.Compile(when, rule.CompileOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []lifecycle.Rule{{Name: "r", Version: 1, From: []lifecycle.Stage{"awareness"}, To: "consideration", When: p}}
+		return []lifecycle.Rule{{Name: "r", Version: 1, From: []rule.Stage{"awareness"}, To: "consideration", When: p}}
 	}
 	engine := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := engine.Sweep(ctx, now); err != nil { // no rules: nothing built
 		t.Fatal(err)
 	}
-	if _, err := s.FoldActivity(ctx, []lifecycle.Aggregate{{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: lifecycle.Window{All: true}}}); err != nil {
+	if _, err := s.FoldActivity(ctx, []rule.Aggregate{{Kind: rule.AggSum, Event: "order_completed", Property: "revenue", Window: rule.Window{All: true}}}); err != nil {
 		t.Fatal(err)
 	}
 	state := func() (spec string, built time.Time) {
@@ -128,7 +129,7 @@ func TestDryRunNeverRebuildsTheRollup(t *testing.T) {
 		{`distinct("order_completed", "sku", "all") >= 1`, 0},
 		{`sum("order_completed", "revenue", "all") >= 200`, 4}, // carried: from the rollup
 	} {
-		effects, _, err := engine.DryRun(ctx, rule(c.when), now)
+		effects, _, err := engine.DryRun(ctx, rules(c.when), now)
 		if err != nil {
 			t.Fatalf("dry run %d: %v", i, err)
 		}
@@ -147,9 +148,9 @@ func TestDryRunNeverRebuildsTheRollup(t *testing.T) {
 	// At most 32 properties: a sweep needing more reads the events; one
 	// whose properties with the old ones would be more rebuilds with its
 	// own.
-	var many []lifecycle.Aggregate
+	var many []rule.Aggregate
 	for i := range 33 {
-		many = append(many, lifecycle.Aggregate{Kind: lifecycle.AggSum, Event: "order_completed", Property: fmt.Sprint("p", i), Window: lifecycle.Window{All: true}})
+		many = append(many, rule.Aggregate{Kind: rule.AggSum, Event: "order_completed", Property: fmt.Sprint("p", i), Window: rule.Window{All: true}})
 	}
 	if _, err := s.FoldActivity(ctx, many); err == nil || !strings.Contains(err.Error(), "at most 32") {
 		t.Fatalf("33 properties: %v, want refused", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const sqlRules = `SELECT name, version, from_stages, to_stage, condition FROM rules ORDER BY position, name`
@@ -67,11 +68,11 @@ func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
 		to   string
 	)
 	_, err = pgx.ForEachRow(rows, []any{&r.Name, &r.Version, &from, &to, &r.Condition}, func() error {
-		r.From = make([]lifecycle.Stage, len(from))
+		r.From = make([]rule.Stage, len(from))
 		for i, f := range from {
-			r.From[i] = lifecycle.Stage(f)
+			r.From[i] = rule.Stage(f)
 		}
-		r.To = lifecycle.Stage(to)
+		r.To = rule.Stage(to)
 		out = append(out, r)
 		return nil
 	})
@@ -85,7 +86,7 @@ func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
 // contact_id). Parameters: $1 as-of, $2 the event names needed, then per
 // aggregate its name, property and window start; then the selection ($n ids,
 // or $n cursor and $n+1 limit).
-func factsSQL(needs []lifecycle.Aggregate, byIDs bool) (string, []any, []int) {
+func factsSQL(needs []rule.Aggregate, byIDs bool) (string, []any, []int) {
 	args := []any{nil, nil}
 	param := func(v any) string {
 		args = append(args, v)
@@ -113,7 +114,7 @@ FROM contacts c WHERE ` + where
 // enrolled for the start of the "enrolment" window. It returns the array
 // expression, the event names involved, and per element whether it is a
 // number (0) or the seconds since the latest matching event (1).
-func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, enrolled string) (string, []string, []int) {
+func aggregatesSQL(needs []rule.Aggregate, param func(any) string, asOf, enrolled string) (string, []string, []int) {
 	var (
 		cols  []string
 		names = map[string]bool{}
@@ -122,7 +123,7 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 	for _, a := range needs {
 		names[a.Event] = true
 		cond := nameCond(a.Event, param)
-		if base, ok := lifecycle.MachineEventBase(a.Event); ok {
+		if base, ok := rule.MachineEventBase(a.Event); ok {
 			names[base] = true
 		}
 		switch {
@@ -132,16 +133,16 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 			cond += " AND e.occurred_at > " + asOf + " - " + param(a.Window.Dur) + "::interval"
 		}
 		switch a.Kind {
-		case lifecycle.AggCount:
+		case rule.AggCount:
 			cols = append(cols, "count(*) FILTER (WHERE "+cond+")::float8")
 			kinds = append(kinds, 0)
-		case lifecycle.AggSum:
+		case rule.AggSum:
 			cols = append(cols, "coalesce(sum("+numeric("e.properties->"+param(a.Property))+") FILTER (WHERE "+cond+"), 0)")
 			kinds = append(kinds, 0)
-		case lifecycle.AggDistinct:
+		case rule.AggDistinct:
 			cols = append(cols, "count(DISTINCT e.properties->"+param(a.Property)+") FILTER (WHERE "+cond+")::float8")
 			kinds = append(kinds, 0)
-		case lifecycle.AggDaysSince, lifecycle.AggEver:
+		case rule.AggDaysSince, rule.AggEver:
 			// Seconds from the latest such event to the as-of instant:
 			// the difference of two timestamps, exact to the microsecond
 			// (two epochs as float8 lose half of one, and an event-started
@@ -170,7 +171,7 @@ func aggregatesSQL(needs []lifecycle.Aggregate, param func(any) string, asOf, en
 // aggregate over email_opened count people only, and a rule that wants the
 // machines asks for the _machine name. The rollup applies the same mapping
 // when it folds (see lifecycle_rollup.go). The names are
-// lifecycle.MachineEvents.
+// rule.MachineEvents.
 
 // sqlMachineFlag is true for an event e flagged as a machine's.
 const sqlMachineFlag = `e.properties @> '{"machine": true}'`
@@ -180,18 +181,18 @@ const sqlEventName = `(CASE WHEN e.name IN ('email_opened', 'email_clicked') AND
 
 // nameCond is the SQL condition that event e counts as name.
 func nameCond(name string, param func(any) string) string {
-	if _, ok := lifecycle.MachineEvents[name]; ok {
+	if _, ok := rule.MachineEvents[name]; ok {
 		return "(e.name = " + param(name) + " AND NOT " + sqlMachineFlag + ")"
 	}
-	if base, ok := lifecycle.MachineEventBase(name); ok {
+	if base, ok := rule.MachineEventBase(name); ok {
 		return "(e.name = " + param(name) + " OR e.name = " + param(base) + " AND " + sqlMachineFlag + ")"
 	}
 	return "e.name = " + param(name)
 }
 
 // values turns a row's aggregate array into Facts.Values.
-func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time.Time) map[lifecycle.Aggregate]float64 {
-	out := make(map[lifecycle.Aggregate]float64, len(needs))
+func values(needs []rule.Aggregate, kinds []int, aggs []*float64, asOf time.Time) map[rule.Aggregate]float64 {
+	out := make(map[rule.Aggregate]float64, len(needs))
 	for i, a := range needs {
 		var v *float64
 		if i < len(aggs) {
@@ -202,9 +203,9 @@ func values(needs []lifecycle.Aggregate, kinds []int, aggs []*float64, asOf time
 			out[a] = *v
 		case kinds[i] == 0:
 			out[a] = 0
-		case a.Kind == lifecycle.AggEver && v != nil:
+		case a.Kind == rule.AggEver && v != nil:
 			out[a] = 1
-		case a.Kind == lifecycle.AggEver:
+		case a.Kind == rule.AggEver:
 			out[a] = 0
 		case v != nil:
 			out[a] = max(0, *v/86400)
@@ -303,11 +304,11 @@ WHERE v.mask & (1 << (array_position(` + sqlStageArray + `, c.stage) - 1)) <> 0`
 	` + from
 }
 
-// sqlStageArray lists the stages in the order of lifecycle.Stages (the
+// sqlStageArray lists the stages in the order of rule.Stages (the
 // bits of lifecycle.Touched.Stages).
 var sqlStageArray = func() string {
-	q := make([]string, len(lifecycle.Stages))
-	for i, st := range lifecycle.Stages {
+	q := make([]string, len(rule.Stages))
+	for i, st := range rule.Stages {
 		q[i] = string(st)
 	}
 	return `'{` + strings.Join(q, ",") + `}'::text[]`
@@ -404,7 +405,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 				st.values(q.Needs, q.AsOf, f.Nums)
 			} else {
 				st.values(q.Needs, q.AsOf, nums)
-				f.Values = make(map[lifecycle.Aggregate]float64, n)
+				f.Values = make(map[rule.Aggregate]float64, n)
 				for i, a := range q.Needs {
 					f.Values[a] = nums[i]
 				}
@@ -424,7 +425,7 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 // machineBaseOr returns, for email_opened_machine, email_opened, and
 // otherwise name.
 func machineBaseOr(name string) string {
-	if b, ok := lifecycle.MachineEventBase(name); ok {
+	if b, ok := rule.MachineEventBase(name); ok {
 		return b
 	}
 	return name
@@ -452,7 +453,7 @@ func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.
 	_, err := pgx.ForEachRow(rows, []any{&id, &stage, &entered, &traits, &email, &aggs}, func() error {
 		f := lifecycle.ContactFacts{ID: id}
 		f.Now = q.AsOf
-		f.Stage = lifecycle.Stage(stage)
+		f.Stage = rule.Stage(stage)
 		f.StageEnteredAt = entered
 		f.Traits = traits
 		f.Email = email
@@ -558,7 +559,7 @@ func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) 
 // expression ({"count(\"order_completed\", \"all\")": 3}). Infinity (a
 // days_since of something that never happened) is written as the string
 // "never", which JSON can carry.
-func observedJSON(obs []lifecycle.Observation) (string, error) {
+func observedJSON(obs []rule.Observation) (string, error) {
 	m := make(map[string]any, len(obs))
 	for _, o := range obs {
 		v := o.Value
@@ -576,20 +577,20 @@ func observedJSON(obs []lifecycle.Observation) (string, error) {
 
 // StageCounts returns how many contacts are in each stage (every stage is
 // present, zero or not).
-func (s *Store) StageCounts(ctx context.Context) (map[lifecycle.Stage]int64, error) {
+func (s *Store) StageCounts(ctx context.Context) (map[rule.Stage]int64, error) {
 	rows, err := s.db.Query(ctx, `SELECT stage, count(*) FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
 	if err != nil {
 		return nil, translate(err, "counting stages")
 	}
-	out := make(map[lifecycle.Stage]int64, len(lifecycle.Stages))
-	for _, st := range lifecycle.Stages {
+	out := make(map[rule.Stage]int64, len(rule.Stages))
+	for _, st := range rule.Stages {
 		out[st] = 0
 	}
 	var (
 		st string
 		n  int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[lifecycle.Stage(st)] = n; return nil })
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[rule.Stage(st)] = n; return nil })
 	return out, translate(err, "counting stages")
 }
 

@@ -64,6 +64,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // rollupProp is a property whose values the rollup's records carry.
@@ -110,11 +111,11 @@ func parseSpec(s string) ([]rollupProp, int, error) {
 }
 
 // specProps returns the properties needs read, sorted.
-func specProps(needs []lifecycle.Aggregate) []rollupProp {
+func specProps(needs []rule.Aggregate) []rollupProp {
 	var out []rollupProp
 	for _, a := range needs {
-		if a.Kind == lifecycle.AggSum || a.Kind == lifecycle.AggDistinct {
-			p := rollupProp{a.Event, a.Property, a.Kind == lifecycle.AggSum}
+		if a.Kind == rule.AggSum || a.Kind == rule.AggDistinct {
+			p := rollupProp{a.Event, a.Property, a.Kind == rule.AggSum}
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
@@ -224,7 +225,7 @@ func recordByNameSQL(spec []rollupProp, names []string, param func(any) string) 
 	}
 	for _, r := range raw {
 		b.WriteString(" WHEN " + param(r) + " THEN ")
-		if m, ok := lifecycle.MachineEvents[r]; ok {
+		if m, ok := rule.MachineEvents[r]; ok {
 			// A machine's open or click counts under its _machine name.
 			b.WriteString("CASE WHEN " + sqlMachineFlag + " THEN " + rec(m) + " ELSE " + rec(r) + " END")
 		} else {
@@ -250,7 +251,7 @@ type FoldStats struct {
 // rollup up to date for needs — folding in the events committed since the
 // last fold, or building it from all events the first time or when needs
 // reads a property it does not carry.
-func (s *Store) PrepareSweep(ctx context.Context, needs []lifecycle.Aggregate) error {
+func (s *Store) PrepareSweep(ctx context.Context, needs []rule.Aggregate) error {
 	_, err := s.FoldActivity(ctx, needs)
 	return err
 }
@@ -262,7 +263,7 @@ func (s *Store) PrepareSweep(ctx context.Context, needs []lifecycle.Aggregate) e
 // nor make every reader wait for a rebuild (a read-only dashboard session
 // could force one per dry run, and grow the rollup's property list for
 // good): when the rollup lacks a property, the dry run reads the events.
-func (s *Store) PrepareDryRun(ctx context.Context, needs []lifecycle.Aggregate) error {
+func (s *Store) PrepareDryRun(ctx context.Context, needs []rule.Aggregate) error {
 	_, err := s.fold(ctx, needs, false)
 	return err
 }
@@ -274,13 +275,13 @@ func (s *Store) PrepareDryRun(ctx context.Context, needs []lifecycle.Aggregate) 
 const maxRollupProps = 32
 
 // FoldActivity is PrepareSweep, with what it did.
-func (s *Store) FoldActivity(ctx context.Context, needs []lifecycle.Aggregate) (FoldStats, error) {
+func (s *Store) FoldActivity(ctx context.Context, needs []rule.Aggregate) (FoldStats, error) {
 	return s.fold(ctx, needs, true)
 }
 
 // fold is FoldActivity; without build, it refuses (errNoRollup) instead
 // of building the rollup.
-func (s *Store) fold(ctx context.Context, needs []lifecycle.Aggregate, build bool) (FoldStats, error) {
+func (s *Store) fold(ctx context.Context, needs []rule.Aggregate, build bool) (FoldStats, error) {
 	start := time.Now()
 	var st FoldStats
 	_, nested := s.db.(pgx.Tx)
@@ -416,13 +417,13 @@ type rollupLayout struct {
 
 type recUse struct {
 	need  int
-	kind  lifecycle.AggKind
+	kind  rule.AggKind
 	since int64 // window start in µs, exclusive; MinInt64 for all
 	none  bool  // an enrolment window: nothing, as in the events query
 	value int   // offset of the value (sum, distinct)
 }
 
-func newLayout(spec []rollupProp, ids []int32, names []string, needs []lifecycle.Aggregate, asOf int64) (*rollupLayout, error) {
+func newLayout(spec []rollupProp, ids []int32, names []string, needs []rule.Aggregate, asOf int64) (*rollupLayout, error) {
 	maxID := int32(0)
 	for _, id := range ids {
 		if id < 0 {
@@ -454,13 +455,13 @@ func newLayout(spec []rollupProp, ids []int32, names []string, needs []lifecycle
 		case !a.Window.All && a.Window.Dur > 0:
 			u.since = asOf - a.Window.Dur.Microseconds()
 		}
-		if a.Kind == lifecycle.AggSum || a.Kind == lifecycle.AggDistinct {
+		if a.Kind == rule.AggSum || a.Kind == rule.AggDistinct {
 			off := 12
 			for _, p := range spec {
 				if p.Event != a.Event {
 					continue
 				}
-				if p.Property == a.Property && p.Sum == (a.Kind == lifecycle.AggSum) {
+				if p.Property == a.Property && p.Sum == (a.Kind == rule.AggSum) {
 					u.value = off
 					break
 				}
@@ -484,10 +485,10 @@ type aggState struct {
 	sets   []map[uint64]struct{}
 }
 
-func newAggState(needs []lifecycle.Aggregate) *aggState {
+func newAggState(needs []rule.Aggregate) *aggState {
 	st := &aggState{num: make([]float64, len(needs)), latest: make([]int64, len(needs)), sets: make([]map[uint64]struct{}, len(needs))}
 	for i, a := range needs {
-		if a.Kind == lifecycle.AggDistinct {
+		if a.Kind == rule.AggDistinct {
 			st.sets[i] = map[uint64]struct{}{}
 		}
 	}
@@ -535,13 +536,13 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 				continue
 			}
 			switch u.kind {
-			case lifecycle.AggCount:
+			case rule.AggCount:
 				st.num[u.need]++
-			case lifecycle.AggSum:
+			case rule.AggSum:
 				if v := math.Float64frombits(binary.BigEndian.Uint64(rec[u.value:])); !math.IsNaN(v) {
 					st.num[u.need] += v
 				}
-			case lifecycle.AggDistinct:
+			case rule.AggDistinct:
 				if h := binary.BigEndian.Uint64(rec[u.value:]); h != 0 {
 					st.sets[u.need][h] = struct{}{}
 				}
@@ -555,18 +556,18 @@ func (l *rollupLayout) accumulate(st *aggState, data []byte, asOf int64) error {
 
 // values writes the accumulated aggregates to out (parallel to needs), as
 // values() does for the events query.
-func (st *aggState) values(needs []lifecycle.Aggregate, asOf time.Time, out []float64) {
+func (st *aggState) values(needs []rule.Aggregate, asOf time.Time, out []float64) {
 	at := asOf.UnixMicro()
 	for i, a := range needs {
 		switch a.Kind {
-		case lifecycle.AggDistinct:
+		case rule.AggDistinct:
 			out[i] = float64(len(st.sets[i]))
-		case lifecycle.AggEver:
+		case rule.AggEver:
 			out[i] = 0
 			if st.latest[i] != math.MinInt64 {
 				out[i] = 1
 			}
-		case lifecycle.AggDaysSince:
+		case rule.AggDaysSince:
 			if st.latest[i] == math.MinInt64 {
 				out[i] = math.Inf(1)
 			} else {
@@ -757,11 +758,11 @@ func binaryColumn(rows pgx.Rows, i int) bool {
 
 // internStage returns the stage named s without keeping s, for the
 // stages there are.
-func internStage(s string) lifecycle.Stage {
-	for _, st := range lifecycle.Stages {
+func internStage(s string) rule.Stage {
+	for _, st := range rule.Stages {
 		if string(st) == s {
 			return st
 		}
 	}
-	return lifecycle.Stage(s)
+	return rule.Stage(s)
 }

@@ -19,40 +19,41 @@ import (
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // rollupNeeds are aggregates of every kind over windows from minutes to
 // all history, and one enrolment window (nothing, outside a sequence).
-func rollupNeeds(t *testing.T) []lifecycle.Aggregate {
+func rollupNeeds(t *testing.T) []rule.Aggregate {
 	t.Helper()
-	w := func(s string) lifecycle.Window {
-		x, err := lifecycle.ParseWindow(s)
+	w := func(s string) rule.Window {
+		x, err := rule.ParseWindow(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return x
 	}
-	return []lifecycle.Aggregate{
-		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("14d")},
-		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("30m")},
-		{Kind: lifecycle.AggCount, Event: "page_viewed", Window: w("all")},
-		{Kind: lifecycle.AggCount, Event: "order_completed", Window: w("12h")},
-		{Kind: lifecycle.AggCount, Event: "order_completed", Window: w("enrolment")},
-		{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: w("7d")},
-		{Kind: lifecycle.AggSum, Event: "order_completed", Property: "revenue", Window: w("all")},
-		{Kind: lifecycle.AggDistinct, Event: "product_viewed", Property: "product_id", Window: w("30d")},
-		{Kind: lifecycle.AggDistinct, Event: "order_completed", Property: "sku", Window: w("1y")},
-		{Kind: lifecycle.AggDaysSince, Event: "page_viewed"},
-		{Kind: lifecycle.AggDaysSince, Event: "order_completed"},
-		{Kind: lifecycle.AggEver, Event: "cart_updated"},
-		{Kind: lifecycle.AggEver, Event: "never_seen"},
+	return []rule.Aggregate{
+		{Kind: rule.AggCount, Event: "page_viewed", Window: w("14d")},
+		{Kind: rule.AggCount, Event: "page_viewed", Window: w("30m")},
+		{Kind: rule.AggCount, Event: "page_viewed", Window: w("all")},
+		{Kind: rule.AggCount, Event: "order_completed", Window: w("12h")},
+		{Kind: rule.AggCount, Event: "order_completed", Window: w("enrolment")},
+		{Kind: rule.AggSum, Event: "order_completed", Property: "revenue", Window: w("7d")},
+		{Kind: rule.AggSum, Event: "order_completed", Property: "revenue", Window: w("all")},
+		{Kind: rule.AggDistinct, Event: "product_viewed", Property: "product_id", Window: w("30d")},
+		{Kind: rule.AggDistinct, Event: "order_completed", Property: "sku", Window: w("1y")},
+		{Kind: rule.AggDaysSince, Event: "page_viewed"},
+		{Kind: rule.AggDaysSince, Event: "order_completed"},
+		{Kind: rule.AggEver, Event: "cart_updated"},
+		{Kind: rule.AggEver, Event: "never_seen"},
 		// Machine opens and clicks, by either way of flagging them.
-		{Kind: lifecycle.AggCount, Event: "email_opened", Window: w("14d")},
-		{Kind: lifecycle.AggCount, Event: "email_opened_machine", Window: w("all")},
-		{Kind: lifecycle.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: w("30d")},
-		{Kind: lifecycle.AggDaysSince, Event: "email_clicked"},
-		{Kind: lifecycle.AggEver, Event: "email_clicked_machine"},
-		{Kind: lifecycle.AggSum, Event: "email_clicked", Property: "n", Window: w("all")},
+		{Kind: rule.AggCount, Event: "email_opened", Window: w("14d")},
+		{Kind: rule.AggCount, Event: "email_opened_machine", Window: w("all")},
+		{Kind: rule.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: w("30d")},
+		{Kind: rule.AggDaysSince, Event: "email_clicked"},
+		{Kind: rule.AggEver, Event: "email_clicked_machine"},
+		{Kind: rule.AggSum, Event: "email_clicked", Property: "n", Window: w("all")},
 	}
 }
 
@@ -96,7 +97,7 @@ func randomEvent(r *rand.Rand, base time.Time, edges []time.Duration) (string, s
 
 // allFacts loads every contact's facts a page at a time, from the rollup
 // or from the events.
-func allFacts(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, asOf time.Time, rollup bool) []lifecycle.ContactFacts {
+func allFacts(t *testing.T, s *store.Store, needs []rule.Aggregate, asOf time.Time, rollup bool) []lifecycle.ContactFacts {
 	t.Helper()
 	var out []lifecycle.ContactFacts
 	var after int64
@@ -140,7 +141,7 @@ func sameFacts(t *testing.T, what string, want, got []lifecycle.ContactFacts) {
 // compareAt compares, at each instant, the rollup's facts and those of
 // contacts loaded by id (the records of their events, aggregated in Go)
 // with the events query's.
-func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what string, instants ...time.Time) {
+func compareAt(t *testing.T, s *store.Store, needs []rule.Aggregate, what string, instants ...time.Time) {
 	t.Helper()
 	for _, at := range instants {
 		want := allFacts(t, s, needs, at, false)
@@ -172,7 +173,7 @@ func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what s
 		// only one of the two is read. And the contacts touched get what
 		// touched them, by their place in the list.
 		for _, machine := range []bool{false, true} {
-			var sub []lifecycle.Aggregate
+			var sub []rule.Aggregate
 			for _, a := range needs {
 				if strings.HasSuffix(a.Event, "_machine") == machine {
 					sub = append(sub, a)
@@ -180,7 +181,7 @@ func compareAt(t *testing.T, s *store.Store, needs []lifecycle.Aggregate, what s
 			}
 			touched := make([]lifecycle.Touched, len(ids))
 			for i, id := range ids {
-				touched[i] = lifecycle.Touched{ID: id, Names: []string{fmt.Sprint("n", id)}, Stages: 1<<len(lifecycle.Stages) - 1}
+				touched[i] = lifecycle.Touched{ID: id, Names: []string{fmt.Sprint("n", id)}, Stages: 1<<len(rule.Stages) - 1}
 			}
 			got, err := s.LoadFacts(context.Background(), lifecycle.FactsQuery{IDs: ids, Touched: touched, AsOf: at, Needs: sub, Compact: true})
 			if err != nil {
@@ -285,7 +286,7 @@ func TestRollupEqualsEvents(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pv := lifecycle.Aggregate{Kind: lifecycle.AggCount, Event: "page_viewed", Window: lifecycle.Window{All: true}}
+	pv := rule.Aggregate{Kind: rule.AggCount, Event: "page_viewed", Window: rule.Window{All: true}}
 	countOf := func(rollup bool) float64 {
 		for _, f := range allFacts(t, s, needs, base, rollup) {
 			if f.ID == late {
@@ -331,8 +332,8 @@ func TestRollupEqualsEvents(t *testing.T) {
 	compareAt(t, s, needs, "merged", instants...)
 
 	// A property the rollup does not carry yet: rebuilt, still exact.
-	more := append(append([]lifecycle.Aggregate(nil), needs...),
-		lifecycle.Aggregate{Kind: lifecycle.AggSum, Event: "product_viewed", Property: "product_id", Window: lifecycle.Window{All: true}})
+	more := append(append([]rule.Aggregate(nil), needs...),
+		rule.Aggregate{Kind: rule.AggSum, Event: "product_viewed", Property: "product_id", Window: rule.Window{All: true}})
 	st, err = s.FoldActivity(ctx, more)
 	if err != nil {
 		t.Fatal(err)
@@ -389,14 +390,14 @@ func TestMachineOpensLeftOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all := lifecycle.Window{All: true}
-	needs := []lifecycle.Aggregate{
-		{Kind: lifecycle.AggCount, Event: "email_opened", Window: all},
-		{Kind: lifecycle.AggCount, Event: "email_opened_machine", Window: all},
-		{Kind: lifecycle.AggDistinct, Event: "email_opened", Property: "campaign", Window: all},
-		{Kind: lifecycle.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: all},
-		{Kind: lifecycle.AggCount, Event: "email_clicked", Window: all},
-		{Kind: lifecycle.AggCount, Event: "email_clicked_machine", Window: all},
+	all := rule.Window{All: true}
+	needs := []rule.Aggregate{
+		{Kind: rule.AggCount, Event: "email_opened", Window: all},
+		{Kind: rule.AggCount, Event: "email_opened_machine", Window: all},
+		{Kind: rule.AggDistinct, Event: "email_opened", Property: "campaign", Window: all},
+		{Kind: rule.AggDistinct, Event: "email_opened_machine", Property: "campaign", Window: all},
+		{Kind: rule.AggCount, Event: "email_clicked", Window: all},
+		{Kind: rule.AggCount, Event: "email_clicked_machine", Window: all},
 	}
 	want := []float64{2, 2, 2, 2, 1, 2}
 	if _, err := s.FoldActivity(ctx, needs); err != nil {
@@ -439,7 +440,7 @@ func TestFactsByIDWithoutNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fs) != 1 || fs[0].ID != id || fs[0].Stage != lifecycle.Decision || fs[0].Email != "n1@example.com" || len(fs[0].Values) != 0 {
+	if len(fs) != 1 || fs[0].ID != id || fs[0].Stage != rule.Decision || fs[0].Email != "n1@example.com" || len(fs[0].Values) != 0 {
 		t.Fatalf("facts without needs: %+v, want contact %d in decision with no values", fs, id)
 	}
 }

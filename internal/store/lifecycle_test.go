@@ -14,6 +14,7 @@ import (
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const ladder = `rules:
@@ -240,7 +241,7 @@ func TestEvaluateSkipsContactsWhoseEventsNothingReads(t *testing.T) {
 
 // touchedBy lists contacts touched by ingested events, as the reactor
 // hands them to the engine.
-func touchedBy(ids []int64, events map[int64]*lifecycle.Event, names map[int64][]string) []lifecycle.Touched {
+func touchedBy(ids []int64, events map[int64]*rule.Event, names map[int64][]string) []lifecycle.Touched {
 	out := make([]lifecycle.Touched, len(ids))
 	for i, id := range ids {
 		out[i] = lifecycle.Touched{ID: id, Event: events[id], Names: names[id]}
@@ -267,9 +268,9 @@ func TestEvaluateReadsTheEventsProperties(t *testing.T) {
   - {name: gold, from: [awareness], to: advocacy, when: 'event?.name == "upgraded" && event.properties.plan == "gold"'}
 `)
 	res := mustIngest(t, s, track("g", "", "g-1", "upgraded", `{"plan": "gold"}`), track("h", "", "h-1", "upgraded", `{"plan": "tin"}`))
-	events := map[int64]*lifecycle.Event{}
+	events := map[int64]*rule.Event{}
 	for id, m := range res.Latest {
-		events[id] = lifecycle.EventJSON(m.Name, m.Timestamp, m.Properties)
+		events[id] = rule.EventJSON(m.Name, m.Timestamp, m.Properties)
 	}
 	e := lifecycle.NewEngine(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	st, err := e.Evaluate(context.Background(), touchedBy(res.Contacts, events, res.Names), t0.Add(time.Hour))
@@ -334,7 +335,7 @@ type passHook struct {
 	release chan struct{}
 }
 
-func (h passHook) Needs(context.Context) ([]lifecycle.Aggregate, error) { return nil, nil }
+func (h passHook) Needs(context.Context) ([]rule.Aggregate, error) { return nil, nil }
 
 func (h passHook) AfterBatch(_ context.Context, batch []lifecycle.ContactFacts, _ time.Time, _ string) error {
 	ids := make([]int64, len(batch))

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/waymark/waymark/internal/journey"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // API keys and dashboard sessions.
@@ -758,11 +758,11 @@ func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]Change, error) 
 				found = true
 				continue
 			}
-			from := make([]lifecycle.Stage, len(c.From))
+			from := make([]rule.Stage, len(c.From))
 			for i, f := range c.From {
-				from[i] = lifecycle.Stage(f)
+				from[i] = rule.Stage(f)
 			}
-			list = append(list, journey.Rule{Name: c.Name, From: from, To: lifecycle.Stage(c.To), When: c.Condition})
+			list = append(list, journey.Rule{Name: c.Name, From: from, To: rule.Stage(c.To), When: c.Condition})
 		}
 		if !found {
 			list = append(list, r)

@@ -19,6 +19,7 @@ import (
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 var sentAt = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -503,8 +504,8 @@ func TestMachineHitsLeftOutOfCount(t *testing.T) {
 	f.do("GET", open, "")                              // the person reads it
 	f.do("GET", click, "")                             // and clicks
 
-	prog, err := lifecycle.Compile(`count("email_opened", "14d") == 1 && count("email_opened_machine", "14d") == 2 && `+
-		`count("email_clicked", "14d") == 1 && count("email_clicked_machine", "14d") == 2 && ever("email_opened")`, lifecycle.CompileOptions{})
+	prog, err := rule.Compile(`count("email_opened", "14d") == 1 && count("email_opened_machine", "14d") == 2 && `+
+		`count("email_clicked", "14d") == 1 && count("email_clicked_machine", "14d") == 2 && ever("email_opened")`, rule.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const sessionCookie = "waymark_session"
@@ -385,7 +386,7 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 		notFound = q
 	}
 	s.render(w, r, http.StatusOK, "contacts", view{Title: "Contacts", Nav: "contacts", Data: map[string]any{
-		"List": list, "Next": next, "Stage": stage, "NotFound": notFound, "Stages": lifecycle.Stages,
+		"List": list, "Next": next, "Stage": stage, "NotFound": notFound, "Stages": rule.Stages,
 	}})
 }
 
@@ -475,7 +476,7 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 	}
 	traits, _ := json.MarshalIndent(c.Traits, "", "  ")
 	s.render(w, r, http.StatusOK, "contact", view{Title: "Contact " + strconv.FormatInt(c.ID, 10), Nav: "contacts", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{
-		"C": c, "T": t, "Parked": parked, "Flip": flip, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": lifecycle.Stages,
+		"C": c, "T": t, "Parked": parked, "Flip": flip, "Items": items, "Traits": string(traits), "StageIndex": stageIdx(c.Stage), "Stages": rule.Stages,
 	}})
 }
 
@@ -530,21 +531,21 @@ type editorData struct {
 	From     []string
 	To       string
 	When     string
-	Stages   []lifecycle.Stage
+	Stages   []rule.Stage
 	Check    *compileResult
 	FieldErr *apiError
 	DryRun   *dryRunResult
 	Saved    string
 }
 
-func (d editorData) HasFrom(s lifecycle.Stage) bool { return slices.Contains(d.From, string(s)) }
+func (d editorData) HasFrom(s rule.Stage) bool { return slices.Contains(d.From, string(s)) }
 
 func (s *Server) editor(r *http.Request, name string) (editorData, bool, error) {
 	rules, err := s.st.RuleInfos(r.Context())
 	if err != nil {
 		return editorData{}, false, err
 	}
-	d := editorData{Stages: lifecycle.Stages}
+	d := editorData{Stages: rule.Stages}
 	for _, ru := range rules {
 		if ru.Name == name {
 			d.Rule = ru

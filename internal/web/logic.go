@@ -16,6 +16,7 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -26,7 +27,7 @@ var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 // ruleEdit is a checked rule edit.
 type ruleEdit struct {
 	rule journey.Rule
-	prog *lifecycle.Program
+	prog *rule.Program
 }
 
 // compileResult is what the editor shows as one types.
@@ -42,8 +43,8 @@ func compileCheck(src string) compileResult {
 	if strings.TrimSpace(src) == "" {
 		return compileResult{Error: "the condition is empty", Line: 1, Column: 1}
 	}
-	p, err := lifecycle.Compile(src, lifecycle.CompileOptions{})
-	var re *lifecycle.RuleError
+	p, err := rule.Compile(src, rule.CompileOptions{})
+	var re *rule.Error
 	if errors.As(err, &re) {
 		return compileResult{Error: re.Msg, Line: re.Line, Column: re.Column}
 	}
@@ -68,7 +69,7 @@ func checkRule(name string, b ruleBody) (ruleEdit, *apiError) {
 	var r journey.Rule
 	r.Name = name
 	for i, f := range b.From {
-		st, err := lifecycle.ParseStage(f)
+		st, err := rule.ParseStage(f)
 		if err != nil {
 			return ruleEdit{}, &apiError{Field: fmt.Sprintf("from[%d]", i), Error: fmt.Sprintf("from[%d]: %v", i, err)}
 		}
@@ -77,7 +78,7 @@ func checkRule(name string, b ruleBody) (ruleEdit, *apiError) {
 		}
 		r.From = append(r.From, st)
 	}
-	to, err := lifecycle.ParseStage(b.To)
+	to, err := rule.ParseStage(b.To)
 	if err != nil {
 		return ruleEdit{}, &apiError{Field: "to", Error: fmt.Sprintf("to: %v", err)}
 	}
@@ -94,7 +95,7 @@ func checkRule(name string, b ruleBody) (ruleEdit, *apiError) {
 		return ruleEdit{}, &apiError{Field: "when", Error: "when: " + msg}
 	}
 	r.When = b.When
-	p, _ := lifecycle.Compile(b.When, lifecycle.CompileOptions{})
+	p, _ := rule.Compile(b.When, rule.CompileOptions{})
 	return ruleEdit{rule: r, prog: p}, nil
 }
 
@@ -281,11 +282,11 @@ func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (
 		return nil, "", err
 	}
 	rules := make([]templates.ToneRule, len(stored))
-	var progs []*lifecycle.Program
+	var progs []*rule.Program
 	for i, r := range stored {
 		rules[i].Tone = r.Tone
 		if r.When != "" {
-			p, err := lifecycle.Compile(r.When, lifecycle.CompileOptions{})
+			p, err := rule.Compile(r.When, rule.CompileOptions{})
 			if err != nil {
 				return nil, "", fmt.Errorf("stored tone rule %d: %w", i+1, err)
 			}
@@ -293,7 +294,7 @@ func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (
 			progs = append(progs, p)
 		}
 	}
-	facts, err := s.st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: s.now(), Needs: lifecycle.Needs(progs...)})
+	facts, err := s.st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: s.now(), Needs: rule.Needs(progs...)})
 	if err != nil {
 		return nil, "", err
 	}
@@ -345,7 +346,7 @@ func (s *Server) overview(ctx context.Context, p store.Period) (overviewFigures,
 	if err == nil {
 		o.RefreshedAt = &st.RefreshedAt
 	}
-	for _, stage := range lifecycle.Stages {
+	for _, stage := range rule.Stages {
 		o.Stages = append(o.Stages, stageCount{string(stage), st.Stages[string(stage)]})
 	}
 	flows, err := s.st.Flows(ctx, p)
@@ -395,12 +396,12 @@ func (s *Server) overview(ctx context.Context, p store.Period) (overviewFigures,
 }
 
 func stageIdx(s string) int {
-	for i, st := range lifecycle.Stages {
+	for i, st := range rule.Stages {
 		if string(st) == s {
 			return i
 		}
 	}
-	return len(lifecycle.Stages)
+	return len(rule.Stages)
 }
 
 // healthFigures compares journey health in a period with a baseline.
@@ -482,10 +483,10 @@ func (s *Server) health(ctx context.Context, cur, base store.Period) (healthFigu
 		}
 		return n
 	}
-	for i, st := range lifecycle.Stages {
+	for i, st := range rule.Stages {
 		sh := stageHealth{Stage: string(st), Entered: a.Entries[string(st)], BaseEntered: b.Entries[string(st)]}
-		if i+1 < len(lifecycle.Stages) {
-			sh.Next = string(lifecycle.Stages[i+1])
+		if i+1 < len(rule.Stages) {
+			sh.Next = string(rule.Stages[i+1])
 			sh.MovedOn = movedOn(a, sh.Stage, sh.Next)
 			sh.BaseMovedOn = movedOn(b, sh.Stage, sh.Next)
 			sh.Conversion = ratio(sh.MovedOn, sh.Entered)

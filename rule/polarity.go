@@ -1,6 +1,8 @@
-package lifecycle
+package rule
 
-import "github.com/expr-lang/expr/ast"
+import (
+	"github.com/expr-lang/expr/ast"
+)
 
 // Which way can new events move a rule? New events of a name can only
 // raise count, distinct and ever of that name and only lower days_since of

@@ -1,6 +1,8 @@
-package templates
+package rule
 
-import "testing"
+import (
+	"testing"
+)
 
 func TestShownValues(t *testing.T) {
 	for _, c := range []struct {

@@ -1,6 +1,8 @@
-package lifecycle
+package rule
 
-import "testing"
+import (
+	"testing"
+)
 
 func TestDependencies(t *testing.T) {
 	t.Parallel()

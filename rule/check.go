@@ -1,26 +1,6 @@
-// Package lifecycle holds the rule language and the stage engine: it
-// compiles the conditions marketers write, evaluates them on what is known
-// about one contact at one instant, and settles a contact into the stage
-// its history warrants. It is pure: it reads no database, and the activity
-// facts a rule needs ([Program.Aggregates]) are fetched by the caller.
-//
-// Rules are github.com/expr-lang/expr expressions checked against a typed
-// environment. The variables are stage (string), days_in_stage (number),
-// traits (map), email (string) and event (the event being ingested, or nil
-// in scheduled sweeps). Reading a field of a nil event, as in event.name
-// during a sweep, is a run-time error; write event?.name (nil when there is
-// no event) or event != nil && event.name == "...".
-//
-// The activity functions are count(name, window), sum(name, property,
-// window), distinct(name, property, window), days_since(name), ever(name)
-// and days_to_anniversary(trait). Their arguments must be literal strings,
-// so every fact a rule depends on is known when it is saved. A small set of
-// bounded builtins is available; ranges, closures, let and anything that
-// can loop or allocate without bound are refused when a rule is compiled.
-package lifecycle
+package rule
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -28,244 +8,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/checker"
-	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
-	"github.com/expr-lang/expr/file"
-	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
-	"github.com/expr-lang/expr/vm"
 )
 
-// Limits on what a rule may be. They bound the work one evaluation can do,
-// which matters when a sweep evaluates every rule for a million contacts.
-const (
-	// MaxSourceLen is the longest rule accepted, in characters.
-	MaxSourceLen = 4000
-	// MaxNodes is the most syntax nodes (names, literals, operators,
-	// calls...) a rule may have.
-	MaxNodes = 300
-	// MaxPatternSize is the most steps (compiled instructions, roughly) a
-	// pattern of matches may have. Matching costs up to this many steps
-	// per character of the text (Go's regexp simulates every state at
-	// once), and the text can be a contact's 32 KB trait: at 300, such a
-	// match stays under a fifth of a second; patterns people write take
-	// a few dozen.
-	MaxPatternSize = 300
-	// MaxJoins is the most + a rule may have whose operands may be
-	// strings.
-	MaxJoins = 16
-	// memoryBudget bounds what a rule may allocate in expr's VM (array and
-	// map literals) in one evaluation.
-	memoryBudget = 10000
-)
-
-// AggKind is the kind of an activity function.
-type AggKind uint8
-
-// The activity functions. Their values in [Facts.Values] are numbers:
-// counts and sums as such, days_since in days (math.Inf(1) when the event
-// never happened), ever as 1 or 0.
-const (
-	AggCount     AggKind = iota + 1 // count(name, window)
-	AggSum                          // sum(name, property, window)
-	AggDistinct                     // distinct(name, property, window)
-	AggDaysSince                    // days_since(name)
-	AggEver                         // ever(name)
-)
-
-// String returns the function's name as written in rules.
-func (k AggKind) String() string {
-	switch k {
-	case AggCount:
-		return "count"
-	case AggSum:
-		return "sum"
-	case AggDistinct:
-		return "distinct"
-	case AggDaysSince:
-		return "days_since"
-	case AggEver:
-		return "ever"
-	default:
-		return "AggKind(" + strconv.Itoa(int(k)) + ")"
-	}
-}
-
-// Aggregate is one activity fact a rule needs, such as the number of
-// order_completed events in the last 365 days. Property is set for sum and
-// distinct only and Window for count, sum and distinct only. Aggregate is
-// comparable, so it can key [Facts.Values].
-type Aggregate struct {
-	Kind     AggKind
-	Event    string
-	Property string
-	Window   Window
-}
-
-// String returns the call as a marketer would write it, in canonical form:
-// count("order_completed", "365d"), sum("order_completed", "revenue",
-// "all"), days_since("order_completed").
-func (a Aggregate) String() string {
-	var b strings.Builder
-	b.WriteString(a.Kind.String())
-	b.WriteByte('(')
-	b.WriteString(strconv.Quote(a.Event))
-	if a.Kind == AggSum || a.Kind == AggDistinct {
-		b.WriteString(", ")
-		b.WriteString(strconv.Quote(a.Property))
-	}
-	if a.Kind == AggCount || a.Kind == AggSum || a.Kind == AggDistinct {
-		b.WriteString(", ")
-		b.WriteString(strconv.Quote(a.Window.String()))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
-
-// CompileOptions says where a rule is used.
-type CompileOptions struct {
-	// AllowEnrolment allows the "enrolment" window, which only makes sense
-	// in a sequence's step conditions, exit and goal.
-	AllowEnrolment bool
-}
-
-// RuleError is a mistake in a rule, found when it is compiled or, for data
-// that does not fit the rule (a trait of the wrong type), when it runs.
-// Line and Column are 1-based and count characters, not bytes.
-type RuleError struct {
-	Line, Column int
-	Msg          string
-}
-
-// Error returns "line L, column C: msg".
-func (e *RuleError) Error() string {
-	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
-}
-
-// Program is a compiled rule. It is safe for concurrent use.
-type Program struct {
-	// Source is the rule as written.
-	Source string
-	// Aggregates are the activity facts the rule reads, each once, in the
-	// order they first appear in Source.
-	Aggregates []Aggregate
-	// Anniversaries are the traits read by days_to_anniversary, each once,
-	// in order of appearance.
-	Anniversaries []string
-
-	program *vm.Program
-	// traits: the rule reads the traits variable.
-	traits bool
-	// lastIndex caches where its aggregates are in a pass's needs.
-	lastIndex atomic.Pointer[needsIndex]
-	// observe lists what EvalTrace reports, in order of appearance.
-	observe []observable
-	// runs recycles the VM and environment of an evaluation.
-	runs sync.Pool
-	// native is the rule as Go closures, when it fits (native.go); nil
-	// otherwise.
-	native boolFn
-	// daysInStage: the rule reads days_in_stage.
-	daysInStage bool
-	// event: the rule reads the event variable.
-	event bool
-	// directions says, by aggregate, how new events of its name can move
-	// the result (canRaise, canLower).
-	directions []uint8
-}
-
-// observableKind says where an observed value comes from.
-type observableKind uint8
-
-const (
-	obsAggregate observableKind = iota
-	obsAnniversary
-	obsStage
-	obsDaysInStage
-	obsEmail
-	obsTraits
-	obsEvent
-)
-
-// observable is one value a rule reads, reported by EvalTrace.
-type observable struct {
-	expr  string
-	kind  observableKind
-	index int      // into Aggregates or Anniversaries
-	path  []string // keys below traits or event
-}
-
-// env is the typed environment rules are checked against and run on. The
-// $-prefixed fields cannot be named in a rule (the compiler refuses any
-// variable but the five documented ones); activity calls are rewritten to
-// index them.
-type env struct {
-	Stage       string         `expr:"stage"`
-	DaysInStage float64        `expr:"days_in_stage"`
-	Traits      map[string]any `expr:"traits"`
-	Email       string         `expr:"email"`
-	Event       *Event         `expr:"event"`
-	Num         []float64      `expr:"$num"`
-	Ever        []bool         `expr:"$ever"`
-	Ann         []float64      `expr:"$ann"`
-}
-
-// Names of the rewritten lookups, matching env's tags.
-const (
-	numSlot  = "$num"
-	everSlot = "$ever"
-	annSlot  = "$ann"
-)
-
-// variables are the names a rule may use, in documentation order.
-var variables = []string{"stage", "days_in_stage", "traits", "email", "event"}
-
-// eventFields are the fields of event, as tagged on [Event].
-var eventFields = []string{"name", "properties", "timestamp"}
-
-// activityFuncs are the functions a rule may call, besides safeBuiltins.
-var activityFuncs = []string{"count", "sum", "distinct", "days_since", "ever", "days_to_anniversary"}
-
-// safeBuiltins are expr's builtins whose cost is bounded by their input.
-var safeBuiltins = []string{
-	"len", "abs", "ceil", "floor", "round", "int", "float", "string",
-	"trim", "trimPrefix", "trimSuffix", "upper", "lower",
-	"hasPrefix", "hasSuffix", "indexOf", "lastIndexOf",
-	"max", "min", "get",
-}
-
-// Compile parses and checks a rule. Mistakes are reported as a *RuleError
-// with the line and column of the offending part. A rule must give a bool;
-// one whose type depends on the data (traits.vip) compiles, and Eval
-// reports an error if it gives anything but true or false.
-func Compile(src string, opts CompileOptions) (*Program, error) {
-	if n := utf8.RuneCountInString(src); n > MaxSourceLen {
-		line, col := position(src, MaxSourceLen)
-		return nil, &RuleError{Line: line, Column: col,
-			Msg: fmt.Sprintf("the rule is too long: %d characters, at most %d", n, MaxSourceLen)}
-	}
-	if strings.TrimSpace(src) == "" {
-		return nil, &RuleError{Line: 1, Column: 1, Msg: "the rule is empty"}
-	}
-	cfg := newConfig()
-
-	tree, err := parser.ParseWithConfig(src, cfg)
-	if err != nil {
-		re := fromExprError(src, err)
-		if strings.Contains(re.Msg, "exceeds maximum allowed nodes") {
-			re.Msg = fmt.Sprintf("the rule is too complex: more than %d parts; split it into simpler rules", MaxNodes)
-		}
-		return nil, re
-	}
-
-	c := &ruleCompiler{src: src, opts: opts, p: &Program{Source: src}}
+// check checks a parsed rule against the language and returns what it
+// found: the refusals of the language (ruleChecker, which also collects
+// the facts the rule reads and rewrites activity calls into lookups of
+// them), then expr's type check, the joins of strings, and the result: a
+// rule must give a bool, or a value whose type depends on the data
+// (traits.vip), which Eval checks when it runs.
+func check(src string, tree *parser.Tree, cfg *conf.Config, opts CompileOptions) (*Program, error) {
+	c := &ruleChecker{src: src, opts: opts, p: &Program{Source: src}}
 	if err := c.visit(&tree.Node, true); err != nil {
 		return nil, err
 	}
@@ -287,117 +44,12 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 	if _, ok := tree.Node.(*ast.NilNode); ok {
 		return nil, c.errorAt(tree.Node, "the rule must be true or false, but it gives nil")
 	}
-	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
-		return nil, fromExprError(src, err)
-	}
-	ast.Walk(&tree.Node, untypeChains{})
-	var uses identifierUses
-	ast.Walk(&tree.Node, &uses)
-	c.p.daysInStage = uses["days_in_stage"]
-	c.p.event = uses["event"]
-	c.p.native = compileNative(tree.Node)
-	c.p.directions = aggregateDirections(tree.Node, c.p.Aggregates)
-	prog, err := compiler.Compile(tree, cfg)
-	if err != nil {
-		return nil, fromExprError(src, err)
-	}
-
-	p := c.p
-	p.program = prog
-	nAgg, nAnn := len(p.Aggregates), len(p.Anniversaries)
-	p.runs.New = func() any {
-		r := &run{}
-		r.vm.MemoryBudget = memoryBudget
-		r.env.Num = make([]float64, nAgg)
-		r.env.Ever = make([]bool, nAgg)
-		r.env.Ann = make([]float64, nAnn)
-		return r
-	}
-	return p, nil
+	return c.p, nil
 }
 
-// ReadsTraits reports whether the rule reads the contact's traits (the
-// traits variable or days_to_anniversary), so that a pass whose rules do
-// not can skip loading them.
-func (p *Program) ReadsTraits() bool {
-	return p.traits || len(p.Anniversaries) > 0
-}
-
-// Needs returns the aggregates the programs read, each once, in order of
-// first appearance, so that one query can fetch them for a batch of
-// contacts. Nil programs are skipped.
-func Needs(programs ...*Program) []Aggregate {
-	var out []Aggregate
-	seen := make(map[Aggregate]bool)
-	for _, p := range programs {
-		if p == nil {
-			continue
-		}
-		for _, a := range p.Aggregates {
-			if !seen[a] {
-				seen[a] = true
-				out = append(out, a)
-			}
-		}
-	}
-	return out
-}
-
-// newConfig returns the expr configuration rules are compiled with: the
-// typed environment, only the safe builtins, and the node limit. The
-// activity functions are declared so that the parser does not take count
-// and sum for expr's builtins of the same names; calls to them never reach
-// the VM, because the compiler rewrites them first.
-func newConfig() *conf.Config {
-	cfg := conf.CreateNew()
-	cfg.WithEnv(env{})
-	cfg.MaxNodes = MaxNodes
-	for name := range cfg.Builtins {
-		if !slices.Contains(safeBuiltins, name) {
-			cfg.Disabled[name] = true
-			delete(cfg.Builtins, name)
-		}
-	}
-	for _, name := range activityFuncs {
-		cfg.Functions[name] = &builtin.Function{
-			Name: name,
-			Func: func(...any) (any, error) {
-				return nil, errors.New("lifecycle: activity function was not rewritten")
-			},
-		}
-	}
-	return cfg
-}
-
-// identifierUses records the identifiers a tree reads.
-type identifierUses map[string]bool
-
-func (u *identifierUses) Visit(np *ast.Node) {
-	if n, ok := (*np).(*ast.IdentifierNode); ok {
-		if *u == nil {
-			*u = identifierUses{}
-		}
-		(*u)[n.Value] = true
-	}
-}
-
-// untypeChains gives optional chains (event?.name) the type any. expr
-// types event?.name as string and compiles event?.name == "x" to a string
-// comparison, which fails on the nil the chain gives when there is no
-// event; as any, the comparison is expr's general one, which handles nil.
-type untypeChains struct{}
-
-var anyType = reflect.TypeFor[any]()
-
-func (untypeChains) Visit(np *ast.Node) {
-	if n, ok := (*np).(*ast.ChainNode); ok {
-		n.SetType(anyType)
-	}
-}
-
-// ruleCompiler checks a parsed rule for what the language refuses, collects
+// ruleChecker checks a parsed rule for what the language refuses, collects
 // the facts it reads and rewrites activity calls into lookups.
-type ruleCompiler struct {
+type ruleChecker struct {
 	src  string
 	opts CompileOptions
 	p    *Program
@@ -406,7 +58,7 @@ type ruleCompiler struct {
 // visit checks the node and its children, left to right, and returns the
 // first mistake. observe is false below a member access whose full path
 // has already been recorded for EvalTrace.
-func (c *ruleCompiler) visit(np *ast.Node, observe bool) error {
+func (c *ruleChecker) visit(np *ast.Node, observe bool) error {
 	switch n := (*np).(type) {
 	case nil:
 		return nil
@@ -465,7 +117,7 @@ func (c *ruleCompiler) visit(np *ast.Node, observe bool) error {
 	}
 }
 
-func (c *ruleCompiler) visitAll(nodes []ast.Node) error {
+func (c *ruleChecker) visitAll(nodes []ast.Node) error {
 	for i := range nodes {
 		if err := c.visit(&nodes[i], true); err != nil {
 			return err
@@ -476,7 +128,7 @@ func (c *ruleCompiler) visitAll(nodes []ast.Node) error {
 
 // identifier accepts the five variables and records a bare one for
 // EvalTrace.
-func (c *ruleCompiler) identifier(n *ast.IdentifierNode, observe bool) error {
+func (c *ruleChecker) identifier(n *ast.IdentifierNode, observe bool) error {
 	if !slices.Contains(variables, n.Value) {
 		if slices.Contains(activityFuncs, n.Value) {
 			return c.errorAt(n, "%s is a function: call it, like %s", n.Value, example(n.Value))
@@ -508,7 +160,7 @@ func (c *ruleCompiler) identifier(n *ast.IdentifierNode, observe bool) error {
 
 // binary refuses ranges and computed patterns and checks the stage names a
 // rule compares stage with.
-func (c *ruleCompiler) binary(n *ast.BinaryNode) error {
+func (c *ruleChecker) binary(n *ast.BinaryNode) error {
 	switch n.Operator {
 	case "..":
 		return c.errorAt(n, "the range operator \"..\" is not allowed in rules")
@@ -557,7 +209,7 @@ func (c *ruleCompiler) binary(n *ast.BinaryNode) error {
 
 // stageLiteral refuses a string literal that is not a stage when it is
 // compared with the stage variable, so "retension" is caught on save.
-func (c *ruleCompiler) stageLiteral(variable, literal ast.Node) error {
+func (c *ruleChecker) stageLiteral(variable, literal ast.Node) error {
 	id, ok := variable.(*ast.IdentifierNode)
 	if !ok || id.Value != "stage" {
 		return nil
@@ -574,7 +226,7 @@ func (c *ruleCompiler) stageLiteral(variable, literal ast.Node) error {
 
 // member checks a field or index access and records literal paths below
 // traits and event, such as traits.plan or event.properties.revenue.
-func (c *ruleCompiler) member(n *ast.MemberNode, observe bool) error {
+func (c *ruleChecker) member(n *ast.MemberNode, observe bool) error {
 	root, path, literal := memberPath(n)
 	if literal && root.Value == "event" {
 		if !slices.Contains(eventFields, path[0]) {
@@ -657,7 +309,7 @@ func isIdent(s string) bool {
 
 // call checks a function call and rewrites an activity call into a lookup
 // of the value the caller supplies.
-func (c *ruleCompiler) call(np *ast.Node, n *ast.CallNode) error {
+func (c *ruleChecker) call(np *ast.Node, n *ast.CallNode) error {
 	id, ok := n.Callee.(*ast.IdentifierNode)
 	if !ok {
 		return c.errorAt(n, "only functions can be called in rules (known: %s)", knownFunctions())
@@ -740,7 +392,7 @@ func (c *ruleCompiler) call(np *ast.Node, n *ast.CallNode) error {
 
 // slot returns the lookup $slot[i] that replaces an activity call, placed
 // where the call was so that errors point at it.
-func (c *ruleCompiler) slot(name string, i int, at ast.Node) ast.Node {
+func (c *ruleChecker) slot(name string, i int, at ast.Node) ast.Node {
 	loc := at.Location()
 	id := &ast.IdentifierNode{Value: name}
 	id.SetLocation(loc)
@@ -761,7 +413,7 @@ func windowMessage(err error, opts CompileOptions) string {
 }
 
 // refusedFunction explains why a function cannot be called.
-func (c *ruleCompiler) refusedFunction(n ast.Node, name string) error {
+func (c *ruleChecker) refusedFunction(n ast.Node, name string) error {
 	switch name {
 	case "all", "any", "none", "one", "filter", "map", "find", "findIndex", "findLast",
 		"findLastIndex", "groupBy", "sortBy", "reduce", "count", "sum":
@@ -781,7 +433,7 @@ func knownFunctions() string {
 	return strings.Join(activityFuncs, ", ") + "; builtins: " + strings.Join(safeBuiltins, ", ")
 }
 
-func (c *ruleCompiler) addObservable(o observable) {
+func (c *ruleChecker) addObservable(o observable) {
 	for _, have := range c.p.observe {
 		if have.expr == o.expr {
 			return
@@ -790,10 +442,10 @@ func (c *ruleCompiler) addObservable(o observable) {
 	c.p.observe = append(c.p.observe, o)
 }
 
-// errorAt returns a *RuleError at the start of node n.
-func (c *ruleCompiler) errorAt(n ast.Node, format string, args ...any) *RuleError {
+// errorAt returns a *Error at the start of node n.
+func (c *ruleChecker) errorAt(n ast.Node, format string, args ...any) *Error {
 	line, col := position(c.src, n.Location().From)
-	return &RuleError{Line: line, Column: col, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Line: line, Column: col, Msg: fmt.Sprintf(format, args...)}
 }
 
 // leftmost returns the node of n's subtree that starts first in the
@@ -811,37 +463,6 @@ func (f *firstNode) Visit(np *ast.Node) {
 	if f.node == nil || (*np).Location().From < f.node.Location().From {
 		f.node = *np
 	}
-}
-
-// fromExprError turns an error of expr's parser, checker or VM into a
-// *RuleError, keeping its position.
-func fromExprError(src string, err error) *RuleError {
-	var fe *file.Error
-	if errors.As(err, &fe) {
-		line, col := position(src, fe.From)
-		return &RuleError{Line: line, Column: col, Msg: fe.Message}
-	}
-	return &RuleError{Line: 1, Column: 1, Msg: err.Error()}
-}
-
-// position returns the 1-based line and column of the character at
-// offset (counted in characters) in src.
-func position(src string, offset int) (line, col int) {
-	line, col = 1, 1
-	i := 0
-	for _, r := range src {
-		if i == offset {
-			break
-		}
-		if r == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-		i++
-	}
-	return line, col
 }
 
 // describeType names a result type for a marketer.

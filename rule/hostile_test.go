@@ -1,4 +1,4 @@
-package lifecycle
+package rule
 
 import (
 	"errors"
@@ -44,9 +44,9 @@ func TestHostileRulesAreRefusedAtSave(t *testing.T) {
 				t.Fatalf("compiled %q", tc.src)
 			}
 			_ = p
-			var re *RuleError
+			var re *Error
 			if !errors.As(err, &re) || re.Line < 1 || re.Column < 1 {
-				t.Fatalf("error %v (%T), want a *RuleError with a place", err, err)
+				t.Fatalf("error %v (%T), want a *Error with a place", err, err)
 			}
 			if tc.col != 0 && re.Column != tc.col {
 				t.Errorf("column %d, want %d: %v", re.Column, tc.col, err)

@@ -1,4 +1,4 @@
-package lifecycle
+package rule
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -28,9 +30,11 @@ func EventJSON(name string, at time.Time, props []byte) *Event {
 	return &Event{Name: name, Timestamp: at, raw: slices.Clone(props)}
 }
 
-// decode fills Properties from the JSON EventJSON kept; a malformed object
-// leaves them empty, as before.
-func (e *Event) decode() {
+// Decode fills Properties from the JSON EventJSON kept; a malformed object
+// leaves them empty, as before. Evaluation does not decode (it runs on many
+// goroutines at once): whoever runs rules that read the event decodes it
+// first.
+func (e *Event) Decode() {
 	if e == nil || e.raw == nil {
 		return
 	}
@@ -106,7 +110,7 @@ type run struct {
 // the data does not fit the rule: a trait compared with a number that holds
 // text, event.name read in a sweep, when there is no event (event?.name is
 // nil instead), a rule that gives nil, or a days_to_anniversary trait that
-// is not a date. Errors located in the rule wrap a *RuleError.
+// is not a date. Errors located in the rule wrap an *Error.
 //
 // Eval does not modify f and is safe for concurrent use.
 func (p *Program) Eval(f *Facts) (bool, error) {
@@ -179,11 +183,12 @@ func (p *Program) EvalTrace(f *Facts) (bool, []Observation, error) {
 	if err != nil {
 		return false, nil, err
 	}
-	return ok, p.observations(f), nil
+	return ok, p.Observe(f), nil
 }
 
-// observations returns the values of what the rule reads in f.
-func (p *Program) observations(f *Facts) []Observation {
+// Observe returns what the rule reads in f, as EvalTrace does, without
+// evaluating it: a stage rule's move records what its condition saw.
+func (p *Program) Observe(f *Facts) []Observation {
 	out := make([]Observation, 0, len(p.observe))
 	for _, o := range p.observe {
 		var v any
@@ -338,99 +343,6 @@ func isLeap(y int) bool {
 	return y%4 == 0 && (y%100 != 0 || y%400 == 0)
 }
 
-// Rule is a transition rule: a contact in one of the From stages for whom
-// When is true moves to To. Rules are tried in the order given.
-type Rule struct {
-	Name    string
-	Version int
-	From    []Stage
-	To      Stage
-	When    *Program
-}
-
-// Move is one hop of a contact between stages, with the rule that caused it
-// and the values its condition saw.
-type Move struct {
-	From, To Stage
-	Rule     string
-	Version  int
-	Observed []Observation
-}
-
-// Settle moves a contact as far as the rules take it at f.Now. It tries the
-// rules in order; the first whose From holds the current stage and whose
-// condition is true moves the contact, and Settle repeats from the new
-// stage, where the contact has just arrived (days_in_stage is 0), until no
-// rule matches or the matching rule leads to a stage already visited in
-// this evaluation (including the starting one). It returns the hops in
-// order, none if the contact stays. It does not modify f.
-//
-// When a condition fails to evaluate, Settle returns the hops made before
-// it together with the error, which names the rule.
-func Settle(rules []Rule, f *Facts) ([]Move, error) {
-	moves, _, err := settle(rules, f)
-	return moves, err
-}
-
-// settle is Settle; it also returns, when settling stopped because the
-// first rule that matched leads back to a stage visited in this
-// evaluation, that move: the next pass makes it without any new activity,
-// and the pass after moves the contact on again — the contact loops
-// between stages on every pass.
-func settle(rules []Rule, f *Facts) (moves []Move, back *Move, err error) {
-	if f == nil {
-		return nil, nil, errors.New("settling: no facts")
-	}
-	cur := *f
-	var seen [8]Stage // no allocation for the usual few hops
-	visited := append(seen[:0], cur.Stage)
-	for {
-		next, ok, err := firstMatch(rules, &cur)
-		if err != nil {
-			return moves, nil, err
-		}
-		if !ok {
-			return moves, nil, nil
-		}
-		if slices.Contains(visited, next.rule.To) {
-			return moves, &Move{From: cur.Stage, To: next.rule.To, Rule: next.rule.Name, Version: next.rule.Version}, nil
-		}
-		moves = append(moves, Move{
-			From:     cur.Stage,
-			To:       next.rule.To,
-			Rule:     next.rule.Name,
-			Version:  next.rule.Version,
-			Observed: next.rule.When.observations(&cur),
-		})
-		visited = append(visited, next.rule.To)
-		cur.Stage = next.rule.To
-		cur.StageEnteredAt = cur.Now
-	}
-}
-
-type match struct{ rule *Rule }
-
-// firstMatch returns the first rule that moves a contact with facts f.
-func firstMatch(rules []Rule, f *Facts) (match, bool, error) {
-	for i := range rules {
-		r := &rules[i]
-		if !slices.Contains(r.From, f.Stage) {
-			continue
-		}
-		if r.When == nil {
-			return match{}, false, fmt.Errorf("rule %q (version %d): no condition", r.Name, r.Version)
-		}
-		ok, err := r.When.Eval(f)
-		if err != nil {
-			return match{}, false, fmt.Errorf("rule %q (version %d): %w", r.Name, r.Version, err)
-		}
-		if ok {
-			return match{rule: r}, true, nil
-		}
-	}
-	return match{}, false, nil
-}
-
 // describeValue names a value a rule gave for a marketer.
 func describeValue(v any) string {
 	switch v := v.(type) {
@@ -443,4 +355,28 @@ func describeValue(v any) string {
 	default:
 		return fmt.Sprintf("%v (%T)", v, v)
 	}
+}
+
+// Describe writes what a rule read for a person, as a reason: `count(
+// "order_completed", "all") = 3, traits.plan = pro`.
+func Describe(obs []Observation) string {
+	parts := make([]string, len(obs))
+	for i, o := range obs {
+		parts[i] = o.Expr + " = " + shown(o.Value)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shown writes a value a rule saw for a marketer: whole numbers as such,
+// fractions to two places (days_in_stage = 0.25, not 0.2500000381).
+func shown(v any) string {
+	f, ok := v.(float64)
+	if !ok || f == math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
+		return fmt.Sprintf("%v", v)
+	}
+	s := strconv.FormatFloat(f, 'f', 2, 64)
+	if s == "0.00" || s == "-0.00" {
+		return strconv.FormatFloat(f, 'g', 2, 64)
+	}
+	return s
 }
