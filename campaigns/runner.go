@@ -437,17 +437,6 @@ func (r *Runner) wakeSender() {
 	}
 }
 
-func observed(obs []rule.Observation) string {
-	s := ""
-	for i, o := range obs {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprintf("%s = %v", o.Expr, o.Value)
-	}
-	return s
-}
-
 // triggered reports whether a contact's facts start sequence s (compiled
 // as c) in a pass of kind trigger ("event" or "sweep"), and when the
 // enrolment starts: the pass's instant, or for an event trigger the time

@@ -818,12 +818,12 @@ func reached(c *Compiled, e Enrolment, f rule.Facts, values map[rule.Aggregate]f
 	f.Values = values
 	if c.Goal != nil {
 		if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
-			return &Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + observed(obs), At: now}
+			return &Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + rule.Describe(obs), At: now}
 		}
 	}
 	if c.Exit != nil {
 		if ok, obs, err := c.Exit.EvalTrace(&f); err == nil && ok {
-			return &Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + observed(obs) + ")", At: now}
+			return &Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + rule.Describe(obs) + ")", At: now}
 		}
 	}
 	return nil

@@ -2,8 +2,6 @@ package templates
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 
 	"github.com/waymark/waymark/rule"
@@ -45,7 +43,7 @@ func ChooseTone(rules []ToneRule, f *rule.Facts) ToneChoice {
 			continue
 		}
 		if ok {
-			return ToneChoice{Tone: r.Tone, Rule: i, Reason: fmt.Sprintf("tone rule %d (%s): %s, saw %s", i+1, r.Tone, r.When.Source, observed(obs))}
+			return ToneChoice{Tone: r.Tone, Rule: i, Reason: fmt.Sprintf("tone rule %d (%s): %s, saw %s", i+1, r.Tone, r.When.Source, rule.Describe(obs))}
 		}
 	}
 	reason := "no tone rules: the template's base"
@@ -58,26 +56,4 @@ func ChooseTone(rules []ToneRule, f *rule.Facts) ToneChoice {
 // Pinned is the choice of a step that names its tone.
 func Pinned(tone string) ToneChoice {
 	return ToneChoice{Tone: tone, Rule: -1, Reason: "pinned by the sequence step"}
-}
-
-func observed(obs []rule.Observation) string {
-	parts := make([]string, len(obs))
-	for i, o := range obs {
-		parts[i] = o.Expr + " = " + shown(o.Value)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// shown writes a value a rule saw for a marketer: whole numbers as such,
-// fractions to two places (days_in_stage = 0.25, not 0.2500000381).
-func shown(v any) string {
-	f, ok := v.(float64)
-	if !ok || f == math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
-		return fmt.Sprintf("%v", v)
-	}
-	s := strconv.FormatFloat(f, 'f', 2, 64)
-	if s == "0.00" || s == "-0.00" {
-		return strconv.FormatFloat(f, 'g', 2, 64)
-	}
-	return s
 }
