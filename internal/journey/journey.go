@@ -16,6 +16,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/internal/webhook"
+	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
@@ -297,38 +298,37 @@ func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
 	names := map[string]int{}
 	for _, rn := range n.Content {
 		r := Rule{Pos: Pos{rn.Line, rn.Column}}
-		var whenNode, nameNode *yaml.Node
+		var nameNode, fromNode, toNode, whenNode *yaml.Node
 		what := fmt.Sprintf("rule at line %d", rn.Line)
 		if v := valueOf(rn, "name"); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
 			what = fmt.Sprintf("rule %q", v.Value)
 		}
-		fromGiven, toGiven := false, false
+		// The fields as written, for lifecycle.CheckRule; a value that is
+		// not text is reported here and left out there.
+		var (
+			from                     []string
+			fromNodes                []*yaml.Node
+			to                       string
+			fromText, toText, whenOK = true, true, true
+		)
 		p.mapping(rn, what, map[string]func(*yaml.Node){
 			"name": func(v *yaml.Node) { nameNode = v; r.Name = strings.TrimSpace(p.str(v, "name")) },
 			"from": func(v *yaml.Node) {
-				fromGiven = true
+				fromNode = v
+				items := []*yaml.Node{v}
 				if v.Kind == yaml.SequenceNode {
-					for _, s := range v.Content {
-						if st, ok := p.stage(s, "from"); ok {
-							r.From = append(r.From, st)
-						}
-					}
-					if len(v.Content) == 0 {
-						p.errorf(v, "from: name at least one stage")
-					}
-					return
+					items = v.Content
 				}
-				if st, ok := p.stage(v, "from"); ok {
-					r.From = []rule.Stage{st}
+				for _, s := range items {
+					if st, ok := p.text(s, "from"); ok {
+						from, fromNodes = append(from, st), append(fromNodes, s)
+					} else {
+						fromText = false
+					}
 				}
 			},
-			"to": func(v *yaml.Node) {
-				toGiven = true
-				if st, ok := p.stage(v, "to"); ok {
-					r.To = st
-				}
-			},
-			"when": func(v *yaml.Node) { whenNode = v; r.When = p.str(v, "when") },
+			"to":   func(v *yaml.Node) { toNode = v; to, toText = p.text(v, "to") },
+			"when": func(v *yaml.Node) { whenNode = v; r.When, whenOK = p.text(v, "when") },
 		}, nil)
 		if rn.Kind != yaml.MappingNode {
 			continue
@@ -341,25 +341,47 @@ func (p *parser) rules(n *yaml.Node, j *Journey) []Rule {
 		default:
 			names[r.Name] = rn.Line
 		}
-		if !fromGiven {
+		if fromNode == nil {
 			p.errorf(rn, "%s: missing from (the stage or stages it moves contacts out of)", what)
 		}
-		if !toGiven {
+		if toNode == nil {
 			p.errorf(rn, "%s: missing to (the stage it moves contacts into)", what)
 		}
-		if contains(r.From, r.To) {
-			p.errorf(rn, "%s: to %q is also in from", what, r.To)
-		}
-		if whenNode == nil || strings.TrimSpace(r.When) == "" {
+		if whenNode == nil {
 			p.errorf(rn, "%s: missing when (the condition that moves a contact)", what)
-		} else if prog, err := rule.Compile(r.When, rule.CompileOptions{}); err != nil {
-			p.exprError(whenNode, what+": when", err)
-		} else if r.Name != "" {
-			j.Programs[r.Name] = prog
+		}
+		// The rule itself is checked as the rule editor checks it; each
+		// mistake is placed at its field, unless the field is missing or
+		// not text (said above).
+		checked, errs := lifecycle.CheckRule(r.Name, from, to, r.When)
+		for _, e := range errs {
+			switch {
+			case e.Field == "name" && nameNode != nil && r.Name != "":
+				p.errorf(nameNode, "%s: %v", what, e)
+			case e.Field == "from" && e.Index >= 0:
+				p.errorf(fromNodes[e.Index], "from: %v", e.Err)
+			case e.Field == "from" && fromNode != nil && fromText:
+				p.errorf(fromNode, "from: %v", e.Err)
+			case e.Field == "to" && toNode != nil && toText:
+				p.errorf(toNode, "to: %v", e.Err)
+			case e.Field == "when" && whenNode != nil && whenOK:
+				p.exprError(whenNode, what+": when", e.Err)
+			}
+		}
+		r.From, r.To = checked.From, checked.To
+		if len(errs) == 0 {
+			j.Programs[r.Name] = checked.When
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// text is str, and whether the value was text (str said so otherwise).
+func (p *parser) text(n *yaml.Node, what string) (string, bool) {
+	before := len(p.errs)
+	s := p.str(n, what)
+	return s, len(p.errs) == before
 }
 
 // exprError reports a rule compile error at its place in the file.

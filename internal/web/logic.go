@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -21,8 +20,6 @@ import (
 )
 
 // Rules: checking an edit, compiling as one types, dry runs.
-
-var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 
 // ruleEdit is a checked rule edit.
 type ruleEdit struct {
@@ -40,10 +37,7 @@ type compileResult struct {
 }
 
 func compileCheck(src string) compileResult {
-	if strings.TrimSpace(src) == "" {
-		return compileResult{Error: "the condition is empty", Line: 1, Column: 1}
-	}
-	p, err := rule.Compile(src, rule.CompileOptions{})
+	p, err := lifecycle.CompileCondition(src)
 	var re *rule.Error
 	if errors.As(err, &re) {
 		return compileResult{Error: re.Msg, Line: re.Line, Column: re.Column}
@@ -58,45 +52,15 @@ func compileCheck(src string) compileResult {
 	return res
 }
 
-// checkRule validates an edit; the error names the field.
+// checkRule validates an edit as a journey file's rules are
+// (lifecycle.CheckRule); the error is the first mistake, and names its
+// field.
 func checkRule(name string, b ruleBody) (ruleEdit, *apiError) {
-	if !ruleName.MatchString(name) {
-		return ruleEdit{}, &apiError{Field: "name", Error: fmt.Sprintf("name: %q is not a rule name (letters, digits, _ . -; at most 100)", name)}
+	r, errs := lifecycle.CheckRule(name, b.From, b.To, b.When)
+	if len(errs) > 0 {
+		return ruleEdit{}, &apiError{Field: errs[0].Path(), Error: errs[0].Error()}
 	}
-	if len(b.From) == 0 {
-		return ruleEdit{}, &apiError{Field: "from", Error: "from: name at least one stage"}
-	}
-	var r journey.Rule
-	r.Name = name
-	for i, f := range b.From {
-		st, err := rule.ParseStage(f)
-		if err != nil {
-			return ruleEdit{}, &apiError{Field: fmt.Sprintf("from[%d]", i), Error: fmt.Sprintf("from[%d]: %v", i, err)}
-		}
-		if slices.Contains(r.From, st) {
-			return ruleEdit{}, &apiError{Field: fmt.Sprintf("from[%d]", i), Error: fmt.Sprintf("from[%d]: %s is listed twice", i, st)}
-		}
-		r.From = append(r.From, st)
-	}
-	to, err := rule.ParseStage(b.To)
-	if err != nil {
-		return ruleEdit{}, &apiError{Field: "to", Error: fmt.Sprintf("to: %v", err)}
-	}
-	if slices.Contains(r.From, to) {
-		return ruleEdit{}, &apiError{Field: "to", Error: fmt.Sprintf("to: %s is also in from; a rule moves a contact to another stage", to)}
-	}
-	r.To = to
-	c := compileCheck(b.When)
-	if !c.OK {
-		msg := c.Error
-		if c.Line > 0 {
-			msg = fmt.Sprintf("line %d, column %d: %s", c.Line, c.Column, c.Error)
-		}
-		return ruleEdit{}, &apiError{Field: "when", Error: "when: " + msg}
-	}
-	r.When = b.When
-	p, _ := rule.Compile(b.When, rule.CompileOptions{})
-	return ruleEdit{rule: r, prog: p}, nil
+	return ruleEdit{rule: journey.Rule{Name: r.Name, From: r.From, To: r.To, When: b.When}, prog: r.When}, nil
 }
 
 // dryRunResult is what a rule edit would do now.
