@@ -2,10 +2,8 @@ package campaigns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,155 +14,6 @@ import (
 	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
-
-// Due is a claimed send with what deciding about it needs.
-type Due struct {
-	ID           int64
-	ContactID    int64
-	EnrolmentID  int64 // 0 for an offer's email
-	Sequence     string
-	Step         int
-	Offer        string
-	OfferCode    string
-	OfferExpires time.Time
-	Template     string
-	DueAt        time.Time
-	Attempts     int
-	// HeldSince is when the holds that keep it waiting began (its due
-	// time if it is not held).
-	HeldSince time.Time
-
-	// Context, loaded with the claim.
-	Email            string
-	Subscribed       bool
-	Suppressed       string // the suppression's reason, "" if none
-	EnrolmentActive  bool
-	EnrolmentVersion int
-	EnrolledAt       time.Time
-	// SentInWindow are the times of the contact's marketing emails within
-	// the frequency cap's window, oldest first.
-	SentInWindow []time.Time
-	// DuplicateOf is another contact with the same address that gets
-	// this step's email — sent, on the wire, or queued and first by id
-	// — so this one is skipped: one address, one email (0: none).
-	DuplicateOf int64
-}
-
-// Final is a send that ends without (or after) SMTP.
-type Final struct {
-	Due    *Due
-	Status string // sent, failed, unknown, suppressed, cancelled, skipped, expired
-	Detail string // SMTP response or reason
-	Recipient,
-	MessageID string
-	Tone, ToneReason string
-	TemplateVersion  int
-	At               time.Time
-	// Next is the next step to queue in the enrolment, nil if none; End
-	// ends the enrolment (completed after its last step, exited when the
-	// contact is suppressed).
-	Next *NextStep
-	End  *Ending
-	// Suppress adds the recipient to the suppression list (hard bounce).
-	Suppress string
-}
-
-// NextStep is the next email of an enrolment.
-type NextStep struct {
-	Step     int
-	Template string
-	DueAt    time.Time
-}
-
-// Delay puts a due send back to wait, with the reason (hold, cap, quiet
-// hours, retry).
-type Delay struct {
-	Due    *Due
-	Until  time.Time
-	Reason string
-	Retry  bool // counts as an attempt
-	// Held: a hold (or a decision that cannot be made now) keeps it; the
-	// time it began is kept, for sending: hold_expiry.
-	Held bool
-}
-
-// SendStore is what the sender needs from storage.
-type SendStore interface {
-	// ClaimDue claims up to limit queued sends due at now for holder, with
-	// their context; capWindow is the frequency cap's window (0: no cap,
-	// SentInWindow is left empty).
-	// With parts > 1, only the sends of contacts whose id modulo parts is
-	// part.
-	ClaimDue(ctx context.Context, holder string, limit int, now time.Time, capWindow time.Duration, part, parts int) ([]Due, error)
-	LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error)
-	// EnrolmentValues computes needs for each enrolment (ID, ContactID and
-	// EnrolledAt set: the "enrolment" window starts at EnrolledAt), by ID.
-	EnrolmentValues(ctx context.Context, es []Enrolment, needs []rule.Aggregate, asOf time.Time) (map[int64]map[rule.Aggregate]float64, error)
-	Templates(ctx context.Context, names []string) (map[string]StoredTemplate, error)
-	ToneRules(ctx context.Context) ([]ToneRuleSource, error)
-	// Record makes durable, in one transaction, the ends of messages
-	// (final states and retries) and the marks of the messages about to
-	// be handed to SMTP: marked[i] says whether marks[i] is now on the
-	// wire ('sending'), false if it is no longer holder's to send.
-	Record(ctx context.Context, holder string, marks []*Due, fs []Final, ds []Delay) (marked []bool, err error)
-	Finish(ctx context.Context, fs []Final) error
-	Delay(ctx context.Context, ds []Delay) error
-	// RecoverInDoubt marks 'unknown' the sends left on the wire by
-	// senders that are gone, and releases their other claims.
-	RecoverInDoubt(ctx context.Context) (int, error)
-	// GiveStepOffer gives the send (a step with `offer:`) the contact's
-	// coupon of offer o, stored on the send before it goes on the wire;
-	// the same code on every later call. "" when the pool is empty.
-	GiveStepOffer(ctx context.Context, d *Due, o Offer, now time.Time) (code string, expires time.Time, err error)
-	// Heartbeat keeps holder's liveness lease.
-	Heartbeat(ctx context.Context, holder string, ttl time.Duration) error
-	// ReleaseClaims releases holder's claims on sends it has not started.
-	ReleaseClaims(ctx context.Context, holder string) error
-	// HoldPresence makes holder's being alive known to other senders, for
-	// as long as its process lives and until release: once it is gone
-	// (killed), they release its claims at once instead of waiting for
-	// its lease to expire.
-	HoldPresence(ctx context.Context, holder string, ttl time.Duration) (release func(), err error)
-	// ClaimedElsewhere counts the sends due by now that other senders,
-	// still alive, have claimed, and says when the last of their leases
-	// runs out if they stop renewing it.
-	ClaimedElsewhere(ctx context.Context, holder string, now time.Time) (n int, until time.Time, err error)
-}
-
-// StoredTemplate is a template as stored, with its version.
-type StoredTemplate struct {
-	Template templates.Template
-	Version  int
-}
-
-// ToneRuleSource is a stored tone rule.
-type ToneRuleSource struct {
-	Tone string
-	When string
-}
-
-// Mailer opens SMTP connections; each is used by one goroutine.
-type Mailer interface {
-	Dial(ctx context.Context) (MailConn, error)
-}
-
-// MailConn is one SMTP connection.
-type MailConn interface {
-	// Begin hands m to the server up to, not including, the final dot of
-	// its DATA: the server cannot have accepted it yet. On failure the Tx
-	// is nil and the result says why (never sent nor in doubt).
-	Begin(ctx context.Context, m *mailer.Message) (MailTx, mailer.Result)
-	Close() error
-}
-
-// MailTx is a message on a connection waiting for its final dot.
-type MailTx interface {
-	// Commit writes the final dot and says what became of the message.
-	Commit(ctx context.Context) mailer.Result
-	// Abort ends the message without its final dot (the connection is
-	// dropped): nothing was accepted.
-	Abort()
-}
 
 // SenderConfig tunes a Sender.
 type SenderConfig struct {
@@ -209,6 +58,7 @@ type Sender struct {
 
 	mu       sync.Mutex
 	compiled map[string]*templates.Compiled // name@version
+	journey  *sendJourney                   // the last loaded
 
 	zones zoneCache // the contacts' time zones, for quiet hours
 
@@ -358,10 +208,11 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 		s.log.Warn("sends left on the wire by a stopped sender are marked unknown", "count", n)
 		total.Unknown += n
 	}
-	defs, err := s.runner.store.Definitions(ctx)
+	j, err := s.journeyNow(ctx)
 	if err != nil {
 		return total, err
 	}
+	defs := j.defs
 	// Batches are claimed and rendered while the connections send the
 	// previous ones, by producers that each claim their own share of the
 	// contacts (so that the frequency cap of a contact is decided by one
@@ -397,7 +248,7 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 			}
 			found = true
 			d.prune(claimedAt, part, parts)
-			st, items, err := s.process(ctx, defs, batch, now, func(contact int64) []time.Time { return d.sentTo(contact, claimedAt) })
+			st, items, err := s.process(ctx, j, batch, now, func(contact int64) []time.Time { return d.sentTo(contact, claimedAt) })
 			mu.Lock()
 			total.add(st)
 			mu.Unlock()
@@ -456,27 +307,9 @@ func (s *Sender) SendDue(ctx context.Context) (Stats, error) {
 // recorded, what waits is delayed, and the rest is rendered and returned,
 // ready for the connections. inflight gives the times of this pass's
 // earlier sends to a contact that the claim may not have seen.
-func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now time.Time, inflight func(contact int64) []time.Time) (Stats, []*item, error) {
+func (s *Sender) process(ctx context.Context, j *sendJourney, batch []Due, now time.Time, inflight func(contact int64) []time.Time) (Stats, []*item, error) {
 	var st Stats
-	// Facts for holds and tone rules, one query for the batch.
-	holds := make([]*rule.Program, 0, len(defs.Holds))
-	for _, h := range defs.Holds {
-		p, err := rule.Compile(h.When, rule.CompileOptions{})
-		if err != nil {
-			return st, nil, fmt.Errorf("hold %q: %w", h.Name, err)
-		}
-		holds = append(holds, p)
-	}
-	tones, err := s.toneRules(ctx)
-	if err != nil {
-		return st, nil, err
-	}
-	progs := append([]*rule.Program(nil), holds...)
-	for _, t := range tones {
-		if t.When != nil {
-			progs = append(progs, t.When)
-		}
-	}
+	defs := j.defs
 	ids := make([]int64, 0, len(batch))
 	seen := map[int64]bool{}
 	names := map[string]bool{}
@@ -492,8 +325,9 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 	// its sends wait (parked, below).
 	parked := map[int64]string{}
 	var facts []lifecycle.ContactFacts
-	err = lifecycle.Isolate(ctx, ids, func(part []int64) error {
-		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: rule.Needs(progs...)})
+	// Facts for holds and tone rules, one query for the batch.
+	err := lifecycle.Isolate(ctx, ids, func(part []int64) error {
+		fs, err := s.store.LoadFacts(ctx, lifecycle.FactsQuery{IDs: part, AsOf: now, Needs: j.needs})
 		if facts == nil {
 			facts = fs // the usual case: the whole batch at once
 		} else {
@@ -600,7 +434,7 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			continue
 		}
 		// Holds: no marketing email while one holds. Held sends wait.
-		if name, err := holding(defs.Holds, holds, &f.Facts); name != "" {
+		if name, err := holding(defs.Holds, j.holds, &f.Facts); name != "" {
 			if err != nil {
 				// A hold that cannot be evaluated on this contact's data
 				// holds: no promotion goes out that a hold might forbid.
@@ -692,11 +526,11 @@ func (s *Sender) process(ctx context.Context, defs Definitions, batch []Due, now
 			st.Failed++
 			continue
 		}
-		choice := templates.ChooseTone(tones, &f.Facts)
+		choice := templates.ChooseTone(j.tones, &f.Facts)
 		if step != nil && step.Tone != "" {
 			choice = templates.Pinned(step.Tone)
 		}
-		data := &templates.Data{Contact: templates.Contact{Email: d.Email, Traits: f.Traits, Stage: string(f.Stage)}}
+		data := &templates.Data{Contact: contactData(d.Email, &f.Facts)}
 		if d.OfferCode != "" {
 			data.Offer = &templates.Offer{Name: d.Offer, Code: d.OfferCode, ExpiresAt: d.OfferExpires}
 		}
@@ -775,15 +609,6 @@ func (s *Sender) outcome(it *item, res mailer.Result) (Final, *Delay) {
 	}
 	s.chain(context.Background(), &fl, fl.Status)
 	return fl, nil
-}
-
-// backoff is exponential with jitter: about 1, 2, 4 … minutes, at most 2h.
-func backoff(attempts int) time.Duration {
-	d := time.Minute << min(attempts, 7)
-	if d > 2*time.Hour {
-		d = 2 * time.Hour
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
 // chain decides what follows a send's end in its enrolment: the next step,
@@ -879,23 +704,54 @@ func (s *Sender) stepValues(ctx context.Context, batch []Due, now time.Time) (ma
 	return out, parked, err
 }
 
-func (s *Sender) toneRules(ctx context.Context) ([]templates.ToneRule, error) {
-	src, err := s.store.ToneRules(ctx)
+// sendJourney is what the sender decides by at one journey version: the
+// campaigns as stored, their holds and the tone rules compiled, and the
+// aggregates those read.
+type sendJourney struct {
+	version string
+	defs    Definitions
+	holds   []*rule.Program // parallel to defs.Holds
+	tones   []templates.ToneRule
+	needs   []rule.Aggregate
+}
+
+// journeyNow returns what the sender decides by, loaded and compiled again
+// only when the stored journey changed.
+func (s *Sender) journeyNow(ctx context.Context) (*sendJourney, error) {
+	version, err := s.store.JourneyVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]templates.ToneRule, len(src))
-	for i, t := range src {
-		out[i].Tone = t.Tone
-		if t.When != "" {
-			p, err := rule.Compile(t.When, rule.CompileOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("tone rule %d: %w", i+1, err)
-			}
-			out[i].When = p
-		}
+	s.mu.Lock()
+	j := s.journey
+	s.mu.Unlock()
+	if j != nil && j.version == version && version != "" {
+		return j, nil
 	}
-	return out, nil
+	defs, err := s.store.Definitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j = &sendJourney{version: version, defs: defs, holds: make([]*rule.Program, 0, len(defs.Holds))}
+	for _, h := range defs.Holds {
+		p, err := rule.Compile(h.When, rule.CompileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("hold %q: %w", h.Name, err)
+		}
+		j.holds = append(j.holds, p)
+	}
+	tones, err := s.store.ToneRules(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if j.tones, err = templates.CompileTones(tones); err != nil {
+		return nil, err
+	}
+	j.needs = rule.Needs(append(slices.Clone(j.holds), templates.ToneConditions(j.tones)...)...)
+	s.mu.Lock()
+	s.journey = j
+	s.mu.Unlock()
+	return j, nil
 }
 
 func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error) {
@@ -912,112 +768,6 @@ func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error)
 	s.compiled[k] = c
 	return c, nil
 }
-
-// holding returns the first hold that holds for f, or that cannot be
-// evaluated on f (with the error); "" if none.
-func holding(holds []Hold, progs []*rule.Program, f *rule.Facts) (string, error) {
-	for i, p := range progs {
-		if ok, err := p.Eval(f); err != nil || ok {
-			return holds[i].Name, err
-		}
-	}
-	return "", nil
-}
-
-// capped reports whether the frequency cap holds a send back, and until
-// when: until the oldest email in the window leaves it.
-func capped(set Settings, window []time.Time, now time.Time) (time.Time, bool) {
-	if set.CapMax <= 0 || set.CapPer <= 0 {
-		return time.Time{}, false
-	}
-	var in []time.Time
-	for _, t := range window {
-		if t.After(now.Add(-set.CapPer)) {
-			in = append(in, t)
-		}
-	}
-	if len(in) < set.CapMax {
-		return time.Time{}, false
-	}
-	oldest := in[0]
-	for _, t := range in {
-		if t.Before(oldest) {
-			oldest = t
-		}
-	}
-	return oldest.Add(set.CapPer).Add(time.Second), true
-}
-
-// quiet reports whether now falls in the quiet hours of the contact's time
-// zone, and when they end. The end is computed in the zone's calendar, so
-// daylight-saving changes neither skip nor double it.
-func quiet(set Settings, traits map[string]any, now time.Time, zones *zoneCache) (time.Time, bool) {
-	if set.QuietStart == set.QuietEnd {
-		return time.Time{}, false
-	}
-	loc := zones.location(set.DefaultTimezone)
-	if tz, ok := traits["timezone"].(string); ok && tz != "" {
-		if l, err := zones.load(tz); err == nil && tz != "Local" {
-			loc = l
-		}
-	}
-	local := now.In(loc)
-	m := local.Hour()*60 + local.Minute()
-	in := false
-	if set.QuietStart < set.QuietEnd {
-		in = m >= set.QuietStart && m < set.QuietEnd
-	} else {
-		in = m >= set.QuietStart || m < set.QuietEnd
-	}
-	if !in {
-		return time.Time{}, false
-	}
-	end := time.Date(local.Year(), local.Month(), local.Day(), set.QuietEnd/60, set.QuietEnd%60, 0, 0, loc)
-	if !end.After(local) {
-		end = time.Date(local.Year(), local.Month(), local.Day()+1, set.QuietEnd/60, set.QuietEnd%60, 0, 0, loc)
-	}
-	return end.UTC(), true
-}
-
-// zoneCache loads time zones by name once each: time.LoadLocation reads and
-// parses the system's zone file on every call (two calls a send were 14%
-// of a sender's CPU). The zero value is ready to use.
-type zoneCache struct {
-	mu sync.Mutex
-	m  map[string]zoneLoad
-}
-
-type zoneLoad struct {
-	loc *time.Location
-	err error
-}
-
-func (z *zoneCache) load(name string) (*time.Location, error) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if l, ok := z.m[name]; ok {
-		return l.loc, l.err
-	}
-	loc, err := time.LoadLocation(name)
-	if z.m == nil {
-		z.m = map[string]zoneLoad{}
-	}
-	if len(z.m) < 10_000 { // names come from contacts' traits: bounded
-		z.m[name] = zoneLoad{loc, err}
-	}
-	return loc, err
-}
-
-// location is the zone called name, or UTC if there is none such.
-func (z *zoneCache) location(name string) *time.Location {
-	if l, err := z.load(name); err == nil && name != "" && name != "Local" {
-		return l
-	}
-	return time.UTC
-}
-
-// ErrNoMailer is returned when sending is asked for without an SMTP server.
-var ErrNoMailer = errors.New("no SMTP server configured (WAYMARK_SMTP_URL)")
 
 // offerNamed is the journey's offer called name.
 func offerNamed(offers []Offer, name string) (Offer, bool) {

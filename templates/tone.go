@@ -14,6 +14,43 @@ type ToneRule struct {
 	When *rule.Program // nil for the default
 }
 
+// ToneRuleSource is a tone rule as written and stored.
+type ToneRuleSource struct {
+	Tone string
+	When string // "" for the default
+}
+
+// CompileTones compiles tone rules in order, for ChooseTone: the sender
+// (once per journey version), and the previews of the CLI and the API.
+// An error names the rule, from 1.
+func CompileTones(src []ToneRuleSource) ([]ToneRule, error) {
+	out := make([]ToneRule, len(src))
+	for i, t := range src {
+		out[i].Tone = t.Tone
+		if t.When == "" {
+			continue
+		}
+		p, err := rule.Compile(t.When, rule.CompileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("tone rule %d: %w", i+1, err)
+		}
+		out[i].When = p
+	}
+	return out, nil
+}
+
+// ToneConditions are the conditions of tone rules, for loading the facts
+// they read (rule.Needs).
+func ToneConditions(rules []ToneRule) []*rule.Program {
+	var out []*rule.Program
+	for _, r := range rules {
+		if r.When != nil {
+			out = append(out, r.When)
+		}
+	}
+	return out
+}
+
 // ToneChoice is the tone an email is written in, and why.
 type ToneChoice struct {
 	Tone string

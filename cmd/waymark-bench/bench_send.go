@@ -426,7 +426,7 @@ func (r *sendRun) run(ctx context.Context) ([]string, error) {
 // the baselines' messages.
 func (r *sendRun) sample(ctx context.Context, st *store.Store, cfg *config.Config) (bench.BareMessage, error) {
 	var m bench.BareMessage
-	ts, err := store.SendStore{Store: st}.Templates(ctx, []string{bench.SendTemplateName})
+	ts, err := st.Templates(ctx, []string{bench.SendTemplateName})
 	if err != nil {
 		return m, err
 	}

@@ -46,12 +46,12 @@ templates:
 // sendsFault is the real send store, whose LoadFacts fails on one
 // contact's data whenever contact bad is among those loaded.
 type sendsFault struct {
-	store.SendStore
+	*store.Store
 	bad int64
 }
 
 func (f sendsFault) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
-	out, err := f.SendStore.LoadFacts(ctx, q)
+	out, err := f.Store.LoadFacts(ctx, q)
 	for _, c := range out {
 		if c.ID == f.bad {
 			return nil, fmt.Errorf("loading facts: contact %d: %w", c.ID, lifecycle.ErrContactData)
@@ -126,7 +126,7 @@ func TestOneContactsFailureNeverStopsTheBatchsSends(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := store.New(pool)
-	sender := campaigns.NewSender(sendsFault{store.SendStore{Store: st}, id("u5")}, campaigns.SMTP(d), campaigns.NewRunner(st, log), log, clock.Now,
+	sender := campaigns.NewSender(sendsFault{st, id("u5")}, campaigns.SMTP(d), campaigns.NewRunner(st, log), log, clock.Now,
 		campaigns.SenderConfig{From: "shop@example.com", Connections: 2, Holder: "poison-test"})
 	if _, err := sender.SendDue(ctx); err != nil {
 		t.Fatalf("sending stopped: %v", err)

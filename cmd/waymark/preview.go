@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/lifecycle"
-	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -102,75 +102,15 @@ func preview(ctx context.Context, st *store.Store, name, contactRef, pinned, bas
 	if err != nil {
 		return nil, err
 	}
-	stored, err := st.ToneRules(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if pinned != "" {
-		if err := pinnable(pinned, stored, compiled.Tones()); err != nil {
-			return nil, err
-		}
-	}
-	rules := make([]templates.ToneRule, len(stored))
-	var progs []*rule.Program
-	for i, r := range stored {
-		rules[i].Tone = r.Tone
-		if r.When != "" {
-			p, err := rule.Compile(r.When, rule.CompileOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("stored tone rule %d: %w", i+1, err)
-			}
-			rules[i].When = p
-			progs = append(progs, p)
-		}
-	}
-	facts, err := st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: now, Needs: rule.Needs(progs...)})
-	if err != nil {
-		return nil, err
-	}
-	if len(facts) == 0 {
+	p, err := campaigns.PreviewTemplate(ctx, st, compiled, id, pinned, "--tone", base, now)
+	var te *campaigns.ToneError
+	switch {
+	case errors.As(err, &te):
+		return nil, fmt.Errorf("--tone %w", err)
+	case errors.Is(err, lifecycle.ErrNoContact):
 		return nil, fmt.Errorf("no contact %q", contactRef)
-	}
-	f := facts[0]
-	choice := templates.ChooseTone(rules, &f.Facts)
-	if pinned != "" {
-		would := toneName(choice.Tone)
-		choice = templates.ToneChoice{Tone: pinned, Rule: -1, Reason: fmt.Sprintf("chosen with --tone; the tone rules would choose %s (%s)", would, choice.Reason)}
-		if !slices.Contains(compiled.Tones(), pinned) {
-			choice.Reason += fmt.Sprintf("; the template has no %s variant, so this is its base content", pinned)
-		}
-	}
-	r, err := compiled.Render(choice.Tone, &templates.Data{
-		Contact:        templates.Contact{Email: f.Email, Traits: f.Traits, Stage: string(f.Stage)},
-		UnsubscribeURL: base + "/u/PREVIEW",
-		PreferencesURL: base + "/preferences/PREVIEW",
-	})
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
-	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", lifecycle.Who(id, f.Email), f.Stage), Choice: choice, Rendered: r}, nil
-}
-
-// pinnable refuses a --tone that no tone rule can choose and no variant of
-// the template is written in: it would never be sent.
-func pinnable(tone string, rules []store.StoredTone, variants []string) error {
-	defined := slices.Clone(variants)
-	for _, r := range rules {
-		if !slices.Contains(defined, r.Tone) {
-			defined = append(defined, r.Tone)
-		}
-	}
-	if slices.Contains(defined, tone) {
-		return nil
-	}
-	msg := fmt.Sprintf("--tone %s: not a tone of this journey", tone)
-	if len(defined) == 0 {
-		return errors.New(msg + " (it defines none)")
-	}
-	slices.Sort(defined)
-	msg += " (" + strings.Join(defined, ", ") + ")"
-	if s := suggest.Closest(tone, defined); s != "" {
-		msg += fmt.Sprintf("; did you mean %q?", s)
-	}
-	return errors.New(msg)
+	return &Preview{Template: name, Version: version, Contact: fmt.Sprintf("%s (%s)", lifecycle.Who(id, p.Email), p.Stage), Choice: p.Choice, Rendered: p.Rendered}, nil
 }

@@ -107,7 +107,7 @@ func newSender(ctx context.Context, cfg *config.Config, st *store.Store, runner 
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return campaigns.NewSender(store.SendStore{Store: st}, campaigns.SMTP(d), runner, log, now, campaigns.SenderConfig{
+	return campaigns.NewSender(st, campaigns.SMTP(d), runner, log, now, campaigns.SenderConfig{
 		From:        cfg.From,
 		Connections: conns,
 		Rate:        cfg.SMTP.Rate,

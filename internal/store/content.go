@@ -119,19 +119,13 @@ func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]Cha
 	return []Change{{Kind: "tones", Name: "tone rules", What: "replaced"}}, nil
 }
 
-// StoredTone is a stored tone rule.
-type StoredTone struct {
-	Tone string
-	When string
-}
-
-// ToneRules returns the tone rules in order.
-func (s *Store) ToneRules(ctx context.Context) ([]StoredTone, error) {
+// ToneRules returns the tone rules in order (campaigns.SendStore).
+func (s *Store) ToneRules(ctx context.Context) ([]templates.ToneRuleSource, error) {
 	rows, err := s.db.Query(ctx, `SELECT tone, coalesce(condition, '') FROM tone_rules ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading tone rules")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[StoredTone])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[templates.ToneRuleSource])
 	return out, translate(err, "reading tone rules")
 }
 

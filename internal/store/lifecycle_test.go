@@ -393,3 +393,28 @@ func TestReactorIdleOnlyWhenEvaluated(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The journey's version changes with its tone rules too: the sender
+// compiles holds and tone rules once per version.
+func TestJourneyVersionCoversToneRules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := store.New(pgtest.Pool(t))
+	version := func() string {
+		t.Helper()
+		v, err := s.JourneyVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	applyJourney(t, s, ladder+"tones:\n  - {tone: formal, when: 'traits.company != nil'}\n  - {tone: friendly}\n")
+	v1 := version()
+	if again := version(); again != v1 {
+		t.Fatalf("the same journey: version %q, then %q", v1, again)
+	}
+	applyJourney(t, s, ladder+"tones:\n  - {tone: formal, when: 'traits.company != nil'}\n  - {tone: warm}\n")
+	if v2 := version(); v2 == v1 {
+		t.Fatalf("another default tone: the version stays %q", v1)
+	}
+}

@@ -483,26 +483,4 @@ func (s *Store) Templates(ctx context.Context, names []string) (map[string]campa
 	return out, translate(err, "loading templates")
 }
 
-// ToneRuleSources implements campaigns.SendStore (as ToneRules).
-func (s *Store) toneRuleSources(ctx context.Context) ([]campaigns.ToneRuleSource, error) {
-	ts, err := s.ToneRules(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]campaigns.ToneRuleSource, len(ts))
-	for i, t := range ts {
-		out[i] = campaigns.ToneRuleSource{Tone: t.Tone, When: t.When}
-	}
-	return out, nil
-}
-
-// SendStore adapts the store to campaigns.SendStore (whose ToneRules
-// returns campaigns types).
-type SendStore struct{ *Store }
-
-// ToneRules implements campaigns.SendStore.
-func (s SendStore) ToneRules(ctx context.Context) ([]campaigns.ToneRuleSource, error) {
-	return s.toneRuleSources(ctx)
-}
-
-var _ campaigns.SendStore = SendStore{}
+var _ campaigns.SendStore = (*Store)(nil)

@@ -15,7 +15,7 @@ import (
 // generated — stored on the send before anything goes on the wire, so a
 // retry, a restart or a second sender finds the same code and no code is
 // given twice. "" when the pool is empty.
-func (s SendStore) GiveStepOffer(ctx context.Context, d *campaigns.Due, o campaigns.Offer, now time.Time) (string, time.Time, error) {
+func (s *Store) GiveStepOffer(ctx context.Context, d *campaigns.Due, o campaigns.Offer, now time.Time) (string, time.Time, error) {
 	var (
 		code    string
 		expires time.Time

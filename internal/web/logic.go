@@ -217,8 +217,10 @@ type previewResult struct {
 	HTML       string `json:"html,omitempty"`
 }
 
-// preview renders a template for a contact with the tone the tone rules
-// choose (or the one pinned). A non-empty field names what was not found.
+// preview renders a template for a contact as `waymark preview` does
+// (campaigns.PreviewTemplate): with the tone the tone rules choose, or the
+// one pinned. A non-empty field names what was not found or is not one of
+// the journey's.
 func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (*previewResult, string, error) {
 	t, version, err := s.st.Template(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -231,9 +233,6 @@ func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (
 	if err != nil {
 		return nil, "", err
 	}
-	if pinned != "" && !slices.Contains(compiled.Tones(), pinned) {
-		return nil, "tone", fmt.Errorf("tone: template %q has no variant %q (it has: %s)", name, pinned, strings.Join(compiled.Tones(), ", "))
-	}
 	id, err := s.st.ContactRef(ctx, contactRef)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, "contact", fmt.Errorf("contact: no contact %q", contactRef)
@@ -241,46 +240,18 @@ func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (
 	if err != nil {
 		return nil, "", err
 	}
-	stored, err := s.st.ToneRules(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	rules := make([]templates.ToneRule, len(stored))
-	var progs []*rule.Program
-	for i, r := range stored {
-		rules[i].Tone = r.Tone
-		if r.When != "" {
-			p, err := rule.Compile(r.When, rule.CompileOptions{})
-			if err != nil {
-				return nil, "", fmt.Errorf("stored tone rule %d: %w", i+1, err)
-			}
-			rules[i].When = p
-			progs = append(progs, p)
-		}
-	}
-	facts, err := s.st.LoadFacts(ctx, lifecycle.FactsQuery{IDs: []int64{id}, AsOf: s.now(), Needs: rule.Needs(progs...)})
-	if err != nil {
-		return nil, "", err
-	}
-	if len(facts) == 0 {
+	p, err := campaigns.PreviewTemplate(ctx, s.st, compiled, id, pinned, "the tone parameter", strings.TrimRight(s.cfg.PublicURL, "/"), s.now())
+	var te *campaigns.ToneError
+	switch {
+	case errors.As(err, &te):
+		return nil, "tone", fmt.Errorf("tone: %w", err)
+	case errors.Is(err, lifecycle.ErrNoContact):
 		return nil, "contact", fmt.Errorf("contact: no contact %q", contactRef)
-	}
-	f := facts[0]
-	choice := templates.ChooseTone(rules, &f.Facts)
-	if pinned != "" {
-		choice = templates.Pinned(pinned)
-	}
-	base := strings.TrimRight(s.cfg.PublicURL, "/")
-	out, err := compiled.Render(choice.Tone, &templates.Data{
-		Contact:        templates.Contact{Email: f.Email, Traits: f.Traits, Stage: string(f.Stage)},
-		UnsubscribeURL: base + "/u/PREVIEW",
-		PreferencesURL: base + "/preferences/PREVIEW",
-	})
-	if err != nil {
+	case err != nil:
 		return nil, "", err
 	}
-	return &previewResult{Template: name, Version: version, ContactID: id, Tone: choice.Tone, ToneReason: choice.Reason,
-		Subject: out.Subject, Text: out.Text, HTML: out.HTML}, "", nil
+	return &previewResult{Template: name, Version: version, ContactID: id, Tone: p.Choice.Tone, ToneReason: p.Choice.Reason,
+		Subject: p.Rendered.Subject, Text: p.Rendered.Text, HTML: p.Rendered.HTML}, "", nil
 }
 
 // Figures.
