@@ -195,7 +195,7 @@ type observable struct {
 }
 
 // env is the typed environment rules are checked against and run on. The
-// $-prefixed fields cannot be named in a rule (the compiler refuses any
+// $-prefixed fields cannot be named in a rule (checking refuses any
 // variable but the five documented ones); activity calls are rewritten to
 // index them.
 type env struct {
@@ -237,7 +237,7 @@ var safeBuiltins = []string{
 // typed environment, only the safe builtins, and the node limit. The
 // activity functions are declared so that the parser does not take count
 // and sum for expr's builtins of the same names; calls to them never reach
-// the VM, because the compiler rewrites them first.
+// the VM, because checking rewrites them first (check.go).
 func newConfig() *conf.Config {
 	cfg := conf.CreateNew()
 	cfg.WithEnv(env{})
