@@ -365,6 +365,14 @@ func (r *Runner) endEnrolments(ctx context.Context, batch []lifecycle.ContactFac
 		seqs[e.ID] = c
 		f := byID[e.ContactID]
 		if c.Stage != "" && f.Stage != c.Stage {
+			if f.StageEnteredAt.Before(e.EnrolledAt) {
+				// Facts older than the enrolment: a pass (a sweep) that
+				// loaded them before another (the reactor) moved the
+				// contact into the stage and enrolled it. Had the contact
+				// left the stage since, it would have entered its stage
+				// after the enrolment. Judged by a later pass.
+				continue
+			}
 			endings = append(endings, Ending{Enrolment: e, Status: "exited", Reason: fmt.Sprintf("left the stage %s (now %s)", c.Stage, f.Stage), At: at})
 			continue
 		}

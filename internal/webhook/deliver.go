@@ -193,7 +193,10 @@ func (d *Deliverer) attempt(ctx context.Context, eps map[string]endpoint, dl *De
 		r.Status, r.Error, r.At = "failed", "the endpoint is no longer in the journey", d.now()
 		return r
 	}
-	now := d.now()
+	// The webhook-timestamp is when the request leaves, by the wall
+	// clock receivers check it against (the product's clock may be a
+	// simulation's or a backtest's).
+	sent := time.Now()
 	err := ep.err
 	var req *http.Request
 	if err == nil {
@@ -203,8 +206,8 @@ func (d *Deliverer) attempt(ctx context.Context, eps map[string]endpoint, dl *De
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "Waymark-Webhooks/1")
 		req.Header.Set("webhook-id", dl.MsgID)
-		req.Header.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
-		req.Header.Set("webhook-signature", Sign(ep.key, dl.MsgID, now, dl.Body))
+		req.Header.Set("webhook-timestamp", fmt.Sprint(sent.Unix()))
+		req.Header.Set("webhook-signature", Sign(ep.key, dl.MsgID, sent, dl.Body))
 		start := time.Now()
 		var resp *http.Response
 		resp, err = d.client.Do(req)
