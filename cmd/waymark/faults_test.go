@@ -268,6 +268,15 @@ func downAcrossTicks(t *testing.T, crash bool) {
 	if !waitUntil(60*time.Second, func() bool { return srv.Count() >= contacts }) {
 		t.Fatalf("the first step did not go out: %d messages, sends %v", srv.Count(), sendCounts(t, pool))
 	}
+	// The senders record what the server accepted just after: stopped
+	// in between, a send is rightly unknown, and this test is about what
+	// falls due while everything is down, not about that window (the
+	// exactly-once tests are).
+	if !waitUntil(10*time.Second, func() bool {
+		return count(`SELECT count(*) FROM sends WHERE sequence = 'welcome' AND step = 0 AND status = 'sent'`) == contacts
+	}) {
+		t.Fatalf("the first step's sends were not recorded sent: %v", sendCounts(t, pool))
+	}
 	if crash {
 		a.kill(t)
 		b.kill(t)
