@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"

@@ -2,13 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/waymark/waymark/internal/ingest"
 )
@@ -71,11 +66,6 @@ func (im *Importer) Import(ctx context.Context, msgs []ingest.Message) (ingest.R
 	var res ingest.Result
 	err := im.s.ingestTx(ctx, "importing events", msgs, ingestOptions{copy: true, tally: true, cache: im.cache}, func(r ingest.Result, _ map[int64]int64) { res = r })
 	return res, err
-}
-
-type cached struct {
-	identity string
-	contact  int64
 }
 
 // identityCache maps user identities ("u:…") to their contacts, for one
@@ -144,13 +134,13 @@ func (c *identityCache) get(k string) (int64, bool) {
 
 // fill puts the cached identities of idents into known and returns the
 // others.
-func (c *identityCache) fill(idents []string, known map[string]identityInfo) []string {
+func (c *identityCache) fill(idents []string, known map[string]ingest.Owner) []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	rest := idents[:0]
 	for _, k := range idents {
 		if id, ok := c.get(k); ok {
-			known[k] = identityInfo{id, true}
+			known[k] = ingest.Owner{Contact: id, Identified: true}
 		} else {
 			rest = append(rest, k)
 		}
@@ -173,7 +163,7 @@ func (c *identityCache) unknown(msgs []ingest.Message) bool {
 			continue
 		}
 		last = m.UserID
-		if _, ok := c.get("u:" + m.UserID); !ok {
+		if _, ok := c.get(ingest.UserKey(m.UserID)); !ok {
 			return true
 		}
 	}
@@ -196,188 +186,4 @@ func (c *identityCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.cur) + len(c.old)
-}
-
-var eventColumns = []string{"contact_id", "message_id", "kind", "name", "properties", "context", "occurred_at"}
-
-// copyEvents loads the events with COPY, in (contact, message) order, under
-// a savepoint the caller set; if one is already stored (a re-import), it
-// rolls back to the savepoint and inserts them once each instead, in the
-// same order, fallbackRows at a time: fallback queues sqlInsertEvents for
-// the messages at the positions it is given. It returns the events stored
-// and the positions (1-based) of the new ones.
-func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf []int64, fallback func(b *pgx.Batch, at []int)) (int64, []int64, error) {
-	order := make([]int, len(msgs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		if contactOf[a] != contactOf[b] {
-			if contactOf[a] < contactOf[b] {
-				return -1
-			}
-			return 1
-		}
-		if msgs[a].MessageID < msgs[b].MessageID {
-			return -1
-		}
-		if msgs[a].MessageID > msgs[b].MessageID {
-			return 1
-		}
-		return 0
-	})
-	// The same message twice in the chunk would stop COPY: go the slow way.
-	dup := false
-	for j := 1; j < len(order); j++ {
-		a, b := order[j-1], order[j]
-		if contactOf[a] == contactOf[b] && msgs[a].MessageID == msgs[b].MessageID {
-			dup = true
-			break
-		}
-	}
-	if !dup {
-		row := make([]any, len(eventColumns))
-		j := 0
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if j == len(order) {
-				return nil, nil
-			}
-			m := &msgs[order[j]]
-			row[0], row[1], row[2], row[3], row[4], row[6] = contactOf[order[j]], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
-			if len(m.Context) > 0 {
-				row[5] = m.Context
-			} else {
-				row[5] = nil
-			}
-			j++
-			return row, nil
-		})
-		err := t.copyFrom(ctx, src)
-		if err == nil {
-			fresh := make([]int64, len(msgs))
-			for i := range fresh {
-				fresh[i] = int64(i + 1)
-			}
-			return int64(len(msgs)), fresh, nil
-		}
-		var pg *pgconn.PgError
-		if !errors.As(err, &pg) || pg.Code != "23505" {
-			return 0, nil, err
-		}
-	}
-	var (
-		stored int64
-		fresh  []int64
-	)
-	if !dup {
-		// On its own: pgx cannot prepare the fallback in an aborted
-		// transaction.
-		err := t.run(ctx, false, func(b *pgx.Batch) { b.Queue("rollback to savepoint copy_events") },
-			func(br pgx.BatchResults) error { _, err := br.Exec(); return err })
-		if err != nil {
-			return 0, nil, err
-		}
-	}
-	for k := 0; k < len(order); k += fallbackRows {
-		at := order[k:min(k+fallbackRows, len(order))]
-		err := t.run(ctx, false, func(b *pgx.Batch) { fallback(b, at) }, func(br pgx.BatchResults) error {
-			var (
-				n int64
-				f []int64
-			)
-			if err := br.QueryRow().Scan(&n, &f); err != nil {
-				return err
-			}
-			stored += n
-			for _, o := range f {
-				fresh = append(fresh, int64(at[o-1]+1))
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, nil, err
-		}
-	}
-	return stored, fresh, nil
-}
-
-// fallbackRows is how many events a statement of copyEvents' fallback
-// inserts: a chunk's events in one statement would take as much memory
-// again as the chunk (its arrays, and pgx's encoding of them).
-const fallbackRows = 10000
-
-// copyFrom COPYs src into events (after BEGIN, if not begun yet).
-func (t *txn) copyFrom(ctx context.Context, src pgx.CopyFromSource) error {
-	if t.conn != nil {
-		if !t.begun {
-			if _, err := t.conn.Exec(ctx, "begin"); err != nil {
-				return err
-			}
-			t.begun = true
-		}
-		_, err := t.conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
-		return err
-	}
-	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, src)
-	return err
-}
-
-// userCache maps user identities ("u:…") to their contacts for ingestion
-// (Store.users). A user id's contact never changes once written: merges
-// move only anonymous contacts' identities, and erasing a contact deletes
-// it with its identities. So an entry can only go stale by the contact's
-// erasure, in any process; storeKnown checks that the cached contacts
-// still exist in the transaction that stores their events (one primary-key
-// probe a contact instead of two lookups an identity) and drops the others.
-type userCache struct {
-	mu sync.RWMutex
-	m  map[string]int64
-}
-
-// userCacheMax bounds the cache; when full it starts again empty (the
-// users active now come back in at their next batch).
-const userCacheMax = 2_000_000
-
-func newUserCache() *userCache { return &userCache{m: map[string]int64{}} }
-
-func (c *userCache) get(k string) (int64, bool) {
-	if c == nil {
-		return 0, false
-	}
-	c.mu.RLock()
-	id, ok := c.m[k]
-	c.mu.RUnlock()
-	return id, ok
-}
-
-func (c *userCache) add(l []cached) {
-	if c == nil || len(l) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m)+len(l) > userCacheMax {
-		c.m = make(map[string]int64, len(l))
-	}
-	for _, e := range l {
-		c.m[e.identity] = e.contact
-	}
-}
-
-func (c *userCache) drop(keys []string) {
-	if c == nil || len(keys) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, k := range keys {
-		delete(c.m, k)
-	}
-}
-
-// len is the number of cached users.
-func (c *userCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
 }

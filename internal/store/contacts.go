@@ -1,0 +1,211 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/internal/ingest"
+)
+
+// Contacts as ingestion writes them: created, identified, merged, moved
+// back to their first message, and their identify traits merged.
+
+const (
+	// sqlEarlierContacts moves back the creation of the contacts whose
+	// messages now stored ($1 contacts, $2 the earliest timestamp of each)
+	// are older than it: a contact exists from its first event or identify
+	// (contacts imported from a list, and their history after it, exist in
+	// a backtest of that history). A contact still where it was created
+	// enters its stage then too. Only the contacts changed are written;
+	// each listed one is looked up by key, so the callers list only those
+	// that may need it: an import those it has not seen exist from these
+	// times (identityCache.older), live ingestion those with messages over
+	// a minute old (in the steady state, none; a client's clock a few
+	// seconds behind the server's is not history).
+	sqlEarlierContacts = sqlEarlierSet + `unnest($1::bigint[], $2::timestamptz[])` + sqlEarlierWhere
+	sqlEarlierSet      = `UPDATE contacts c SET created_at = x.first,
+        stage_entered_at = CASE WHEN c.stage_entered_at = c.created_at THEN x.first ELSE c.stage_entered_at END
+    FROM `
+	sqlEarlierWhere = ` AS x(id, first) WHERE c.id = x.id AND x.first < c.created_at`
+
+	sqlInsertContacts = `
+INSERT INTO contacts (id, user_id, anonymous_id, created_at, stage_entered_at)
+SELECT id, nullif(u, ''), nullif(a, ''), ts, ts FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS t(id, u, a, ts)`
+
+	// sqlMergeTraits merges identify traits into contacts, unless the
+	// merged traits would be over $5 bytes (as JSON text) or $6 keys:
+	// then the contact is left as it was, its identify events of this
+	// batch ($7 contacts, $8 message ids) are taken out again, and its id
+	// comes back, refused. The limits are checked on the row the update
+	// locks, so two batches cannot pass them together.
+	sqlMergeTraits = `
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS v(id, traits, email, user_id)
+), merged AS (
+    UPDATE contacts c SET
+        traits = c.traits || v.traits,
+        email = coalesce(nullif(v.email, ''), c.email),
+        user_id = coalesce(c.user_id, nullif(v.user_id, '')),
+        updated_at = now()
+    FROM v
+    WHERE c.id = v.id AND octet_length((c.traits || v.traits)::text) <= $5
+      AND (SELECT count(*) FROM jsonb_object_keys(c.traits || v.traits)) <= $6
+    RETURNING c.id
+), refused AS (
+    SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM merged)
+), taken AS (
+    DELETE FROM events e USING unnest($7::bigint[], $8::text[]) AS x(cid, mid)
+    WHERE x.cid IN (SELECT id FROM refused) AND e.contact_id = x.cid AND e.message_id = x.mid
+)
+SELECT coalesce(array_agg(id), '{}') FROM refused`
+
+	sqlIdentifyContacts = `
+UPDATE contacts c SET user_id = v.user_id, updated_at = now()
+FROM unnest($1::bigint[], $2::text[]) AS v(id, user_id)
+WHERE c.id = v.id AND c.user_id IS NULL`
+)
+
+// earliest returns the contacts of the messages (contactOf[i] is msgs[i]'s)
+// with the earliest timestamp of each, for sqlEarlierContacts; the contacts
+// created for them (the values of drawn) start at it already.
+func earliest(msgs []ingest.Message, contactOf []int64, drawn map[int64]int64) ([]int64, []time.Time) {
+	created := make(map[int64]bool, len(drawn))
+	for _, id := range drawn {
+		created[id] = true
+	}
+	at := map[int64]int{}
+	var (
+		ids    []int64
+		firsts []time.Time
+	)
+	for i, c := range contactOf {
+		if created[c] || c <= 0 {
+			continue
+		}
+		j, ok := at[c]
+		if !ok {
+			at[c] = len(ids)
+			ids, firsts = append(ids, c), append(firsts, msgs[i].Timestamp)
+		} else if msgs[i].Timestamp.Before(firsts[j]) {
+			firsts[j] = msgs[i].Timestamp
+		}
+	}
+	return ids, firsts
+}
+
+// queueContacts queues what the plan p does to contacts — the new
+// contacts (drawn: their ids), the anonymous contacts identified, the
+// merges — and, unless o.contactsOnly, moves back the creation of the
+// contacts whose messages are older (contactOf: each message's contact).
+// It returns the reader of their results.
+func queueContacts(b *pgx.Batch, msgs []ingest.Message, p *ingest.Plan, contactOf []int64, drawn map[int64]int64, o ingestOptions) func(pgx.BatchResults) error {
+	created := false
+	if p.Live() > 0 {
+		created = true
+		// A contact exists from its earliest event (imports are not in
+		// time order).
+		first := map[int64]time.Time{}
+		for i, c := range contactOf {
+			if t, ok := first[c]; !ok || msgs[i].Timestamp.Before(t) {
+				first[c] = msgs[i].Timestamp
+			}
+		}
+		var (
+			live   []int64
+			users  []string
+			anons  []string
+			firsts []time.Time
+		)
+		for i, c := range p.Created {
+			if c.Dead {
+				continue
+			}
+			id := drawn[ingest.Placeholder(i)]
+			live = append(live, id)
+			users, anons, firsts = append(users, c.UserID), append(anons, c.AnonymousID), append(firsts, first[id])
+		}
+		b.Queue(sqlInsertContacts, live, users, anons, firsts)
+		if o.since != nil {
+			o.since.ids, o.since.firsts = append(o.since.ids, live...), append(o.since.firsts, firsts...)
+		}
+	}
+	if len(p.Identify) > 0 {
+		ids := make([]int64, 0, len(p.Identify))
+		for id := range p.Identify {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		users := make([]string, len(ids))
+		for i, id := range ids {
+			users[i] = p.Identify[id]
+		}
+		b.Queue(sqlIdentifyContacts, ids, users)
+	}
+	for _, mg := range p.Merges {
+		queueMerge(b, mg.From, mg.To)
+	}
+	if !o.contactsOnly {
+		ids, firsts := earliest(msgs, contactOf, drawn)
+		if o.cache != nil {
+			// An import: only contacts it has not seen exist from these
+			// messages' times already.
+			ids, firsts = o.cache.older(ids, firsts)
+			if o.since != nil {
+				o.since.ids, o.since.firsts = append(o.since.ids, ids...), append(o.since.firsts, firsts...)
+			}
+		}
+		b.Queue(sqlEarlierContacts, ids, firsts)
+	}
+	return func(br pgx.BatchResults) error {
+		if created {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if len(p.Identify) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for _, mg := range p.Merges {
+			for i := 0; i < mergeStatements; i++ {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("merging contact %d into %d: %w", mg.From, mg.To, err)
+				}
+			}
+		}
+		if !o.contactsOnly {
+			_, err := br.Exec()
+			return err
+		}
+		return nil
+	}
+}
+
+// queueMerge queues the statements that move everything of an anonymous
+// contact into the identified contact it turned out to be, and mark it
+// merged.
+func queueMerge(b *pgx.Batch, from, to int64) {
+	// The identities first: this waits for transactions that resolved
+	// them to the old contact (sqlResolveAnonymous) so that the events
+	// they stored are moved below.
+	b.Queue(`UPDATE identities SET contact_id = $2 WHERE contact_id = $1`, from, to)
+	b.Queue(`INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at, received_at)
+		  SELECT $2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1
+		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
+	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
+	// The anonymous contact's traits fill gaps, unless that would take the
+	// identified contact's over the traits' limits: then they are left
+	// out (many anonymous contacts merged into one would otherwise add up
+	// without limit).
+	b.Queue(`UPDATE contacts t SET traits = CASE WHEN octet_length((f.traits || t.traits)::text) <= $3
+		           AND (SELECT count(*) FROM jsonb_object_keys(f.traits || t.traits)) <= $4 THEN f.traits || t.traits ELSE t.traits END,
+		         email = coalesce(t.email, f.email), created_at = least(t.created_at, f.created_at), updated_at = now()
+		  FROM contacts f WHERE f.id = $1 AND t.id = $2`, from, to, ingest.MaxTraitBytes, ingest.MaxTraitKeys)
+	b.Queue(`UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1`, from, to)
+}
+
+const mergeStatements = 5
