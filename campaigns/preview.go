@@ -12,9 +12,8 @@ import (
 
 // PreviewStore is what a preview reads; it changes nothing.
 type PreviewStore interface {
-	// Enrollable returns the candidates Enrol would enrol now (not in the
-	// sequence, its cooldown passed, for stage triggers not enrolled
-	// since entering the stage: each candidate says its trigger).
+	// Enrollable returns the candidates Enrol would enrol now (by each
+	// candidate's Eligibility).
 	Enrollable(ctx context.Context, cands []Enrolment) ([]Enrolment, error)
 	// Drawable returns the draws DrawOffers would record now: those of
 	// contacts not drawn for the offer within its cooldown.

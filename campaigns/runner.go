@@ -32,8 +32,9 @@ type Enrolment struct {
 	Version    int
 	EnrolledAt time.Time
 	// Candidates only: the contact entered the sequence's stage at this
-	// time (enter_stage triggers enrol once per stay in the stage), and the
-	// delay of the first step.
+	// time (enter_stage triggers enrol once per stay in the stage), the
+	// delay and template of the first step, and the sequence's cooldown
+	// and trigger (what decides its Eligibility).
 	StageSince time.Time
 	FirstAfter time.Duration
 	FirstTmpl  string
@@ -61,10 +62,9 @@ type Draw struct {
 type Store interface {
 	Definitions(ctx context.Context) (Definitions, error)
 	SequenceVersion(ctx context.Context, name string, version int) (Sequence, error)
-	// Enrol creates the enrolments that are allowed (no active enrolment
-	// in the sequence, the cooldown passed, and for stage triggers none
-	// since the contact entered the stage) with their first step queued,
-	// and returns those created.
+	// Enrol creates the enrolments that are allowed (each candidate's
+	// Eligibility) with their first step queued, and returns those
+	// created.
 	Enrol(ctx context.Context, candidates []Enrolment) ([]Enrolment, error)
 	ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]Enrolment, error)
 	// EnrolmentValues computes aggregates for each enrolment, the
@@ -473,8 +473,8 @@ func triggered(s Sequence, c *Compiled, f *lifecycle.ContactFacts, trigger strin
 // after a restart, a backtest over imported history. Its "enrolment"
 // window and its first step's delay count from there. The store enrols a
 // contact once per occurrence: not while an enrolment of the sequence was
-// running when the event occurred, nor if one started since (see Store
-// Enrol), so sweeps may offer every recent occurrence again. An
+// running when the event occurred, nor if one started since (see
+// Eligibility), so sweeps may offer every recent occurrence again. An
 // occurrence whose first step would already be more than late overdue
 // (Settings.LateExpiry; 0: no limit) starts nothing: importing years of
 // history never mails last year's cart reminders.

@@ -95,27 +95,26 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 }
 
 // sqlEligible is whether candidate c (contact_id, sequence, at, since,
-// cooldown, kind) may be enrolled now: the contact is subscribed and not
-// merged away, and it is not in the sequence, nor within its cooldown, nor
-// enrolled already during this stay in the stage (an enter_stage
-// trigger), nor ever (a 'when' trigger without a cooldown), nor, for an
-// event trigger starting at the event's time c.at, enrolled in the
-// sequence when that event occurred or since (each occurrence starts the
-// sequence once, and not while it runs: the same whether the reactor saw
-// the event at once or a sweep finds it later). Each probed by key.
-// sqlEnrol enrols by it; the dry run (sqlEnrollable) counts by it.
+// cooldown, once_per_stay, once_ever, once_per_occurrence: its
+// campaigns.Eligibility) may be enrolled now: the contact is subscribed
+// and not merged away, and none of its enrolments in the sequence keeps it
+// out (an active one, one started within the cooldown, and as the
+// candidate's rules say: one started during this stay in the stage, any
+// one, or one running when the candidate's event occurred or started
+// since). Each probed by key. sqlEnrol enrols by it; the dry run
+// (sqlEnrollable) counts by it.
 const sqlEligible = `(SELECT k.merged_into IS NULL AND k.status = 'subscribed' FROM contacts k WHERE k.id = c.contact_id)
       AND NOT (SELECT EXISTS (
         SELECT 1 FROM enrolments e
         WHERE e.contact_id = c.contact_id AND e.sequence = c.sequence
           AND (e.status = 'active'
                OR e.enrolled_at > c.at - c.cooldown
-               OR (c.kind = 'enter_stage' AND e.enrolled_at >= c.since)
-               OR (c.kind = 'when' AND c.cooldown = interval '0')
-               OR (c.kind = 'event' AND coalesce(e.ended_at, 'infinity') >= c.at))))`
+               OR (c.once_per_stay AND e.enrolled_at >= c.since)
+               OR c.once_ever
+               OR (c.once_per_occurrence AND coalesce(e.ended_at, 'infinity') >= c.at))))`
 
-// sqlEnrol enrols the allowed candidates ($1-$7, one row each) and queues
-// their first step ($8-$10, one row a sequence), in one statement.
+// sqlEnrol enrols the allowed candidates ($1-$9, one row each) and queues
+// their first step ($10-$12, one row a sequence), in one statement.
 //
 // Its cost is linear in the candidates whatever the planner believes
 // about them: the arrays' sizes are unknown to a generic plan, and a
@@ -133,8 +132,8 @@ const sqlEligible = `(SELECT k.merged_into IS NULL AND k.status = 'subscribed' F
 // over two of them taken in opposite orders.
 const sqlEnrol = `
 WITH c AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::interval[], $7::text[])
-        AS c(contact_id, sequence, version, at, since, cooldown, kind)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::interval[], $7::bool[], $8::bool[], $9::bool[])
+        AS c(contact_id, sequence, version, at, since, cooldown, once_per_stay, once_ever, once_per_occurrence)
 ), ok AS (
     SELECT c.* FROM c WHERE ` + sqlEligible + `
 ), ins AS (
@@ -143,7 +142,7 @@ WITH c AS (
     ON CONFLICT DO NOTHING
     RETURNING contact_id, id, sequence, version, enrolled_at
 ), first AS (
-    SELECT * FROM unnest($8::text[], $9::text[], $10::interval[]) AS f(sequence, template, after)
+    SELECT * FROM unnest($10::text[], $11::text[], $12::interval[]) AS f(sequence, template, after)
 ), q AS (
     INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
     SELECT ins.contact_id, ins.id, ins.sequence, 0, f.template, ins.enrolled_at + f.after
@@ -158,22 +157,36 @@ WITH c AS (
 )
 SELECT contact_id, id, sequence, version, enrolled_at FROM ins`
 
-// Enrol implements campaigns.Store: the allowed candidates are enrolled and
-// their first step queued, in one statement. A 'when' trigger with no
-// cooldown enrols a contact once ever; an event trigger whenever the
-// contact is not in the sequence (and the cooldown passed); a stage trigger
-// once per stay in the stage.
-func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
+// eligibility is the candidates' campaigns.Eligibility as the arrays of
+// sqlEligible's columns.
+type eligibility struct {
+	ids                 []int64
+	seqs                []string
+	ats, since          []time.Time
+	cooldowns           []time.Duration
+	perStay, ever, perO []bool
+}
+
+func newEligibility(cands []campaigns.Enrolment) eligibility {
 	n := len(cands)
-	var (
-		ids       = make([]int64, n)
-		seqs      = make([]string, n)
-		vers      = make([]int32, n)
-		ats       = make([]time.Time, n)
-		since     = make([]time.Time, n)
-		cooldowns = make([]time.Duration, n)
-		kinds     = make([]string, n)
-	)
+	el := eligibility{
+		ids: make([]int64, n), seqs: make([]string, n), ats: make([]time.Time, n), since: make([]time.Time, n),
+		cooldowns: make([]time.Duration, n), perStay: make([]bool, n), ever: make([]bool, n), perO: make([]bool, n),
+	}
+	for i, c := range cands {
+		r := c.Eligibility()
+		el.ids[i], el.seqs[i], el.ats[i], el.since[i] = c.ContactID, c.Sequence, c.EnrolledAt, c.StageSince
+		el.cooldowns[i], el.perStay[i], el.ever[i], el.perO[i] = r.Cooldown, r.OncePerStay, r.OnceEver, r.OncePerOccurrence
+	}
+	return el
+}
+
+// Enrol implements campaigns.Store: the candidates their
+// campaigns.Eligibility allows are enrolled and their first step queued,
+// in one statement.
+func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
+	el := newEligibility(cands)
+	vers := make([]int32, len(cands))
 	// The first step of each sequence: the same for all its candidates.
 	type firstStep struct {
 		template string
@@ -186,8 +199,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		fAfter []time.Duration
 	)
 	for i, c := range cands {
-		ids[i], seqs[i], vers[i], ats[i], since[i], cooldowns[i], kinds[i] =
-			c.ContactID, c.Sequence, int32(c.Version), c.EnrolledAt, c.StageSince, c.Cooldown, string(c.Trigger)
+		vers[i] = int32(c.Version)
 		if f, ok := first[c.Sequence]; ok {
 			if f != (firstStep{c.FirstTmpl, c.FirstAfter}) {
 				return nil, fmt.Errorf("enrolling contacts: candidates of sequence %s disagree on its first step", c.Sequence)
@@ -205,7 +217,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		if _, err := db.Exec(ctx, sqlSeqScanOff); err != nil {
 			return err
 		}
-		rows, err := db.Query(ctx, sqlEnrol, ids, seqs, vers, ats, since, cooldowns, kinds, fSeqs, fTmpls, fAfter)
+		rows, err := db.Query(ctx, sqlEnrol, el.ids, el.seqs, vers, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO, fSeqs, fTmpls, fAfter)
 		if err != nil {
 			return err
 		}

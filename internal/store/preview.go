@@ -14,26 +14,15 @@ import (
 // positions in the arrays.
 const sqlEnrollable = `
 WITH c AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::interval[], $6::text[])
-        WITH ORDINALITY AS c(contact_id, sequence, at, since, cooldown, kind, n)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::interval[], $6::bool[], $7::bool[], $8::bool[])
+        WITH ORDINALITY AS c(contact_id, sequence, at, since, cooldown, once_per_stay, once_ever, once_per_occurrence, n)
 )
 SELECT c.n FROM c WHERE ` + sqlEligible
 
 // Enrollable implements campaigns.PreviewStore.
 func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
-	n := len(cands)
-	var (
-		ids       = make([]int64, n)
-		seqs      = make([]string, n)
-		ats       = make([]time.Time, n)
-		since     = make([]time.Time, n)
-		cooldowns = make([]time.Duration, n)
-		kind      = make([]string, n)
-	)
-	for i, c := range cands {
-		ids[i], seqs[i], ats[i], since[i], cooldowns[i], kind[i] = c.ContactID, c.Sequence, c.EnrolledAt, c.StageSince, c.Cooldown, string(c.Trigger)
-	}
-	return pick(ctx, s.db, "previewing enrolments", cands, sqlEnrollable, ids, seqs, ats, since, cooldowns, kind)
+	el := newEligibility(cands)
+	return pick(ctx, s.db, "previewing enrolments", cands, sqlEnrollable, el.ids, el.seqs, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO)
 }
 
 // pick runs query, which returns positions (from 1) in items, and returns
