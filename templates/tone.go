@@ -16,8 +16,8 @@ type ToneRule struct {
 
 // ToneRuleSource is a tone rule as written and stored.
 type ToneRuleSource struct {
-	Tone string
-	When string // "" for the default
+	Tone string `db:"tone"`
+	When string `db:"condition"` // "" for the default
 }
 
 // CompileTones compiles tone rules in order, for ChooseTone: the sender

@@ -110,7 +110,7 @@ func loopsError(file string, loops []lifecycle.Loop) error {
 	return errors.New(b.String())
 }
 
-func printChanges(e *env, changes []store.Change, dry bool) {
+func printChanges(e *env, changes []journey.Change, dry bool) {
 	verb := map[bool]string{true: "would be", false: "was"}[dry]
 	if len(changes) == 0 {
 		fmt.Fprintf(e.stdout, "the journey is already applied: nothing %s changed\n", verb)
@@ -176,7 +176,7 @@ func printDryRun(e *env, j *journey.Journey, rep lifecycle.Report, p *campaigns.
 	}
 }
 
-func changeText(c store.Change, dry bool) string {
+func changeText(c journey.Change, dry bool) string {
 	if dry {
 		switch c.What {
 		case "added", "changed", "removed":
@@ -187,7 +187,7 @@ func changeText(c store.Change, dry bool) string {
 	return c.What + versionText(c)
 }
 
-func versionText(c store.Change) string {
+func versionText(c journey.Change) string {
 	if c.Version > 0 && c.What != "removed" {
 		return fmt.Sprintf(" (version %d)", c.Version)
 	}

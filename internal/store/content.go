@@ -15,93 +15,68 @@ type templateJSON struct {
 	Tones map[string]templates.Content `json:"tones,omitempty"`
 }
 
-func applyTemplates(ctx context.Context, tx pgx.Tx, ts []templates.Template) ([]Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, version, content FROM templates FOR UPDATE`)
+// applyTemplates stores the journey's templates: one added or changed
+// gets its next version.
+func applyTemplates(ctx context.Context, tx pgx.Tx, ts []templates.Template) ([]journey.Change, error) {
+	rows, err := tx.Query(ctx, `SELECT name, version, 0 AS position, content AS body FROM templates FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading templates")
 	}
-	type cur struct {
-		version int
-		content []byte
-	}
-	current := map[string]cur{}
-	var (
-		name    string
-		version int
-		content []byte
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&name, &version, &content}, func() error {
-		current[name] = cur{version, append([]byte(nil), content...)}
-		return nil
-	}); err != nil {
+	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Stored])
+	if err != nil {
 		return nil, translate(err, "reading templates")
 	}
-	var changes []Change
-	keep := map[string]bool{}
-	for _, t := range ts {
-		keep[t.Name] = true
+	next := make([]journey.Stored, len(ts))
+	for i, t := range ts {
 		body, err := json.Marshal(templateJSON{Base: t.Base, Tones: t.Tones})
 		if err != nil {
 			return nil, err
 		}
-		old, exists := current[t.Name]
-		if exists && jsonEqual(old.content, body) {
-			continue
-		}
-		var v int
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) + 1 FROM template_versions WHERE name = $1`, t.Name).Scan(&v); err != nil {
-			return nil, translate(err, "versioning template "+t.Name)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO template_versions (name, version, content) VALUES ($1, $2, $3)`, t.Name, v, body); err != nil {
-			return nil, translate(err, "versioning template "+t.Name)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO templates (name, version, content) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET version = excluded.version, content = excluded.content, updated_at = now()`, t.Name, v, body); err != nil {
-			return nil, translate(err, "saving template "+t.Name)
-		}
-		what := "added"
-		if exists {
-			what = "changed"
-		}
-		changes = append(changes, Change{Kind: "template", Name: t.Name, What: what, Version: v})
+		next[i] = journey.Stored{Name: t.Name, Body: body}
 	}
-	for n, c := range current {
-		if keep[n] {
-			continue
+	var changes []journey.Change
+	for _, e := range journey.Diff(current, next) {
+		switch e.Op {
+		case journey.Added, journey.Changed:
+			var v int
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) + 1 FROM template_versions WHERE name = $1`, e.Name).Scan(&v); err != nil {
+				return nil, translate(err, "versioning template "+e.Name)
+			}
+			body := next[e.Index].Body
+			if _, err := tx.Exec(ctx, `INSERT INTO template_versions (name, version, content) VALUES ($1, $2, $3)`, e.Name, v, body); err != nil {
+				return nil, translate(err, "versioning template "+e.Name)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO templates (name, version, content) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET version = excluded.version, content = excluded.content, updated_at = now()`, e.Name, v, body); err != nil {
+				return nil, translate(err, "saving template "+e.Name)
+			}
+			changes = append(changes, journey.Change{Kind: "template", Name: e.Name, What: e.Op.String(), Version: v})
+		case journey.Removed:
+			if _, err := tx.Exec(ctx, `DELETE FROM templates WHERE name = $1`, e.Name); err != nil {
+				return nil, translate(err, "removing template "+e.Name)
+			}
+			changes = append(changes, journey.Change{Kind: "template", Name: e.Name, What: "removed", Version: e.Version})
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM templates WHERE name = $1`, n); err != nil {
-			return nil, translate(err, "removing template "+n)
-		}
-		changes = append(changes, Change{Kind: "template", Name: n, What: "removed", Version: c.version})
 	}
 	return changes, nil
 }
 
-func jsonEqual(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	xa, _ := json.Marshal(x)
-	ya, _ := json.Marshal(y)
-	return string(xa) == string(ya)
-}
-
-func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]Change, error) {
-	rows, err := tx.Query(ctx, `SELECT tone, coalesce(condition, '') FROM tone_rules ORDER BY position`)
+// applyTones stores the journey's tone rules, replaced as a whole when
+// they differ.
+func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]journey.Change, error) {
+	rows, err := tx.Query(ctx, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading tone rules")
 	}
-	type tr struct{ Tone, When string }
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByPos[tr])
+	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[templates.ToneRuleSource])
 	if err != nil {
 		return nil, translate(err, "reading tone rules")
 	}
-	same := len(current) == len(tones)
-	for i := 0; same && i < len(tones); i++ {
-		same = current[i].Tone == tones[i].Tone && current[i].When == tones[i].When
+	next := make([]templates.ToneRuleSource, len(tones))
+	for i, t := range tones {
+		next[i] = templates.ToneRuleSource{Tone: t.Tone, When: t.When}
 	}
-	if same {
+	if journey.SameList(current, next) {
 		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM tone_rules`); err != nil {
@@ -116,16 +91,16 @@ func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]Cha
 			return nil, translate(err, "saving tone rules")
 		}
 	}
-	return []Change{{Kind: "tones", Name: "tone rules", What: "replaced"}}, nil
+	return []journey.Change{{Kind: "tones", Name: "tone rules", What: "replaced"}}, nil
 }
 
 // ToneRules returns the tone rules in order (campaigns.SendStore).
 func (s *Store) ToneRules(ctx context.Context) ([]templates.ToneRuleSource, error) {
-	rows, err := s.db.Query(ctx, `SELECT tone, coalesce(condition, '') FROM tone_rules ORDER BY position`)
+	rows, err := s.db.Query(ctx, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading tone rules")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[templates.ToneRuleSource])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[templates.ToneRuleSource])
 	return out, translate(err, "reading tone rules")
 }
 

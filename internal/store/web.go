@@ -15,9 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/waymark/waymark/internal/journey"
-	"github.com/waymark/waymark/rule"
 )
 
 // API keys and dashboard sessions.
@@ -730,47 +727,6 @@ func (s *Store) RuleInfos(ctx context.Context) ([]RuleInfo, error) {
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[RuleInfo])
 	return out, translate(err, "reading rules")
-}
-
-// SaveRule stores one rule's new definition the way apply does: under the
-// journey lock, with the next version when its from, to or condition
-// changed (its place in the order kept; a new rule goes last). The
-// condition must have been compiled by the caller.
-func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]Change, error) {
-	var changes []Change
-	err := s.inTx(ctx, "saving rule "+r.Name, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7243)"); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules ORDER BY position, name`)
-		if err != nil {
-			return err
-		}
-		current, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedRule])
-		if err != nil {
-			return err
-		}
-		list := make([]journey.Rule, 0, len(current)+1)
-		found := false
-		for _, c := range current {
-			if c.Name == r.Name {
-				list = append(list, r)
-				found = true
-				continue
-			}
-			from := make([]rule.Stage, len(c.From))
-			for i, f := range c.From {
-				from[i] = rule.Stage(f)
-			}
-			list = append(list, journey.Rule{Name: c.Name, From: from, To: rule.Stage(c.To), When: c.Condition})
-		}
-		if !found {
-			list = append(list, r)
-		}
-		changes, err = applyRules(ctx, tx, list)
-		return err
-	})
-	return changes, err
 }
 
 // Named is a stored definition (template, sequence, offer) with its

@@ -4,64 +4,71 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/webhook"
 )
 
 // applyWebhooks makes the journey's endpoints the stored ones, in the
 // apply's transaction: new ones added, changed ones updated and enabled
 // again (a changed endpoint starts afresh), removed ones deleted with
-// their pending deliveries failed with the reason.
-func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, url, events, secret_env FROM webhook_endpoints`)
-	if err != nil {
-		return nil, translate(err, "reading webhooks")
-	}
+// their pending deliveries failed with the reason (what changed is
+// journey.Diff's to say, an endpoint compared by its URL, events and
+// secret).
+func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]journey.Change, error) {
 	type stored struct {
 		Name      string   `db:"name"`
 		URL       string   `db:"url"`
 		Events    []string `db:"events"`
 		SecretEnv string   `db:"secret_env"`
 	}
+	rows, err := tx.Query(ctx, `SELECT name, url, events, secret_env FROM webhook_endpoints`)
+	if err != nil {
+		return nil, translate(err, "reading webhooks")
+	}
 	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[stored])
 	if err != nil {
 		return nil, translate(err, "reading webhooks")
 	}
-	old := make(map[string]stored, len(current))
-	for _, c := range current {
-		old[c.Name] = c
-	}
-	var changes []Change
-	names := make([]string, len(eps))
-	for i, e := range eps {
-		names[i] = e.Name
-		c, had := old[e.Name]
-		if had && c.URL == e.URL && slices.Equal(c.Events, e.Events) && c.SecretEnv == e.SecretEnv {
-			continue
+	body := func(url string, events []string, secretEnv string) []byte {
+		if events == nil {
+			events = []string{} // none and none listed are the same
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_endpoints (name, url, events, secret_env) VALUES ($1, $2, $3, $4)
+		b, _ := json.Marshal([]any{url, events, secretEnv})
+		return b
+	}
+	old := make([]journey.Stored, len(current))
+	for i, c := range current {
+		old[i] = journey.Stored{Name: c.Name, Body: body(c.URL, c.Events, c.SecretEnv)}
+	}
+	next := make([]journey.Stored, len(eps))
+	for i, e := range eps {
+		next[i] = journey.Stored{Name: e.Name, Body: body(e.URL, e.Events, e.SecretEnv)}
+	}
+	var changes []journey.Change
+	for _, d := range journey.Diff(old, next) {
+		switch d.Op {
+		case journey.Added, journey.Changed:
+			e := eps[d.Index]
+			if _, err := tx.Exec(ctx, `INSERT INTO webhook_endpoints (name, url, events, secret_env) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url, events = excluded.events, secret_env = excluded.secret_env,
 				failing_since = NULL, disabled_at = NULL, updated_at = now()`, e.Name, e.URL, e.Events, e.SecretEnv); err != nil {
-			return nil, translate(err, "saving webhook "+e.Name)
+				return nil, translate(err, "saving webhook "+e.Name)
+			}
+			changes = append(changes, journey.Change{Kind: "webhook", Name: e.Name, What: d.Op.String()})
+		case journey.Removed:
+			if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET status = 'failed', last_error = 'the endpoint was removed from the journey', claimed_by = NULL
+			WHERE status = 'pending' AND endpoint = $1`, d.Name); err != nil {
+				return nil, translate(err, "failing a removed webhook's deliveries")
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM webhook_endpoints WHERE name = $1`, d.Name); err != nil {
+				return nil, translate(err, "removing webhook "+d.Name)
+			}
+			changes = append(changes, journey.Change{Kind: "webhook", Name: d.Name, What: "removed"})
 		}
-		changes = append(changes, Change{Kind: "webhook", Name: e.Name, What: map[bool]string{true: "changed", false: "added"}[had]})
-	}
-	for _, c := range current {
-		if slices.Contains(names, c.Name) {
-			continue
-		}
-		if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET status = 'failed', last_error = 'the endpoint was removed from the journey', claimed_by = NULL
-			WHERE status = 'pending' AND endpoint = $1`, c.Name); err != nil {
-			return nil, translate(err, "failing a removed webhook's deliveries")
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM webhook_endpoints WHERE name = $1`, c.Name); err != nil {
-			return nil, translate(err, "removing webhook "+c.Name)
-		}
-		changes = append(changes, Change{Kind: "webhook", Name: c.Name, What: "removed"})
 	}
 	return changes, nil
 }
