@@ -72,8 +72,8 @@ type Sequence struct {
 
 // Hold keeps marketing email from contacts while its condition is true.
 type Hold struct {
-	Name string
-	When string
+	Name string `db:"name"`
+	When string `db:"condition"`
 }
 
 // Offer rewards repeat customers with a unique coupon.

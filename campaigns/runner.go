@@ -115,8 +115,8 @@ type DependencyStore interface {
 
 // VersionRef names one stored version of a sequence.
 type VersionRef struct {
-	Name    string
-	Version int
+	Name    string `db:"name"`
+	Version int    `db:"version"`
 }
 
 // RunnerOption configures a Runner (see NewRunner).

@@ -65,15 +65,6 @@ type Edit struct {
 	Version int
 }
 
-// Stored is a named definition as stored: its version, its place (0 for
-// definitions whose order does not matter) and its body (JSON).
-type Stored struct {
-	Name     string
-	Version  int
-	Position int
-	Body     []byte
-}
-
 // Diff returns the edits that make the stored definitions (in any order)
 // the journey's next (in journey order; Position is the place, Body the
 // JSON it would be stored as): one whose JSON differs (key order and
@@ -101,16 +92,6 @@ func Diff(stored, next []Stored) []Edit {
 		}
 	}
 	return append(edits, removed(stored, keep)...)
-}
-
-// StoredRule is a transition rule as stored.
-type StoredRule struct {
-	Name      string
-	Version   int
-	Position  int
-	From      []string
-	To        string
-	Condition string
 }
 
 // DiffRules returns the edits that make the stored rules the journey's

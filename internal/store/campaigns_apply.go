@@ -111,7 +111,7 @@ func cancelRemovedSteps(ctx context.Context, tx pgx.Tx, s campaigns.Sequence) (i
 // applyHolds stores the journey's holds, replaced as a whole when they
 // differ.
 func applyHolds(ctx context.Context, tx pgx.Tx, holds []campaigns.Hold) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, condition AS "when" FROM holds ORDER BY position`)
+	rows, err := tx.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading holds")
 	}

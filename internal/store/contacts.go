@@ -1,17 +1,22 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/ingest"
 )
 
-// Contacts as ingestion writes them: created, identified, merged, moved
-// back to their first message, and their identify traits merged.
+// Contacts: as ingestion writes them (created, identified, merged, moved
+// back to their first message, their identify traits merged), and as the
+// API, the dashboard and the command line read them.
 
 const (
 	// sqlEarlierContacts moves back the creation of the contacts whose
@@ -209,3 +214,123 @@ func queueMerge(b *pgx.Batch, from, to int64) {
 }
 
 const mergeStatements = 5
+
+const sqlContactColumns = `id, coalesce(user_id, '') AS user_id, coalesce(anonymous_id, '') AS anonymous_id, coalesce(email, '') AS email,
+	traits, status, stage, stage_entered_at, created_at, updated_at`
+
+// ContactByID returns a contact that has not been merged into another;
+// contact.ErrNotFound (and ErrNotFound) otherwise.
+func (s *Store) ContactByID(ctx context.Context, id int64) (contact.Contact, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+sqlContactColumns+` FROM contacts WHERE id = $1 AND merged_into IS NULL`, id)
+	if err != nil {
+		return contact.Contact{}, translate(err, "reading a contact")
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[contact.Contact])
+	return c, translateAs(err, "reading a contact", contact.ErrNotFound)
+}
+
+// Contacts returns a page of contacts and the cursor of the next page (""
+// at the end). Every order is served by an index (keyset pagination, no
+// OFFSET), so deep pages cost what the first does.
+func (s *Store) Contacts(ctx context.Context, q contact.Query) ([]contact.Contact, string, error) {
+	var order, keyset string
+	switch q.Sort {
+	case "", "id":
+		order, keyset = "id", "id > $3::bigint"
+	case "-id":
+		order, keyset = "id DESC", "id < $3::bigint"
+	case "created_at":
+		order, keyset = "created_at, id", "(created_at, id) > ($5::timestamptz, $3::bigint)"
+	case "-created_at":
+		order, keyset = "created_at DESC, id DESC", "(created_at, id) < ($5::timestamptz, $3::bigint)"
+	default:
+		return nil, "", fmt.Errorf("sort %q: %w", q.Sort, contact.ErrBadCursor)
+	}
+	var (
+		afterID *int64
+		afterAt *time.Time
+	)
+	if q.After != "" {
+		id, at, err := parseCursor(q.After)
+		if err != nil {
+			return nil, "", err
+		}
+		afterID, afterAt = &id, &at
+	}
+	if q.Limit <= 0 || q.Limit > 500 {
+		q.Limit = 50
+	}
+	// A filter (or cursor) that is not set is a constant condition, not an
+	// OR beside the column's: a generic plan of an OR could not use the
+	// email, stage or keyset index (a full scan per search, deep pages
+	// walking from the first).
+	emailCond, stageCond := `$1::text = ''`, `$2::text = ''`
+	if q.Email != "" {
+		emailCond = `email = lower($1)`
+	}
+	if q.Stage != "" {
+		stageCond = `stage = $2`
+	}
+	if afterID == nil {
+		keyset = `$3::bigint IS NULL`
+	}
+	sql := `SELECT ` + sqlContactColumns + ` FROM contacts WHERE merged_into IS NULL
+		AND ` + emailCond + ` AND ` + stageCond + `
+		AND ` + keyset + `
+		ORDER BY ` + order + ` LIMIT $4`
+	args := []any{q.Email, q.Stage, afterID, q.Limit + 1}
+	if strings.Contains(keyset, "$5") {
+		args = append(args, afterAt)
+	}
+	rows, err := s.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", translate(err, "listing contacts")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[contact.Contact])
+	if err != nil {
+		return nil, "", translate(err, "listing contacts")
+	}
+	next := ""
+	if len(out) > q.Limit {
+		out = out[:q.Limit]
+		last := out[len(out)-1]
+		next = fmt.Sprintf("%d.%d", last.ID, last.CreatedAt.UnixMicro())
+	}
+	return out, next, nil
+}
+
+func parseCursor(c string) (int64, time.Time, error) {
+	a, b, ok := strings.Cut(c, ".")
+	id, err1 := strconv.ParseInt(a, 10, 64)
+	us, err2 := strconv.ParseInt(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, time.Time{}, contact.ErrBadCursor
+	}
+	return id, time.UnixMicro(us), nil
+}
+
+// ContactRef resolves what a user typed to name a contact: a numeric id, a
+// userId, an anonymousId or an email address; contact.ErrNotFound (and
+// ErrNotFound) if none is.
+func (s *Store) ContactRef(ctx context.Context, ref string) (int64, error) {
+	var id int64
+	err := s.db.QueryRow(ctx, `
+SELECT id FROM (
+    SELECT c.id, 1 AS pref FROM contacts c WHERE $1 ~ '^[0-9]+$' AND c.id = CASE WHEN $1 ~ '^[0-9]{1,18}$' THEN $1::bigint END
+    UNION ALL SELECT i.contact_id, 2 FROM identities i WHERE i.identity IN ('u:' || $1, 'a:' || $1)
+    UNION ALL SELECT c.id, 3 FROM contacts c WHERE c.email = lower($1) AND c.merged_into IS NULL
+) x ORDER BY pref LIMIT 1`, ref).Scan(&id)
+	if err != nil {
+		return 0, translateAs(err, fmt.Sprintf("finding contact %q", ref), contact.ErrNotFound)
+	}
+	// A merged contact's history lives with the contact it joined.
+	err = s.db.QueryRow(ctx, `SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1`, id).Scan(&id)
+	return id, translate(err, "finding contact")
+}
+
+// ContactCount is the number of contacts (merged ones not counted).
+func (s *Store) ContactCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE merged_into IS NULL`).Scan(&n)
+	return n, translate(err, "counting contacts")
+}

@@ -75,13 +75,6 @@ func (s *Store) DemoFigures(ctx context.Context, now time.Time) (DemoFigures, er
 	return f, translate(err, "counting emails by tone")
 }
 
-// ContactCount is the number of contacts (merged ones not counted).
-func (s *Store) ContactCount(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE merged_into IS NULL`).Scan(&n)
-	return n, translate(err, "counting contacts")
-}
-
 // NextDue is when the earliest queued email is due; ok is false when none
 // is queued.
 func (s *Store) NextDue(ctx context.Context) (at time.Time, ok bool, err error) {

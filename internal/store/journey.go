@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/waymark/waymark/internal/journey"
 )
 
@@ -51,3 +53,27 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 // sqlJourneyLock is taken by whatever writes the journey (an apply, a
 // rule saved from the editor), so versions are assigned once.
 const sqlJourneyLock = "SELECT pg_advisory_xact_lock(7243)"
+
+// TemplateList returns the templates, by name.
+func (s *Store) TemplateList(ctx context.Context) ([]journey.Named, error) {
+	return s.named(ctx, `SELECT name, version, content AS definition, updated_at FROM templates ORDER BY name`, "reading templates")
+}
+
+// SequenceList returns the sequences in journey order.
+func (s *Store) SequenceList(ctx context.Context) ([]journey.Named, error) {
+	return s.named(ctx, `SELECT name, version, definition, updated_at FROM sequences ORDER BY position, name`, "reading sequences")
+}
+
+// OfferList returns the offers, by name.
+func (s *Store) OfferList(ctx context.Context) ([]journey.Named, error) {
+	return s.named(ctx, `SELECT name, 0 AS version, definition, updated_at FROM offers ORDER BY name`, "reading offers")
+}
+
+func (s *Store) named(ctx context.Context, sql, doing string) ([]journey.Named, error) {
+	rows, err := s.db.Query(ctx, sql)
+	if err != nil {
+		return nil, translate(err, doing)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Named])
+	return out, translate(err, doing)
+}

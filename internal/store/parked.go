@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -48,23 +50,20 @@ func (s *Store) ParkedContacts(ctx context.Context) (map[int64]string, error) {
 	return out, translate(err, "loading parked contacts")
 }
 
-// Parking is why a contact is parked, and since when.
-type Parking struct {
-	Reason string    `json:"reason"`
-	Since  time.Time `json:"since"`
-}
-
 // ContactParking returns why the contact is parked; nil if it is not.
-func (s *Store) ContactParking(ctx context.Context, id int64) (*Parking, error) {
-	var p Parking
-	err := s.db.QueryRow(ctx, `SELECT reason, since FROM parked_contacts WHERE contact_id = $1`, id).Scan(&p.Reason, &p.Since)
-	if err == pgx.ErrNoRows {
+func (s *Store) ContactParking(ctx context.Context, id int64) (*contact.Parking, error) {
+	rows, err := s.db.Query(ctx, `SELECT reason, since FROM parked_contacts WHERE contact_id = $1`, id)
+	if err != nil {
+		return nil, translate(err, "reading a contact's parking")
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[contact.Parking])
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, translate(err, "reading a contact's parking")
 	}
-	return &p, nil
+	return p, nil
 }
 
 // PageIDs implements lifecycle.Pager: the ids of the page of a pass over

@@ -27,14 +27,6 @@ UPDATE sends SET due_at = greatest(coalesce(paused_due_at, $2), $2), paused_due_
 WHERE sequence = $1 AND status = 'queued' AND (paused_due_at IS NOT NULL OR delayed_reason = $3)`
 )
 
-// PausedSequence is a sequence paused by hand.
-type PausedSequence struct {
-	Name     string
-	PausedAt time.Time
-	// Waiting are its queued sends, held until it is resumed.
-	Waiting int
-}
-
 // PauseSequence pauses the sequence name: it enrols nobody and its queued
 // sends wait, none dropped, until ResumeSequence. It returns how many sends
 // now wait; ErrNotFound when there is no such sequence. Pausing a paused
@@ -81,13 +73,13 @@ func (s *Store) ResumeSequence(ctx context.Context, name string, now time.Time) 
 }
 
 // PausedSequences lists the paused sequences with their waiting sends.
-func (s *Store) PausedSequences(ctx context.Context) ([]PausedSequence, error) {
+func (s *Store) PausedSequences(ctx context.Context) ([]campaigns.PausedSequence, error) {
 	rows, err := s.db.Query(ctx, `SELECT p.name, p.paused_at,
-    (SELECT count(*) FROM sends s WHERE s.sequence = p.name AND s.status = 'queued')::int
+    (SELECT count(*) FROM sends s WHERE s.sequence = p.name AND s.status = 'queued')::int AS waiting
 FROM paused_sequences p ORDER BY p.name`)
 	if err != nil {
 		return nil, translate(err, "listing paused sequences")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[PausedSequence])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.PausedSequence])
 	return out, translate(err, "listing paused sequences")
 }

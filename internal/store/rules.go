@@ -12,7 +12,7 @@ import (
 // changed gets its next version (the version it replaces retired), one
 // moved in the evaluation order keeps its version.
 func applyRules(ctx context.Context, tx pgx.Tx, rules []journey.Rule) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages AS "from", to_stage AS "to", condition FROM rules FOR UPDATE`)
+	rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading rules")
 	}
@@ -72,7 +72,7 @@ func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]journey.Change,
 		if _, err := tx.Exec(ctx, sqlJourneyLock); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages AS "from", to_stage AS "to", condition FROM rules ORDER BY position, name`)
+		rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules ORDER BY position, name`)
 		if err != nil {
 			return err
 		}
@@ -84,4 +84,14 @@ func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]journey.Change,
 		return err
 	})
 	return changes, err
+}
+
+// RuleInfos returns the rules in evaluation order.
+func (s *Store) RuleInfos(ctx context.Context) ([]journey.RuleInfo, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version, position + 1 AS position, from_stages, to_stage, condition, updated_at FROM rules ORDER BY position, name`)
+	if err != nil {
+		return nil, translate(err, "reading rules")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.RuleInfo])
+	return out, translate(err, "reading rules")
 }

@@ -123,3 +123,19 @@ func (s *Store) inTx(ctx context.Context, doing string, fn func(tx pgx.Tx) error
 	}
 	return translate(err, doing)
 }
+
+// translateAs is translate, with a missing row reported as notFound (a
+// domain package's error) as well as ErrNotFound.
+func translateAs(err error, doing string, notFound error) error {
+	err = translate(err, doing)
+	if errors.Is(err, ErrNotFound) {
+		return notFoundErr{notFound}
+	}
+	return err
+}
+
+// notFoundErr is a domain package's not-found error that is ErrNotFound
+// too.
+type notFoundErr struct{ error }
+
+func (e notFoundErr) Unwrap() []error { return []error{e.error, ErrNotFound} }

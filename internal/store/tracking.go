@@ -63,25 +63,6 @@ ON CONFLICT (email) DO NOTHING`
 
 	sqlRemoveUnsubscribed = `DELETE FROM suppressions WHERE email = $1 AND reason = 'unsubscribed'`
 
-	// sqlSuppress adds an address; a stronger reason replaces an
-	// 'unsubscribed' one (which a resubscribe could otherwise remove),
-	// any other existing reason stays.
-	sqlSuppress = `
-INSERT INTO suppressions (email, reason, detail) VALUES ($1, $2, nullif($3, ''))
-ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, created_at = now()
-WHERE suppressions.reason = 'unsubscribed' AND excluded.reason <> 'unsubscribed'`
-
-	// sqlSuppressSends ends the active enrolments of the address's
-	// contacts and cancels their queued sends.
-	sqlSuppressSends = `
-WITH k AS (SELECT id FROM contacts WHERE email = $1),
-ended AS (
-    UPDATE enrolments e SET status = 'exited', reason = 'suppressed: ' || $2, ended_at = now()
-    FROM k WHERE e.contact_id = k.id AND e.status = 'active'
-    RETURNING e.id)
-UPDATE sends s SET status = 'cancelled', delayed_reason = $2, updated_at = now()
-FROM k WHERE s.contact_id = k.id AND s.status = 'queued'`
-
 	// sqlSentAt: when the send went on the wire. A message is marked
 	// 'sending' (claimed_at set) just before SMTP and gets sent_at only
 	// after the server's answer, while a privacy proxy may fetch the
@@ -214,23 +195,6 @@ func (s *Store) TrackEngagement(ctx context.Context, contactID, sendID int64, na
 	return id, trackErr(err, "recording "+name)
 }
 
-// Suppress implements tracking.Store.
-func (s *Store) Suppress(ctx context.Context, email, reason, detail string) (int, error) {
-	var n int
-	err := s.inTx(ctx, "suppressing an address", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlSuppress, email, reason, detail); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, sqlSuppressSends, email, reason)
-		if err != nil {
-			return err
-		}
-		n = int(tag.RowsAffected())
-		return nil
-	})
-	return n, err
-}
-
 // SentAt implements tracking.Store.
 func (s *Store) SentAt(ctx context.Context, contactID, sendID int64) (time.Time, error) {
 	var at *time.Time
@@ -262,17 +226,4 @@ func (s *Store) LinkSecret(ctx context.Context, generate bool) (string, error) {
 		return "", nil
 	}
 	return secret, translate(err, "loading the link secret")
-}
-
-// CheckAPIKey implements tracking.Store: the suppression endpoints take a
-// management API key.
-func (s *Store) CheckAPIKey(ctx context.Context, key string) (known, readOnly bool, err error) {
-	k, err := s.Authenticate(ctx, key)
-	if errors.Is(err, ErrBadKey) {
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, err
-	}
-	return true, k.ReadOnly, nil
 }

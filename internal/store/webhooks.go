@@ -182,22 +182,8 @@ func (s *Store) RecordDeliveries(ctx context.Context, rs []webhook.Result, disab
 	})
 }
 
-// WebhookEndpoint is an endpoint with its delivery figures.
-type WebhookEndpoint struct {
-	Name         string     `db:"name" json:"name"`
-	URL          string     `db:"url" json:"url"`
-	Events       []string   `db:"events" json:"events"`
-	SecretEnv    string     `db:"secret_env" json:"secret_env"`
-	FailingSince *time.Time `db:"failing_since" json:"failing_since"`
-	DisabledAt   *time.Time `db:"disabled_at" json:"disabled_at"`
-	Pending      int64      `db:"pending" json:"pending"`
-	Delivered    int64      `db:"delivered" json:"delivered"`
-	Failed       int64      `db:"failed" json:"failed"`
-	LastError    *string    `db:"last_error" json:"last_error"`
-}
-
 // WebhookEndpoints lists the endpoints with their figures.
-func (s *Store) WebhookEndpoints(ctx context.Context) ([]WebhookEndpoint, error) {
+func (s *Store) WebhookEndpoints(ctx context.Context) ([]webhook.EndpointStatus, error) {
 	rows, err := s.db.Query(ctx, `SELECT e.name, e.url, e.events, e.secret_env, e.failing_since, e.disabled_at,
 			count(*) FILTER (WHERE o.status = 'pending') AS pending,
 			count(*) FILTER (WHERE o.status = 'delivered') AS delivered,
@@ -208,39 +194,26 @@ func (s *Store) WebhookEndpoints(ctx context.Context) ([]WebhookEndpoint, error)
 	if err != nil {
 		return nil, translate(err, "listing webhooks")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[WebhookEndpoint])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.EndpointStatus])
 	return out, translate(err, "listing webhooks")
-}
-
-// WebhookDelivery is one delivery in an endpoint's log.
-type WebhookDelivery struct {
-	ID          int64           `db:"id" json:"id"`
-	MsgID       string          `db:"msg_id" json:"webhook_id"`
-	Type        string          `db:"type" json:"type"`
-	Status      string          `db:"status" json:"status"`
-	Attempts    int             `db:"attempts" json:"attempts"`
-	LastStatus  *int32          `db:"last_status" json:"last_status"`
-	LastError   *string         `db:"last_error" json:"last_error"`
-	LatencyMS   *float64        `db:"latency_ms" json:"latency_ms"`
-	CreatedAt   time.Time       `db:"created_at" json:"created_at"`
-	DeliveredAt *time.Time      `db:"delivered_at" json:"delivered_at"`
-	Body        json.RawMessage `db:"body" json:"body"`
 }
 
 // WebhookDeliveries is an endpoint's log, newest first, before the
 // delivery id before (0: from the newest), limit at a time.
-func (s *Store) WebhookDeliveries(ctx context.Context, endpoint string, before int64, limit int) ([]WebhookDelivery, error) {
+func (s *Store) WebhookDeliveries(ctx context.Context, endpoint string, before int64, limit int) ([]webhook.LogEntry, error) {
 	rows, err := s.db.Query(ctx, `SELECT id, 'msg_' || id AS msg_id, type, status, attempts, last_status, last_error, latency_ms, created_at, delivered_at, body
 		FROM webhook_outbox WHERE endpoint = $1 AND ($2 = 0 OR id < $2) ORDER BY id DESC LIMIT $3`, endpoint, before, limit)
 	if err != nil {
 		return nil, translate(err, "reading webhook deliveries")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[WebhookDelivery])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.LogEntry])
 	return out, translate(err, "reading webhook deliveries")
 }
 
 // QueueWebhookTest queues a webhook.test event to the endpoint (the
-// "send test event" action), and enables it again if it was disabled.
+// "send test event" action), and enables it again if it was disabled;
+// webhook.ErrNoEndpoint (and ErrNotFound) if the journey has none of that
+// name.
 func (s *Store) QueueWebhookTest(ctx context.Context, endpoint string, at time.Time) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, "queueing a test webhook", func(tx pgx.Tx) error {
@@ -249,7 +222,7 @@ func (s *Store) QueueWebhookTest(ctx context.Context, endpoint string, at time.T
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return ErrNotFound
+			return notFoundErr{webhook.ErrNoEndpoint}
 		}
 		return tx.QueryRow(ctx, `INSERT INTO webhook_outbox (endpoint, type, body, due_at)
 			VALUES ($1, 'webhook.test', jsonb_build_object('type', 'webhook.test', 'timestamp', $2::timestamptz, 'data', jsonb_build_object('endpoint', $1::text)), $2)

@@ -10,8 +10,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/waymark/waymark/internal/auth"
+	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/ingest"
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/journey"
 )
 
 type ctxKey int
@@ -19,8 +21,8 @@ type ctxKey int
 const keyCtx ctxKey = 1
 
 // apiKeyOf returns the key a request was authenticated with.
-func apiKeyOf(ctx context.Context) store.APIKey {
-	k, _ := ctx.Value(keyCtx).(store.APIKey)
+func apiKeyOf(ctx context.Context) auth.APIKey {
+	k, _ := ctx.Value(keyCtx).(auth.APIKey)
 	return k
 }
 
@@ -28,15 +30,15 @@ func apiKeyOf(ctx context.Context) store.APIKey {
 // with Retry-After), read-only keys only read (403), body limit (413).
 func (s *Server) api(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, key, _ := strings.Cut(auth, " ")
+		header := r.Header.Get("Authorization")
+		scheme, key, _ := strings.Cut(header, " ")
 		if !strings.EqualFold(scheme, "Bearer") || key == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="waymark"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing API key: send Authorization: Bearer KEY (waymark keys create --name NAME)", Field: "Authorization"})
 			return
 		}
 		k, err := s.st.Authenticate(r.Context(), strings.TrimSpace(key))
-		if errors.Is(err, store.ErrBadKey) {
+		if errors.Is(err, auth.ErrBadKey) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="waymark", error="invalid_token"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{Error: "invalid or revoked API key", Field: "Authorization"})
 			return
@@ -114,9 +116,9 @@ func (s *Server) apiContacts(w http.ResponseWriter, r *http.Request) {
 		fieldError(w, http.StatusBadRequest, "limit", "%v", err)
 		return
 	}
-	cq := store.ContactQuery{Email: q.Get("email"), Stage: q.Get("stage"), Sort: q.Get("sort"), After: q.Get("after"), Limit: limit}
-	if cq.Sort != "" && !contains(store.ContactSorts, cq.Sort) {
-		fieldError(w, http.StatusBadRequest, "sort", "sort: must be one of %s, not %q", strings.Join(store.ContactSorts, ", "), cq.Sort)
+	cq := contact.Query{Email: q.Get("email"), Stage: q.Get("stage"), Sort: q.Get("sort"), After: q.Get("after"), Limit: limit}
+	if cq.Sort != "" && !contains(contact.Sorts, cq.Sort) {
+		fieldError(w, http.StatusBadRequest, "sort", "sort: must be one of %s, not %q", strings.Join(contact.Sorts, ", "), cq.Sort)
 		return
 	}
 	if cq.Stage != "" && !validStage(cq.Stage) {
@@ -130,18 +132,18 @@ func (s *Server) apiContacts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c, err := s.st.ContactByID(r.Context(), n)
-		items := []store.Contact{}
+		items := []contact.Contact{}
 		if err == nil {
 			items = append(items, c)
-		} else if !errors.Is(err, store.ErrNotFound) {
+		} else if !errors.Is(err, contact.ErrNotFound) {
 			s.internal(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, page[store.Contact]{Items: items})
+		writeJSON(w, http.StatusOK, page[contact.Contact]{Items: items})
 		return
 	}
 	items, next, err := s.st.Contacts(r.Context(), cq)
-	if errors.Is(err, store.ErrBadCursor) {
+	if errors.Is(err, contact.ErrBadCursor) {
 		fieldError(w, http.StatusBadRequest, "after", "after: not a cursor from this listing (use the next value of the previous page, with the same sort)")
 		return
 	}
@@ -150,20 +152,20 @@ func (s *Server) apiContacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if items == nil {
-		items = []store.Contact{}
+		items = []contact.Contact{}
 	}
-	writeJSON(w, http.StatusOK, page[store.Contact]{Items: items, Next: next})
+	writeJSON(w, http.StatusOK, page[contact.Contact]{Items: items, Next: next})
 }
 
 // contactParam reads {id}; it writes the 400 or 404 itself.
-func (s *Server) contactParam(w http.ResponseWriter, r *http.Request) (store.Contact, bool) {
+func (s *Server) contactParam(w http.ResponseWriter, r *http.Request) (contact.Contact, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		fieldError(w, http.StatusBadRequest, "id", "id: must be a positive whole number, not %q", r.PathValue("id"))
-		return store.Contact{}, false
+		return contact.Contact{}, false
 	}
 	c, err := s.st.ContactByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, contact.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such contact", Field: "id"})
 		return c, false
 	}
@@ -177,12 +179,12 @@ func (s *Server) contactParam(w http.ResponseWriter, r *http.Request) (store.Con
 // contactAnswer is a contact as the API shows it: with why it is parked,
 // if it is (its evaluation failed; see lifecycle.Parker).
 type contactAnswer struct {
-	store.Contact
-	Parked *store.Parking `json:"parked,omitempty"`
+	contact.Contact
+	Parked *contact.Parking `json:"parked,omitempty"`
 }
 
 // answer adds c's parking.
-func (s *Server) answer(r *http.Request, c store.Contact) (contactAnswer, error) {
+func (s *Server) answer(r *http.Request, c contact.Contact) (contactAnswer, error) {
 	p, err := s.st.ContactParking(r.Context(), c.ID)
 	return contactAnswer{Contact: c, Parked: p}, err
 }
@@ -238,8 +240,8 @@ func (s *Server) apiTimeline(w http.ResponseWriter, r *http.Request) {
 
 // snakeNamed returns definitions as the API shows them: their stored JSON
 // (Go field names: Subject, CapMax) with every key in snake_case.
-func snakeNamed(list []store.Named) []store.Named {
-	out := make([]store.Named, len(list))
+func snakeNamed(list []journey.Named) []journey.Named {
+	out := make([]journey.Named, len(list))
 	for i, n := range list {
 		out[i] = n
 		out[i].Definition = snakeKeys(n.Definition)
@@ -307,14 +309,14 @@ func (s *Server) apiRules(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.RuleInfo]{Items: nonNil(rules)})
+	writeJSON(w, http.StatusOK, page[journey.RuleInfo]{Items: nonNil(rules)})
 }
 
-func (s *Server) findRule(w http.ResponseWriter, r *http.Request) (store.RuleInfo, bool) {
+func (s *Server) findRule(w http.ResponseWriter, r *http.Request) (journey.RuleInfo, bool) {
 	rules, err := s.st.RuleInfos(r.Context())
 	if err != nil {
 		s.internal(w, r, err)
-		return store.RuleInfo{}, false
+		return journey.RuleInfo{}, false
 	}
 	for _, ru := range rules {
 		if ru.Name == r.PathValue("name") {
@@ -322,7 +324,7 @@ func (s *Server) findRule(w http.ResponseWriter, r *http.Request) (store.RuleInf
 		}
 	}
 	writeJSON(w, http.StatusNotFound, apiError{Error: "no such rule", Field: "name"})
-	return store.RuleInfo{}, false
+	return journey.RuleInfo{}, false
 }
 
 func (s *Server) apiRule(w http.ResponseWriter, r *http.Request) {
@@ -444,7 +446,7 @@ func (s *Server) apiTemplates(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.Named]{Items: snakeNamed(list)})
+	writeJSON(w, http.StatusOK, page[journey.Named]{Items: snakeNamed(list)})
 }
 
 func (s *Server) apiTemplate(w http.ResponseWriter, r *http.Request) {
@@ -490,7 +492,7 @@ func (s *Server) apiSequences(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.Named]{Items: snakeNamed(list)})
+	writeJSON(w, http.StatusOK, page[journey.Named]{Items: snakeNamed(list)})
 }
 
 func (s *Server) apiOffers(w http.ResponseWriter, r *http.Request) {
@@ -519,12 +521,12 @@ func (s *Server) apiSuppressions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sort := r.URL.Query().Get("sort")
-	if sort != "" && !contains(store.SuppressionSorts, sort) {
-		fieldError(w, http.StatusBadRequest, "sort", "sort: must be one of %s, not %q", strings.Join(store.SuppressionSorts, ", "), sort)
+	if sort != "" && !contains(contact.SuppressionSorts, sort) {
+		fieldError(w, http.StatusBadRequest, "sort", "sort: must be one of %s, not %q", strings.Join(contact.SuppressionSorts, ", "), sort)
 		return
 	}
 	items, next, err := s.st.Suppressions(r.Context(), sort, r.URL.Query().Get("after"), limit)
-	if errors.Is(err, store.ErrBadCursor) {
+	if errors.Is(err, contact.ErrBadCursor) {
 		fieldError(w, http.StatusBadRequest, "after", "after: not a cursor from this listing")
 		return
 	}
@@ -532,7 +534,7 @@ func (s *Server) apiSuppressions(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.Suppression]{Items: nonNil(items), Next: next})
+	writeJSON(w, http.StatusOK, page[contact.Suppression]{Items: nonNil(items), Next: next})
 }
 
 func (s *Server) apiSuppress(w http.ResponseWriter, r *http.Request) {

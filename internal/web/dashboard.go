@@ -16,8 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/internal/auth"
+	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/humanize"
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/rule"
 )
@@ -125,7 +128,7 @@ type view struct {
 }
 
 type session struct {
-	store.Session
+	auth.Session
 	token string
 }
 
@@ -161,11 +164,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 func (s *Server) dash(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie(sessionCookie)
-		var sess store.Session
+		var sess auth.Session
 		if err == nil {
 			sess, err = s.st.SessionByToken(r.Context(), c.Value)
 		}
-		if err != nil && !errors.Is(err, store.ErrBadKey) && !errors.Is(err, http.ErrNoCookie) {
+		if err != nil && !errors.Is(err, auth.ErrBadKey) && !errors.Is(err, http.ErrNoCookie) {
 			s.log.Error("reading a dashboard session", "err", err)
 			http.Error(w, "internal error (logged)", http.StatusInternalServerError)
 			return
@@ -267,7 +270,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	next := safeNext(r.PostFormValue("next"))
 	k, err := s.st.Authenticate(r.Context(), strings.TrimSpace(r.PostFormValue("key")))
-	if errors.Is(err, store.ErrBadKey) {
+	if errors.Is(err, auth.ErrBadKey) {
 		s.render(w, r, http.StatusUnauthorized, "login", view{Title: "Log in", Error: "That key is not valid (or was revoked). Create one with: waymark keys create --name NAME", Data: next})
 		return
 	}
@@ -363,7 +366,7 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, fmt.Sprintf("/dashboard/contacts/%d", id), http.StatusSeeOther)
 			return
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, contact.ErrNotFound) {
 			s.failed(w, r, err)
 			return
 		}
@@ -372,8 +375,8 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 	if stage != "" && !validStage(stage) {
 		stage = ""
 	}
-	list, next, err := s.st.Contacts(r.Context(), store.ContactQuery{Stage: stage, Sort: "-id", After: r.URL.Query().Get("after"), Limit: 50})
-	if errors.Is(err, store.ErrBadCursor) {
+	list, next, err := s.st.Contacts(r.Context(), contact.Query{Stage: stage, Sort: "-id", After: r.URL.Query().Get("after"), Limit: 50})
+	if errors.Is(err, contact.ErrBadCursor) {
 		s.badRequest(w, r, errors.New("after: not a cursor from this listing"))
 		return
 	}
@@ -394,11 +397,11 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 type timelineItem struct {
 	At    time.Time
 	Kind  string // event, move, email, offer, enrolment
-	Event *store.TimelineEvent
-	Move  *store.Transition
-	Send  *store.TimelineSend
-	Draw  *store.TimelineDraw
-	Enrol *store.TimelineEnrolment
+	Event *contact.TimelineEvent
+	Move  *contact.Transition
+	Send  *contact.TimelineSend
+	Draw  *contact.TimelineDraw
+	Enrol *contact.TimelineEnrolment
 	Back  bool
 	seq   int
 }
@@ -411,7 +414,7 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := s.st.ContactByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, contact.ErrNotFound) {
 		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no such contact"})
 		return
 	}
@@ -503,7 +506,7 @@ func (s *Server) sequencesPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type stepRow struct {
-		store.StepFigures
+		stats.StepFigures
 		OpenRate, ClickRate, ConvRate *float64
 	}
 	var steps []stepRow
@@ -526,7 +529,7 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 
 // editorData is the rule editor's state.
 type editorData struct {
-	Rule     store.RuleInfo
+	Rule     journey.RuleInfo
 	New      bool
 	From     []string
 	To       string

@@ -10,7 +10,7 @@
 // does one pass). Config.CapturedMail, when set (the demo), is a
 // func(ctx) ([]web.Mail, error) listing the emails a capture server
 // received, newest first; the dashboard shows them at /dashboard/mail. API
-// keys are created with (*store.Store).CreateAPIKey(ctx, name) (plaintext
+// keys are created with the store's CreateAPIKey(ctx, name) (plaintext
 // string, err error) — the plaintext is returned once, only a SHA-256 is
 // stored — or `waymark keys create --name NAME`; `waymark serve` and
 // `waymark demo` mount the handler through internal/app (app.Config.Mail

@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
@@ -223,7 +224,7 @@ type previewResult struct {
 // the journey's.
 func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (*previewResult, string, error) {
 	t, version, err := s.st.Template(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, journey.ErrNotFound) {
 		return nil, "name", fmt.Errorf("no template %q", name)
 	}
 	if err != nil {
@@ -234,7 +235,7 @@ func (s *Server) preview(ctx context.Context, name, contactRef, pinned string) (
 		return nil, "", err
 	}
 	id, err := s.st.ContactRef(ctx, contactRef)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, contact.ErrNotFound) {
 		return nil, "contact", fmt.Errorf("contact: no contact %q", contactRef)
 	}
 	if err != nil {
@@ -262,9 +263,9 @@ type overviewFigures struct {
 	To          string           `json:"to"`
 	RefreshedAt *time.Time       `json:"refreshed_at"`
 	Stages      []stageCount     `json:"stages"`
-	Flows       []store.Flow     `json:"flows"`
-	Email       []store.EmailDay `json:"email_per_day"`
-	EmailTotal  store.EmailDay   `json:"email_total"`
+	Flows       []stats.Flow     `json:"flows"`
+	Email       []stats.EmailDay `json:"email_per_day"`
+	EmailTotal  stats.EmailDay   `json:"email_total"`
 }
 
 type stageCount struct {
@@ -272,10 +273,10 @@ type stageCount struct {
 	N     int64  `json:"contacts"`
 }
 
-func (s *Server) overview(ctx context.Context, p store.Period) (overviewFigures, error) {
+func (s *Server) overview(ctx context.Context, p stats.Period) (overviewFigures, error) {
 	o := overviewFigures{From: day(p.From), To: day(p.To)}
 	st, err := s.st.StatsStateNow(ctx)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, stats.ErrNotRefreshed) {
 		return o, err
 	}
 	if err == nil {
@@ -295,30 +296,30 @@ func (s *Server) overview(ctx context.Context, p store.Period) (overviewFigures,
 		sum[pair{f.From, f.To}] += f.N
 	}
 	for k, n := range sum {
-		o.Flows = append(o.Flows, store.Flow{From: k.from, To: k.to, N: n})
+		o.Flows = append(o.Flows, stats.Flow{From: k.from, To: k.to, N: n})
 	}
-	slices.SortFunc(o.Flows, func(a, b store.Flow) int {
+	slices.SortFunc(o.Flows, func(a, b stats.Flow) int {
 		if c := stageIdx(a.From) - stageIdx(b.From); c != 0 {
 			return c
 		}
 		return stageIdx(a.To) - stageIdx(b.To)
 	})
 	if o.Flows == nil {
-		o.Flows = []store.Flow{}
+		o.Flows = []stats.Flow{}
 	}
 	days, err := s.st.EmailDays(ctx, p)
 	if err != nil {
 		return o, err
 	}
 	// Every day of the period, zero or not.
-	byDay := map[string]store.EmailDay{}
+	byDay := map[string]stats.EmailDay{}
 	for _, d := range days {
 		byDay[day(d.Day.UTC())] = d
 	}
 	for d := p.From; d.Before(p.To); d = d.AddDate(0, 0, 1) {
 		e, ok := byDay[day(d)]
 		if !ok {
-			e = store.EmailDay{Day: d}
+			e = stats.EmailDay{Day: d}
 		}
 		e.Day = d
 		o.Email = append(o.Email, e)
@@ -378,7 +379,7 @@ type regression struct {
 // healthPeriods reads the period (from, to) and the baseline
 // (base_from, base_to); the baseline defaults to the as-long period just
 // before.
-func (s *Server) healthPeriods(r *http.Request) (store.Period, store.Period, string, error) {
+func (s *Server) healthPeriods(r *http.Request) (stats.Period, stats.Period, string, error) {
 	cur, field, err := s.period(r, "from", "to", 30, 0)
 	if err != nil {
 		return cur, cur, field, err
@@ -396,10 +397,10 @@ func (s *Server) healthPeriods(r *http.Request) (store.Period, store.Period, str
 	if !bfrom.Before(bto) {
 		return cur, cur, "base_from", errors.New("base_from: must be before base_to")
 	}
-	return cur, store.Period{From: bfrom, To: bto}, "", nil
+	return cur, stats.Period{From: bfrom, To: bto}, "", nil
 }
 
-func (s *Server) health(ctx context.Context, cur, base store.Period) (healthFigures, error) {
+func (s *Server) health(ctx context.Context, cur, base stats.Period) (healthFigures, error) {
 	h := healthFigures{Period: [2]string{day(cur.From), day(cur.To)}, Baseline: [2]string{day(base.From), day(base.To)}}
 	a, err := s.st.HealthFigures(ctx, cur)
 	if err != nil {
@@ -409,7 +410,7 @@ func (s *Server) health(ctx context.Context, cur, base store.Period) (healthFigu
 	if err != nil {
 		return h, err
 	}
-	movedOn := func(f store.StageFigures, from, to string) int64 {
+	movedOn := func(f stats.StageFigures, from, to string) int64 {
 		var n int64
 		for _, m := range f.Moves {
 			if m.From == from && m.To == to {
@@ -434,7 +435,7 @@ func (s *Server) health(ctx context.Context, cur, base store.Period) (healthFigu
 	type key struct{ rule, from, to string }
 	regs := map[key]*regression{}
 	var order []key
-	add := func(f store.StageFigures, cur bool) {
+	add := func(f stats.StageFigures, cur bool) {
 		for _, m := range f.Moves {
 			if stageIdx(m.To) >= stageIdx(m.From) {
 				continue
@@ -521,7 +522,7 @@ type offerRow struct {
 	NotRate        *float64 `json:"not_drawn_conversion"`
 }
 
-func offerRows(list []store.Named, figs []store.OfferFigures) []offerRow {
+func offerRows(list []journey.Named, figs []stats.OfferFigures) []offerRow {
 	by := map[string]*offerRow{}
 	var out []offerRow
 	var names []string

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/waymark/waymark/internal/humanize"
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/stats"
 )
 
 // Charts are SVG drawn here, so pages need no script to show them.
@@ -43,7 +43,7 @@ func funnelSVG(stages []stageCount) template.HTML {
 // flowSVG draws the stages as boxes in journey order and the moves
 // between them as arcs whose width follows their count: forward moves
 // above, moves back (regressions) below in red.
-func flowSVG(stages []stageCount, flows []store.Flow) template.HTML {
+func flowSVG(stages []stageCount, flows []stats.Flow) template.HTML {
 	const w, h, boxW, boxH = 760.0, 300.0, 120.0, 40.0
 	mid := h / 2
 	step := (w - boxW) / float64(len(stages)-1)
@@ -93,7 +93,7 @@ func flowSVG(stages []stageCount, flows []store.Flow) template.HTML {
 
 // emailSVG draws emails sent, opened, clicked and unsubscribed per day as
 // lines.
-func emailSVG(days []store.EmailDay) template.HTML {
+func emailSVG(days []stats.EmailDay) template.HTML {
 	const w, h, left, bottom, top = 760.0, 260.0, 50.0, 30.0, 10.0
 	var max int64 = 1
 	for _, d := range days {
@@ -113,12 +113,12 @@ func emailSVG(days []store.EmailDay) template.HTML {
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text><text x="%.0f" y="%.0f" text-anchor="end" class="axis">0</text>`, left-6, top+10, humanize.Comma(max), left-6, h-bottom)
 	series := []struct {
 		name, color string
-		v           func(store.EmailDay) int64
+		v           func(stats.EmailDay) int64
 	}{
-		{"sent", "#023047", func(d store.EmailDay) int64 { return d.Sent }},
-		{"opened", "#219ebc", func(d store.EmailDay) int64 { return d.Opened }},
-		{"clicked", "#fb8500", func(d store.EmailDay) int64 { return d.Clicked }},
-		{"unsubscribed", "#d62828", func(d store.EmailDay) int64 { return d.Unsubscribed }},
+		{"sent", "#023047", func(d stats.EmailDay) int64 { return d.Sent }},
+		{"opened", "#219ebc", func(d stats.EmailDay) int64 { return d.Opened }},
+		{"clicked", "#fb8500", func(d stats.EmailDay) int64 { return d.Clicked }},
+		{"unsubscribed", "#d62828", func(d stats.EmailDay) int64 { return d.Unsubscribed }},
 	}
 	for si, s := range series {
 		var pts []string

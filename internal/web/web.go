@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/internal/clock"
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/lifecycle"
 )
 
@@ -35,7 +35,9 @@ type Mail struct {
 
 // Config is what the API and dashboard run on.
 type Config struct {
-	Store *store.Store
+	// Store is what the API and the dashboard read and change (the
+	// application passes its *store.Store).
+	Store Store
 	// Engine runs dry runs of rule edits; one is made on Store if nil.
 	Engine *lifecycle.Engine
 	Log    *slog.Logger
@@ -65,7 +67,7 @@ type Config struct {
 // Server is the management API and the dashboard.
 type Server struct {
 	cfg     Config
-	st      *store.Store
+	st      Store
 	engine  *lifecycle.Engine
 	log     *slog.Logger
 	now     func() time.Time
@@ -283,22 +285,22 @@ func dayParam(r *http.Request, name string, def time.Time) (time.Time, error) {
 
 // period reads ?from=&to= (to exclusive; default the last 30 days,
 // today included).
-func (s *Server) period(r *http.Request, fromName, toName string, days int, shift int) (store.Period, string, error) {
+func (s *Server) period(r *http.Request, fromName, toName string, days int, shift int) (stats.Period, string, error) {
 	today := s.now().UTC().Truncate(24 * time.Hour)
 	defTo := today.AddDate(0, 0, 1-shift)
 	to, err := dayParam(r, toName, defTo)
 	if err != nil {
-		return store.Period{}, toName, err
+		return stats.Period{}, toName, err
 	}
 	from, err := dayParam(r, fromName, to.AddDate(0, 0, -days))
 	if err != nil {
-		return store.Period{}, fromName, err
+		return stats.Period{}, fromName, err
 	}
 	if !from.Before(to) {
-		return store.Period{}, fromName, fmt.Errorf("%s: must be before %s", fromName, toName)
+		return stats.Period{}, fromName, fmt.Errorf("%s: must be before %s", fromName, toName)
 	}
 	if to.Sub(from) > 3*366*24*time.Hour {
-		return store.Period{}, fromName, fmt.Errorf("%s: a period spans at most 3 years", fromName)
+		return stats.Period{}, fromName, fmt.Errorf("%s: a period spans at most 3 years", fromName)
 	}
-	return store.Period{From: from, To: to}, "", nil
+	return stats.Period{From: from, To: to}, "", nil
 }

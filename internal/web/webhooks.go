@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/internal/webhook"
 )
 
 // apiWebhooks lists the journey's webhook endpoints with their delivery
@@ -20,9 +20,9 @@ func (s *Server) apiWebhooks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if eps == nil {
-		eps = []store.WebhookEndpoint{}
+		eps = []webhook.EndpointStatus{}
 	}
-	writeJSON(w, http.StatusOK, page[store.WebhookEndpoint]{Items: eps})
+	writeJSON(w, http.StatusOK, page[webhook.EndpointStatus]{Items: eps})
 }
 
 // apiWebhookDeliveries is an endpoint's delivery log, newest first:
@@ -46,9 +46,9 @@ func (s *Server) apiWebhookDeliveries(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	out := page[store.WebhookDelivery]{Items: ds}
+	out := page[webhook.LogEntry]{Items: ds}
 	if out.Items == nil {
-		out.Items = []store.WebhookDelivery{}
+		out.Items = []webhook.LogEntry{}
 	}
 	if len(ds) == limit {
 		out.Next = "/api/v1/webhooks/" + r.PathValue("name") + "/deliveries?limit=" + strconv.Itoa(limit) + "&before=" + strconv.FormatInt(ds[len(ds)-1].ID, 10)
@@ -60,7 +60,7 @@ func (s *Server) apiWebhookDeliveries(w http.ResponseWriter, r *http.Request) {
 // enables it again if a day of failures had disabled it).
 func (s *Server) apiWebhookTest(w http.ResponseWriter, r *http.Request) {
 	id, err := s.st.QueueWebhookTest(r.Context(), r.PathValue("name"), s.now())
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, webhook.ErrNoEndpoint) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such webhook in the journey", Field: "name"})
 		return
 	}
@@ -73,7 +73,7 @@ func (s *Server) apiWebhookTest(w http.ResponseWriter, r *http.Request) {
 
 // webhookRow is a delivery in the dashboard's list, with its endpoint.
 type webhookRow struct {
-	store.WebhookDelivery
+	webhook.LogEntry
 	Endpoint string
 }
 
@@ -105,7 +105,7 @@ func (s *Server) webhooksPage(w http.ResponseWriter, r *http.Request) {
 // webhookTestAction is the "send test event" button.
 func (s *Server) webhookTestAction(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.st.QueueWebhookTest(r.Context(), r.PathValue("name"), s.now()); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, webhook.ErrNoEndpoint) {
 			s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no such webhook"})
 			return
 		}

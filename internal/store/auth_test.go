@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/auth"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/store"
 )
@@ -33,7 +34,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	if stored != 1 {
 		t.Fatalf("want the key stored as its SHA-256 only, found %d rows", stored)
 	}
-	if _, err := s.CreateAPIKey(ctx, "ci"); !errors.Is(err, store.ErrDuplicateName) {
+	if _, err := s.CreateAPIKey(ctx, "ci"); !errors.Is(err, auth.ErrDuplicateName) {
 		t.Fatalf("second key named ci: got %v, want ErrDuplicateName", err)
 	}
 	if _, err := s.CreateAPIKey(ctx, "  "); err == nil || !strings.Contains(err.Error(), "name") {
@@ -48,7 +49,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		if bad == key {
 			continue
 		}
-		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, store.ErrBadKey) {
+		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, auth.ErrBadKey) {
 			t.Errorf("Authenticate(%q) = %v, want ErrBadKey", bad, err)
 		}
 	}
@@ -68,10 +69,10 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	if _, err := s.RevokeAPIKey(ctx, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authenticate(ctx, key); !errors.Is(err, store.ErrBadKey) {
+	if _, err := s.Authenticate(ctx, key); !errors.Is(err, auth.ErrBadKey) {
 		t.Fatalf("revoked key authenticates: %v", err)
 	}
-	if _, err := s.SessionByToken(ctx, token); !errors.Is(err, store.ErrBadKey) {
+	if _, err := s.SessionByToken(ctx, token); !errors.Is(err, auth.ErrBadKey) {
 		t.Fatalf("revoked key's session still open: %v", err)
 	}
 	// The name is free again once revoked.
