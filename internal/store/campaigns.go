@@ -94,6 +94,18 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 	return seq, nil
 }
 
+// SequenceVersions implements campaigns' DependencyStore: every version of
+// every sequence ever stored (enrolments continue on the version they
+// entered), so that what old versions' goals and exits read is known.
+func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
+	if err != nil {
+		return nil, translate(err, "listing sequence versions")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.VersionRef])
+	return out, translate(err, "listing sequence versions")
+}
+
 // sqlEligible is whether candidate c (contact_id, sequence, at, since,
 // cooldown, once_per_stay, once_ever, once_per_occurrence: its
 // campaigns.Eligibility) may be enrolled now: the contact is subscribed

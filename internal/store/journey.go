@@ -77,3 +77,28 @@ func (s *Store) named(ctx context.Context, sql, doing string) ([]journey.Named, 
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Named])
 	return out, translate(err, doing)
 }
+
+// sqlJourneyVersion digests everything the engine, the campaigns runner and
+// the sender load from the journey: rules, sequences (and every stored
+// version), holds, offers, settings, the paused sequences and the tone
+// rules. The tables are small (a journey's worth of rows); the digest
+// changes whenever any row does.
+const sqlJourneyVersion = `SELECT md5(concat_ws('|',
+    (SELECT string_agg(concat_ws(':', name, version, position, from_stages::text, to_stage, condition), E'\n' ORDER BY position, name) FROM rules),
+    (SELECT string_agg(concat_ws(':', name, version, position, md5(definition::text)), E'\n' ORDER BY position, name) FROM sequences),
+    (SELECT string_agg(concat_ws(':', name, version), E'\n' ORDER BY name, version) FROM sequence_versions),
+    (SELECT string_agg(concat_ws(':', name, position, condition), E'\n' ORDER BY position, name) FROM holds),
+    (SELECT string_agg(concat_ws(':', name, md5(definition::text)), E'\n' ORDER BY name) FROM offers),
+    (SELECT md5(definition::text) FROM settings),
+    (SELECT string_agg(name, E'\n' ORDER BY name) FROM paused_sequences),
+    (SELECT string_agg(concat_ws(':', position, tone, condition), E'\n' ORDER BY position) FROM tone_rules)))`
+
+// JourneyVersion implements lifecycle.Versioned, campaigns'
+// DependencyStore and campaigns.SendStore: a digest of the stored journey,
+// so the reactor reloads rules and campaign definitions, and the sender
+// compiles holds and tone rules, only when they changed.
+func (s *Store) JourneyVersion(ctx context.Context) (string, error) {
+	var v string
+	err := s.db.QueryRow(ctx, sqlJourneyVersion).Scan(&v)
+	return v, translate(err, "reading the journey's version")
+}

@@ -6,7 +6,31 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
+
+const sqlRules = `SELECT name, version, position, from_stages, to_stage, condition FROM rules ORDER BY position, name`
+
+// Rules implements lifecycle.Store: the active rules in evaluation order.
+func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
+	rows, err := s.db.Query(ctx, sqlRules)
+	if err != nil {
+		return nil, translate(err, "loading rules")
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.StoredRule])
+	if err != nil {
+		return nil, translate(err, "loading rules")
+	}
+	out := make([]lifecycle.StoredRule, len(stored))
+	for i, r := range stored {
+		out[i] = lifecycle.StoredRule{Name: r.Name, Version: r.Version, From: make([]rule.Stage, len(r.From)), To: rule.Stage(r.To), Condition: r.Condition}
+		for j, f := range r.From {
+			out[i].From[j] = rule.Stage(f)
+		}
+	}
+	return out, nil
+}
 
 // applyRules stores the journey's transition rules: a rule added or
 // changed gets its next version (the version it replaces retired), one

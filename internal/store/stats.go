@@ -174,12 +174,6 @@ func (s *Store) EmailDays(ctx context.Context, p stats.Period) ([]stats.EmailDay
 	return out, translate(err, "reading email figures")
 }
 
-// stageCount is a number of contacts (or moves, entries) in a stage.
-type stageCount struct {
-	Stage string `db:"stage"`
-	N     int64  `db:"n"`
-}
-
 // stayCount is a number of stays in a stage that ended in a bucket of
 // time.
 type stayCount struct {

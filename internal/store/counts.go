@@ -9,6 +9,33 @@ import (
 	"github.com/waymark/waymark/rule"
 )
 
+// stageCount is a number of contacts (or moves, entries) in a stage.
+type stageCount struct {
+	Stage string `db:"stage"`
+	N     int64  `db:"n"`
+}
+
+// StageCounts returns how many contacts are in each stage (every stage is
+// present, zero or not).
+func (s *Store) StageCounts(ctx context.Context) (map[rule.Stage]int64, error) {
+	rows, err := s.db.Query(ctx, `SELECT stage, count(*) AS n FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
+	if err != nil {
+		return nil, translate(err, "counting stages")
+	}
+	counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[stageCount])
+	if err != nil {
+		return nil, translate(err, "counting stages")
+	}
+	out := make(map[rule.Stage]int64, len(rule.Stages))
+	for _, st := range rule.Stages {
+		out[st] = 0
+	}
+	for _, c := range counts {
+		out[rule.Stage(c.Stage)] = c.N
+	}
+	return out, nil
+}
+
 // DemoFigures are what `waymark demo` reports while it runs.
 type DemoFigures struct {
 	Stages map[rule.Stage]int64

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,73 +12,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/rule"
 )
 
-const sqlRules = `SELECT name, version, from_stages, to_stage, condition FROM rules ORDER BY position, name`
-
-// sqlJourneyVersion digests everything the engine, the campaigns runner and
-// the sender load from the journey: rules, sequences (and every stored
-// version), holds, offers, settings, the paused sequences and the tone
-// rules. The tables are small (a journey's worth of rows); the digest
-// changes whenever any row does.
-const sqlJourneyVersion = `SELECT md5(concat_ws('|',
-    (SELECT string_agg(concat_ws(':', name, version, position, from_stages::text, to_stage, condition), E'\n' ORDER BY position, name) FROM rules),
-    (SELECT string_agg(concat_ws(':', name, version, position, md5(definition::text)), E'\n' ORDER BY position, name) FROM sequences),
-    (SELECT string_agg(concat_ws(':', name, version), E'\n' ORDER BY name, version) FROM sequence_versions),
-    (SELECT string_agg(concat_ws(':', name, position, condition), E'\n' ORDER BY position, name) FROM holds),
-    (SELECT string_agg(concat_ws(':', name, md5(definition::text)), E'\n' ORDER BY name) FROM offers),
-    (SELECT md5(definition::text) FROM settings),
-    (SELECT string_agg(name, E'\n' ORDER BY name) FROM paused_sequences),
-    (SELECT string_agg(concat_ws(':', position, tone, condition), E'\n' ORDER BY position) FROM tone_rules)))`
-
-// JourneyVersion implements lifecycle.Versioned, campaigns'
-// DependencyStore and campaigns.SendStore: a digest of the stored journey,
-// so the reactor reloads rules and campaign definitions, and the sender
-// compiles holds and tone rules, only when they changed.
-func (s *Store) JourneyVersion(ctx context.Context) (string, error) {
-	var v string
-	err := s.db.QueryRow(ctx, sqlJourneyVersion).Scan(&v)
-	return v, translate(err, "reading the journey's version")
-}
-
-// SequenceVersions implements campaigns' DependencyStore: every version of
-// every sequence ever stored (enrolments continue on the version they
-// entered), so that what old versions' goals and exits read is known.
-func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
-	if err != nil {
-		return nil, translate(err, "listing sequence versions")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.VersionRef])
-	return out, translate(err, "listing sequence versions")
-}
-
-// Rules implements lifecycle.Store: the active rules in evaluation order.
-func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
-	rows, err := s.db.Query(ctx, sqlRules)
-	if err != nil {
-		return nil, translate(err, "loading rules")
-	}
-	var (
-		out  []lifecycle.StoredRule
-		r    lifecycle.StoredRule
-		from []string
-		to   string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&r.Name, &r.Version, &from, &to, &r.Condition}, func() error {
-		r.From = make([]rule.Stage, len(from))
-		for i, f := range from {
-			r.From[i] = rule.Stage(f)
-		}
-		r.To = rule.Stage(to)
-		out = append(out, r)
-		return nil
-	})
-	return out, translate(err, "loading rules")
-}
+// Facts: what the rules read of each contact (its state and the
+// aggregates of its events), loaded for a batch of contacts from the
+// events table; a sweep over every contact reads the activity rollup
+// instead (rollup.go).
 
 // factsSQL builds the one query that loads, for a batch of contacts, their
 // state and every aggregate the rules need: a column per aggregate, each a
@@ -173,7 +112,7 @@ func aggregatesSQL(needs []rule.Aggregate, param func(any) string, asOf, enrolle
 // _machine name too. So count("email_opened", ...) and every other
 // aggregate over email_opened count people only, and a rule that wants the
 // machines asks for the _machine name. The rollup applies the same mapping
-// when it folds (see lifecycle_rollup.go). The names are
+// when it folds (see rollup.go). The names are
 // rule.MachineEvents.
 
 // sqlMachineFlag is true for an event e flagged as a machine's.
@@ -275,7 +214,7 @@ func (s *Store) LoadFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecy
 }
 
 // sqlFactsByID loads contacts ids with their events' records (as the
-// rollup's, lifecycle_rollup.go, recordByNameSQL) up to $1: the
+// rollup's, rollup.go, recordByNameSQL) up to $1: the
 // aggregates are computed from them in Go, as for the rollup, rather than
 // by a FILTERed aggregate per need in PostgreSQL, whose cost per event
 // was most of the cost of evaluating the contacts events touch.
@@ -382,6 +321,9 @@ func (s *Store) loadFactsByID(ctx context.Context, q lifecycle.FactsQuery) ([]li
 			data    []byte
 			pos     int64 // place in q.Touched, from 1; 0 without
 		)
+		// Scanned by position: the records (column 5) are read where
+		// they arrived, without a copy, which a struct scanned by name
+		// cannot do, into variables reused for every row.
 		raw := binaryColumn(rows, 5)
 		for rows.Next() {
 			if raw {
@@ -443,6 +385,10 @@ func (s *Store) withoutJIT(ctx context.Context, fn func(db DB) error) error {
 	return s.withSettings(ctx, `SET LOCAL jit = off`, fn)
 }
 
+// scanFacts reads the rows of factsSQL. By position, into variables
+// reused for every row: a sweep that cannot use the rollup reads every
+// contact this way, and a struct scanned by name costs a reflective pass
+// and a copy per row (see BenchmarkSweepPage).
 func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.ContactFacts, error) {
 	var (
 		out     []lifecycle.ContactFacts
@@ -467,132 +413,4 @@ func scanFacts(rows pgx.Rows, q lifecycle.FactsQuery, kinds []int) ([]lifecycle.
 		return nil
 	})
 	return out, err
-}
-
-const sqlApplyMoves = `
-WITH v AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[])
-        AS v(id, expect_stage, expect_entered, final_stage, at)
-), moved AS (
-    UPDATE contacts c SET stage = v.final_stage, stage_entered_at = v.at, updated_at = now()
-    FROM v
-    WHERE c.id = v.id AND c.stage = v.expect_stage AND c.stage_entered_at = v.expect_entered
-    RETURNING c.id
-), ins AS (
-    INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
-    SELECT h.id, h.from_stage, h.to_stage, h.rule, h.version, h.observed, h.trigger, h.at
-    FROM unnest($6::bigint[], $7::text[], $8::text[], $9::text[], $10::int[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::int[])
-        AS h(id, from_stage, to_stage, rule, version, observed, trigger, at, ord)
-    WHERE h.id IN (SELECT id FROM moved)
-    ORDER BY h.id, h.ord
-    RETURNING contact_id, from_stage, to_stage, rule, at
-), hooks AS (
-    -- Webhooks out: a stage_changed delivery for each endpoint that wants
-    -- one, in the move's own statement (nothing when none does).
-    INSERT INTO webhook_outbox (endpoint, type, body, due_at)
-    SELECT e.name, 'stage_changed', jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
-            'contact_id', i.contact_id, 'user_id', (SELECT k.user_id FROM contacts k WHERE k.id = i.contact_id),
-            'email', (SELECT k.email FROM contacts k WHERE k.id = i.contact_id),
-            'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)), i.at
-    FROM webhook_endpoints e JOIN ins i ON true
-    WHERE 'stage_changed' = ANY(e.events) AND e.disabled_at IS NULL
-)
-SELECT contact_id FROM ins`
-
-// ApplyMoves implements lifecycle.Store: in one statement, each contact
-// moves only if it is still in the stage, entered at the time, that the
-// evaluation saw, and its hops are recorded in order. A contact another
-// evaluator moved in between is left alone.
-func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) (int, error) {
-	var (
-		ids, hIDs                         []int64
-		expStage, finals                  []string
-		expAt, ats, hAts                  []time.Time
-		hFrom, hTo, hRule, hObs, hTrigger []string
-		hVer, hOrd                        []int32
-	)
-	// Contacts are locked in id order whoever moves them (the reactor,
-	// the sweep), so two passes over the same contacts wait for each
-	// other instead of deadlocking.
-	moves = slices.Clone(moves)
-	slices.SortFunc(moves, func(a, b lifecycle.ContactMoves) int { return cmp.Compare(a.ID, b.ID) })
-	for _, m := range moves {
-		if len(m.Moves) == 0 {
-			continue
-		}
-		ids = append(ids, m.ID)
-		expStage = append(expStage, string(m.ExpectStage))
-		expAt = append(expAt, m.ExpectEnteredAt)
-		finals = append(finals, string(m.Moves[len(m.Moves)-1].To))
-		ats = append(ats, m.At)
-		for i, h := range m.Moves {
-			obs, err := observedJSON(h.Observed)
-			if err != nil {
-				return 0, err
-			}
-			hIDs = append(hIDs, m.ID)
-			hFrom = append(hFrom, string(h.From))
-			hTo = append(hTo, string(h.To))
-			hRule = append(hRule, h.Rule)
-			hVer = append(hVer, int32(h.Version))
-			hObs = append(hObs, obs)
-			hTrigger = append(hTrigger, m.Trigger)
-			hAts = append(hAts, m.At)
-			hOrd = append(hOrd, int32(i))
-		}
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	moved := map[int64]bool{}
-	err := s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
-		rows, err := db.Query(ctx, sqlApplyMoves, ids, expStage, expAt, finals, ats,
-			hIDs, hFrom, hTo, hRule, hVer, hObs, hTrigger, hAts, hOrd)
-		if err != nil {
-			return err
-		}
-		var id int64
-		_, err = pgx.ForEachRow(rows, []any{&id}, func() error { moved[id] = true; return nil })
-		return err
-	})
-	return len(moved), translate(err, "applying stage moves")
-}
-
-// observedJSON renders what a rule saw as a JSON object keyed by the
-// expression ({"count(\"order_completed\", \"all\")": 3}). Infinity (a
-// days_since of something that never happened) is written as the string
-// "never", which JSON can carry.
-func observedJSON(obs []rule.Observation) (string, error) {
-	m := make(map[string]any, len(obs))
-	for _, o := range obs {
-		v := o.Value
-		if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
-			v = "never"
-		}
-		m[o.Expr] = v
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return "", fmt.Errorf("recording what a rule saw: %w", err)
-	}
-	return string(b), nil
-}
-
-// StageCounts returns how many contacts are in each stage (every stage is
-// present, zero or not).
-func (s *Store) StageCounts(ctx context.Context) (map[rule.Stage]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT stage, count(*) FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
-	if err != nil {
-		return nil, translate(err, "counting stages")
-	}
-	out := make(map[rule.Stage]int64, len(rule.Stages))
-	for _, st := range rule.Stages {
-		out[st] = 0
-	}
-	var (
-		st string
-		n  int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[rule.Stage(st)] = n; return nil })
-	return out, translate(err, "counting stages")
 }
