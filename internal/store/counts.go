@@ -54,16 +54,47 @@ type DemoFigures struct {
 }
 
 const sqlDemoSends = `
-SELECT count(*) FILTER (WHERE status = 'sent'),
-       count(*) FILTER (WHERE status = 'failed'),
-       count(*) FILTER (WHERE status = 'unknown'),
-       count(*) FILTER (WHERE status = 'queued' AND due_at <= $1),
-       count(*) FILTER (WHERE status = 'sending'),
-       count(*) FILTER (WHERE status = 'queued' AND delayed_reason LIKE 'held:%'),
-       count(*) FILTER (WHERE status = 'queued' AND due_at > $1),
-       count(*) FILTER (WHERE status = 'sent' AND sequence = 'win-back'),
-       count(*) FILTER (WHERE status = 'sent' AND offer IS NOT NULL)
+SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'unknown') AS unknown,
+       count(*) FILTER (WHERE status = 'queued' AND due_at <= $1) AS due,
+       count(*) FILTER (WHERE status = 'sending') AS sending,
+       count(*) FILTER (WHERE status = 'queued' AND delayed_reason LIKE 'held:%') AS held,
+       count(*) FILTER (WHERE status = 'queued' AND due_at > $1) AS later,
+       count(*) FILTER (WHERE status = 'sent' AND sequence = 'win-back') AS win_backs,
+       count(*) FILTER (WHERE status = 'sent' AND offer IS NOT NULL) AS offer_emails
 FROM sends`
+
+// sendCounts is sqlDemoSends' row.
+type sendCounts struct {
+	Sent        int64 `db:"sent"`
+	Failed      int64 `db:"failed"`
+	Unknown     int64 `db:"unknown"`
+	Due         int64 `db:"due"`
+	Sending     int64 `db:"sending"`
+	Held        int64 `db:"held"`
+	Later       int64 `db:"later"`
+	WinBacks    int64 `db:"win_backs"`
+	OfferEmails int64 `db:"offer_emails"`
+}
+
+const sqlEngagementCounts = `SELECT count(*) FILTER (WHERE name = 'email_opened') AS opened, count(*) FILTER (WHERE name = 'email_clicked') AS clicked,
+		count(*) FILTER (WHERE name = 'unsubscribed') AS unsubscribed
+		FROM events WHERE name IN ('email_opened', 'email_clicked', 'unsubscribed')`
+
+// engagementCounts is sqlEngagementCounts' row.
+type engagementCounts struct {
+	Opened       int64 `db:"opened"`
+	Clicked      int64 `db:"clicked"`
+	Unsubscribed int64 `db:"unsubscribed"`
+}
+
+// sentCount is a number of emails sent with one tone, or one template.
+type sentCount struct {
+	Kind string `db:"kind"` // tone or template
+	Key  string `db:"key"`
+	N    int64  `db:"n"`
+}
 
 // DemoFigures counts contacts per stage and emails, as of now (for what
 // is due).
@@ -73,33 +104,31 @@ func (s *Store) DemoFigures(ctx context.Context, now time.Time) (DemoFigures, er
 	if f.Stages, err = s.StageCounts(ctx); err != nil {
 		return f, err
 	}
-	if err := s.db.QueryRow(ctx, sqlDemoSends, now).Scan(&f.Sent, &f.Failed, &f.Unknown, &f.Due, &f.Sending, &f.Held, &f.Later, &f.WinBacks, &f.OfferEmails); err != nil {
+	sc, err := queryRow[sendCounts](ctx, s.db, sqlDemoSends, now)
+	if err != nil {
 		return f, translate(err, "counting emails")
 	}
-	if err := s.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE name = 'email_opened'), count(*) FILTER (WHERE name = 'email_clicked'),
-		count(*) FILTER (WHERE name = 'unsubscribed')
-		FROM events WHERE name IN ('email_opened', 'email_clicked', 'unsubscribed')`).Scan(&f.Opened, &f.Clicked, &f.Unsubscribed); err != nil {
+	f.Sent, f.Failed, f.Unknown, f.Due, f.Sending, f.Held, f.Later, f.WinBacks, f.OfferEmails =
+		sc.Sent, sc.Failed, sc.Unknown, sc.Due, sc.Sending, sc.Held, sc.Later, sc.WinBacks, sc.OfferEmails
+	ec, err := queryRow[engagementCounts](ctx, s.db, sqlEngagementCounts)
+	if err != nil {
 		return f, translate(err, "counting opens and clicks")
 	}
-	rows, err := s.db.Query(ctx, `SELECT 'tone', coalesce(tone, ''), count(*) FROM sends WHERE status = 'sent' GROUP BY tone
+	f.Opened, f.Clicked, f.Unsubscribed = ec.Opened, ec.Clicked, ec.Unsubscribed
+	sent, err := queryRows[sentCount](ctx, s.db, `SELECT 'tone' AS kind, coalesce(tone, '') AS key, count(*) AS n FROM sends WHERE status = 'sent' GROUP BY tone
 		UNION ALL SELECT 'template', template, count(*) FROM sends WHERE status = 'sent' GROUP BY template`)
 	if err != nil {
 		return f, translate(err, "counting emails by tone")
 	}
 	f.SentByTone, f.SentByTemplate = map[string]int64{}, map[string]int64{}
-	var (
-		kind, key string
-		n         int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&kind, &key, &n}, func() error {
-		if kind == "tone" {
-			f.SentByTone[key] = n
+	for _, c := range sent {
+		if c.Kind == "tone" {
+			f.SentByTone[c.Key] = c.N
 		} else {
-			f.SentByTemplate[key] = n
+			f.SentByTemplate[c.Key] = c.N
 		}
-		return nil
-	})
-	return f, translate(err, "counting emails by tone")
+	}
+	return f, nil
 }
 
 // NextDue is when the earliest queued email is due; ok is false when none

@@ -4,10 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
+	sqlInsertLinkSecret   = `INSERT INTO link_secret (secret) VALUES ($1) ON CONFLICT (id) DO NOTHING`
+	sqlLinkSecret         = `SELECT secret FROM link_secret`
 	sqlInsertInstallation = `INSERT INTO installation (uid) VALUES ($1) ON CONFLICT (id) DO NOTHING`
 	sqlInstallation       = `SELECT uid FROM installation`
 )
@@ -26,4 +33,25 @@ func (s *Store) InstallationID(ctx context.Context) (string, error) {
 	}
 	err := s.db.QueryRow(ctx, sqlInstallation).Scan(&uid)
 	return uid, translate(err, "loading the installation id")
+}
+
+// LinkSecret returns the key for signed links kept in the database; with
+// generate, it is generated on first use (when WAYMARK_SECRET is not set),
+// and every instance gets the same one; without, "" when there is none.
+func (s *Store) LinkSecret(ctx context.Context, generate bool) (string, error) {
+	if generate {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("generating the link secret: %w", err)
+		}
+		if _, err := s.db.Exec(ctx, sqlInsertLinkSecret, hex.EncodeToString(b[:])); err != nil {
+			return "", translate(err, "storing the link secret")
+		}
+	}
+	var secret string
+	err := s.db.QueryRow(ctx, sqlLinkSecret).Scan(&secret)
+	if !generate && errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return secret, translate(err, "loading the link secret")
 }

@@ -38,16 +38,18 @@ func (s *Store) ParkedContacts(ctx context.Context) (map[int64]string, error) {
 	if err != nil {
 		return nil, translate(err, "loading parked contacts")
 	}
-	out := map[int64]string{}
-	var (
-		id     int64
-		reason string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &reason}, func() error {
-		out[id] = reason
-		return nil
-	})
+	parked, err := pgx.CollectRows(rows, pgx.RowToStructByName[parkedRow])
+	out := make(map[int64]string, len(parked))
+	for _, p := range parked {
+		out[p.ContactID] = p.Reason
+	}
 	return out, translate(err, "loading parked contacts")
+}
+
+// parkedRow is a parked contact and why.
+type parkedRow struct {
+	ContactID int64  `db:"contact_id"`
+	Reason    string `db:"reason"`
 }
 
 // ContactParking returns why the contact is parked; nil if it is not.

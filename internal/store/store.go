@@ -139,3 +139,23 @@ func translateAs(err error, doing string, notFound error) error {
 type notFoundErr struct{ error }
 
 func (e notFoundErr) Unwrap() []error { return []error{e.error, ErrNotFound} }
+
+// queryRow runs sql, which returns one row, and reads the row by name
+// into a T (pgx.ErrNoRows when there is none).
+func queryRow[T any](ctx context.Context, db DB, sql string, args ...any) (T, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[T])
+}
+
+// queryRows runs sql and reads its rows by name into Ts.
+func queryRows[T any](ctx context.Context, db DB, sql string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[T])
+}

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -14,97 +12,8 @@ import (
 	"github.com/waymark/waymark/rule"
 )
 
-// Definitions implements campaigns.Store.
-func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) {
-	var d campaigns.Definitions
-	rows, err := s.db.Query(ctx, `SELECT name FROM paused_sequences ORDER BY name`)
-	if err != nil {
-		return d, translate(err, "loading paused sequences")
-	}
-	if d.Paused, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return d, translate(err, "loading paused sequences")
-	}
-	// A paused sequence enrols nobody: the runner does not see it.
-	rows, err = s.db.Query(ctx, `SELECT version, definition FROM sequences WHERE name NOT IN (SELECT name FROM paused_sequences) ORDER BY position`)
-	if err != nil {
-		return d, translate(err, "loading sequences")
-	}
-	var (
-		v    int
-		body []byte
-	)
-	_, err = pgx.ForEachRow(rows, []any{&v, &body}, func() error {
-		var seq campaigns.Sequence
-		if err := json.Unmarshal(body, &seq); err != nil {
-			return err
-		}
-		seq.Version = v
-		d.Sequences = append(d.Sequences, seq)
-		return nil
-	})
-	if err != nil {
-		return d, translate(err, "loading sequences")
-	}
-	rows, err = s.db.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
-	if err != nil {
-		return d, translate(err, "loading holds")
-	}
-	if d.Holds, err = pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.Hold]); err != nil {
-		return d, translate(err, "loading holds")
-	}
-	rows, err = s.db.Query(ctx, `SELECT definition FROM offers ORDER BY name`)
-	if err != nil {
-		return d, translate(err, "loading offers")
-	}
-	_, err = pgx.ForEachRow(rows, []any{&body}, func() error {
-		var o campaigns.Offer
-		if err := json.Unmarshal(body, &o); err != nil {
-			return err
-		}
-		d.Offers = append(d.Offers, o)
-		return nil
-	})
-	if err != nil {
-		return d, translate(err, "loading offers")
-	}
-	d.Settings = campaigns.DefaultSettings()
-	err = s.db.QueryRow(ctx, `SELECT definition FROM settings`).Scan(&body)
-	if err == nil {
-		err = json.Unmarshal(body, &d.Settings)
-	}
-	if err != nil && err != pgx.ErrNoRows {
-		return d, translate(err, "loading settings")
-	}
-	return d, nil
-}
-
-// SequenceVersion implements campaigns.Store.
-func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (campaigns.Sequence, error) {
-	var (
-		seq  campaigns.Sequence
-		body []byte
-	)
-	if err := s.db.QueryRow(ctx, `SELECT definition FROM sequence_versions WHERE name = $1 AND version = $2`, name, version).Scan(&body); err != nil {
-		return seq, translate(err, fmt.Sprintf("loading sequence %s version %d", name, version))
-	}
-	if err := json.Unmarshal(body, &seq); err != nil {
-		return seq, err
-	}
-	seq.Version = version
-	return seq, nil
-}
-
-// SequenceVersions implements campaigns' DependencyStore: every version of
-// every sequence ever stored (enrolments continue on the version they
-// entered), so that what old versions' goals and exits read is known.
-func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
-	if err != nil {
-		return nil, translate(err, "listing sequence versions")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[campaigns.VersionRef])
-	return out, translate(err, "listing sequence versions")
-}
+// Enrolments: contacts in sequences, enrolled by the rules of
+// campaigns.Eligibility, ended by goals, exits and journey changes.
 
 // sqlEligible is whether candidate c (contact_id, sequence, at, since,
 // cooldown, once_per_stay, once_ever, once_per_occurrence: its
@@ -233,15 +142,34 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		if err != nil {
 			return err
 		}
-		var e campaigns.Enrolment
-		_, err = pgx.ForEachRow(rows, []any{&e.ContactID, &e.ID, &e.Sequence, &e.Version, &e.EnrolledAt}, func() error {
+		enrolled, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentRow])
+		for _, r := range enrolled {
+			e := r.enrolment()
 			e.FirstAfter = first[e.Sequence].after
 			out = append(out, e)
-			return nil
-		})
+		}
 		return err
 	})
 	return out, err
+}
+
+// enrolmentRow is an enrolment as sqlEnrol and ActiveEnrolments read it.
+type enrolmentRow struct {
+	ID         int64     `db:"id"`
+	ContactID  int64     `db:"contact_id"`
+	Sequence   string    `db:"sequence"`
+	Version    int       `db:"version"`
+	EnrolledAt time.Time `db:"enrolled_at"`
+}
+
+func (r enrolmentRow) enrolment() campaigns.Enrolment {
+	return campaigns.Enrolment{ID: r.ID, ContactID: r.ContactID, Sequence: r.Sequence, Version: r.Version, EnrolledAt: r.EnrolledAt}
+}
+
+// enrolmentAggs is an enrolment's aggregates (aggregatesSQL).
+type enrolmentAggs struct {
+	ID   int64      `db:"id"`
+	Aggs []*float64 `db:"aggs"`
 }
 
 // ActiveEnrolments implements campaigns.Store.
@@ -251,15 +179,15 @@ func (s *Store) ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]cam
 	if err != nil {
 		return nil, translate(err, "loading enrolments")
 	}
-	var (
-		out []campaigns.Enrolment
-		e   campaigns.Enrolment
-	)
-	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.ContactID, &e.Sequence, &e.Version, &e.EnrolledAt}, func() error {
-		out = append(out, e)
-		return nil
-	})
-	return out, translate(err, "loading enrolments")
+	active, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentRow])
+	if err != nil {
+		return nil, translate(err, "loading enrolments")
+	}
+	var out []campaigns.Enrolment
+	for _, r := range active {
+		out = append(out, r.enrolment())
+	}
+	return out, nil
 }
 
 // EnrolmentValues implements campaigns.Store.
@@ -285,20 +213,15 @@ func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, n
 	}
 	args[2] = ids
 	rows, err := s.db.Query(ctx, `SELECT en.id, (SELECT `+agg+` FROM events e
-		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1)
+		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1) AS aggs
 		FROM unnest($3::bigint[], `+param(contacts)+`::bigint[], `+param(starts)+`::timestamptz[]) AS en(id, contact_id, enrolled_at)`, args...)
 	if err != nil {
 		return nil, translate(err, "loading enrolment facts")
 	}
-	var (
-		id   int64
-		aggs []*float64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &aggs}, func() error {
-		out[id] = values(needs, kinds, aggs, asOf)
-		aggs = nil
-		return nil
-	})
+	aggs, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentAggs])
+	for _, a := range aggs {
+		out[a.ID] = values(needs, kinds, a.Aggs, asOf)
+	}
 	return out, translate(err, "loading enrolment facts")
 }
 
@@ -355,192 +278,36 @@ WHERE s.status = 'queued' ORDER BY s.contact_id, s.id FOR UPDATE OF s`, ids, con
 	})
 }
 
-// DrawOffers implements campaigns.Store.
-func (s *Store) DrawOffers(ctx context.Context, draws []campaigns.Draw) (int, error) {
-	// By offer, in the order given: a handful of statements an offer,
-	// whatever the number of draws (a first tick draws for every regular
-	// at once: one round trip per statement per draw was 64% of its CPU).
-	var order []string
-	byOffer := map[string][]campaigns.Draw{}
-	for _, d := range draws {
-		if _, ok := byOffer[d.Offer.Name]; !ok {
-			order = append(order, d.Offer.Name)
-		}
-		byOffer[d.Offer.Name] = append(byOffer[d.Offer.Name], d)
-	}
-	drawn := 0
-	err := s.inTx(ctx, "drawing offers", func(tx pgx.Tx) error {
-		drawn = 0
-		for _, name := range order {
-			n, err := drawOffer(ctx, tx, byOffer[name])
-			if err != nil {
-				return err
-			}
-			drawn += n
-		}
-		return nil
-	})
-	return drawn, err
+// sqlEnrollable is the test sqlEnrol applies before enrolling
+// (sqlEligible), read only: which candidates it would enrol now, as
+// positions in the arrays.
+const sqlEnrollable = `
+WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::interval[], $6::bool[], $7::bool[], $8::bool[])
+        WITH ORDINALITY AS c(contact_id, sequence, at, since, cooldown, once_per_stay, once_ever, once_per_occurrence, n)
+)
+SELECT c.n FROM c WHERE ` + sqlEligible
+
+// Enrollable implements campaigns.PreviewStore.
+func (s *Store) Enrollable(ctx context.Context, cands []campaigns.Enrolment) ([]campaigns.Enrolment, error) {
+	el := newEligibility(cands)
+	return pick(ctx, s.db, "previewing enrolments", cands, sqlEnrollable, el.ids, el.seqs, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO)
 }
 
-// drawOffer records one offer's draws: those within the offer's cooldown
-// of an earlier draw are skipped; the drawn get a code — from the pool,
-// in the order given, until it runs dry (then recorded as not drawn, so
-// nobody is promised a code they cannot get), or generated — and their
-// email is queued.
-func drawOffer(ctx context.Context, tx pgx.Tx, ds []campaigns.Draw) (int, error) {
-	o := ds[0].Offer
-	ids, ats := make([]int64, len(ds)), make([]time.Time, len(ds))
-	for i, d := range ds {
-		ids[i], ats[i] = d.ContactID, d.At
-	}
-	// Eligible again only after the cooldown (never, without one); each
-	// contact's draws probed by key.
-	rows, err := tx.Query(ctx, `SELECT v.n FROM unnest($1::bigint[], $2::timestamptz[]) WITH ORDINALITY AS v(contact_id, at, n)
-		WHERE (SELECT EXISTS (SELECT 1 FROM offer_draws d WHERE d.contact_id = v.contact_id AND d.offer = $3
-			AND ($4::interval = interval '0' OR d.at > v.at - $4::interval)))`, ids, ats, o.Name, o.Cooldown)
+// pick runs query, which returns positions (from 1) in items, and returns
+// those items.
+func pick[T any](ctx context.Context, db DB, doing string, items []T, query string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return nil, translate(err, doing)
 	}
-	recent, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	ns, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return 0, err
+		return nil, translate(err, doing)
 	}
-	skip := make(map[int]bool, len(recent))
-	for _, n := range recent {
-		skip[int(n)-1] = true
+	out := make([]T, len(ns))
+	for i, k := range ns {
+		out[i] = items[k-1]
 	}
-	var keep []campaigns.Draw
-	wanted := 0
-	once := make(map[int64]bool, len(ds))
-	for i, d := range ds {
-		if !skip[i] && !once[d.ContactID] { // a contact's first draw of the call
-			once[d.ContactID] = true
-			keep = append(keep, d)
-			if d.Drawn {
-				wanted++
-			}
-		}
-	}
-	if len(keep) == 0 {
-		return 0, nil
-	}
-	codes, pooled, err := coupons(ctx, tx, o, wanted)
-	if err != nil {
-		return 0, err
-	}
-	var (
-		n          = len(keep)
-		cids       = make([]int64, n)
-		drawnFlags = make([]bool, n)
-		codeCol    = make([]*string, n)
-		expCol     = make([]*time.Time, n)
-		atCol      = make([]time.Time, n)
-		given      []int64 // pool codes given: contact, code
-		givenCodes []string
-		givenAts   []time.Time
-		sendIDs    []int64
-		sendCodes  []string
-		sendExps   []*time.Time
-		sendAts    []time.Time
-		next       = 0
-	)
-	for i, d := range keep {
-		cids[i], atCol[i] = d.ContactID, d.At
-		if !d.Drawn {
-			continue
-		}
-		var code string
-		switch {
-		case next < len(codes):
-			code = codes[next]
-			next++
-			given, givenCodes, givenAts = append(given, d.ContactID), append(givenCodes, code), append(givenAts, d.At)
-		case !pooled:
-			code = o.Prefix + randomCode(10)
-		default:
-			continue // the pool ran dry: recorded as not drawn
-		}
-		drawnFlags[i] = true
-		codeCol[i] = &code
-		if o.Valid > 0 {
-			t := d.At.Add(o.Valid)
-			expCol[i] = &t
-		}
-		sendIDs, sendCodes, sendExps, sendAts = append(sendIDs, d.ContactID), append(sendCodes, code), append(sendExps, expCol[i]), append(sendAts, d.At)
-	}
-	if len(given) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE coupons c SET contact_id = v.contact_id, given_at = v.at
-			FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS v(code, contact_id, at)
-			WHERE c.offer = $1 AND c.code = v.code`, o.Name, givenCodes, given, givenAts); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO offer_draws (contact_id, offer, drawn, code, expires_at, at)
-		SELECT v.contact_id, $1, v.drawn, v.code, v.expires_at, v.at
-		FROM unnest($2::bigint[], $3::bool[], $4::text[], $5::timestamptz[], $6::timestamptz[]) AS v(contact_id, drawn, code, expires_at, at)`,
-		o.Name, cids, drawnFlags, codeCol, expCol, atCol); err != nil {
-		return 0, err
-	}
-	if len(sendIDs) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO sends (contact_id, offer, offer_code, offer_expires, step, template, due_at)
-			SELECT v.contact_id, $1, v.code, v.expires, 0, $2, v.at
-			FROM unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::timestamptz[]) AS v(contact_id, code, expires, at)`,
-			o.Name, o.Template, sendIDs, sendCodes, sendExps, sendAts); err != nil {
-			return 0, err
-		}
-		// Webhooks out: offer_given, in the draw's transaction.
-		data := make([][]byte, len(sendIDs))
-		for i, id := range sendIDs {
-			data[i] = event(map[string]any{"contact_id": id, "offer": o.Name, "code": sendCodes[i], "expires_at": sendExps[i], "at": sendAts[i]})
-		}
-		if _, err := tx.Exec(ctx, sqlQueueWebhooks, "offer_given", sendAts, data); err != nil {
-			return 0, err
-		}
-	}
-	return len(sendIDs), nil
-}
-
-// coupons takes up to n unused codes of the offer's pool, in order, locked
-// until the transaction ends (another pass skips them), and says whether
-// the offer has a pool at all (without one, codes are generated).
-func coupons(ctx context.Context, tx pgx.Tx, o campaigns.Offer, n int) ([]string, bool, error) {
-	var pooled bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM coupons WHERE offer = $1)`, o.Name).Scan(&pooled); err != nil || !pooled || n == 0 {
-		return nil, pooled, err
-	}
-	rows, err := tx.Query(ctx, `SELECT code FROM coupons WHERE offer = $1 AND contact_id IS NULL ORDER BY code LIMIT $2 FOR UPDATE SKIP LOCKED`, o.Name, n)
-	if err != nil {
-		return nil, true, err
-	}
-	codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return codes, true, err
-}
-
-// coupon gives the contact a code from the offer's pool, or a generated
-// one when the offer has no pool; "" when the pool is empty.
-func coupon(ctx context.Context, tx pgx.Tx, o campaigns.Offer, contact int64, at time.Time) (string, error) {
-	codes, pooled, err := coupons(ctx, tx, o, 1)
-	if err != nil {
-		return "", err
-	}
-	if !pooled {
-		return o.Prefix + randomCode(10), nil
-	}
-	if len(codes) == 0 {
-		return "", nil
-	}
-	_, err = tx.Exec(ctx, `UPDATE coupons SET contact_id = $3, given_at = $4 WHERE offer = $1 AND code = $2`, o.Name, codes[0], contact, at)
-	return codes[0], err
-}
-
-// randomCode is n characters from an alphabet without look-alikes.
-func randomCode(n int) string {
-	const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
+	return out, nil
 }

@@ -11,6 +11,104 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 )
 
+// Sequences, holds and sending settings: the campaigns' definitions as
+// stored, loaded and applied.
+
+// Definitions implements campaigns.Store.
+func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) {
+	var d campaigns.Definitions
+	rows, err := s.db.Query(ctx, `SELECT name FROM paused_sequences ORDER BY name`)
+	if err != nil {
+		return d, translate(err, "loading paused sequences")
+	}
+	if d.Paused, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return d, translate(err, "loading paused sequences")
+	}
+	// A paused sequence enrols nobody: the runner does not see it.
+	rows, err = s.db.Query(ctx, `SELECT version, definition FROM sequences WHERE name NOT IN (SELECT name FROM paused_sequences) ORDER BY position`)
+	if err != nil {
+		return d, translate(err, "loading sequences")
+	}
+	seqs, err := pgx.CollectRows(rows, pgx.RowToStructByName[versionedDefinition])
+	if err != nil {
+		return d, translate(err, "loading sequences")
+	}
+	for _, r := range seqs {
+		var seq campaigns.Sequence
+		if err := json.Unmarshal(r.Definition, &seq); err != nil {
+			return d, translate(err, "loading sequences")
+		}
+		seq.Version = r.Version
+		d.Sequences = append(d.Sequences, seq)
+	}
+	rows, err = s.db.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
+	if err != nil {
+		return d, translate(err, "loading holds")
+	}
+	if d.Holds, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.Hold]); err != nil {
+		return d, translate(err, "loading holds")
+	}
+	rows, err = s.db.Query(ctx, `SELECT definition FROM offers ORDER BY name`)
+	if err != nil {
+		return d, translate(err, "loading offers")
+	}
+	offers, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return d, translate(err, "loading offers")
+	}
+	for _, body := range offers {
+		var o campaigns.Offer
+		if err := json.Unmarshal(body, &o); err != nil {
+			return d, translate(err, "loading offers")
+		}
+		d.Offers = append(d.Offers, o)
+	}
+	d.Settings = campaigns.DefaultSettings()
+	var body []byte
+	err = s.db.QueryRow(ctx, `SELECT definition FROM settings`).Scan(&body)
+	if err == nil {
+		err = json.Unmarshal(body, &d.Settings)
+	}
+	if err != nil && err != pgx.ErrNoRows {
+		return d, translate(err, "loading settings")
+	}
+	return d, nil
+}
+
+// versionedDefinition is a stored definition (JSON) with its version.
+type versionedDefinition struct {
+	Version    int    `db:"version"`
+	Definition []byte `db:"definition"`
+}
+
+// SequenceVersion implements campaigns.Store.
+func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (campaigns.Sequence, error) {
+	var (
+		seq  campaigns.Sequence
+		body []byte
+	)
+	if err := s.db.QueryRow(ctx, `SELECT definition FROM sequence_versions WHERE name = $1 AND version = $2`, name, version).Scan(&body); err != nil {
+		return seq, translate(err, fmt.Sprintf("loading sequence %s version %d", name, version))
+	}
+	if err := json.Unmarshal(body, &seq); err != nil {
+		return seq, err
+	}
+	seq.Version = version
+	return seq, nil
+}
+
+// SequenceVersions implements campaigns' DependencyStore: every version of
+// every sequence ever stored (enrolments continue on the version they
+// entered), so that what old versions' goals and exits read is known.
+func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
+	if err != nil {
+		return nil, translate(err, "listing sequence versions")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.VersionRef])
+	return out, translate(err, "listing sequence versions")
+}
+
 // applySequences stores sequences; a changed sequence gets the next
 // version, and enrolments in flight keep the version they entered (see
 // docs/journeys.md, "Sequences": what apply does to enrolments in flight).
@@ -131,62 +229,6 @@ func applyHolds(ctx context.Context, tx pgx.Tx, holds []campaigns.Hold) ([]journ
 		}
 	}
 	return []journey.Change{{Kind: "holds", Name: "holds", What: "replaced"}}, nil
-}
-
-// applyOffers stores the journey's offers (their definitions; their
-// pools of codes in coupons) and removes the others.
-func applyOffers(ctx context.Context, tx pgx.Tx, offers []campaigns.Offer) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, 0 AS version, 0 AS position, definition AS body FROM offers`)
-	if err != nil {
-		return nil, translate(err, "reading offers")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Stored])
-	if err != nil {
-		return nil, translate(err, "reading offers")
-	}
-	next := make([]journey.Stored, len(offers))
-	for i, o := range offers {
-		o.Codes = nil // the pool lives in coupons
-		body, err := json.Marshal(o)
-		if err != nil {
-			return nil, err
-		}
-		next[i] = journey.Stored{Name: o.Name, Body: body}
-	}
-	edits := map[string]journey.Edit{}
-	for _, e := range journey.Diff(current, next) {
-		edits[e.Name] = e
-	}
-	var changes []journey.Change
-	keep := []string{}
-	for i, o := range offers {
-		keep = append(keep, o.Name)
-		codes := o.Codes
-		if e, ok := edits[o.Name]; ok && (e.Op == journey.Added || e.Op == journey.Changed) {
-			if _, err := tx.Exec(ctx, `INSERT INTO offers (name, definition) VALUES ($1, $2)
-				ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = now()`, o.Name, next[i].Body); err != nil {
-				return nil, translate(err, "saving offer "+o.Name)
-			}
-			changes = append(changes, journey.Change{Kind: "offer", Name: o.Name, What: e.Op.String()})
-		}
-		if len(codes) > 0 {
-			tag, err := tx.Exec(ctx, `INSERT INTO coupons (offer, code) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, o.Name, codes)
-			if err != nil {
-				return nil, translate(err, "loading coupons of "+o.Name)
-			}
-			if tag.RowsAffected() > 0 {
-				changes = append(changes, journey.Change{Kind: "offer", Name: o.Name, What: fmt.Sprintf("%d coupon codes loaded", tag.RowsAffected())})
-			}
-		}
-	}
-	tag, err := tx.Exec(ctx, `DELETE FROM offers WHERE NOT (name = ANY($1::text[]))`, keep)
-	if err != nil {
-		return nil, translate(err, "removing offers")
-	}
-	if tag.RowsAffected() > 0 {
-		changes = append(changes, journey.Change{Kind: "offers", Name: "offers", What: fmt.Sprintf("%d removed", tag.RowsAffected())})
-	}
-	return changes, nil
 }
 
 // applySettings stores the journey's sending settings when they differ.

@@ -6,9 +6,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/templates"
 )
+
+// Templates and tone rules, as stored.
 
 type templateJSON struct {
 	Base  templates.Content            `json:"base"`
@@ -104,18 +107,51 @@ func (s *Store) ToneRules(ctx context.Context) ([]templates.ToneRuleSource, erro
 	return out, translate(err, "reading tone rules")
 }
 
-// Template returns a stored template and its version.
-func (s *Store) Template(ctx context.Context, name string) (templates.Template, int, error) {
-	var (
-		v    int
-		body []byte
-	)
-	if err := s.db.QueryRow(ctx, `SELECT version, content FROM templates WHERE name = $1`, name).Scan(&v, &body); err != nil {
-		return templates.Template{}, 0, translate(err, "reading template "+name)
-	}
-	var tj templateJSON
-	if err := json.Unmarshal(body, &tj); err != nil {
-		return templates.Template{}, 0, err
-	}
-	return templates.Template{Name: name, Base: tj.Base, Tones: tj.Tones}, v, nil
+// storedTemplate is a template as stored: its content is templateJSON.
+type storedTemplate struct {
+	Name    string `db:"name"`
+	Version int    `db:"version"`
+	Content []byte `db:"content"`
 }
+
+func (t storedTemplate) template() (templates.Template, error) {
+	var tj templateJSON
+	if err := json.Unmarshal(t.Content, &tj); err != nil {
+		return templates.Template{}, err
+	}
+	return templates.Template{Name: t.Name, Base: tj.Base, Tones: tj.Tones}, nil
+}
+
+// Template returns a stored template and its version; journey.ErrNotFound
+// (and ErrNotFound) if there is none of that name.
+func (s *Store) Template(ctx context.Context, name string) (templates.Template, int, error) {
+	t, err := queryRow[storedTemplate](ctx, s.db, `SELECT name, version, content FROM templates WHERE name = $1`, name)
+	if err != nil {
+		return templates.Template{}, 0, translateAs(err, "reading template "+name, journey.ErrNotFound)
+	}
+	tmpl, err := t.template()
+	return tmpl, t.Version, err
+}
+
+// Templates implements campaigns.SendStore.
+func (s *Store) Templates(ctx context.Context, names []string) (map[string]campaigns.StoredTemplate, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, version, content FROM templates WHERE name = ANY($1::text[])`, names)
+	if err != nil {
+		return nil, translate(err, "loading templates")
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowToStructByName[storedTemplate])
+	if err != nil {
+		return nil, translate(err, "loading templates")
+	}
+	out := make(map[string]campaigns.StoredTemplate, len(stored))
+	for _, t := range stored {
+		tmpl, err := t.template()
+		if err != nil {
+			return nil, translate(err, "loading templates")
+		}
+		out[t.Name] = campaigns.StoredTemplate{Template: tmpl, Version: t.Version}
+	}
+	return out, nil
+}
+
+var _ campaigns.SendStore = (*Store)(nil)
