@@ -24,14 +24,16 @@ WITH claimed AS (
         FOR UPDATE SKIP LOCKED))
     RETURNING s.*
 )
-SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, ''), c.step, coalesce(c.offer, ''), coalesce(c.offer_code, ''),
-       coalesce(c.offer_expires, 'epoch'), c.template, c.due_at, c.attempts, coalesce(c.held_since, c.due_at),
-       coalesce(k.email, ''), k.status = 'subscribed', coalesce(sp.reason, ''),
-       coalesce(e.status = 'active', false), coalesce(e.version, 0), coalesce(e.enrolled_at, 'epoch'),
+SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0) AS enrolment_id, coalesce(c.sequence, '') AS sequence, c.step,
+       coalesce(c.offer, '') AS offer, coalesce(c.offer_code, '') AS offer_code, coalesce(c.offer_expires, 'epoch') AS offer_expires,
+       c.template, c.due_at, c.attempts, coalesce(c.held_since, c.due_at) AS held_since,
+       coalesce(k.email, '') AS email, k.status = 'subscribed' AS subscribed, coalesce(sp.reason, '') AS suppressed,
+       coalesce(e.status = 'active', false) AS enrolment_active, coalesce(e.version, 0) AS enrolment_version,
+       coalesce(e.enrolled_at, 'epoch') AS enrolled_at,
        CASE WHEN $4::interval > interval '0' THEN
            coalesce((SELECT array_agg(x.sent_at ORDER BY x.sent_at) FROM sends x
                      WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
-       ELSE '{}' END,
+       ELSE '{}' END AS sent_in_window,
        -- One address, one email: another contact with this address whose
        -- send of the same step is sent or on the wire, or still queued and
        -- first by contact id (every sender picks the same one).
@@ -40,7 +42,7 @@ SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0), coalesce(c.sequence, '')
             WHERE k2.email = k.email AND k2.id <> k.id AND k2.merged_into IS NULL
               AND o.enrolment_id IS NOT NULL AND o.sequence = c.sequence AND o.step = c.step
               AND (o.status IN ('sending', 'sent') OR (o.status = 'queued' AND k2.id < k.id))
-            ORDER BY k2.id LIMIT 1) END, 0)
+            ORDER BY k2.id LIMIT 1) END, 0) AS duplicate_of
 FROM claimed c
 JOIN contacts k ON k.id = c.contact_id
 LEFT JOIN LATERAL (SELECT reason FROM suppressions sp
@@ -82,7 +84,12 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, limit int, now time
 	return out, nil
 }
 
-// scanDue reads the claimed sends with their context.
+// scanDue reads the claimed sends with their context. By position, into
+// one campaigns.Due reused for every row: the claim is the sender's hot
+// path, and scanning its twenty columns by name into a struct
+// (pgx.RowToStructByName) cost 13.3 → 15.7 µs a send claimed in batches of
+// 1,000 (BenchmarkClaimDue, three alternating runs each, load ~1.5). The
+// SELECT names its columns (as Due names its fields) all the same.
 func scanDue(rows pgx.Rows) ([]campaigns.Due, error) {
 	var (
 		out []campaigns.Due

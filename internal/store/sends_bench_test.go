@@ -102,3 +102,56 @@ func BenchmarkRecordGroup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClaimDue claims batches of due sends with their context, as a
+// sender's pass does, in its heavy case: every send of a sequence (so the
+// one-address-one-email check runs), a frequency cap (so each contact's
+// sends in the window are read) and earlier sends in the window. The
+// claims are released between operations. It reports the cost per send
+// claimed, which reading the rows (scanned by position) is part of.
+//
+//	go test -run '^$' -bench ClaimDue ./internal/store/
+func BenchmarkClaimDue(b *testing.B) {
+	for _, batch := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			ctx := context.Background()
+			pool := pgtest.Pool(b)
+			const n = 10_000
+			now := time.Now()
+			for _, q := range []string{
+				`INSERT INTO contacts (id, email, traits, created_at) SELECT i, 'c' || i || '@example.com', '{"timezone": "Europe/Paris"}', $2 FROM generate_series(1, $1) i`,
+				`INSERT INTO enrolments (contact_id, sequence, version, enrolled_at) SELECT i, 'welcome', 1, $2::timestamptz - interval '3 days' FROM generate_series(1, $1) i`,
+				`INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at, status, sent_at)
+				 SELECT e.contact_id, e.id, e.sequence, k, 'step' || k, $2::timestamptz - (3 - k) * interval '1 day', 'sent', $2::timestamptz - (3 - k) * interval '1 day'
+				 FROM enrolments e, generate_series(0, 1) k WHERE e.contact_id <= $1`,
+				`INSERT INTO sends (contact_id, enrolment_id, sequence, step, template, due_at)
+				 SELECT e.contact_id, e.id, e.sequence, 2, 'step2', $2::timestamptz - interval '1 minute' FROM enrolments e WHERE e.contact_id <= $1`,
+			} {
+				if _, err := pool.Exec(ctx, q, n, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := pool.Exec(ctx, `VACUUM ANALYZE contacts, enrolments, sends`); err != nil {
+				b.Fatal(err)
+			}
+			st := store.New(pool)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				due, err := st.ClaimDue(ctx, "bench", batch, now, 7*24*time.Hour, 0, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(due) != batch || len(due[0].SentInWindow) != 2 || due[0].Email == "" {
+					b.Fatalf("claimed %d sends (the first with %d sent in the window, address %q), want %d with 2", len(due), len(due[0].SentInWindow), due[0].Email, batch)
+				}
+				b.StopTimer()
+				if _, err := pool.Exec(ctx, `UPDATE sends SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = 'bench'`); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1000, "µs/send")
+		})
+	}
+}
