@@ -25,12 +25,6 @@ ORDER BY id`
 	ExportPage = 1000
 )
 
-// beginner is a pool or connection that can start a transaction with
-// options.
-type beginner interface {
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-}
-
 // ExportContacts hands the contacts q names to page, ExportPage at a time
 // in id order, from one snapshot (a read-only repeatable-read
 // transaction): an export is consistent however long it takes, and holds

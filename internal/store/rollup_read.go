@@ -231,9 +231,7 @@ var errNoRollup = errors.New("the activity rollup cannot serve this query")
 func (s *Store) loadRollupFacts(ctx context.Context, q lifecycle.FactsQuery) ([]lifecycle.ContactFacts, error) {
 	var out []lifecycle.ContactFacts
 	var err error
-	if b, ok := s.db.(interface {
-		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-	}); ok {
+	if b, ok := s.db.(beginner); ok {
 		err = pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			// The lock before the snapshot (LOCK takes none): a rebuild
 			// (TRUNCATE) either committed before it, and the snapshot

@@ -25,6 +25,12 @@ type DB interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// beginner is a pool or connection that can start a transaction with
+// options (a transaction cannot: a test's store nests in its snapshot).
+type beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
 // Store implements the domain packages' storage interfaces on PostgreSQL.
 type Store struct {
 	db    DB
