@@ -60,11 +60,7 @@ func (s *Store) Authenticate(ctx context.Context, key string) (auth.APIKey, erro
 	if prefix == "" {
 		return auth.APIKey{}, auth.ErrBadKey
 	}
-	rows, err := s.db.Query(ctx, `SELECT `+sqlKeyColumns+`, hash FROM api_keys WHERE prefix = $1`, prefix)
-	if err != nil {
-		return auth.APIKey{}, translate(err, "checking an API key")
-	}
-	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[storedKey])
+	k, err := queryRow[storedKey](ctx, s.db, `SELECT `+sqlKeyColumns+`, hash FROM api_keys WHERE prefix = $1`, prefix)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway, so an unknown prefix costs the same time.
 		auth.Matches(key, nil)
@@ -97,11 +93,7 @@ func (s *Store) CheckAPIKey(ctx context.Context, key string) (known, readOnly bo
 
 // APIKeys lists the keys, newest first, revoked ones included.
 func (s *Store) APIKeys(ctx context.Context) ([]auth.APIKey, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+sqlKeyColumns+` FROM api_keys ORDER BY id DESC`)
-	if err != nil {
-		return nil, translate(err, "listing API keys")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[auth.APIKey])
+	out, err := queryRows[auth.APIKey](ctx, s.db, `SELECT `+sqlKeyColumns+` FROM api_keys ORDER BY id DESC`)
 	return out, translate(err, "listing API keys")
 }
 
@@ -151,13 +143,9 @@ func (s *Store) SessionByToken(ctx context.Context, token string) (auth.Session,
 	if !auth.TokenLike(token) {
 		return auth.Session{}, auth.ErrBadKey
 	}
-	rows, err := s.db.Query(ctx, `SELECT k.id, k.name, k.prefix, k.read_only, k.created_at, k.last_used_at, k.revoked_at, s.csrf
+	r, err := queryRow[sessionRow](ctx, s.db, `SELECT k.id, k.name, k.prefix, k.read_only, k.created_at, k.last_used_at, k.revoked_at, s.csrf
 		FROM sessions s JOIN api_keys k ON k.id = s.key_id
 		WHERE s.token_hash = $1 AND s.expires_at > now() AND k.revoked_at IS NULL`, auth.Hash(token))
-	if err != nil {
-		return auth.Session{}, translate(err, "reading a session")
-	}
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[sessionRow])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return auth.Session{}, auth.ErrBadKey
 	}

@@ -221,11 +221,7 @@ const sqlContactColumns = `id, coalesce(user_id, '') AS user_id, coalesce(anonym
 // ContactByID returns a contact that has not been merged into another;
 // contact.ErrNotFound (and ErrNotFound) otherwise.
 func (s *Store) ContactByID(ctx context.Context, id int64) (contact.Contact, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+sqlContactColumns+` FROM contacts WHERE id = $1 AND merged_into IS NULL`, id)
-	if err != nil {
-		return contact.Contact{}, translate(err, "reading a contact")
-	}
-	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[contact.Contact])
+	c, err := queryRow[contact.Contact](ctx, s.db, `SELECT `+sqlContactColumns+` FROM contacts WHERE id = $1 AND merged_into IS NULL`, id)
 	return c, translateAs(err, "reading a contact", contact.ErrNotFound)
 }
 
@@ -282,11 +278,7 @@ func (s *Store) Contacts(ctx context.Context, q contact.Query) ([]contact.Contac
 	if strings.Contains(keyset, "$5") {
 		args = append(args, afterAt)
 	}
-	rows, err := s.db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, "", translate(err, "listing contacts")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[contact.Contact])
+	out, err := queryRows[contact.Contact](ctx, s.db, sql, args...)
 	if err != nil {
 		return nil, "", translate(err, "listing contacts")
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/waymark/waymark/rule"
 )
 
@@ -18,11 +16,7 @@ type stageCount struct {
 // StageCounts returns how many contacts are in each stage (every stage is
 // present, zero or not).
 func (s *Store) StageCounts(ctx context.Context) (map[rule.Stage]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT stage, count(*) AS n FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
-	if err != nil {
-		return nil, translate(err, "counting stages")
-	}
-	counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[stageCount])
+	counts, err := queryRows[stageCount](ctx, s.db, `SELECT stage, count(*) AS n FROM contacts WHERE merged_into IS NULL GROUP BY stage`)
 	if err != nil {
 		return nil, translate(err, "counting stages")
 	}

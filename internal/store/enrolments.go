@@ -138,11 +138,7 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 		if _, err := db.Exec(ctx, sqlSeqScanOff); err != nil {
 			return err
 		}
-		rows, err := db.Query(ctx, sqlEnrol, el.ids, el.seqs, vers, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO, fSeqs, fTmpls, fAfter)
-		if err != nil {
-			return err
-		}
-		enrolled, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentRow])
+		enrolled, err := queryRows[enrolmentRow](ctx, db, sqlEnrol, el.ids, el.seqs, vers, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO, fSeqs, fTmpls, fAfter)
 		for _, r := range enrolled {
 			e := r.enrolment()
 			e.FirstAfter = first[e.Sequence].after
@@ -174,12 +170,8 @@ type enrolmentAggs struct {
 
 // ActiveEnrolments implements campaigns.Store.
 func (s *Store) ActiveEnrolments(ctx context.Context, contactIDs []int64) ([]campaigns.Enrolment, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, contact_id, sequence, version, enrolled_at FROM enrolments
+	active, err := queryRows[enrolmentRow](ctx, s.db, `SELECT id, contact_id, sequence, version, enrolled_at FROM enrolments
 		WHERE contact_id = ANY($1::bigint[]) AND status = 'active'`, contactIDs)
-	if err != nil {
-		return nil, translate(err, "loading enrolments")
-	}
-	active, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentRow])
 	if err != nil {
 		return nil, translate(err, "loading enrolments")
 	}
@@ -212,13 +204,9 @@ func (s *Store) EnrolmentValues(ctx context.Context, es []campaigns.Enrolment, n
 		ids[i], contacts[i], starts[i] = e.ID, e.ContactID, e.EnrolledAt
 	}
 	args[2] = ids
-	rows, err := s.db.Query(ctx, `SELECT en.id, (SELECT `+agg+` FROM events e
+	aggs, err := queryRows[enrolmentAggs](ctx, s.db, `SELECT en.id, (SELECT `+agg+` FROM events e
 		WHERE e.contact_id = en.contact_id AND e.name = ANY($2::text[]) AND e.occurred_at <= $1) AS aggs
 		FROM unnest($3::bigint[], `+param(contacts)+`::bigint[], `+param(starts)+`::timestamptz[]) AS en(id, contact_id, enrolled_at)`, args...)
-	if err != nil {
-		return nil, translate(err, "loading enrolment facts")
-	}
-	aggs, err := pgx.CollectRows(rows, pgx.RowToStructByName[enrolmentAggs])
 	for _, a := range aggs {
 		out[a.ID] = values(needs, kinds, a.Aggs, asOf)
 	}

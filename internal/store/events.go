@@ -312,11 +312,7 @@ func (s *Store) insertKnown(ctx context.Context, msgs []ingest.Message, eligible
 		uks[j], aks[j] = k[0], k[1]
 	}
 	ev := newEventArrays(msgs, eligible)
-	rows, err := s.db.Query(ctx, sqlStoreKnown, uks, aks, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times)
-	if err != nil {
-		return ingest.Result{}, nil, err
-	}
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[knownRow])
+	r, err := queryRow[knownRow](ctx, s.db, sqlStoreKnown, uks, aks, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times)
 	if err != nil {
 		return ingest.Result{}, nil, err
 	}

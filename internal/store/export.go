@@ -47,11 +47,7 @@ func (s *Store) ExportContacts(ctx context.Context, q export.Query, page func([]
 		return translate(err, "opening the export's cursor")
 	}
 	for {
-		rows, err := tx.Query(ctx, sqlExportFetch)
-		if err != nil {
-			return translate(err, "reading contacts to export")
-		}
-		cs, err := pgx.CollectRows(rows, pgx.RowToStructByName[export.Contact])
+		cs, err := queryRows[export.Contact](ctx, tx, sqlExportFetch)
 		if err != nil {
 			return translate(err, "reading contacts to export")
 		}

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/waymark/waymark/internal/journey"
 )
 
@@ -70,11 +68,7 @@ func (s *Store) OfferList(ctx context.Context) ([]journey.Named, error) {
 }
 
 func (s *Store) named(ctx context.Context, sql, doing string) ([]journey.Named, error) {
-	rows, err := s.db.Query(ctx, sql)
-	if err != nil {
-		return nil, translate(err, doing)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Named])
+	out, err := queryRows[journey.Named](ctx, s.db, sql)
 	return out, translate(err, doing)
 }
 

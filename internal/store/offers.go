@@ -292,11 +292,7 @@ var errCodeSpace = errors.New("six generated coupon codes in a row were already 
 // applyOffers stores the journey's offers (their definitions; their
 // pools of codes in coupons) and removes the others.
 func applyOffers(ctx context.Context, tx pgx.Tx, offers []campaigns.Offer) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, 0 AS version, 0 AS position, definition AS body FROM offers`)
-	if err != nil {
-		return nil, translate(err, "reading offers")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Stored])
+	current, err := queryRows[journey.Stored](ctx, tx, `SELECT name, 0 AS version, 0 AS position, definition AS body FROM offers`)
 	if err != nil {
 		return nil, translate(err, "reading offers")
 	}

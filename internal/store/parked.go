@@ -34,11 +34,7 @@ func (s *Store) Unpark(ctx context.Context, ids []int64) error {
 
 // ParkedContacts implements lifecycle.Parker.
 func (s *Store) ParkedContacts(ctx context.Context) (map[int64]string, error) {
-	rows, err := s.db.Query(ctx, `SELECT contact_id, reason FROM parked_contacts`)
-	if err != nil {
-		return nil, translate(err, "loading parked contacts")
-	}
-	parked, err := pgx.CollectRows(rows, pgx.RowToStructByName[parkedRow])
+	parked, err := queryRows[parkedRow](ctx, s.db, `SELECT contact_id, reason FROM parked_contacts`)
 	out := make(map[int64]string, len(parked))
 	for _, p := range parked {
 		out[p.ContactID] = p.Reason

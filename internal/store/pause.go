@@ -74,12 +74,8 @@ func (s *Store) ResumeSequence(ctx context.Context, name string, now time.Time) 
 
 // PausedSequences lists the paused sequences with their waiting sends.
 func (s *Store) PausedSequences(ctx context.Context) ([]campaigns.PausedSequence, error) {
-	rows, err := s.db.Query(ctx, `SELECT p.name, p.paused_at,
+	out, err := queryRows[campaigns.PausedSequence](ctx, s.db, `SELECT p.name, p.paused_at,
     (SELECT count(*) FROM sends s WHERE s.sequence = p.name AND s.status = 'queued')::int AS waiting
 FROM paused_sequences p ORDER BY p.name`)
-	if err != nil {
-		return nil, translate(err, "listing paused sequences")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.PausedSequence])
 	return out, translate(err, "listing paused sequences")
 }

@@ -299,11 +299,7 @@ func (s *Store) fold(ctx context.Context, needs []rule.Aggregate, build bool) (F
 			}
 			// Holding the state row serialises folds; one that started
 			// before another committed fails to serialise and retries.
-			rows, err := tx.Query(ctx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`)
-			if err != nil {
-				return err
-			}
-			state, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[rollupState])
+			state, err := queryRow[rollupState](ctx, tx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`)
 			if err != nil {
 				return err
 			}

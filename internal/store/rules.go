@@ -14,11 +14,7 @@ const sqlRules = `SELECT name, version, position, from_stages, to_stage, conditi
 
 // Rules implements lifecycle.Store: the active rules in evaluation order.
 func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
-	rows, err := s.db.Query(ctx, sqlRules)
-	if err != nil {
-		return nil, translate(err, "loading rules")
-	}
-	stored, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.StoredRule])
+	stored, err := queryRows[journey.StoredRule](ctx, s.db, sqlRules)
 	if err != nil {
 		return nil, translate(err, "loading rules")
 	}
@@ -36,11 +32,7 @@ func (s *Store) Rules(ctx context.Context) ([]lifecycle.StoredRule, error) {
 // changed gets its next version (the version it replaces retired), one
 // moved in the evaluation order keeps its version.
 func applyRules(ctx context.Context, tx pgx.Tx, rules []journey.Rule) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules FOR UPDATE`)
-	if err != nil {
-		return nil, translate(err, "reading rules")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.StoredRule])
+	current, err := queryRows[journey.StoredRule](ctx, tx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading rules")
 	}
@@ -96,11 +88,7 @@ func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]journey.Change,
 		if _, err := tx.Exec(ctx, sqlJourneyLock); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules ORDER BY position, name`)
-		if err != nil {
-			return err
-		}
-		current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.StoredRule])
+		current, err := queryRows[journey.StoredRule](ctx, tx, `SELECT name, version, position, from_stages, to_stage, condition FROM rules ORDER BY position, name`)
 		if err != nil {
 			return err
 		}
@@ -112,10 +100,6 @@ func (s *Store) SaveRule(ctx context.Context, r journey.Rule) ([]journey.Change,
 
 // RuleInfos returns the rules in evaluation order.
 func (s *Store) RuleInfos(ctx context.Context) ([]journey.RuleInfo, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version, position + 1 AS position, from_stages, to_stage, condition, updated_at FROM rules ORDER BY position, name`)
-	if err != nil {
-		return nil, translate(err, "reading rules")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.RuleInfo])
+	out, err := queryRows[journey.RuleInfo](ctx, s.db, `SELECT name, version, position + 1 AS position, from_stages, to_stage, condition, updated_at FROM rules ORDER BY position, name`)
 	return out, translate(err, "reading rules")
 }

@@ -25,11 +25,7 @@ func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) 
 		return d, translate(err, "loading paused sequences")
 	}
 	// A paused sequence enrols nobody: the runner does not see it.
-	rows, err = s.db.Query(ctx, `SELECT version, definition FROM sequences WHERE name NOT IN (SELECT name FROM paused_sequences) ORDER BY position`)
-	if err != nil {
-		return d, translate(err, "loading sequences")
-	}
-	seqs, err := pgx.CollectRows(rows, pgx.RowToStructByName[versionedDefinition])
+	seqs, err := queryRows[versionedDefinition](ctx, s.db, `SELECT version, definition FROM sequences WHERE name NOT IN (SELECT name FROM paused_sequences) ORDER BY position`)
 	if err != nil {
 		return d, translate(err, "loading sequences")
 	}
@@ -101,11 +97,7 @@ func (s *Store) SequenceVersion(ctx context.Context, name string, version int) (
 // every sequence ever stored (enrolments continue on the version they
 // entered), so that what old versions' goals and exits read is known.
 func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
-	if err != nil {
-		return nil, translate(err, "listing sequence versions")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.VersionRef])
+	out, err := queryRows[campaigns.VersionRef](ctx, s.db, `SELECT name, version FROM sequence_versions ORDER BY name, version`)
 	return out, translate(err, "listing sequence versions")
 }
 
@@ -113,11 +105,7 @@ func (s *Store) SequenceVersions(ctx context.Context) ([]campaigns.VersionRef, e
 // version, and enrolments in flight keep the version they entered (see
 // docs/journeys.md, "Sequences": what apply does to enrolments in flight).
 func applySequences(ctx context.Context, tx pgx.Tx, seqs []campaigns.Sequence) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, version, position, definition AS body FROM sequences FOR UPDATE`)
-	if err != nil {
-		return nil, translate(err, "reading sequences")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Stored])
+	current, err := queryRows[journey.Stored](ctx, tx, `SELECT name, version, position, definition AS body FROM sequences FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading sequences")
 	}
@@ -209,11 +197,7 @@ func cancelRemovedSteps(ctx context.Context, tx pgx.Tx, s campaigns.Sequence) (i
 // applyHolds stores the journey's holds, replaced as a whole when they
 // differ.
 func applyHolds(ctx context.Context, tx pgx.Tx, holds []campaigns.Hold) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
-	if err != nil {
-		return nil, translate(err, "reading holds")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.Hold])
+	current, err := queryRows[campaigns.Hold](ctx, tx, `SELECT name, condition FROM holds ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading holds")
 	}

@@ -143,34 +143,22 @@ func (s *Store) RefreshStats(ctx context.Context, now time.Time, full bool) (boo
 // StatsStateNow returns the last refresh's state; stats.ErrNotRefreshed
 // (and ErrNotFound) before the first refresh.
 func (s *Store) StatsStateNow(ctx context.Context) (stats.State, error) {
-	rows, err := s.db.Query(ctx, `SELECT refreshed_at, stages FROM stats_state`)
-	if err != nil {
-		return stats.State{}, translate(err, "reading the rollups' state")
-	}
-	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[stats.State])
+	st, err := queryRow[stats.State](ctx, s.db, `SELECT refreshed_at, stages FROM stats_state`)
 	return st, translateAs(err, "reading the rollups' state", stats.ErrNotRefreshed)
 }
 
 // Flows returns the moves in the period by pair of stages and rule.
 func (s *Store) Flows(ctx context.Context, p stats.Period) ([]stats.Flow, error) {
-	rows, err := s.db.Query(ctx, `SELECT from_stage, to_stage, rule, sum(n)::bigint AS n FROM stats_moves
+	out, err := queryRows[stats.Flow](ctx, s.db, `SELECT from_stage, to_stage, rule, sum(n)::bigint AS n FROM stats_moves
 		WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3`, p.From, p.To)
-	if err != nil {
-		return nil, translate(err, "reading stage moves")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[stats.Flow])
 	return out, translate(err, "reading stage moves")
 }
 
 // EmailDays returns the email figures of each day in the period that has
 // any.
 func (s *Store) EmailDays(ctx context.Context, p stats.Period) ([]stats.EmailDay, error) {
-	rows, err := s.db.Query(ctx, `SELECT day::timestamptz AS day, sent, opened, clicked, unsubscribed FROM stats_email
+	out, err := queryRows[stats.EmailDay](ctx, s.db, `SELECT day::timestamptz AS day, sent, opened, clicked, unsubscribed FROM stats_email
 		WHERE day >= $1::date AND day < $2::date ORDER BY day`, p.From, p.To)
-	if err != nil {
-		return nil, translate(err, "reading email figures")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[stats.EmailDay])
 	return out, translate(err, "reading email figures")
 }
 
@@ -185,22 +173,14 @@ type stayCount struct {
 // HealthFigures returns the period's entries, stays and moves.
 func (s *Store) HealthFigures(ctx context.Context, p stats.Period) (stats.StageFigures, error) {
 	f := stats.StageFigures{Entries: map[string]int64{}, Stays: map[string]map[int]int64{}}
-	rows, err := s.db.Query(ctx, `SELECT stage, sum(n)::bigint AS n FROM stats_entries WHERE day >= $1::date AND day < $2::date GROUP BY 1`, p.From, p.To)
-	if err != nil {
-		return f, translate(err, "reading stage entries")
-	}
-	entries, err := pgx.CollectRows(rows, pgx.RowToStructByName[stageCount])
+	entries, err := queryRows[stageCount](ctx, s.db, `SELECT stage, sum(n)::bigint AS n FROM stats_entries WHERE day >= $1::date AND day < $2::date GROUP BY 1`, p.From, p.To)
 	if err != nil {
 		return f, translate(err, "reading stage entries")
 	}
 	for _, e := range entries {
 		f.Entries[e.Stage] = e.N
 	}
-	rows, err = s.db.Query(ctx, `SELECT stage, bucket, sum(n)::bigint AS n FROM stats_stays WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2`, p.From, p.To)
-	if err != nil {
-		return f, translate(err, "reading time in stage")
-	}
-	stays, err := pgx.CollectRows(rows, pgx.RowToStructByName[stayCount])
+	stays, err := queryRows[stayCount](ctx, s.db, `SELECT stage, bucket, sum(n)::bigint AS n FROM stats_stays WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2`, p.From, p.To)
 	if err != nil {
 		return f, translate(err, "reading time in stage")
 	}
@@ -217,23 +197,15 @@ func (s *Store) HealthFigures(ctx context.Context, p stats.Period) (stats.StageF
 // StepStats returns the period's figures per sequence, step, template and
 // tone.
 func (s *Store) StepStats(ctx context.Context, p stats.Period) ([]stats.StepFigures, error) {
-	rows, err := s.db.Query(ctx, `SELECT sequence, step + 1 AS step, template, tone, sum(sent)::bigint AS sent, sum(opened)::bigint AS opened,
+	out, err := queryRows[stats.StepFigures](ctx, s.db, `SELECT sequence, step + 1 AS step, template, tone, sum(sent)::bigint AS sent, sum(opened)::bigint AS opened,
 		sum(clicked)::bigint AS clicked, sum(converted)::bigint AS converted
 		FROM stats_steps WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4, 3`, p.From, p.To)
-	if err != nil {
-		return nil, translate(err, "reading sequence figures")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[stats.StepFigures])
 	return out, translate(err, "reading sequence figures")
 }
 
 // OfferStats returns the period's draws per offer, drawn and not drawn.
 func (s *Store) OfferStats(ctx context.Context, p stats.Period) ([]stats.OfferFigures, error) {
-	rows, err := s.db.Query(ctx, `SELECT offer, drawn, sum(eligible)::bigint AS eligible, sum(converted)::bigint AS converted
+	out, err := queryRows[stats.OfferFigures](ctx, s.db, `SELECT offer, drawn, sum(eligible)::bigint AS eligible, sum(converted)::bigint AS converted
 		FROM stats_offers WHERE day >= $1::date AND day < $2::date GROUP BY 1, 2 ORDER BY 1, 2 DESC`, p.From, p.To)
-	if err != nil {
-		return nil, translate(err, "reading offer figures")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[stats.OfferFigures])
 	return out, translate(err, "reading offer figures")
 }

@@ -82,11 +82,7 @@ func (s *Store) Suppressions(ctx context.Context, sort, after string, limit int)
 	default:
 		return nil, "", fmt.Errorf("sort %q: %w", sort, contact.ErrBadCursor)
 	}
-	rows, err := s.db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, "", translate(err, "listing suppressions")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[contact.Suppression])
+	out, err := queryRows[contact.Suppression](ctx, s.db, sql, args...)
 	if err != nil {
 		return nil, "", translate(err, "listing suppressions")
 	}

@@ -21,11 +21,7 @@ type templateJSON struct {
 // applyTemplates stores the journey's templates: one added or changed
 // gets its next version.
 func applyTemplates(ctx context.Context, tx pgx.Tx, ts []templates.Template) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT name, version, 0 AS position, content AS body FROM templates FOR UPDATE`)
-	if err != nil {
-		return nil, translate(err, "reading templates")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[journey.Stored])
+	current, err := queryRows[journey.Stored](ctx, tx, `SELECT name, version, 0 AS position, content AS body FROM templates FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading templates")
 	}
@@ -67,11 +63,7 @@ func applyTemplates(ctx context.Context, tx pgx.Tx, ts []templates.Template) ([]
 // applyTones stores the journey's tone rules, replaced as a whole when
 // they differ.
 func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]journey.Change, error) {
-	rows, err := tx.Query(ctx, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
-	if err != nil {
-		return nil, translate(err, "reading tone rules")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[templates.ToneRuleSource])
+	current, err := queryRows[templates.ToneRuleSource](ctx, tx, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
 	if err != nil {
 		return nil, translate(err, "reading tone rules")
 	}
@@ -99,11 +91,7 @@ func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]jou
 
 // ToneRules returns the tone rules in order (campaigns.SendStore).
 func (s *Store) ToneRules(ctx context.Context) ([]templates.ToneRuleSource, error) {
-	rows, err := s.db.Query(ctx, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
-	if err != nil {
-		return nil, translate(err, "reading tone rules")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[templates.ToneRuleSource])
+	out, err := queryRows[templates.ToneRuleSource](ctx, s.db, `SELECT tone, coalesce(condition, '') AS condition FROM tone_rules ORDER BY position`)
 	return out, translate(err, "reading tone rules")
 }
 
@@ -135,11 +123,7 @@ func (s *Store) Template(ctx context.Context, name string) (templates.Template, 
 
 // Templates implements campaigns.SendStore.
 func (s *Store) Templates(ctx context.Context, names []string) (map[string]campaigns.StoredTemplate, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, version, content FROM templates WHERE name = ANY($1::text[])`, names)
-	if err != nil {
-		return nil, translate(err, "loading templates")
-	}
-	stored, err := pgx.CollectRows(rows, pgx.RowToStructByName[storedTemplate])
+	stored, err := queryRows[storedTemplate](ctx, s.db, `SELECT name, version, content FROM templates WHERE name = ANY($1::text[])`, names)
 	if err != nil {
 		return nil, translate(err, "loading templates")
 	}

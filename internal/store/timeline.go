@@ -54,21 +54,13 @@ WHERE s.contact_id = $1 ORDER BY s.due_at, s.id`, id)
 	if t.Draws, err = pgx.CollectRows(rows, pgx.RowToStructByName[contact.TimelineDraw]); err != nil {
 		return t, translate(err, "reading a contact's offers")
 	}
-	rows, err = s.db.Query(ctx, `SELECT id, sequence, version, status, coalesce(reason, '') AS reason, enrolled_at, ended_at FROM enrolments WHERE contact_id = $1 ORDER BY enrolled_at, id`, id)
-	if err != nil {
-		return t, translate(err, "reading a contact's enrolments")
-	}
-	t.Enrolments, err = pgx.CollectRows(rows, pgx.RowToStructByName[contact.TimelineEnrolment])
+	t.Enrolments, err = queryRows[contact.TimelineEnrolment](ctx, s.db, `SELECT id, sequence, version, status, coalesce(reason, '') AS reason, enrolled_at, ended_at FROM enrolments WHERE contact_id = $1 ORDER BY enrolled_at, id`, id)
 	return t, translate(err, "reading a contact's enrolments")
 }
 
 // History returns a contact's stage moves, oldest first.
 func (s *Store) History(ctx context.Context, contactID int64) ([]contact.Transition, error) {
-	rows, err := s.db.Query(ctx, `SELECT from_stage, to_stage, rule, rule_version, observed, trigger, at, contact_id, '' AS identifier
+	out, err := queryRows[contact.Transition](ctx, s.db, `SELECT from_stage, to_stage, rule, rule_version, observed, trigger, at, contact_id, '' AS identifier
 		FROM transitions WHERE contact_id = $1 ORDER BY seq`, contactID)
-	if err != nil {
-		return nil, translate(err, "reading history")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[contact.Transition])
 	return out, translate(err, "reading history")
 }
