@@ -100,31 +100,24 @@ func Diff(stored, next []Stored) []Edit {
 // same at another place in the order moves; the stored rules the journey
 // no longer has are removed (last, in the order stored).
 func DiffRules(stored []StoredRule, rules []Rule) []Edit {
-	byName := make(map[string]StoredRule, len(stored))
-	for _, r := range stored {
-		byName[r.Name] = r
-	}
-	var edits []Edit
-	keep := make(map[string]bool, len(rules))
-	for pos, r := range rules {
-		keep[r.Name] = true
-		old, exists := byName[r.Name]
-		same := exists && slices.Equal(old.From, RuleFrom(r)) && old.To == string(r.To) && old.Condition == r.When
-		switch {
-		case same && old.Position == pos:
-		case same:
-			edits = append(edits, Edit{Op: Moved, Name: r.Name, Position: pos, Index: pos, Version: old.Version})
-		case exists:
-			edits = append(edits, Edit{Op: Changed, Name: r.Name, Position: pos, Index: pos, Version: old.Version})
-		default:
-			edits = append(edits, Edit{Op: Added, Name: r.Name, Position: pos, Index: pos})
-		}
-	}
-	list := make([]Stored, len(stored))
+	current := make([]Stored, len(stored))
 	for i, r := range stored {
-		list[i] = Stored{Name: r.Name, Version: r.Version, Position: r.Position}
+		current[i] = Stored{Name: r.Name, Version: r.Version, Position: r.Position, Body: ruleBody(r.From, r.To, r.Condition)}
 	}
-	return append(edits, removed(list, keep)...)
+	next := make([]Stored, len(rules))
+	for i, r := range rules {
+		next[i] = Stored{Name: r.Name, Position: i, Body: ruleBody(RuleFrom(r), string(r.To), r.When)}
+	}
+	return Diff(current, next)
+}
+
+// ruleBody is what is compared of a rule: its from, to and condition.
+func ruleBody(from []string, to, condition string) []byte {
+	if from == nil {
+		from = []string{} // no stage and none listed are the same
+	}
+	b, _ := json.Marshal([]any{from, to, condition})
+	return b
 }
 
 // RuleFrom is the rule's from stages as text, as stored.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/waymark/waymark/internal/auth"
 )
@@ -36,8 +35,7 @@ func (s *Store) CreateAPIKeyWith(ctx context.Context, name string, readOnly bool
 			name, prefix, auth.Hash(key), readOnly)
 		return err
 	})
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "23505" {
+	if uniqueViolation(err) {
 		return "", fmt.Errorf("creating API key %q: %w", name, auth.ErrDuplicateName)
 	}
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/waymark/waymark/internal/ingest"
 )
@@ -250,26 +249,12 @@ func (s *Store) copyKnown(ctx context.Context, msgs []ingest.Message, eligible [
 		keep = append(keep, o)
 	}
 	if len(keep) > 0 {
-		row := make([]any, len(eventColumns))
-		j := 0
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if j == len(keep) {
-				return nil, nil
-			}
+		src := eventSource(len(keep), func(j int) (*ingest.Message, int64) {
 			o := keep[j]
-			m := &msgs[placed[o]]
-			row[0], row[1], row[2], row[3], row[4], row[6] = cids[o], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
-			if len(m.Context) > 0 {
-				row[5] = m.Context
-			} else {
-				row[5] = nil
-			}
-			j++
-			return row, nil
+			return &msgs[placed[o]], cids[o]
 		})
 		if err := t.copyFrom(ctx, src); err != nil {
-			var pg *pgconn.PgError
-			if errors.As(err, &pg) && pg.Code == "23505" {
+			if uniqueViolation(err) {
 				return ingest.Result{}, nil, errStored
 			}
 			return ingest.Result{}, nil, err
@@ -360,6 +345,27 @@ func newEventArrays(msgs []ingest.Message, at []int) eventArrays {
 	return c
 }
 
+// eventSource is COPY's source of n events: at(j) is the j-th event's
+// message and contact.
+func eventSource(n int, at func(j int) (*ingest.Message, int64)) pgx.CopyFromSource {
+	row := make([]any, len(eventColumns))
+	j := 0
+	return pgx.CopyFromFunc(func() ([]any, error) {
+		if j == n {
+			return nil, nil
+		}
+		m, cid := at(j)
+		row[0], row[1], row[2], row[3], row[4], row[6] = cid, m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
+		if len(m.Context) > 0 {
+			row[5] = m.Context
+		} else {
+			row[5] = nil
+		}
+		j++
+		return row, nil
+	})
+}
+
 var eventColumns = []string{"contact_id", "message_id", "kind", "name", "properties", "context", "occurred_at"}
 
 // copyEvents loads the events with COPY, in (contact, message) order, under
@@ -398,21 +404,8 @@ func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf [
 		}
 	}
 	if !dup {
-		row := make([]any, len(eventColumns))
-		j := 0
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if j == len(order) {
-				return nil, nil
-			}
-			m := &msgs[order[j]]
-			row[0], row[1], row[2], row[3], row[4], row[6] = contactOf[order[j]], m.MessageID, m.Kind, m.Name, m.Properties, m.Timestamp
-			if len(m.Context) > 0 {
-				row[5] = m.Context
-			} else {
-				row[5] = nil
-			}
-			j++
-			return row, nil
+		src := eventSource(len(order), func(j int) (*ingest.Message, int64) {
+			return &msgs[order[j]], contactOf[order[j]]
 		})
 		err := t.copyFrom(ctx, src)
 		if err == nil {
@@ -422,8 +415,7 @@ func (t *txn) copyEvents(ctx context.Context, msgs []ingest.Message, contactOf [
 			}
 			return int64(len(msgs)), fresh, nil
 		}
-		var pg *pgconn.PgError
-		if !errors.As(err, &pg) || pg.Code != "23505" {
+		if !uniqueViolation(err) {
 			return 0, nil, err
 		}
 	}

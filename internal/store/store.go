@@ -53,15 +53,14 @@ var ErrNotFound = errors.New("not found")
 // transactions (deadlock, serialization failure) worth retrying.
 func retryable(err error) bool {
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code == "40P01" || pg.Code == "40001"
-	}
-	return errors.Is(err, errRaced)
+	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")
 }
 
-// errRaced means another writer created the same identity concurrently; the
-// transaction is retried and then sees it.
-var errRaced = errors.New("identity created concurrently")
+// uniqueViolation reports whether err is a unique constraint's violation.
+func uniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505"
+}
 
 // translate turns database errors into domain errors.
 func translate(err error, doing string) error {

@@ -60,6 +60,13 @@ type trackedContact struct {
 	Blocked string `db:"blocked"`
 }
 
+// lockTracked locks the contact a link names (or the one it was merged
+// into) until the transaction ends.
+func lockTracked(ctx context.Context, tx pgx.Tx, contactID int64) (trackedContact, error) {
+	c, err := queryRow[trackedContact](ctx, tx, sqlLockTrackedContact, contactID)
+	return c, trackErr(err, "locking the contact")
+}
+
 // trackErr translates errors for tracking.Store: a missing row is
 // tracking.ErrNotFound.
 func trackErr(err error, doing string) error {
@@ -77,17 +84,16 @@ func trackErr(err error, doing string) error {
 func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at time.Time) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, "unsubscribing a contact", func(tx pgx.Tx) error {
-		c, err := queryRow[trackedContact](ctx, tx, sqlLockTrackedContact, contactID)
+		c, err := lockTracked(ctx, tx, contactID)
 		if err != nil {
-			return trackErr(err, "locking the contact")
+			return err
 		}
-		var email, status string
-		id, email, status = c.ID, c.Email, c.Status
+		id = c.ID
 		ids := []int64{id}
 		if id != contactID {
 			ids = append(ids, contactID)
 		}
-		if status != "unsubscribed" {
+		if c.Status != "unsubscribed" {
 			if _, err := tx.Exec(ctx, sqlUnsubscribeContact, id); err != nil {
 				return err
 			}
@@ -95,7 +101,7 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 				return fmt.Errorf("recording the unsubscription: %w", err)
 			}
 			// Webhooks out, in the unsubscription's transaction.
-			data := event(map[string]any{"contact_id": id, "email": email, "send_id": sendID, "at": at})
+			data := event(map[string]any{"contact_id": id, "email": c.Email, "send_id": sendID, "at": at})
 			if _, err := tx.Exec(ctx, sqlQueueWebhooks, "unsubscribed", []time.Time{at}, [][]byte{data}); err != nil {
 				return err
 			}
@@ -106,8 +112,8 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 		if _, err := tx.Exec(ctx, sqlExitContactEnrolments, ids, "unsubscribed", at); err != nil {
 			return err
 		}
-		if email != "" {
-			if _, err := tx.Exec(ctx, sqlSuppressUnsubscribed, email, fmt.Sprintf("unsubscribe link of send %d", sendID)); err != nil {
+		if c.Email != "" {
+			if _, err := tx.Exec(ctx, sqlSuppressUnsubscribed, c.Email, fmt.Sprintf("unsubscribe link of send %d", sendID)); err != nil {
 				return err
 			}
 		}
@@ -123,13 +129,12 @@ func (s *Store) Unsubscribe(ctx context.Context, contactID, sendID int64, at tim
 func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, "resubscribing a contact", func(tx pgx.Tx) error {
-		c, err := queryRow[trackedContact](ctx, tx, sqlLockTrackedContact, contactID)
+		c, err := lockTracked(ctx, tx, contactID)
 		if err != nil {
-			return trackErr(err, "locking the contact")
+			return err
 		}
-		var email, status string
-		id, email, status = c.ID, c.Email, c.Status
-		if status != "subscribed" {
+		id = c.ID
+		if c.Status != "subscribed" {
 			if _, err := tx.Exec(ctx, sqlResubscribeContact, id); err != nil {
 				return err
 			}
@@ -137,8 +142,8 @@ func (s *Store) Resubscribe(ctx context.Context, contactID int64, at time.Time) 
 				return fmt.Errorf("recording the resubscription: %w", err)
 			}
 		}
-		if email != "" {
-			if _, err := tx.Exec(ctx, sqlRemoveUnsubscribed, email); err != nil {
+		if c.Email != "" {
+			if _, err := tx.Exec(ctx, sqlRemoveUnsubscribed, c.Email); err != nil {
 				return err
 			}
 		}
