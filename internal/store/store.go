@@ -1,5 +1,26 @@
 // Package store is Waymark's PostgreSQL adapter: all SQL lives here, and
-// database errors become domain errors at one place (translate).
+// database errors become domain errors at one place (translate). It
+// executes what the domain packages decide (whom a message belongs to,
+// ingest.Decide; what a journey apply changes, journey.Diff; who may be
+// enrolled, campaigns.Eligibility) and returns their types.
+//
+// Its files, by what they hold:
+//
+//   - ingestion: ingest.go (the transaction's steps), events.go,
+//     identities.go, contacts.go (also the contacts the API reads), txn.go
+//     (the pipelined transaction), import.go (bulk files);
+//   - what rules read and do: facts.go, rollup.go and rollup_read.go (the
+//     activity rollup a sweep reads), moves.go, parked.go;
+//   - the stored journey: journey.go (apply, its version), rules.go,
+//     templates.go, sequences.go (with holds and settings), offers.go,
+//     pause.go;
+//   - campaigns at work: enrolments.go, sends.go, senders.go;
+//   - what the contacts do and are owed: engagement.go, subscriptions.go,
+//     suppressions.go, bounces.go, privacy.go (erasure, export of one
+//     contact), export.go (of many);
+//   - what the API and the dashboard read: auth.go (keys, sessions),
+//     stats.go, timeline.go, counts.go;
+//   - the installation: installation.go, lease.go, notify.go.
 package store
 
 import (
