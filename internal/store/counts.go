@@ -30,6 +30,13 @@ func (s *Store) StageCounts(ctx context.Context) (map[rule.Stage]int64, error) {
 	return out, nil
 }
 
+// ContactRows counts the rows of contacts, merged contacts included.
+func (s *Store) ContactRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts`).Scan(&n)
+	return n, translate(err, "counting contacts")
+}
+
 // DemoFigures are what `waymark demo` reports while it runs.
 type DemoFigures struct {
 	Stages map[rule.Stage]int64

@@ -9,10 +9,3 @@ func (s *Store) DatabaseExists(ctx context.Context, name string) (bool, error) {
 	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
 	return exists, translate(err, "looking for database "+name)
 }
-
-// ContactRows counts the rows of contacts, merged contacts included.
-func (s *Store) ContactRows(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts`).Scan(&n)
-	return n, translate(err, "counting contacts")
-}

@@ -10,7 +10,8 @@
 //     identities.go, contacts.go (also the contacts the API reads), txn.go
 //     (the pipelined transaction), import.go (bulk files);
 //   - what rules read and do: facts.go, rollup.go and rollup_read.go (the
-//     activity rollup a sweep reads), moves.go, parked.go;
+//     activity rollup a sweep reads), facts_range.go (the sweep
+//     benchmark's other ways to compute them), moves.go, parked.go;
 //   - the stored journey: journey.go (apply, its version), rules.go,
 //     templates.go, sequences.go (with holds and settings), offers.go,
 //     pause.go;
@@ -20,7 +21,8 @@
 //     contact), export.go (of many);
 //   - what the API and the dashboard read: auth.go (keys, sessions),
 //     stats.go, timeline.go, counts.go;
-//   - the installation: installation.go, lease.go, notify.go.
+//   - the installation: installation.go, lease.go, notify.go, database.go
+//     (the server's databases).
 package store
 
 import (
