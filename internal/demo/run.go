@@ -25,6 +25,7 @@ import (
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/web"
 	"github.com/waymark/waymark/rule"
@@ -51,7 +52,7 @@ type Result struct {
 	Addr        string
 	APIKey      string
 	Capture     *capture.Server // nil when WAYMARK_SMTP_URL was set
-	Final       store.DemoFigures
+	Final       stats.DemoFigures
 }
 
 // Run is `waymark demo`: database, migrations, the journey, captured
@@ -384,11 +385,11 @@ func capturedMail(c *capture.Server) func(ctx context.Context) ([]web.Mail, erro
 
 // drain waits until no email is due or on the wire and, with the capture
 // server, until it received every email sent.
-func drain(ctx context.Context, st *store.Store, clock *Clock, c *capture.Server, send func(context.Context) error, limit time.Duration) (store.DemoFigures, error) {
+func drain(ctx context.Context, st *store.Store, clock *Clock, c *capture.Server, send func(context.Context) error, limit time.Duration) (stats.DemoFigures, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		if err := send(ctx); err != nil {
-			return store.DemoFigures{}, err
+			return stats.DemoFigures{}, err
 		}
 		f, err := st.DemoFigures(ctx, clock.Now())
 		if err != nil {
@@ -501,7 +502,7 @@ func personaSummary(p *Population) string {
 
 var tones = []string{"friendly", "formal", "empathetic", "celebratory"}
 
-func progressLine(s Status, f store.DemoFigures, c *capture.Server) string {
+func progressLine(s Status, f stats.DemoFigures, c *capture.Server) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] ", s.Now.UTC().Format("2006-01-02 15:04"))
 	var total int64
@@ -529,7 +530,7 @@ func progressLine(s Status, f store.DemoFigures, c *capture.Server) string {
 }
 
 // checklist says which of the demo's promises the figures keep.
-func checklist(f store.DemoFigures) string {
+func checklist(f stats.DemoFigures) string {
 	mark := func(ok bool) string { return map[bool]string{true: "✓", false: "✗"}[ok] }
 	every := true
 	for _, st := range rule.Stages {

@@ -1,11 +1,13 @@
 // Package stats is the dashboard's figures: daily rollups of stage moves,
 // entries and stays, emails, sequence steps and offers, read for a period
-// of days.
+// of days; and the running totals `waymark demo` shows.
 package stats
 
 import (
 	"errors"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // ErrNotRefreshed is returned for the rollups' state before their first
@@ -66,4 +68,22 @@ type OfferFigures struct {
 	Drawn     bool   `db:"drawn"`
 	Eligible  int64  `db:"eligible"`
 	Converted int64  `db:"converted"`
+}
+
+// DemoFigures are what `waymark demo` reports while it runs: contacts by stage,
+// emails by status, tone and template, and what the contacts did.
+type DemoFigures struct {
+	Stages map[rule.Stage]int64
+	// Emails by status, and the sent ones by tone and by template.
+	Sent, Failed, Unknown int64
+	SentByTone            map[string]int64
+	SentByTemplate        map[string]int64
+	// Due: queued and due at the instant asked about (waiting for the
+	// sender); Sending: on the wire; Held: waiting because a hold applies;
+	// Later: queued for later (a delay, quiet hours, the frequency cap).
+	Due, Sending, Held, Later int64
+	// Sent from the win-back sequence, and offer emails sent.
+	WinBacks, OfferEmails int64
+	// Engagement events recorded (by people, not machines).
+	Opened, Clicked, Unsubscribed int64
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/rule"
 )
 
@@ -35,23 +36,6 @@ func (s *Store) ContactRows(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.db.QueryRow(ctx, `SELECT count(*) FROM contacts`).Scan(&n)
 	return n, translate(err, "counting contacts")
-}
-
-// DemoFigures are what `waymark demo` reports while it runs.
-type DemoFigures struct {
-	Stages map[rule.Stage]int64
-	// Emails by status, and the sent ones by tone and by template.
-	Sent, Failed, Unknown int64
-	SentByTone            map[string]int64
-	SentByTemplate        map[string]int64
-	// Due: queued and due at the instant asked about (waiting for the
-	// sender); Sending: on the wire; Held: waiting because a hold applies;
-	// Later: queued for later (a delay, quiet hours, the frequency cap).
-	Due, Sending, Held, Later int64
-	// Sent from the win-back sequence, and offer emails sent.
-	WinBacks, OfferEmails int64
-	// Engagement events recorded (by people, not machines).
-	Opened, Clicked, Unsubscribed int64
 }
 
 const sqlDemoSends = `
@@ -99,8 +83,8 @@ type sentCount struct {
 
 // DemoFigures counts contacts per stage and emails, as of now (for what
 // is due).
-func (s *Store) DemoFigures(ctx context.Context, now time.Time) (DemoFigures, error) {
-	var f DemoFigures
+func (s *Store) DemoFigures(ctx context.Context, now time.Time) (stats.DemoFigures, error) {
+	var f stats.DemoFigures
 	var err error
 	if f.Stages, err = s.StageCounts(ctx); err != nil {
 		return f, err
