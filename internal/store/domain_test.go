@@ -17,7 +17,7 @@ func TestDomainPackagesImportNeitherPgxNorTheStore(t *testing.T) {
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	const module = "github.com/waymark/waymark"
 	domain := []string{"rule", "lifecycle", "campaigns", "templates", "mailer", "internal/ingest", "internal/journey",
-		"internal/tracking", "internal/auth", "internal/contact", "internal/stats", "internal/export", "internal/bounce"}
+		"internal/tracking", "internal/auth", "internal/contact", "internal/stats", "internal/export", "internal/bounce", "internal/webhook"}
 	for _, d := range domain {
 		seen := map[string]bool{}
 		var walk func(path string, from []string)

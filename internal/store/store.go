@@ -19,6 +19,7 @@
 //   - what the contacts do and are owed: engagement.go, subscriptions.go,
 //     suppressions.go, bounces.go, privacy.go (erasure, export of one
 //     contact), export.go (of many);
+//   - telling other systems: webhooks.go (endpoints, the outbox);
 //   - what the API and the dashboard read: auth.go (keys, sessions),
 //     stats.go, timeline.go, counts.go;
 //   - the installation: installation.go, lease.go, notify.go, database.go

@@ -25,11 +25,7 @@ func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]jo
 		Events    []string `db:"events"`
 		SecretEnv string   `db:"secret_env"`
 	}
-	rows, err := tx.Query(ctx, `SELECT name, url, events, secret_env FROM webhook_endpoints`)
-	if err != nil {
-		return nil, translate(err, "reading webhooks")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[stored])
+	current, err := queryRows[stored](ctx, tx, `SELECT name, url, events, secret_env FROM webhook_endpoints`)
 	if err != nil {
 		return nil, translate(err, "reading webhooks")
 	}
@@ -104,11 +100,7 @@ func event(fields map[string]any) []byte {
 
 // Webhooks implements webhook.Outbox: the endpoints as applied.
 func (s *Store) Webhooks(ctx context.Context) ([]webhook.Endpoint, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, url, events, secret_env AS secretenv FROM webhook_endpoints ORDER BY name`)
-	if err != nil {
-		return nil, translate(err, "reading webhooks")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.Endpoint])
+	out, err := queryRows[webhook.Endpoint](ctx, s.db, `SELECT name, url, events, secret_env AS secretenv FROM webhook_endpoints ORDER BY name`)
 	return out, translate(err, "reading webhooks")
 }
 
@@ -184,29 +176,21 @@ func (s *Store) RecordDeliveries(ctx context.Context, rs []webhook.Result, disab
 
 // WebhookEndpoints lists the endpoints with their figures.
 func (s *Store) WebhookEndpoints(ctx context.Context) ([]webhook.EndpointStatus, error) {
-	rows, err := s.db.Query(ctx, `SELECT e.name, e.url, e.events, e.secret_env, e.failing_since, e.disabled_at,
+	out, err := queryRows[webhook.EndpointStatus](ctx, s.db, `SELECT e.name, e.url, e.events, e.secret_env, e.failing_since, e.disabled_at,
 			count(*) FILTER (WHERE o.status = 'pending') AS pending,
 			count(*) FILTER (WHERE o.status = 'delivered') AS delivered,
 			count(*) FILTER (WHERE o.status = 'failed') AS failed,
 			(SELECT l.last_error FROM webhook_outbox l WHERE l.endpoint = e.name AND l.last_error IS NOT NULL ORDER BY l.id DESC LIMIT 1) AS last_error
 		FROM webhook_endpoints e LEFT JOIN webhook_outbox o ON o.endpoint = e.name
 		GROUP BY e.name ORDER BY e.name`)
-	if err != nil {
-		return nil, translate(err, "listing webhooks")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.EndpointStatus])
 	return out, translate(err, "listing webhooks")
 }
 
 // WebhookDeliveries is an endpoint's log, newest first, before the
 // delivery id before (0: from the newest), limit at a time.
 func (s *Store) WebhookDeliveries(ctx context.Context, endpoint string, before int64, limit int) ([]webhook.LogEntry, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, 'msg_' || id AS msg_id, type, status, attempts, last_status, last_error, latency_ms, created_at, delivered_at, body
+	out, err := queryRows[webhook.LogEntry](ctx, s.db, `SELECT id, 'msg_' || id AS msg_id, type, status, attempts, last_status, last_error, latency_ms, created_at, delivered_at, body
 		FROM webhook_outbox WHERE endpoint = $1 AND ($2 = 0 OR id < $2) ORDER BY id DESC LIMIT $3`, endpoint, before, limit)
-	if err != nil {
-		return nil, translate(err, "reading webhook deliveries")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhook.LogEntry])
 	return out, translate(err, "reading webhook deliveries")
 }
 
