@@ -132,10 +132,11 @@ func (s *Store) Enrol(ctx context.Context, cands []campaigns.Enrolment) ([]campa
 	}
 	var out []campaigns.Enrolment
 	// The candidates' rows are probed by key, never found by scanning
-	// whole tables (see sqlSeqScanOff).
+	// whole tables (see sqlSeqScanOff), and the statement is not compiled
+	// (sqlProbesOnly: it queues the webhooks of the enrolments).
 	err := s.inTx(ctx, "enrolling contacts", func(db pgx.Tx) error {
 		out = out[:0]
-		if _, err := db.Exec(ctx, sqlSeqScanOff); err != nil {
+		if _, err := db.Exec(ctx, sqlProbesOnly); err != nil {
 			return err
 		}
 		enrolled, err := queryRows[enrolmentRow](ctx, db, sqlEnrol, el.ids, el.seqs, vers, el.ats, el.since, el.cooldowns, el.perStay, el.ever, el.perO, fSeqs, fTmpls, fAfter)

@@ -93,7 +93,9 @@ func (s *Store) ApplyMoves(ctx context.Context, moves []lifecycle.ContactMoves) 
 		return 0, nil
 	}
 	moved := map[int64]bool{}
-	err := s.withSettings(ctx, sqlSeqScanOff, func(db DB) error {
+	// Probed by key, and not compiled (it queues the moves' webhooks: see
+	// sqlProbesOnly).
+	err := s.withSettings(ctx, sqlProbesOnly, func(db DB) error {
 		rows, err := db.Query(ctx, sqlApplyMoves, ids, expStage, expAt, finals, ats,
 			hIDs, hFrom, hTo, hRule, hVer, hObs, hTrigger, hAts, hOrd)
 		if err != nil {
