@@ -68,6 +68,9 @@ type Sequence struct {
 	// trigger): leaving the stage ends the enrolment.
 	Stage rule.Stage
 	Steps []Step
+	// Segment restricts entry to the segment's members (when the
+	// contact would be enrolled); empty: no restriction.
+	Segment string `json:",omitempty"`
 }
 
 // Hold keeps marketing email from contacts while its condition is true.
@@ -130,9 +133,14 @@ func Drawn(offer string, contactID int64, share float64) bool {
 	if share <= 0 {
 		return false
 	}
-	h := sha256.Sum256([]byte(offer + "\x00" + strconv.FormatInt(contactID, 10)))
-	u := float64(binary.BigEndian.Uint64(h[:8])>>11) / float64(uint64(1)<<53)
-	return u < share
+	return unit(offer, contactID) < share
+}
+
+// hashKey is a hash of key and a contact: the draws of offers and the
+// split of broadcasts' A/B tests are read from it.
+func hashKey(key string, contactID int64) uint64 {
+	h := sha256.Sum256([]byte(key + "\x00" + strconv.FormatInt(contactID, 10)))
+	return binary.BigEndian.Uint64(h[:8])
 }
 
 // Compiled is a sequence with its conditions compiled.

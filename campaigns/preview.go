@@ -31,7 +31,8 @@ type Preview struct {
 	seqs  []*Compiled
 	index map[string]int // of Sequences, by name
 	// offers are the offers' compiled conditions, parallel to defs.Offers.
-	offers []*rule.Program
+	offers   []*rule.Program
+	segments segmentSet
 	// moves are the current batch's, by contact.
 	moves map[int64]lifecycle.ContactMoves
 
@@ -81,6 +82,10 @@ func NewPreview(store PreviewStore, defs Definitions) (*Preview, error) {
 		p.offers = append(p.offers, prog)
 		p.Offers = append(p.Offers, OfferPreview{Name: o.Name})
 	}
+	var err error
+	if p.segments, err = compileSegments(defs.Segments); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -96,6 +101,7 @@ func (p *Preview) Needs(context.Context) ([]rule.Aggregate, error) {
 	for i, c := range p.seqs {
 		seqs[i] = c.Sequence
 	}
+	progs = append(progs, p.segments.programs()...)
 	return withEventStarts(rule.Needs(append(progs, p.offers...)...), seqs), nil
 }
 
@@ -146,7 +152,7 @@ func (p *Preview) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts
 					misses = append(misses, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: at, StageSince: since, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 				}
 			}
-			if start, hit, _ := triggered(s, c, f, trigger, p.defs.Settings.LateExpiry); hit {
+			if start, hit, _ := triggered(s, c, f, trigger, p.defs.Settings.LateExpiry); hit && (s.Segment == "" || p.segments.has(s.Segment, &f.Facts)) {
 				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, EnrolledAt: start, StageSince: f.StageEnteredAt, Cooldown: s.Cooldown, Trigger: s.Trigger.Kind})
 			}
 		}

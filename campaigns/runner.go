@@ -18,6 +18,7 @@ type Definitions struct {
 	Sequences []Sequence // current versions, in journey order
 	Holds     []Hold
 	Offers    []Offer
+	Segments  []Segment
 	Settings  Settings
 	// Paused are the sequences paused by hand: they are not in Sequences
 	// (they enrol nobody) and their sends wait (see PausedReason).
@@ -93,6 +94,7 @@ type Runner struct {
 	defs     Definitions
 	compiled map[string]*Compiled // by name@version
 	offers   []*rule.Program
+	segments segmentSet // defs.Segments, compiled
 	// At the journey version loaded (DependencyStore only): the
 	// aggregates the definitions read, what they depend on, and whether
 	// any sequence version exists at all (if none, no enrolment can).
@@ -246,6 +248,20 @@ func (r *Runner) Needs(ctx context.Context) ([]rule.Aggregate, error) {
 		r.offers = append(r.offers, p)
 		progs = append(progs, p)
 	}
+	segs, err := compileSegments(defs.Segments)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range segs.programs() {
+		// Membership is recorded as contacts are evaluated, on events
+		// too; sequences' segment: filters read it.
+		progs = append(progs, p)
+		deps.AddProgram(p)
+		if rule.TrueWithoutHistory(p, rule.Stages[0]) {
+			deps.AddAll()
+		}
+	}
+	r.segments = segs
 	r.needs = withEventStarts(rule.Needs(progs...), defs.Sequences)
 	r.deps = deps
 	r.sequences = !versioned || len(all) > 0 || len(defs.Sequences) > 0
@@ -272,11 +288,15 @@ func (r *Runner) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts,
 	r.mu.Lock()
 	defs := r.defs
 	offers := slices.Clone(r.offers)
+	segs := r.segments
 	r.mu.Unlock()
+	if err := r.recordSegments(ctx, segs, batch, at, trigger == "sweep"); err != nil {
+		return err
+	}
 	if err := r.endEnrolments(ctx, batch, at); err != nil {
 		return err
 	}
-	if err := r.enrol(ctx, defs, batch, at, trigger); err != nil {
+	if err := r.enrol(ctx, defs, segs, batch, at, trigger); err != nil {
 		return err
 	}
 	if trigger == "sweep" && len(defs.Offers) > 0 {
@@ -287,7 +307,7 @@ func (r *Runner) AfterBatch(ctx context.Context, batch []lifecycle.ContactFacts,
 	return nil
 }
 
-func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.ContactFacts, at time.Time, trigger string) error {
+func (r *Runner) enrol(ctx context.Context, defs Definitions, segs segmentSet, batch []lifecycle.ContactFacts, at time.Time, trigger string) error {
 	var cands []Enrolment
 	for _, s := range defs.Sequences {
 		r.mu.Lock()
@@ -304,6 +324,9 @@ func (r *Runner) enrol(ctx context.Context, defs Definitions, batch []lifecycle.
 			start, hit, err := triggered(s, c, f, trigger, defs.Settings.LateExpiry)
 			if err != nil {
 				r.log.Warn("evaluating a sequence trigger", "sequence", s.Name, "contact", f.ID, "err", err)
+			}
+			if hit && s.Segment != "" && !segs.has(s.Segment, &f.Facts) {
+				continue // not in the sequence's segment
 			}
 			if hit {
 				cands = append(cands, Enrolment{ContactID: f.ID, Sequence: s.Name, Version: s.Version, EnrolledAt: start, Trigger: s.Trigger.Kind,

@@ -149,6 +149,7 @@ func (p *parser) sequences(n *yaml.Node, j *Journey) {
 					s.Cooldown, cooldownSet = d, true
 				}
 			},
+			"segment": func(v *yaml.Node) { s.Segment = p.segmentRef(v, what) },
 			"steps": func(v *yaml.Node) {
 				if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
 					p.errorf(v, "%s: steps must be a list of at least one {after, template}", what)

@@ -73,6 +73,9 @@ type Journey struct {
 	Settings  campaigns.Settings
 	// Webhooks are the endpoints told what happens (webhooks out).
 	Webhooks []webhook.Endpoint
+	// Segments and Broadcasts: see broadcasts.go.
+	Segments   []campaigns.Segment
+	Broadcasts []campaigns.Broadcast
 }
 
 // Load reads and checks the journey file at path.
@@ -106,7 +109,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 		p.errorf(root, "a journey file is a mapping of sections (rules:, tones:, sequences:…)")
 		return nil, p.errs
 	}
-	p.mapping(root, "the journey", map[string]func(*yaml.Node){
+	sections := map[string]func(*yaml.Node){
 		"rules":     func(n *yaml.Node) { j.Rules = p.rules(n, j) },
 		"tones":     func(n *yaml.Node) { j.Tones = p.tones(n, j) },
 		"templates": func(n *yaml.Node) { j.Templates = p.templates(n, j) },
@@ -115,8 +118,11 @@ func Parse(name string, data []byte) (*Journey, error) {
 		"offers":    func(n *yaml.Node) { p.offers(n, j) },
 		"sending":   func(n *yaml.Node) { p.sending(n, j) },
 		"webhooks":  func(n *yaml.Node) { p.webhooks(n, j) },
-	}, nil)
+	}
+	p.broadcastSections(sections, j)
+	p.mapping(root, "the journey", sections, nil)
 	p.checkRefs(j)
+	p.checkBroadcastRefs(j)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(a, b int) bool {
 			if p.errs[a].Line != p.errs[b].Line {
@@ -139,6 +145,7 @@ type parser struct {
 	variants []stepRef
 	// broken are the templates refused for a mistake of their own.
 	broken map[string]bool
+	bc     *broadcastRefs // segments: and broadcasts: (broadcasts.go)
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {

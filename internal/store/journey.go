@@ -32,6 +32,7 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 		func() ([]journey.Change, error) { return applyOffers(ctx, tx, j.Offers) },
 		func() ([]journey.Change, error) { return applySettings(ctx, tx, j.Settings) },
 		func() ([]journey.Change, error) { return applyWebhooks(ctx, tx, j.Webhooks) },
+		func() ([]journey.Change, error) { return applySegments(ctx, tx, j.Segments) },
 	} {
 		c, err := apply()
 		if err != nil {
@@ -85,7 +86,8 @@ const sqlJourneyVersion = `SELECT md5(concat_ws('|',
     (SELECT string_agg(concat_ws(':', name, md5(definition::text)), E'\n' ORDER BY name) FROM offers),
     (SELECT md5(definition::text) FROM settings),
     (SELECT string_agg(name, E'\n' ORDER BY name) FROM paused_sequences),
-    (SELECT string_agg(concat_ws(':', position, tone, condition), E'\n' ORDER BY position) FROM tone_rules)))`
+    (SELECT string_agg(concat_ws(':', position, tone, condition), E'\n' ORDER BY position) FROM tone_rules),
+    (SELECT string_agg(concat_ws(':', name, condition), E'\n' ORDER BY position, name) FROM segments)))`
 
 // JourneyVersion implements lifecycle.Versioned, campaigns'
 // DependencyStore and campaigns.SendStore: a digest of the stored journey,

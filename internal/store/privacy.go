@@ -45,7 +45,7 @@ func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 			return err
 		}
 		ids = append(ids, merged...)
-		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts"} {
+		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts", "segment_members"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE contact_id = ANY($1::bigint[])`, ids); err != nil {
 				return fmt.Errorf("erasing %s: %w", table, err)
 			}

@@ -68,7 +68,8 @@ func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) 
 	if err != nil && err != pgx.ErrNoRows {
 		return d, translate(err, "loading settings")
 	}
-	return d, nil
+	d.Segments, err = s.Segments(ctx)
+	return d, err
 }
 
 // versionedDefinition is a stored definition (JSON) with its version.

@@ -1,0 +1,98 @@
+package campaigns
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/waymark/waymark/lifecycle"
+)
+
+// Membership says that a contact is in a segment.
+type Membership struct {
+	Segment   string
+	ContactID int64
+}
+
+// SegmentStore is implemented by stores that keep who is in each segment:
+// the runner records the members among every batch it sees (events and
+// sweeps), so lists, sizes and exports read them.
+type SegmentStore interface {
+	// SetSegmentMembers makes members the segment memberships of the
+	// contacts ids (the others of theirs end). With page, ids are a page
+	// of a pass over every contact: the memberships of contacts in their
+	// range that are not listed (merged away, erased) end too.
+	SetSegmentMembers(ctx context.Context, ids []int64, members []Membership, at time.Time, page bool) error
+}
+
+// segmentSet is a journey's segments, compiled.
+type segmentSet struct {
+	names []string
+	progs map[string]*lifecycle.Program
+}
+
+// compileSegments compiles segs; errors name the segment.
+func compileSegments(segs []Segment) (segmentSet, error) {
+	set := segmentSet{progs: make(map[string]*lifecycle.Program, len(segs))}
+	for _, s := range segs {
+		p, err := lifecycle.Compile(s.When, lifecycle.CompileOptions{})
+		if err != nil {
+			return set, fmt.Errorf("segment %q: %w", s.Name, err)
+		}
+		set.names = append(set.names, s.Name)
+		set.progs[s.Name] = p
+	}
+	return set, nil
+}
+
+// programs are the segments' conditions, in journey order.
+func (s segmentSet) programs() []*lifecycle.Program {
+	out := make([]*lifecycle.Program, len(s.names))
+	for i, n := range s.names {
+		out[i] = s.progs[n]
+	}
+	return out
+}
+
+// has reports whether f is in the segment called name; a condition that
+// cannot be evaluated on f's data, or a segment that does not exist, says
+// no.
+func (s segmentSet) has(name string, f *lifecycle.Facts) bool {
+	p, ok := s.progs[name]
+	if !ok {
+		return false
+	}
+	in, err := p.Eval(f)
+	return err == nil && in
+}
+
+// members lists the batch's segment memberships.
+func (s segmentSet) members(batch []lifecycle.ContactFacts) []Membership {
+	var out []Membership
+	for _, name := range s.names {
+		for i := range batch {
+			if s.has(name, &batch[i].Facts) {
+				out = append(out, Membership{Segment: name, ContactID: batch[i].ID})
+			}
+		}
+	}
+	return out
+}
+
+// recordSegments records the batch's segment memberships, when the store
+// keeps them and the journey has segments (applying a journey ends the
+// memberships of the segments it removes).
+func (r *Runner) recordSegments(ctx context.Context, set segmentSet, batch []lifecycle.ContactFacts, at time.Time, sweep bool) error {
+	ss, ok := r.store.(SegmentStore)
+	if !ok || len(batch) == 0 || len(set.names) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].ID
+	}
+	if err := ss.SetSegmentMembers(ctx, ids, set.members(batch), at, sweep); err != nil {
+		return fmt.Errorf("recording segment members: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/journey"
+)
+
+// applySegments stores a journey's segments: added, changed (a new
+// condition), removed (its members with it).
+func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]journey.Change, error) {
+	type stored struct {
+		Name      string `db:"name"`
+		Position  int    `db:"position"`
+		Condition string `db:"condition"`
+	}
+	rows, err := tx.Query(ctx, `SELECT name, position, condition FROM segments FOR UPDATE`)
+	if err != nil {
+		return nil, translate(err, "reading segments")
+	}
+	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[stored])
+	if err != nil {
+		return nil, translate(err, "reading segments")
+	}
+	byName := map[string]stored{}
+	for _, c := range current {
+		byName[c.Name] = c
+	}
+	var changes []journey.Change
+	keep := make([]string, 0, len(segs))
+	for pos, sg := range segs {
+		keep = append(keep, sg.Name)
+		old, exists := byName[sg.Name]
+		if exists && old.Condition == sg.When && old.Position == pos {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO segments (name, position, condition) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET position = excluded.position, condition = excluded.condition, updated_at = now()`, sg.Name, pos, sg.When); err != nil {
+			return nil, translate(err, "saving segment "+sg.Name)
+		}
+		switch {
+		case !exists:
+			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "added (members are recorded as contacts are evaluated: the next sweep counts everyone)"})
+		case old.Condition != sg.When:
+			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "changed (its members are counted again by the next sweep)"})
+		}
+	}
+	rows, err = tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
+	if err != nil {
+		return nil, translate(err, "removing segments")
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, translate(err, "removing segments")
+	}
+	for _, name := range gone {
+		if _, err := tx.Exec(ctx, `DELETE FROM segment_members WHERE segment = $1`, name); err != nil {
+			return nil, translate(err, "removing segment "+name)
+		}
+		changes = append(changes, journey.Change{Kind: "segment", Name: name, What: "removed"})
+	}
+	return changes, nil
+}
+
+// Segments returns the journey's segments in journey order.
+func (s *Store) Segments(ctx context.Context) ([]campaigns.Segment, error) {
+	rows, err := s.db.Query(ctx, `SELECT name, condition AS "when" FROM segments ORDER BY position, name`)
+	if err != nil {
+		return nil, translate(err, "loading segments")
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.Segment])
+	return out, translate(err, "loading segments")
+}
+
+// sqlSetSegmentMembers makes the given memberships ($2, $3) those of the
+// contacts chosen by which ($1: a list, or for a sweep's page every contact
+// in its range, so that members merged away or erased since end too): the
+// others end, new ones start at $4. Existing members are probed, not
+// inserted again.
+func sqlSetSegmentMembers(page bool) string {
+	which := `m.contact_id = ANY($1::bigint[])`
+	if page {
+		which = `m.contact_id BETWEEN ($1::bigint[])[1] AND ($1::bigint[])[cardinality($1::bigint[])]`
+	}
+	return `
+WITH want AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS w(segment, contact_id)),
+gone AS (
+    DELETE FROM segment_members m
+    WHERE ` + which + `
+      AND NOT EXISTS (SELECT 1 FROM want w WHERE w.contact_id = m.contact_id AND w.segment = m.segment))
+INSERT INTO segment_members (contact_id, segment, since)
+SELECT w.contact_id, w.segment, $4 FROM want w
+WHERE NOT EXISTS (SELECT 1 FROM segment_members m WHERE m.contact_id = w.contact_id AND m.segment = w.segment)
+ON CONFLICT DO NOTHING`
+}
+
+// SetSegmentMembers implements campaigns.SegmentStore. ids are in
+// ascending order (the engine's batches are).
+func (s *Store) SetSegmentMembers(ctx context.Context, ids []int64, members []campaigns.Membership, at time.Time, page bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	segs, cids := make([]string, len(members)), make([]int64, len(members))
+	for i, m := range members {
+		segs[i], cids[i] = m.Segment, m.ContactID
+	}
+	_, err := s.db.Exec(ctx, sqlSetSegmentMembers(page), ids, segs, cids, at)
+	return translate(err, "recording segment members")
+}
+
+// sqlRecordSegmentSizes writes today's size of every segment, counting
+// members that are contacts still (not merged away), unless it was written
+// less than $3 ago.
+const sqlRecordSegmentSizes = `
+INSERT INTO segment_sizes (segment, day, members, recorded_at)
+SELECT s.name, $1::date,
+       (SELECT count(*) FROM segment_members m JOIN contacts c ON c.id = m.contact_id AND c.merged_into IS NULL WHERE m.segment = s.name),
+       $2
+FROM segments s
+WHERE NOT EXISTS (SELECT 1 FROM segment_sizes z WHERE z.segment = s.name AND z.day = $1::date AND z.recorded_at > $2::timestamptz - $3::interval)
+ON CONFLICT (segment, day) DO UPDATE SET members = excluded.members, recorded_at = excluded.recorded_at`
+
+// RecordSegmentSizes records each segment's size for the day of at (UTC),
+// at most once every interval.
+func (s *Store) RecordSegmentSizes(ctx context.Context, at time.Time, every time.Duration) error {
+	_, err := s.db.Exec(ctx, sqlRecordSegmentSizes, at.UTC().Format(time.DateOnly), at, every)
+	return translate(err, "recording segment sizes")
+}
+
+// SegmentSize is a segment's size on a day.
+type SegmentSize struct {
+	Day     time.Time `db:"day" json:"day"`
+	Members int64     `db:"members" json:"members"`
+}
+
+// SegmentSummary is a segment with its size as last recorded and its
+// daily sizes (the trend), oldest first.
+type SegmentSummary struct {
+	Name       string        `json:"name"`
+	Condition  string        `json:"when"`
+	Members    int64         `json:"members"`
+	RecordedAt *time.Time    `json:"recorded_at"` // when Members was counted; nil: not yet
+	Trend      []SegmentSize `json:"trend"`
+}
+
+// SegmentSummaries lists the segments with their sizes over the last days
+// (up to days rows each).
+func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]SegmentSummary, error) {
+	segs, err := s.Segments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SegmentSummary, len(segs))
+	for i, sg := range segs {
+		out[i] = SegmentSummary{Name: sg.Name, Condition: sg.When, Trend: []SegmentSize{}}
+		rows, err := s.db.Query(ctx, `SELECT day, members FROM (SELECT day, members FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT $2) x ORDER BY day`, sg.Name, days)
+		if err != nil {
+			return nil, translate(err, "loading segment sizes")
+		}
+		if out[i].Trend, err = pgx.CollectRows(rows, pgx.RowToStructByName[SegmentSize]); err != nil {
+			return nil, translate(err, "loading segment sizes")
+		}
+		var at time.Time
+		err = s.db.QueryRow(ctx, `SELECT members, recorded_at FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT 1`, sg.Name).Scan(&out[i].Members, &at)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, translate(err, "loading segment sizes")
+		default:
+			out[i].RecordedAt = &at
+		}
+	}
+	return out, nil
+}
+
+// SegmentMember is a contact in a segment.
+type SegmentMember struct {
+	ID    int64     `db:"id" json:"id"`
+	Email string    `db:"email" json:"email"`
+	Stage string    `db:"stage" json:"stage"`
+	Since time.Time `db:"since" json:"since"`
+}
+
+// SegmentMembers lists a page of a segment's members in id order, after
+// the contact id after: keyset pages served by the segment's index. next
+// is the cursor of the following page (0: none). ErrNotFound when there is
+// no such segment.
+func (s *Store) SegmentMembers(ctx context.Context, segment string, after int64, limit int) (members []SegmentMember, next int64, err error) {
+	var exists bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM segments WHERE name = $1)`, segment).Scan(&exists); err != nil {
+		return nil, 0, translate(err, "listing segment members")
+	}
+	if !exists {
+		return nil, 0, fmt.Errorf("segment %q: %w", segment, ErrNotFound)
+	}
+	rows, err := s.db.Query(ctx, `SELECT c.id, coalesce(c.email, '') AS email, c.stage, m.since
+FROM segment_members m JOIN contacts c ON c.id = m.contact_id AND c.merged_into IS NULL
+WHERE m.segment = $1 AND m.contact_id > $2
+ORDER BY m.contact_id LIMIT $3`, segment, after, limit+1)
+	if err != nil {
+		return nil, 0, translate(err, "listing segment members")
+	}
+	members, err = pgx.CollectRows(rows, pgx.RowToStructByName[SegmentMember])
+	if err != nil {
+		return nil, 0, translate(err, "listing segment members")
+	}
+	if len(members) > limit {
+		members = members[:limit]
+		next = members[limit-1].ID
+	}
+	return members, next, nil
+}
