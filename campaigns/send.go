@@ -45,6 +45,8 @@ type Due struct {
 	// this step's email — sent, on the wire, or queued and first by id
 	// — so this one is skipped: one address, one email (0: none).
 	DuplicateOf int64
+	// A broadcast's email (see broadcast_send.go).
+	BroadcastDue
 }
 
 // Final is a send that ends without (or after) SMTP.
@@ -139,6 +141,9 @@ type SendStore interface {
 type StoredTemplate struct {
 	Template templates.Template
 	Version  int
+	// Subject is the subject line an A/B test's variant set ("": the
+	// template's own); see WithSubject.
+	Subject string
 }
 
 // Mailer opens SMTP connections; each is used by one goroutine.

@@ -390,6 +390,17 @@ func (s *Sender) process(ctx context.Context, j *sendJourney, batch []Due, now t
 			st.Delayed++
 			continue
 		}
+		if d.Broadcast != "" {
+			if delay, cancel := broadcastGate(d); cancel != "" {
+				fin("cancelled", cancel)
+				st.Cancelled++
+				continue
+			} else if delay != nil {
+				delays = append(delays, *delay)
+				st.Delayed++
+				continue
+			}
+		}
 		if why, ok := parked[d.ContactID]; ok {
 			wait(why)
 			continue
@@ -519,6 +530,9 @@ func (s *Sender) process(ctx context.Context, j *sendJourney, batch []Due, now t
 			fin("failed", fmt.Sprintf("template %q no longer exists", d.Template))
 			st.Failed++
 			continue
+		}
+		if d.Subject != "" {
+			tpl = tpl.WithSubject(d.Subject) // an A/B test's subject line
 		}
 		compiled, err := s.compiledTemplate(tpl)
 		if err != nil {
@@ -755,7 +769,7 @@ func (s *Sender) journeyNow(ctx context.Context) (*sendJourney, error) {
 }
 
 func (s *Sender) compiledTemplate(t StoredTemplate) (*templates.Compiled, error) {
-	k := fmt.Sprintf("%s@%d", t.Template.Name, t.Version)
+	k := fmt.Sprintf("%s@%d\x00%s", t.Template.Name, t.Version, t.Subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.compiled[k]; ok {

@@ -442,20 +442,10 @@ func (e *Engine) pass(ctx context.Context, rules []Rule, sel FactsQuery, at time
 	}
 	skipTraits := hook == nil && !readTraits(rules)
 	rollup := false
-	if p, ok := e.store.(DryRunPreparer); ok && sel.IDs == nil && dry {
-		// A dry run uses the rollup only as it is: it never rebuilds it.
-		rollup = p.PrepareDryRun(ctx, needs) == nil
-		if !rollup && ctx.Err() != nil {
-			return st, ctx.Err()
-		}
-	} else if p, ok := e.store.(SweepPreparer); ok && sel.IDs == nil && !dry {
-		if err := p.PrepareSweep(ctx, needs); err != nil {
-			if ctx.Err() != nil {
-				return st, err
-			}
-			e.log.Warn("activity rollup unavailable; reading events", "err", err)
-		} else {
-			rollup = true
+	if sel.IDs == nil {
+		var err error
+		if rollup, err = e.prepareRollup(ctx, needs, dry); err != nil {
+			return st, err
 		}
 	}
 	pk := e.parking(dry)

@@ -19,8 +19,9 @@ const (
 	sqlInsertTrackedEvent = `
 INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at)
 SELECT coalesce(c.merged_into, c.id), $2, 'internal', $3,
-       coalesce((SELECT jsonb_strip_nulls(jsonb_build_object('send_id', s.id, 'sequence', s.sequence, 'step', s.step,
-                                                             'template', s.template, 'offer', s.offer))
+       coalesce((SELECT jsonb_strip_nulls(jsonb_build_object('send_id', s.id, 'sequence', s.sequence, 'step', CASE WHEN s.broadcast IS NULL THEN s.step END,
+                                                             'template', s.template, 'offer', s.offer,
+                                                             'broadcast', s.broadcast, 'variant', s.variant + 1))
                  FROM sends s WHERE s.contact_id = $1 AND s.id = $4),
                 CASE WHEN $4::bigint > 0 THEN jsonb_build_object('send_id', $4::bigint) ELSE '{}' END) || $5::jsonb,
        $6

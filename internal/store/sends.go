@@ -35,14 +35,22 @@ SELECT c.id, c.contact_id, coalesce(c.enrolment_id, 0) AS enrolment_id, coalesce
                      WHERE x.contact_id = c.contact_id AND x.status = 'sent' AND x.sent_at > $2::timestamptz - $4::interval), '{}')
        ELSE '{}' END AS sent_in_window,
        -- One address, one email: another contact with this address whose
-       -- send of the same step is sent or on the wire, or still queued and
-       -- first by contact id (every sender picks the same one).
-       coalesce(CASE WHEN c.enrolment_id IS NOT NULL AND k.email IS NOT NULL THEN
+       -- send of the same step (or broadcast run) is sent or on the wire,
+       -- or still queued and first by contact id (every sender picks the
+       -- same one).
+       coalesce(CASE WHEN (c.enrolment_id IS NOT NULL OR c.broadcast_run IS NOT NULL) AND k.email IS NOT NULL THEN
            (SELECT o.contact_id FROM contacts k2 JOIN sends o ON o.contact_id = k2.id
             WHERE k2.email = k.email AND k2.id <> k.id AND k2.merged_into IS NULL
-              AND o.enrolment_id IS NOT NULL AND o.sequence = c.sequence AND o.step = c.step
+              AND (CASE WHEN c.broadcast_run IS NOT NULL THEN o.broadcast_run = c.broadcast_run
+                        ELSE o.enrolment_id IS NOT NULL AND o.sequence = c.sequence AND o.step = c.step END)
               AND (o.status IN ('sending', 'sent') OR (o.status = 'queued' AND k2.id < k.id))
-            ORDER BY k2.id LIMIT 1) END, 0) AS duplicate_of
+            ORDER BY k2.id LIMIT 1) END, 0) AS duplicate_of,
+       -- A broadcast's: its run, variant, the variant's subject line and
+       -- the broadcast's state now (see campaigns.BroadcastDue).
+       coalesce(c.broadcast, '') AS broadcast, coalesce(c.broadcast_run, 0) AS broadcast_run, coalesce(c.variant, 0)::int AS variant,
+       coalesce(CASE WHEN c.broadcast_run IS NOT NULL THEN
+           (SELECT r.definition #>> ARRAY['Test', 'Variants', c.variant::text, 'Subject'] FROM broadcast_runs r WHERE r.id = c.broadcast_run) END, '') AS subject,
+       coalesce(CASE WHEN c.broadcast IS NOT NULL THEN (SELECT b.state FROM broadcasts b WHERE b.name = c.broadcast) END, '') AS broadcast_state
 FROM claimed c
 JOIN contacts k ON k.id = c.contact_id
 LEFT JOIN LATERAL (SELECT reason FROM suppressions sp
@@ -98,7 +106,8 @@ func scanDue(rows pgx.Rows) ([]campaigns.Due, error) {
 	_, err := pgx.ForEachRow(rows, []any{&d.ID, &d.ContactID, &d.EnrolmentID, &d.Sequence, &d.Step, &d.Offer, &d.OfferCode,
 		&d.OfferExpires, &d.Template, &d.DueAt, &d.Attempts, &d.HeldSince,
 		&d.Email, &d.Subscribed, &d.Suppressed,
-		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow, &d.DuplicateOf}, func() error {
+		&d.EnrolmentActive, &d.EnrolmentVersion, &d.EnrolledAt, &d.SentInWindow, &d.DuplicateOf,
+		&d.Broadcast, &d.BroadcastRun, &d.Variant, &d.Subject, &d.BroadcastState}, func() error {
 		out = append(out, d)
 		d.SentInWindow = nil
 		return nil

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/smtptest"
+	"github.com/waymark/waymark/internal/store"
+)
+
+// broadcastJourney: customers (an order) are in retention, reviewers in
+// advocacy; vip spent 500 in a year. The catalogue goes to vip customers
+// at 09:00 in each one's own time zone, testing two subject lines on half
+// of them, the winner by clicks after 4 hours. A survey sequence mails
+// whoever asks for it; the cap is one marketing email a week, so a vip who
+// got the survey waits for the catalogue; an open complaint holds.
+const broadcastJourney = `rules:
+  - {name: customer, from: [awareness, consideration, decision], to: retention, when: 'ever("order_completed")'}
+  - {name: fan, from: [retention], to: advocacy, when: 'ever("review_posted")'}
+segments:
+  - name: vip
+    when: sum("order_completed", "revenue", "365d") >= 500
+tones:
+  - tone: formal
+    when: traits.company != nil && traits.company != ""
+  - tone: friendly
+holds:
+  - name: open-complaint
+    when: count("support_ticket_opened", "30d") > count("support_ticket_closed", "30d")
+sequences:
+  - name: survey
+    trigger: {event: survey_requested}
+    steps:
+      - {after: 0h, template: survey}
+sending:
+  frequency_cap: {max: 1, per: 7d}
+  quiet_hours: {from: "21:00", to: "08:00", default_timezone: UTC}
+templates:
+  - name: catalogue
+    subject: "The winter catalogue"
+    text: "Hello {{.Contact.FirstName}}, the catalogue is out."
+    tones: {formal: {text: "Dear customer, the catalogue is out."}}
+  - {name: survey, subject: "A short survey", text: "Tell us."}
+broadcasts:
+  - name: winter
+    audience: {stages: [retention], segment: vip}
+    template: catalogue
+    send_at: "%s"
+    test:
+      variants: [{subject: "The winter catalogue"}, {subject: "Warm up: our winter catalogue"}]
+      share: 0.5
+      pick_by: clicks
+      after: 4h
+      min_results: 2
+`
+
+// The done-when test of issue 19, by CLI ticks at chosen instants (the
+// scheduled pass, the broadcast's run, the sender), into a real SMTP
+// server: a broadcast with an A/B test to a stage-and-segment audience
+// across time zones. Checked message by message: who got what and when
+// (09:00 in each one's zone), that the test share got both subjects, the
+// winner (the subject more clicked) the rest, that a held contact waits
+// with the reason, a capped one (the survey, a sequence's email, counts
+// towards the cap) waits a week, an unsubscribed one gets nothing, two
+// contacts sharing an address get one email, and that more ticks, a
+// second instance at once, and the next pass send nothing twice.
+func TestBroadcastABTestAcrossTimeZones(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t)
+	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
+	now := clock.Now().UTC().Truncate(time.Hour)
+	// The catalogue goes out on the day after tomorrow, 09:00 wherever
+	// each contact is.
+	d := now.Add(72 * time.Hour)
+	wall := time.Date(d.Year(), d.Month(), d.Day(), 9, 0, 0, 0, time.UTC)
+	zones := map[string]string{"kir": "Pacific/Kiritimati", "par": "Europe/Paris", "nyc": "America/New_York", "utc": ""}
+	var contacts, events strings.Builder
+	contacts.WriteString("userId,email,first_name,timezone,company\n")
+	events.WriteString("userId,event,timestamp,revenue\n")
+	ago := func(h int) string { return now.Add(-time.Duration(h) * time.Hour).Format(time.RFC3339) }
+	vip := func(user, zone string) {
+		fmt.Fprintf(&contacts, "%s,%s@example.com,%s,%s,\n", user, user, strings.ToUpper(user[:1])+user[1:], zone)
+		fmt.Fprintf(&events, "%s,order_completed,%s,600\n", user, ago(48))
+	}
+	var users []string
+	for _, z := range []string{"kir", "par", "nyc", "utc"} {
+		n := 8
+		if z == "kir" {
+			n = 16 // the test is decided on them alone
+		}
+		for i := 1; i <= n; i++ {
+			u := fmt.Sprintf("%s%d", z, i)
+			vip(u, zones[z])
+			users = append(users, u)
+		}
+	}
+	// Not in the audience: a small spender (not vip), a vip who reviewed
+	// (advocacy), a vip who unsubscribed before the run.
+	fmt.Fprintf(&contacts, "small,small@example.com,Small,,\nfan,fan@example.com,Fan,,\ngone,gone@example.com,Gone,,\n")
+	fmt.Fprintf(&events, "small,order_completed,%s,20\nfan,order_completed,%s,900\nfan,review_posted,%s,\ngone,order_completed,%s,700\n", ago(48), ago(48), ago(40), ago(48))
+	// In it, but: held (an open complaint), capped (asks for the survey
+	// the day before), formal (a company), and two contacts of one address.
+	vip("held", "")
+	fmt.Fprintf(&events, "held,support_ticket_opened,%s,\n", ago(24))
+	vip("capped", "")
+	fmt.Fprintf(&contacts, "firm,firm@example.com,Firm,,Acme\n")
+	fmt.Fprintf(&events, "firm,order_completed,%s,800\n", ago(48))
+	fmt.Fprintf(&contacts, "twin-a,twin@example.com,Twin,,\ntwin-b,TWIN@example.com,Twin,,\n")
+	fmt.Fprintf(&events, "twin-a,order_completed,%s,500\ntwin-b,order_completed,%s,500\n", ago(48), ago(48))
+	dir := t.TempDir()
+	files := map[string]string{"contacts.csv": contacts.String(), "events.csv": events.String(),
+		"journey.yaml": fmt.Sprintf(broadcastJourney, wall.Format("2006-01-02T15:04"))}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"import", filepath.Join(dir, "events.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
+		if _, errOut, err := runWith(t, env, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	st := store.New(pool)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	tick := func(at time.Time) string {
+		t.Helper()
+		out, errOut, err := runWith(t, env, "tick", "--as-of", at.Format(time.RFC3339))
+		if err != nil {
+			t.Fatalf("tick at %s: %v\n%s", at, err, errOut)
+		}
+		return out
+	}
+	id := func(user string) int64 {
+		var id int64
+		if err := pool.QueryRow(ctx, `SELECT contact_id FROM identities WHERE identity = 'u:' || $1`, user).Scan(&id); err != nil {
+			t.Fatalf("contact %s: %v", user, err)
+		}
+		return id
+	}
+	// The day before: a first pass (stages), gone unsubscribes, capped
+	// asks for the survey and gets it.
+	dayBefore := wall.Add(-38 * time.Hour)
+	tick(dayBefore)
+	if _, err := st.Unsubscribe(ctx, id("gone"), 0, dayBefore); err != nil {
+		t.Fatal(err)
+	}
+	exec(`INSERT INTO events (contact_id, message_id, kind, name, occurred_at) VALUES ($1, 'survey-1', 'track', 'survey_requested', $2)`, id("capped"), dayBefore)
+	tick(dayBefore.Add(time.Minute))
+	if n := smtp.Count(); n != 1 {
+		t.Fatalf("%d emails before the run, want the survey", n)
+	}
+
+	// The instants the catalogue is due: 09:00 in each zone.
+	dueIn := func(zone string) time.Time {
+		loc := time.UTC
+		if zone != "" {
+			loc, _ = time.LoadLocation(zone)
+		}
+		return campaigns.DueIn(wall, true, loc)
+	}
+	start := dueIn("Pacific/Kiritimati")
+	if !start.Equal(wall.Add(-14 * time.Hour)) {
+		t.Fatalf("Kiritimati's 09:00 is %s", start)
+	}
+	tick(start)
+	var audience int64
+	if err := pool.QueryRow(ctx, `SELECT audience FROM broadcast_runs WHERE broadcast = 'winter'`).Scan(&audience); err != nil {
+		t.Fatal(err)
+	}
+	// 40 in the zones, held, capped, firm and the twins: 45.
+	if audience != 45 {
+		t.Fatalf("audience %d, want 45", audience)
+	}
+	// Kiritimati's test share went out at its 09:00; clicks: 1 on the
+	// first subject, 3 on the second (people, from the tracking path).
+	type sendRow struct {
+		contact int64
+		id      int64
+		variant int
+		status  string
+	}
+	var kir []sendRow
+	rows, _ := pool.Query(ctx, `SELECT s.contact_id, s.id, s.variant, s.status FROM sends s JOIN identities i ON i.contact_id = s.contact_id
+		WHERE s.broadcast = 'winter' AND s.ab_test AND i.identity LIKE 'u:kir%' ORDER BY s.contact_id`)
+	for rows.Next() {
+		var r sendRow
+		_ = rows.Scan(&r.contact, &r.id, &r.variant, &r.status)
+		kir = append(kir, r)
+	}
+	clicks := map[int]int{0: 1, 1: 3}
+	for _, r := range kir {
+		if r.status != "sent" {
+			t.Fatalf("a Kiritimati test send is %s at its 09:00", r.status)
+		}
+		if clicks[r.variant] > 0 {
+			clicks[r.variant]--
+			if _, err := st.TrackEngagement(ctx, r.contact, r.id, "email_clicked", map[string]any{"url": "https://shop.example/x"}, start.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if clicks[0]+clicks[1] != 0 {
+		t.Fatalf("the Kiritimati test share %v was too small for the clicks the test needs", kir)
+	}
+	// A second instance at the same instant, and the decision 4 hours on.
+	done := make(chan string)
+	go func() {
+		out, _, _ := runWith(t, env, "tick", "--as-of", start.Format(time.RFC3339))
+		done <- out
+	}()
+	tick(start)
+	<-done
+	tick(start.Add(4 * time.Hour))
+	var decision []byte
+	if err := pool.QueryRow(ctx, `SELECT decision FROM broadcast_runs WHERE broadcast = 'winter'`).Scan(&decision); err != nil || decision == nil {
+		t.Fatalf("no decision recorded (%v)", err)
+	}
+	run, err := st.BroadcastRuns(ctx, "winter")
+	if err != nil || len(run) != 1 || run[0].Decision == nil {
+		t.Fatalf("runs %+v (%v)", run, err)
+	}
+	dec := run[0].Decision
+	if dec.Winner != 1 || dec.Kept || !strings.Contains(dec.Reason, "variant 2") || dec.Variants[1].People != 3 || dec.Variants[0].People != 1 {
+		t.Fatalf("decision %+v, want variant 2 by 3 clicks to 1", dec)
+	}
+	// Then every zone's 09:00, and a later pass.
+	var instants []time.Time
+	for _, z := range zones {
+		instants = append(instants, dueIn(z))
+	}
+	sort.Slice(instants, func(i, j int) bool { return instants[i].Before(instants[j]) })
+	for _, at := range instants {
+		if at.After(start) {
+			tick(at)
+		}
+	}
+	tick(instants[len(instants)-1].Add(time.Hour))
+
+	// Who got what, and when.
+	type got struct {
+		status, subject, reason string
+		sentAt                  *time.Time
+		variant                 int
+		test                    bool
+	}
+	sends := map[string]got{}
+	rows, err = pool.Query(ctx, `SELECT i.identity, s.status, s.variant, s.ab_test, coalesce(s.delayed_reason, ''), s.sent_at
+		FROM sends s JOIN identities i ON i.contact_id = s.contact_id WHERE s.broadcast = 'winter'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var who string
+		var g got
+		if err := rows.Scan(&who, &g.status, &g.variant, &g.test, &g.reason, &g.sentAt); err != nil {
+			t.Fatal(err)
+		}
+		sends[strings.TrimPrefix(who, "u:")] = g
+	}
+	subjects := []string{"The winter catalogue", "Warm up: our winter catalogue"}
+	byAddress := map[string][]string{}
+	for _, m := range smtp.Messages() {
+		subj, _ := m.DecodedHeader("Subject")
+		byAddress[strings.Join(m.To, ",")] = append(byAddress[strings.Join(m.To, ",")], subj)
+	}
+	tests := [2]int{}
+	for _, u := range users {
+		g, ok := sends[u]
+		zone := zones[u[:3]]
+		if !ok || g.status != "sent" || g.sentAt == nil {
+			t.Errorf("%s (%s): %+v, want sent", u, zone, g)
+			continue
+		}
+		// Sent at its 09:00, or — the rest in Kiritimati — at the
+		// decision.
+		want := dueIn(zone)
+		if !g.test && want.Before(start.Add(4*time.Hour)) {
+			want = start.Add(4 * time.Hour)
+		}
+		if !g.sentAt.Equal(want) {
+			t.Errorf("%s (%s) got it at %s, want %s", u, zone, g.sentAt.UTC().Format(time.RFC3339), want.Format(time.RFC3339))
+		}
+		wantSubject := subjects[1] // the winner, for the rest
+		if g.test {
+			tests[g.variant]++
+			wantSubject = subjects[g.variant]
+		}
+		if got := byAddress[u+"@example.com"]; len(got) != 1 || got[0] != wantSubject {
+			t.Errorf("%s received %q, want once %q", u, got, wantSubject)
+		}
+	}
+	if tests[0] == 0 || tests[1] == 0 || tests[0]+tests[1] < 10 || tests[0]+tests[1] > 30 {
+		t.Errorf("test share split %v of 40, want both variants and about half", tests)
+	}
+	for who, want := range map[string]string{"held": "held: open-complaint", "capped": "frequency cap: 1 emails in 168h0m0s"} {
+		if g := sends[who]; g.status != "queued" || g.reason != want {
+			t.Errorf("%s: %+v, want queued with %q", who, g, want)
+		}
+	}
+	for _, who := range []string{"small", "fan", "gone"} {
+		if g, ok := sends[who]; ok {
+			t.Errorf("%s is not in the audience but has a send: %+v", who, g)
+		}
+	}
+	if got := byAddress["twin@example.com"]; len(got) != 1 {
+		t.Errorf("twin@example.com received %v, want one email", got)
+	}
+	if a, b := sends["twin-a"], sends["twin-b"]; !(a.status == "sent" && b.status == "skipped" && strings.HasPrefix(b.reason, "one address, one email")) {
+		t.Errorf("twins: %+v and %+v, want the first sent and the second skipped", a, b)
+	}
+	var tone string
+	if err := pool.QueryRow(ctx, `SELECT tone FROM sends WHERE broadcast = 'winter' AND contact_id = $1`, id("firm")).Scan(&tone); err != nil || tone != "formal" {
+		t.Errorf("firm's tone %q (%v), want formal", tone, err)
+	}
+	// Nothing twice: every Message-ID once; ticks again send nothing.
+	before := smtp.Count()
+	tick(instants[len(instants)-1].Add(2 * time.Hour))
+	seen := map[string]bool{}
+	for _, m := range smtp.Messages() {
+		mid := strings.Join(m.Header("Message-ID"), "")
+		if seen[mid] {
+			t.Errorf("Message-ID %s received twice", mid)
+		}
+		seen[mid] = true
+	}
+	if smtp.Count() != before {
+		t.Errorf("another pass sent %d more", smtp.Count()-before)
+	}
+	// The capped contact's catalogue goes when the survey leaves the
+	// week's window; the held one still waits.
+	tick(dayBefore.Add(7*24*time.Hour + time.Hour))
+	if got := byAddressOf(smtp, "capped@example.com"); len(got) != 2 {
+		t.Errorf("capped@example.com received %v, want the survey, then the catalogue a week later", got)
+	}
+	if got := byAddressOf(smtp, "held@example.com"); len(got) != 0 {
+		t.Errorf("held@example.com received %v while the complaint is open", got)
+	}
+}
+
+func byAddressOf(s *smtptest.Server, addr string) []string {
+	var out []string
+	for _, m := range s.Messages() {
+		if strings.Join(m.To, ",") == addr {
+			subj, _ := m.DecodedHeader("Subject")
+			out = append(out, subj)
+		}
+	}
+	return out
+}
