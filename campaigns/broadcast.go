@@ -245,14 +245,21 @@ func (b *Broadcast) NextRun(now, since, last time.Time) (at time.Time, local boo
 }
 
 // DueIn is when a contact in zone loc gets a run at scheduledFor: the
-// instant, or, for a wall time, that wall time in loc (a wall time a
-// daylight-saving change skips is moved forward, as time.Date does).
+// instant, or, for a wall time, that wall time in loc. A wall time that a
+// daylight-saving change skips (02:30 when clocks go from 02:00 to 03:00)
+// is sent as late as the change is long (03:30); one that comes twice,
+// once.
 func DueIn(scheduledFor time.Time, local bool, loc *time.Location) time.Time {
 	if !local {
 		return scheduledFor
 	}
 	w := scheduledFor.UTC()
-	return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, loc).UTC()
+	t := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, loc)
+	got := t.In(loc)
+	if read := time.Date(got.Year(), got.Month(), got.Day(), got.Hour(), got.Minute(), got.Second(), 0, time.UTC); read.Before(w) {
+		t = t.Add(w.Sub(read)) // in a gap: the clock read earlier
+	}
+	return t.UTC()
 }
 
 // unit reads a hash of key and a contact as a number in [0, 1): the same

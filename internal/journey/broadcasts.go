@@ -61,7 +61,7 @@ func (p *parser) segments(n *yaml.Node, j *Journey) {
 		p.mapping(sn, what, map[string]func(*yaml.Node){
 			"name": func(v *yaml.Node) {
 				s.Name = strings.TrimSpace(p.str(v, "name"))
-				if s.Name != "" && !validName(s.Name) {
+				if s.Name != "" && !campaigns.ValidName(s.Name) {
 					p.errorf(v, "%s: a name is lower-case letters, digits, - and _", what)
 				}
 			},
@@ -77,18 +77,28 @@ func (p *parser) segments(n *yaml.Node, j *Journey) {
 func (p *parser) broadcasts(n *yaml.Node, j *Journey) {
 	p.namedList(n, "broadcasts", func(bn *yaml.Node, what string) {
 		b := campaigns.Broadcast{}
-		var tmpl *yaml.Node
+		// The node of each field, for Check's mistakes.
+		at := map[string]*yaml.Node{}
+		// Fields whose mistake the file's reading already reported.
+		reported := map[string]bool{}
 		start := len(p.bcRefs().subjects)
-		p.mapping(bn, what, map[string]func(*yaml.Node){
-			"name": func(v *yaml.Node) {
-				b.Name = strings.TrimSpace(p.str(v, "name"))
-				if b.Name != "" && !validName(b.Name) {
-					p.errorf(v, "%s: a name is lower-case letters, digits, - and _", what)
+		number := func(v *yaml.Node, field string) float64 {
+			at[field] = v
+			f, err := strconv.ParseFloat(p.str(v, field), 64)
+			if err != nil {
+				reported[field] = true
+				if v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+					p.errorf(v, "%s: %s must be a number", what, field[strings.LastIndex(field, ".")+1:])
 				}
-			},
+			}
+			return f
+		}
+		p.mapping(bn, what, map[string]func(*yaml.Node){
+			"name": func(v *yaml.Node) { at["name"] = v; b.Name = strings.TrimSpace(p.str(v, "name")) },
 			"audience": func(v *yaml.Node) {
 				p.mapping(v, what+": audience", map[string]func(*yaml.Node){
 					"stages": func(x *yaml.Node) {
+						at["audience.stages"] = x
 						items := []*yaml.Node{x}
 						if x.Kind == yaml.SequenceNode {
 							items = x.Content
@@ -98,54 +108,51 @@ func (p *parser) broadcasts(n *yaml.Node, j *Journey) {
 						}
 						for _, it := range items {
 							if st, ok := p.stage(it, what+": audience: stages"); ok {
-								if slices.Contains(b.Audience.Stages, st) {
-									p.errorf(it, "%s: audience: stage %q is listed twice", what, st)
-									continue
-								}
 								b.Audience.Stages = append(b.Audience.Stages, st)
 							}
 						}
 					},
-					"segment": func(x *yaml.Node) { b.Audience.Segment = p.segmentRef(x, what+": audience") },
+					"segment": func(x *yaml.Node) {
+						at["audience.segment"] = x
+						b.Audience.Segment = p.segmentRef(x, what+": audience")
+					},
 				}, nil)
 			},
-			"template": func(v *yaml.Node) { tmpl = v; b.Template = strings.TrimSpace(p.str(v, "template")) },
-			"send_at": func(v *yaml.Node) {
-				s := p.str(v, "send_at")
-				if _, _, err := campaigns.ParseSendAt(s); err != nil {
-					p.errorf(v, "%s: send_at: %v", what, err)
-					return
-				}
-				b.SendAt = strings.TrimSpace(s)
+			"template": func(v *yaml.Node) {
+				at["template"] = v
+				b.Template = strings.TrimSpace(p.str(v, "template"))
+				p.refs = append(p.refs, stepRef{template: v, what: what})
 			},
-			"schedule": func(v *yaml.Node) {
-				s := p.str(v, "schedule")
-				if _, _, err := campaigns.ParseSchedule(s); err != nil {
-					p.errorf(v, "%s: %v", what, err)
-					return
-				}
-				b.Schedule = strings.TrimSpace(s)
-			},
-			"throttle": func(v *yaml.Node) {
-				f, err := strconv.ParseFloat(p.str(v, "throttle"), 64)
-				if err != nil || f <= 0 || f > 1e6 {
-					p.errorf(v, "%s: throttle is emails a second, a number above 0 (50 = at most 50 emails a second)", what)
-					return
-				}
-				b.Throttle = f
-			},
-			"test": func(v *yaml.Node) { b.Test = p.abTest(v, what) },
+			"send_at":  func(v *yaml.Node) { at["send_at"] = v; b.SendAt = strings.TrimSpace(p.str(v, "send_at")) },
+			"schedule": func(v *yaml.Node) { at["schedule"] = v; b.Schedule = strings.TrimSpace(p.str(v, "schedule")) },
+			"throttle": func(v *yaml.Node) { b.Throttle = number(v, "throttle") },
+			"test":     func(v *yaml.Node) { at["test"] = v; b.Test = p.abTest(v, what, at, reported, number) },
 		}, nil)
 		if bn.Kind != yaml.MappingNode {
 			return
 		}
-		if tmpl == nil {
-			p.errorf(bn, "%s: missing template", what)
-		} else {
-			p.refs = append(p.refs, stepRef{template: tmpl, what: what})
-		}
-		if b.SendAt != "" && b.Schedule != "" {
-			p.errorf(valueOf(bn, "schedule"), "%s: give send_at (once) or schedule (a cron spec), not both", what)
+		for _, e := range b.Check() {
+			_, given := at[e.Field]
+			if reported[e.Field] || (!given && strings.HasPrefix(e.Field, "test.") && !strings.HasPrefix(e.Field, "test.variants[")) {
+				continue // said already (not a number, or missing)
+			}
+			node := bn
+			for f := e.Field; f != ""; f = parentField(f) {
+				if n, ok := at[f]; ok {
+					node = n
+					break
+				}
+			}
+			if e.Field == "name" && b.Name == "" {
+				continue // reported as missing by namedList
+			}
+			msg := e.Msg
+			if strings.HasPrefix(e.Field, "test.variants[") || node == bn {
+				msg = strings.ReplaceAll(e.Field, ".", ": ") + ": " + msg
+			} else {
+				msg = e.Field[strings.LastIndex(e.Field, ".")+1:] + ": " + msg
+			}
+			p.errorf(node, "%s: %s", what, msg)
 		}
 		// Subject variants without a template of their own try their
 		// subject on the broadcast's.
@@ -158,82 +165,74 @@ func (p *parser) broadcasts(n *yaml.Node, j *Journey) {
 	})
 }
 
-// abTest reads a broadcast's test: section.
-func (p *parser) abTest(n *yaml.Node, what string) *campaigns.ABTest {
+// parentField is the field that holds f ("test.share" → "test"; "test"
+// → "").
+func parentField(f string) string {
+	if i := strings.LastIndexAny(f, ".["); i >= 0 {
+		return f[:i]
+	}
+	return ""
+}
+
+// abTest reads a broadcast's test: section; at records each field's node.
+func (p *parser) abTest(n *yaml.Node, what string, at map[string]*yaml.Node, reported map[string]bool, number func(*yaml.Node, string) float64) *campaigns.ABTest {
 	what += ": test"
 	t := &campaigns.ABTest{}
-	var variants *yaml.Node
 	p.mapping(n, what, map[string]func(*yaml.Node){
 		"variants": func(v *yaml.Node) {
-			variants = v
-			if v.Kind != yaml.SequenceNode || len(v.Content) < 2 || len(v.Content) > campaigns.MaxVariants {
-				p.errorf(v, "%s: variants is a list of 2 to %d templates, or of {subject: ...} to try subject lines", what, campaigns.MaxVariants)
+			at["test.variants"] = v
+			if v.Kind != yaml.SequenceNode {
+				p.errorf(v, "%s: variants is a list of templates, or of {subject: ...} to try subject lines", what)
 				return
 			}
 			for i, vn := range v.Content {
+				field := fmt.Sprintf("test.variants[%d]", i)
+				at[field] = vn
 				vw := fmt.Sprintf("%s: variant %d", what, i+1)
 				var va campaigns.Variant
 				if vn.Kind == yaml.ScalarNode {
 					va.Template = strings.TrimSpace(p.str(vn, vw))
 					p.refs = append(p.refs, stepRef{template: vn, what: vw})
 				} else {
-					var tn, sn *yaml.Node
 					p.mapping(vn, vw, map[string]func(*yaml.Node){
-						"template": func(x *yaml.Node) { tn = x; va.Template = strings.TrimSpace(p.str(x, "template")) },
-						"subject":  func(x *yaml.Node) { sn = x; va.Subject = p.str(x, "subject") },
+						"template": func(x *yaml.Node) {
+							va.Template = strings.TrimSpace(p.str(x, "template"))
+							p.refs = append(p.refs, stepRef{template: x, what: vw})
+						},
+						"subject": func(x *yaml.Node) {
+							at[field+".subject"] = x
+							va.Subject = p.str(x, "subject")
+							if strings.TrimSpace(va.Subject) != "" {
+								p.bcRefs().subjects = append(p.bcRefs().subjects, subjectRef{node: x, what: vw})
+							}
+						},
 					}, nil)
-					if tn != nil {
-						p.refs = append(p.refs, stepRef{template: tn, what: vw})
+					if n := len(p.bcRefs().subjects); n > 0 && p.bcRefs().subjects[n-1].what == vw {
+						p.bcRefs().subjects[n-1].template = va.Template
 					}
-					if sn != nil {
-						if strings.TrimSpace(va.Subject) == "" {
-							p.errorf(sn, "%s: the subject is empty", vw)
-						} else {
-							p.bcRefs().subjects = append(p.bcRefs().subjects, subjectRef{node: sn, template: va.Template, what: vw})
-						}
-					}
-					if vn.Kind == yaml.MappingNode && tn == nil && sn == nil {
-						p.errorf(vn, "%s: give a template or a subject", vw)
-					}
-				}
-				if slices.Contains(t.Variants, va) {
-					p.errorf(vn, "%s: the same as an earlier variant", vw)
 				}
 				t.Variants = append(t.Variants, va)
 			}
 		},
-		"share": func(v *yaml.Node) {
-			f, err := strconv.ParseFloat(p.str(v, "share"), 64)
-			if err != nil || f <= 0 || f >= 1 {
-				p.errorf(v, "%s: share is the part of the audience the variants are tried on, above 0 and below 1 (0.2 = 20%%; the winner goes to the rest)", what)
-				return
-			}
-			t.Share = f
-		},
+		"share": func(v *yaml.Node) { t.Share = number(v, "test.share") },
 		"pick_by": func(v *yaml.Node) {
-			switch s := p.str(v, "pick_by"); s {
-			case campaigns.PickOpens, campaigns.PickClicks:
-				t.PickBy = s
-			case campaigns.PickConversions:
-				p.errorf(v, "%s: pick_by: conversions is not available: Waymark does not track conversions yet, so there are none to compare; pick by opens or clicks", what)
-			case "":
-			default:
-				p.errorf(v, "%s: pick_by is opens or clicks (people, not machines), not %q", what, s)
-			}
+			at["test.pick_by"] = v
+			t.PickBy = strings.TrimSpace(p.str(v, "pick_by"))
 		},
 		"after": func(v *yaml.Node) {
+			at["test.after"] = v
 			if d, ok := p.duration(v, what+": after"); ok {
-				if d <= 0 {
-					p.errorf(v, "%s: after is the wait before the winner is picked, more than 0 (4h)", what)
-					return
-				}
 				t.After = d
+			} else {
+				reported["test.after"] = true
 			}
 		},
 		"min_results": func(v *yaml.Node) {
+			at["test.min_results"] = v
 			m, err := strconv.Atoi(p.str(v, "min_results"))
 			if err != nil || m < 1 {
 				p.errorf(v, "%s: min_results is a whole number of people, at least 1", what)
+				reported["test.min_results"] = true
 				return
 			}
 			t.MinResults = m
@@ -246,9 +245,6 @@ func (p *parser) abTest(n *yaml.Node, what string) *campaigns.ABTest {
 		if valueOf(n, k) == nil {
 			p.errorf(n, "%s: missing %s", what, k)
 		}
-	}
-	if variants == nil {
-		return nil
 	}
 	return t
 }
