@@ -324,3 +324,149 @@ func (z *zoneCache) of(traits map[string]any, fallback *time.Location) *time.Loc
 	}
 	return fallback
 }
+
+// Progress counts a run's emails by where they are.
+type Progress struct {
+	Audience int64 `json:"audience"` // every email of the run
+	Queued   int64 `json:"queued"`   // waiting for their time
+	// Deferred wait for a policy (a hold, the frequency cap, quiet hours,
+	// a retry, a pause): see Reasons.
+	Deferred       int64 `json:"deferred"`
+	AwaitingWinner int64 `json:"awaiting_winner"` // the rest of an A/B test's audience
+	Sending        int64 `json:"sending"`
+	Sent           int64 `json:"sent"`
+	Failed         int64 `json:"failed"`
+	Unknown        int64 `json:"unknown"` // in doubt after a crash, never resent
+	Suppressed     int64 `json:"suppressed"`
+	Skipped        int64 `json:"skipped"`
+	Cancelled      int64 `json:"cancelled"`
+	Expired        int64 `json:"expired"`
+}
+
+// ReasonCount is how many emails wait, or ended, for one reason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+// VariantProgress is a variant's figures so far: emails sent, and the
+// people (not machines) who opened and clicked them.
+type VariantProgress struct {
+	Variant int    `json:"variant"` // from 1
+	Label   string `json:"label" db:"-"`
+	Test    bool   `json:"test"` // the test share's, or the rest's (the winner)
+	Sent    int64  `json:"sent"`
+	Opened  int64  `json:"opened"`
+	Clicked int64  `json:"clicked"`
+}
+
+// RunProgress is a run with its progress.
+type RunProgress struct {
+	Run      BroadcastRun
+	Progress Progress
+	// Reasons are why emails wait or did not go out (deferred, skipped,
+	// suppressed, cancelled, expired, failed), most first.
+	Reasons  []ReasonCount
+	Variants []VariantProgress
+}
+
+// AudiencePreview is who a broadcast would reach now, changing nothing.
+type AudiencePreview struct {
+	// At is the run previewed: the broadcast's send_at, its schedule's
+	// next firing, or now for a draft; Local says At is a wall time.
+	At    time.Time `json:"at"`
+	Local bool      `json:"local"`
+	// Audience is how many would get it: in its stages and segment,
+	// subscribed, with an address (suppressions, holds, the cap and quiet
+	// hours are decided when each email is due).
+	Audience int            `json:"audience"`
+	ByStage  map[string]int `json:"by_stage"`
+	// Test counts the test share's contacts per variant; Rest those who
+	// would get the winner.
+	Test []int `json:"test,omitempty"`
+	Rest int   `json:"rest"`
+	// Unreachable are in its stages and segment but unsubscribed, without
+	// an address, or merged away.
+	Unreachable int `json:"unreachable"`
+	// First and Last are when the first and the last email would be due
+	// (the run rolls across time zones when Local).
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+	Examples []string  `json:"examples"`
+}
+
+// Previewer is what a preview reads besides the facts.
+type Previewer interface {
+	// Reachable returns those of ids a broadcast would queue an email to.
+	Reachable(ctx context.Context, ids []int64) ([]int64, error)
+}
+
+// PreviewRun is the run a preview of b shows at now: its send_at, the
+// next firing of its schedule, or now (a draft).
+func PreviewRun(b *Broadcast, now time.Time) (time.Time, bool) {
+	if b.SendAt != "" {
+		if at, local, err := ParseSendAt(b.SendAt); err == nil {
+			return at, local
+		}
+	}
+	if b.Schedule != "" {
+		if s, local, err := ParseSchedule(b.Schedule); err == nil {
+			from := now
+			if local {
+				from = now.UTC().Add(EarliestOffset)
+			}
+			if at := s.Next(from); !at.IsZero() {
+				return at.UTC(), local
+			}
+		}
+	}
+	return now, false
+}
+
+// Preview says who b would reach if it ran now (its run's time as
+// PreviewRun says, its audience as of now), changing nothing: the dry run
+// of a broadcast.
+func (b *Broadcaster) Preview(ctx context.Context, defs Definitions, def Broadcast, reach Previewer, now time.Time) (AudiencePreview, error) {
+	at, local := PreviewRun(&def, now)
+	p := AudiencePreview{At: at, Local: local, ByStage: map[string]int{}, Examples: []string{}}
+	if def.Test != nil {
+		p.Test = make([]int, len(def.Test.Variants))
+	}
+	err := b.Audience(ctx, defs, def, at, local, now, true, func(batch []lifecycle.ContactFacts, sends []BroadcastSend) error {
+		ids := make([]int64, len(sends))
+		for i, s := range sends {
+			ids[i] = s.ContactID
+		}
+		ok, err := reach.Reachable(ctx, ids)
+		if err != nil {
+			return err
+		}
+		in := make(map[int64]bool, len(ok))
+		for _, id := range ok {
+			in[id] = true
+		}
+		for i, s := range sends {
+			if !in[s.ContactID] {
+				p.Unreachable++
+				continue
+			}
+			p.Audience++
+			p.ByStage[string(batch[i].Stage)]++
+			switch {
+			case s.Variant < 0:
+				p.Rest++
+			case p.Test != nil:
+				p.Test[s.Variant]++
+			}
+			if p.First.IsZero() || s.Due.Before(p.First) {
+				p.First = s.Due
+			}
+			if s.Due.After(p.Last) {
+				p.Last = s.Due
+			}
+			p.Examples = lifecycle.AddExample(p.Examples, lifecycle.Who(s.ContactID, batch[i].Email))
+		}
+		return nil
+	})
+	return p, err
+}

@@ -87,7 +87,7 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "dry run of %s: nothing was changed\n", *file)
 	printChanges(e, changes, true)
-	preview, err := campaigns.NewPreview(st, campaigns.Definitions{Sequences: j.Sequences, Offers: j.Offers})
+	preview, err := campaigns.NewPreview(st, campaigns.Definitions{Sequences: j.Sequences, Offers: j.Offers, Segments: j.Segments})
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	printDryRun(e, j, rep, preview, at)
-	return nil
+	return dryRunBroadcasts(ctx, e, st, eng, j, at)
 }
 
 // loopsError refuses a journey whose rules loop.

@@ -370,3 +370,148 @@ func byAddressOf(s *smtptest.Server, addr string) []string {
 	}
 	return out
 }
+
+// The broadcast command: a dry run says who a broadcast would reach; a
+// test email goes to seed addresses (each variant), recorded nowhere;
+// pausing holds the queued emails (a tick sends none), resuming releases
+// them, cancelling cancels the rest with the reason; status shows the
+// progress; a throttle spreads the emails' times.
+func TestBroadcastCommands(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t)
+	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
+	now := clock.Now().UTC().Truncate(time.Minute)
+	sendAt := now.Add(2 * time.Hour)
+	var contacts strings.Builder
+	contacts.WriteString("userId,email,first_name\n")
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&contacts, "c%d,c%d@example.com,C%d\n", i, i, i)
+	}
+	contacts.WriteString("nomail,,No\n")
+	journeyFile := fmt.Sprintf(`templates:
+  - {name: news, subject: "News", text: "Hello {{.Contact.FirstName}}."}
+  - {name: news-b, subject: "More news", text: "Hello."}
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
+  frequency_cap: {max: 0}
+broadcasts:
+  - name: launch
+    template: news
+    send_at: "%s"
+    throttle: 2
+    test:
+      variants: [news, news-b]
+      share: 0.5
+      pick_by: opens
+      after: 1h
+`, sendAt.Format(time.RFC3339))
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "contacts.csv"), []byte(contacts.String()), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "journey.yaml"), []byte(journeyFile), 0o644)
+	must := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runWith(t, env, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s%s", args, err, out, errOut)
+		}
+		return out
+	}
+	must("import", filepath.Join(dir, "contacts.csv"))
+	out := must("apply", "-f", filepath.Join(dir, "journey.yaml"), "--dry-run")
+	if !strings.Contains(out, "dry run of broadcast launch (nothing changed): it would reach 40 contacts now") || !strings.Contains(out, "A/B test: variant 1: ") {
+		t.Fatalf("apply --dry-run:\n%s", out)
+	}
+	must("apply", "-f", filepath.Join(dir, "journey.yaml"))
+	out = must("broadcast", "status", "launch", "--dry-run")
+	if !strings.Contains(out, "launch: scheduled; "+sendAt.Format(time.RFC3339)) || !strings.Contains(out, "no run yet") || !strings.Contains(out, "it would reach 40 contacts") {
+		t.Fatalf("status --dry-run:\n%s", out)
+	}
+	// Seeds: one email per variant, to each.
+	out = must("broadcast", "test", "launch", "--to", "seed@example.com,boss@example.com")
+	if got := smtp.Count(); got != 4 {
+		t.Fatalf("%d test emails, want 2 variants × 2 seeds:\n%s", got, out)
+	}
+	subj, _ := smtp.Messages()[0].DecodedHeader("Subject")
+	if subj != "[test, variant 1] News" || len(smtp.Messages()[0].Header("List-Unsubscribe")) != 1 {
+		t.Fatalf("a test email's subject %q, headers %v", subj, smtp.Messages()[0].HeaderNames())
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM sends`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("test emails recorded as %d sends (%v)", n, err)
+	}
+	// The run starts; the throttle spreads the test share's 20-ish emails
+	// over about 10 s.
+	must("tick", "--as-of", sendAt.Format(time.RFC3339))
+	var first, last time.Time
+	var test int
+	if err := pool.QueryRow(ctx, `SELECT min(due_at), max(due_at), count(*) FROM sends WHERE broadcast = 'launch' AND ab_test`).Scan(&first, &last, &test); err != nil {
+		t.Fatal(err)
+	}
+	if want := sendAt.Add(time.Duration(float64(test-1) / 2 * float64(time.Second))); !first.Equal(sendAt) || !last.Equal(want) {
+		t.Fatalf("%d test emails due from %s to %s, want %s to %s", test, first, last, sendAt, want)
+	}
+	sent := smtp.Count() - 4
+	if sent != 1 {
+		t.Fatalf("at the run's start %d emails went out, want 1 (the throttle)", sent)
+	}
+	must("broadcast", "pause", "launch")
+	must("tick", "--as-of", sendAt.Add(time.Minute).Format(time.RFC3339))
+	if got := smtp.Count() - 4; got != sent {
+		t.Fatalf("a paused broadcast sent %d more", got-sent)
+	}
+	out = must("broadcast", "status", "launch")
+	if !strings.Contains(out, "launch: paused") || !strings.Contains(out, "broadcast paused") {
+		t.Fatalf("status while paused:\n%s", out)
+	}
+	out = must("broadcast", "resume", "launch")
+	if !strings.Contains(out, fmt.Sprintf("%d waiting emails were released", test-1)) {
+		t.Fatalf("resume: %s", out)
+	}
+	// Resumed an hour later: the test share is spread again from then,
+	// and goes out over 10 s.
+	resumed := sendAt.Add(time.Hour)
+	must("tick", "--as-of", resumed.Add(time.Minute).Format(time.RFC3339))
+	if got := smtp.Count() - 4; got < test {
+		t.Fatalf("after resuming, %d of the %d test emails went out", got, test)
+	}
+	out = must("broadcast", "cancel", "launch", "--reason", "wrong price")
+	if !strings.Contains(out, "cancelled launch:") {
+		t.Fatalf("cancel: %s", out)
+	}
+	var cancelled int
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT count(*), min(delayed_reason) FROM sends WHERE broadcast = 'launch' AND status = 'cancelled'`).Scan(&cancelled, &reason); err != nil {
+		t.Fatal(err)
+	}
+	// The test was decided at the tick an hour on (nobody opened: too
+	// few results, variant 1 kept) and the rest released, spread from
+	// then: the first of them went out before the cancel.
+	var restSent int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM sends WHERE broadcast = 'launch' AND NOT ab_test AND status = 'sent'`).Scan(&restSent); err != nil {
+		t.Fatal(err)
+	}
+	if cancelled != 40-test-restSent || restSent != 1 || reason != "broadcast cancelled: wrong price" {
+		t.Fatalf("%d cancelled (%q), %d of the rest sent; want 1 sent and the other %d cancelled with the reason", cancelled, reason, restSent, 40-test-1)
+	}
+	before := smtp.Count()
+	must("tick", "--as-of", resumed.Add(3*time.Hour).Format(time.RFC3339))
+	if smtp.Count() != before {
+		t.Fatalf("a cancelled broadcast sent %d more", smtp.Count()-before)
+	}
+	out = must("broadcast", "status", "launch")
+	if !strings.Contains(out, fmt.Sprintf("cancelled %d", 40-test-1)) || !strings.Contains(out, "launch: cancelled (wrong price)") ||
+		!strings.Contains(out, "too few results: 0 people opened across the variants, fewer than 10: variant 1 kept") {
+		t.Fatalf("status when cancelled:\n%s", out)
+	}
+	out = must("broadcast", "list")
+	if !strings.Contains(out, "launch") || !strings.Contains(out, "cancelled") {
+		t.Fatalf("list:\n%s", out)
+	}
+}

@@ -68,6 +68,7 @@ func commands() []command {
 		{"preview", "TEMPLATE --contact ID [--tone T]", "render a template for a contact: the tone chosen, why, subject, text and HTML", nil, cmdPreview},
 		{"list", "rules|templates|tones|sequences|offers [--json]", "what the applied journey holds", []string{"rules", "templates", "tones", "sequences", "offers"}, cmdList},
 		{"sequences", "list | pause NAME | resume NAME", "pause a sequence (it enrols nobody; its queued emails wait, none dropped) and resume it", []string{"list", "pause", "resume"}, cmdSequences},
+		{"broadcast", "list | status NAME [--dry-run] | pause NAME | resume NAME | cancel NAME [--reason R] | test NAME --to EMAIL | preview NAME", "follow and steer broadcasts: progress, pause, resume, cancel, a test email to seed addresses, who it would reach now", []string{"list", "status", "pause", "resume", "cancel", "test", "preview"}, cmdBroadcast},
 		{"suppressions", "list | add EMAIL [--detail TEXT] | remove EMAIL", "addresses never mailed: list them, add one by hand, remove one added by hand", []string{"list", "add", "remove"}, cmdSuppressions},
 		{"contacts", "erase|export CONTACT", "erase a contact's personal data (keeping a hashed suppression), or export everything stored about it as JSON", []string{"erase", "export"}, cmdContacts},
 		{"keys", "create --name NAME | list | revoke KEY", "management API keys: create (printed once, stored hashed), list, revoke", []string{"create", "list", "revoke"}, cmdKeys},

@@ -635,3 +635,85 @@ func (s *Store) DecideRun(ctx context.Context, run campaigns.BroadcastRun, d cam
 }
 
 var _ campaigns.BroadcastStore = (*Store)(nil)
+
+const sqlBroadcastProgress = `
+SELECT count(*) AS audience,
+       count(*) FILTER (WHERE status = 'queued' AND delayed_reason IS NULL) AS queued,
+       count(*) FILTER (WHERE status = 'queued' AND delayed_reason IS NOT NULL AND variant IS NOT NULL) AS deferred,
+       count(*) FILTER (WHERE status = 'queued' AND variant IS NULL) AS awaiting_winner,
+       count(*) FILTER (WHERE status = 'sending') AS sending,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'unknown') AS unknown,
+       count(*) FILTER (WHERE status = 'suppressed') AS suppressed,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'expired') AS expired
+FROM sends WHERE broadcast_run = $1`
+
+// sqlBroadcastReasons groups why a run's emails wait or did not go out;
+// the A/B test's wait is counted apart (awaiting_winner).
+const sqlBroadcastReasons = `
+SELECT CASE WHEN status = 'failed' THEN 'failed: ' || left(coalesce(smtp_response, ''), 120)
+            ELSE status || ': ' || coalesce(delayed_reason, '') END AS reason, count(*) AS count
+FROM sends WHERE broadcast_run = $1 AND status NOT IN ('sent', 'sending', 'unknown')
+  AND NOT (status = 'queued' AND (delayed_reason IS NULL OR variant IS NULL))
+GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20`
+
+// sqlVariantProgress: per variant, and test share or rest, the emails sent
+// and the people who opened and clicked them.
+const sqlVariantProgress = `
+SELECT s.variant::int AS variant, coalesce(s.ab_test, false) AS test,
+       count(*) FILTER (WHERE s.status = 'sent') AS sent,
+       count(*) FILTER (WHERE s.status = 'sent' AND EXISTS (SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
+           WHERE k.id = s.contact_id AND e.name = 'email_opened' AND e.properties->>'send_id' = s.id::text)) AS opened,
+       count(*) FILTER (WHERE s.status = 'sent' AND EXISTS (SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
+           WHERE k.id = s.contact_id AND e.name = 'email_clicked' AND e.properties->>'send_id' = s.id::text)) AS clicked
+FROM sends s WHERE s.broadcast_run = $1 AND s.variant IS NOT NULL
+GROUP BY 1, 2 ORDER BY 2 DESC, 1`
+
+// BroadcastProgress returns a broadcast's runs, newest first, with their
+// progress, the reasons emails wait or did not go out, and each variant's
+// figures so far. ErrNotFound when there is no such broadcast.
+func (s *Store) BroadcastProgress(ctx context.Context, name string) ([]campaigns.RunProgress, error) {
+	if _, err := s.Broadcast(ctx, name); err != nil {
+		return nil, err
+	}
+	runs, err := s.BroadcastRuns(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]campaigns.RunProgress, len(runs))
+	for i, run := range runs {
+		out[i].Run = run
+		rows, err := s.db.Query(ctx, sqlBroadcastProgress, run.ID)
+		if err != nil {
+			return nil, translate(err, "reading the progress of broadcast "+name)
+		}
+		if out[i].Progress, err = pgx.CollectOneRow(rows, pgx.RowToStructByName[campaigns.Progress]); err != nil {
+			return nil, translate(err, "reading the progress of broadcast "+name)
+		}
+		if rows, err = s.db.Query(ctx, sqlBroadcastReasons, run.ID); err == nil {
+			out[i].Reasons, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.ReasonCount])
+		}
+		if err != nil {
+			return nil, translate(err, "reading the progress of broadcast "+name)
+		}
+		if rows, err = s.db.Query(ctx, sqlVariantProgress, run.ID); err == nil {
+			out[i].Variants, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.VariantProgress])
+		}
+		if err != nil {
+			return nil, translate(err, "reading the progress of broadcast "+name)
+		}
+		for j := range out[i].Variants {
+			v := &out[i].Variants[j]
+			if t := run.Definition.Test; t != nil && v.Variant < len(t.Variants) {
+				v.Label = t.Label(v.Variant)
+			} else {
+				v.Label = "template " + run.Definition.Template
+			}
+			v.Variant++
+		}
+	}
+	return out, nil
+}
