@@ -11,6 +11,7 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/config"
+	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/templates"
 )
@@ -157,14 +158,4 @@ func printRows(e *env, rows [][]string, items []any, asJSON bool, what string) e
 }
 
 // duration writes a journey duration as the journey file does: 48h, 3d.
-func duration(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0h"
-	case d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	}
-	return d.String()
-}
+func duration(d time.Duration) string { return journey.FormatDuration(d) }

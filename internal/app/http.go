@@ -51,7 +51,7 @@ func (a *App) handler(ctx context.Context, workers *sync.WaitGroup) (h http.Hand
 		fmt.Fprintln(w, "ok")
 	})
 	dash := web.New(web.Config{
-		Store: a.store, Engine: a.engine, Log: a.log, CapturedMail: a.cfg.Mail, Now: a.cfg.Now,
+		Store: a.store, Engine: a.engine, Log: a.log, CapturedMail: a.cfg.Mail, Now: a.cfg.Now, Sender: a.sender,
 		PublicURL: cfg.PublicURL, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
 	})
 	dash.Mount(mux)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -294,4 +295,18 @@ func (p *parser) checkBroadcastRefs(j *Journey) {
 			p.errorf(s.node, "%s: subject: %v", s.what, err)
 		}
 	}
+}
+
+// FormatDuration writes a duration as the journey file does (ParseDuration
+// reads it back): 0h, 48h, 3d.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0h"
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }

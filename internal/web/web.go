@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/lifecycle"
@@ -62,6 +63,8 @@ type Config struct {
 	PublicURL string
 	// SessionTTL is how long a dashboard login lasts (default 12 h).
 	SessionTTL time.Duration
+	// Sender sends broadcasts' test emails (nil: no SMTP server).
+	Sender *campaigns.Sender
 }
 
 // Server is the management API and the dashboard.
@@ -109,6 +112,7 @@ func New(cfg Config) *Server {
 	s.dryRuns = make(chan struct{}, 1)
 	s.pages = mustPages()
 	s.routesAPI()
+	s.routesBroadcasts()
 	s.routesDashboard()
 	return s
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/internal/smtptest"
+	"github.com/waymark/waymark/internal/store"
+)
+
+const broadcastAPIJourney = `rules:
+  - {name: customer, from: [awareness], to: retention, when: 'ever("order_completed")'}
+segments:
+  - name: vip
+    when: sum("order_completed", "revenue", "365d") >= 500
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - {name: news, subject: "News for {{.Contact.FirstName}}", text: "Hello."}
+  - {name: news-b, subject: "Other news", text: "Hello."}
+`
+
+// Segments and broadcasts through the API of a running serve: a segment's
+// members (kept as events arrive) in keyset pages; a broadcast created,
+// refused with the field named when wrong, previewed, test-sent to a seed,
+// scheduled, sent by the scheduled pass, its progress read, paused,
+// resumed and cancelled.
+func TestBroadcastAPI(t *testing.T) {
+	t.Parallel()
+	smtp := smtptest.Start(t)
+	base, pool := startServeWith(t, broadcastAPIJourney, map[string]string{
+		"WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>", "WAYMARK_CRON": "@every 1s"})
+	for i := 1; i <= 5; i++ {
+		if code := postJSON(t, base, "/v1/identify", fmt.Sprintf(`{"userId":"u%d","traits":{"email":"u%d@example.com","first_name":"U%d"}}`, i, i, i)); code != 200 {
+			t.Fatalf("identify: %d", code)
+		}
+	}
+	for i := 1; i <= 3; i++ { // three vips
+		if code := postJSON(t, base, "/v1/track", fmt.Sprintf(`{"userId":"u%d","event":"order_completed","properties":{"revenue":600}}`, i)); code != 200 {
+			t.Fatalf("track: %d", code)
+		}
+	}
+	if !waitUntil(10*time.Second, func() bool {
+		return one(t, pool, `SELECT count(*)::text FROM segment_members WHERE segment = 'vip'`) == "3"
+	}) {
+		t.Fatalf("vip members: %s, want 3", one(t, pool, `SELECT count(*)::text FROM segment_members`))
+	}
+	key, err := store.New(pool).CreateAPIKey(context.Background(), "bcast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var v map[string]any
+		_ = json.Unmarshal(b, &v)
+		return resp.StatusCode, v
+	}
+	// Members, two a page.
+	var ids []string
+	for after := ""; ; {
+		code, p := call("GET", "/api/v1/segments/vip/members?limit=2&after="+after, "")
+		if code != 200 {
+			t.Fatalf("members: %d %v", code, p)
+		}
+		for _, it := range p["items"].([]any) {
+			ids = append(ids, it.(map[string]any)["email"].(string))
+		}
+		next, _ := p["next"].(string)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if strings.Join(ids, ",") != "u1@example.com,u2@example.com,u3@example.com" {
+		t.Fatalf("vip members %v", ids)
+	}
+	if code, p := call("GET", "/api/v1/segments/nobody/members", ""); code != 404 || p["field"] != "name" {
+		t.Fatalf("an unknown segment: %d %v", code, p)
+	}
+	if code, p := call("GET", "/api/v1/segments", ""); code != 200 || len(p["items"].([]any)) != 1 {
+		t.Fatalf("segments: %d %v", code, p)
+	}
+	// Refused, naming the field.
+	for _, c := range []struct{ body, field string }{
+		{`{"name":"flash","template":"nope"}`, "template"},
+		{`{"name":"flash","template":"news","audience":{"segment":"lapsed"}}`, "audience.segment"},
+		{`{"name":"flash","template":"news","send_at":"soon"}`, "send_at"},
+		{`{"name":"flash","template":"news","test":{"variants":[{"template":"news"},{"template":"news-b"}],"share":0.5,"pick_by":"conversions","after":"1h"}}`, "test.pick_by"},
+		{`{"name":"flash","template":"news","test":{"variants":[{"subject":"A {{.Nope}}"},{"subject":"B"}],"share":0.5,"pick_by":"opens","after":"1h"}}`, "test.variants[0].subject"},
+		{`{"name":"Flash!","template":"news"}`, "name"},
+		{`{"name":"flash","template":"news","colour":"red"}`, "colour"},
+	} {
+		if code, p := call("POST", "/api/v1/broadcasts", c.body); code != 400 || p["field"] != c.field {
+			t.Errorf("%s: %d %v, want 400 naming %s", c.body, code, p, c.field)
+		}
+	}
+	code, p := call("POST", "/api/v1/broadcasts", `{"name":"flash","audience":{"stages":["retention"],"segment":"vip"},"template":"news"}`)
+	if code != 201 || p["state"] != "draft" || p["source"] != "api" {
+		t.Fatalf("create: %d %v", code, p)
+	}
+	if code, _ := call("POST", "/api/v1/broadcasts", `{"name":"flash","template":"news"}`); code != 409 {
+		t.Fatalf("create again: %d, want 409", code)
+	}
+	if code, p := call("POST", "/api/v1/broadcasts/flash/dry-run", ""); code != 200 || p["audience"] != float64(3) {
+		t.Fatalf("dry run: %d %v", code, p)
+	}
+	if code, p := call("POST", "/api/v1/broadcasts/flash/test", `{"to":["seed@example.com"]}`); code != 200 || smtp.Count() != 1 {
+		t.Fatalf("test email: %d %v, %d received", code, p, smtp.Count())
+	}
+	if got := strings.Join(smtp.Messages()[0].To, ","); got != "seed@example.com" {
+		t.Fatalf("the test email went to %s", got)
+	}
+	// Scheduled a minute ago: the next pass sends it to the three.
+	at := clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	if code, p := call("POST", "/api/v1/broadcasts/flash/schedule", `{"send_at":"`+at+`"}`); code != 200 || p["state"] != "scheduled" {
+		t.Fatalf("schedule: %d %v", code, p)
+	}
+	smtp.WaitFor(4, 20*time.Second)
+	var runs []any
+	if !waitUntil(10*time.Second, func() bool {
+		_, p := call("GET", "/api/v1/broadcasts/flash", "")
+		runs, _ = p["runs"].([]any)
+		return len(runs) == 1 && runs[0].(map[string]any)["progress"].(map[string]any)["sent"] == float64(3)
+	}) {
+		t.Fatalf("runs %v, want one with 3 sent", runs)
+	}
+	// Steering: pause, resume (not paused again: 409), cancel.
+	if code, p := call("POST", "/api/v1/broadcasts/flash/pause", ""); code != 200 || p["broadcast"].(map[string]any)["state"] != "paused" {
+		t.Fatalf("pause: %d %v", code, p)
+	}
+	if code, _ := call("POST", "/api/v1/broadcasts/flash/resume", ""); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	if code, _ := call("POST", "/api/v1/broadcasts/flash/resume", ""); code != 409 {
+		t.Fatalf("resume when not paused: %d, want 409", code)
+	}
+	if code, p := call("POST", "/api/v1/broadcasts/flash/cancel", `{"reason":"done with it"}`); code != 200 || p["broadcast"].(map[string]any)["state_reason"] != "done with it" {
+		t.Fatalf("cancel: %d %v", code, p)
+	}
+	if code, _ := call("PUT", "/api/v1/broadcasts/flash", `{"template":"news-b"}`); code != 409 {
+		t.Fatalf("editing a cancelled broadcast: %d, want 409", code)
+	}
+	if code, p := call("GET", "/api/v1/broadcasts", ""); code != 200 || len(p["items"].([]any)) != 1 {
+		t.Fatalf("list: %d %v", code, p)
+	}
+	if smtp.Count() != 4 {
+		t.Fatalf("%d emails, want the test and the three", smtp.Count())
+	}
+}
