@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +143,54 @@ func TestBroadcastAPI(t *testing.T) {
 	}) {
 		t.Fatalf("runs %v, want one with 3 sent", runs)
 	}
+	// The dashboard: the segment's size and trend, the broadcast's page
+	// with its run's progress; paused from its page (with the form's
+	// CSRF token).
+	jar, _ := cookiejar.New(nil)
+	dash := &http.Client{Jar: jar}
+	resp, err := dash.PostForm(base+"/dashboard/login", url.Values{"key": {key}, "next": {"/dashboard/broadcasts"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !waitUntil(10*time.Second, func() bool {
+		resp, err := dash.Get(base + "/dashboard/broadcasts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		page, _ = io.ReadAll(resp.Body)
+		return strings.Contains(string(page), `<td class="num">3</td><td><svg class="trend"`)
+	}) {
+		t.Fatalf("the broadcasts page does not show vip's 3 members:\n%s", page)
+	}
+	if !strings.Contains(string(page), `<svg class="trend"`) || !strings.Contains(string(page), `<a href="/dashboard/broadcasts/flash">flash</a>`) {
+		t.Fatalf("the broadcasts page lacks the trend or the broadcast:\n%s", page)
+	}
+	resp, err = dash.Get(base + "/dashboard/broadcasts/flash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `<td class="num">3</td><td class="num">0</td><td class="num">0</td><td class="num">0</td><td class="num">0</td><td class="num">3</td>`) {
+		t.Fatalf("the broadcast's page (%d) lacks its progress (audience 3, sent 3):\n%s", resp.StatusCode, page)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if csrf == nil {
+		t.Fatal("no CSRF token on the broadcast's page")
+	}
+	resp, err = dash.PostForm(base+"/dashboard/broadcasts/flash", url.Values{"csrf": {string(csrf[1])}, "action": {"pause"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `<small id="broadcast-state">paused</small>`) {
+		t.Fatalf("paused from the dashboard: %d\n%s", resp.StatusCode, page)
+	}
+	call("POST", "/api/v1/broadcasts/flash/resume", "")
 	// Steering: pause, resume (not paused again: 409), cancel.
 	if code, p := call("POST", "/api/v1/broadcasts/flash/pause", ""); code != 200 || p["broadcast"].(map[string]any)["state"] != "paused" {
 		t.Fatalf("pause: %d %v", code, p)

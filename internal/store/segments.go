@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -114,14 +113,16 @@ func (s *Store) SetSegmentMembers(ctx context.Context, ids []int64, members []ca
 	return translate(err, "recording segment members")
 }
 
-// sqlRecordSegmentSizes writes today's size of every segment, counting
-// members that are contacts still (not merged away), unless it was written
-// less than $3 ago.
+// sqlSegmentSize counts a segment's members: an index-only range of
+// segment_members. (Members merged away or erased leave with the next
+// sweep of their range, or at once: see SetSegmentMembers and erasure.)
+const sqlSegmentSize = `(SELECT count(*) FROM segment_members m WHERE m.segment = s.name)`
+
+// sqlRecordSegmentSizes writes today's size of every segment, unless it
+// was written less than $3 ago.
 const sqlRecordSegmentSizes = `
 INSERT INTO segment_sizes (segment, day, members, recorded_at)
-SELECT s.name, $1::date,
-       (SELECT count(*) FROM segment_members m JOIN contacts c ON c.id = m.contact_id AND c.merged_into IS NULL WHERE m.segment = s.name),
-       $2
+SELECT s.name, $1::date, ` + sqlSegmentSize + `, $2
 FROM segments s
 WHERE NOT EXISTS (SELECT 1 FROM segment_sizes z WHERE z.segment = s.name AND z.day = $1::date AND z.recorded_at > $2::timestamptz - $3::interval)
 ON CONFLICT (segment, day) DO UPDATE SET members = excluded.members, recorded_at = excluded.recorded_at`
@@ -139,41 +140,40 @@ type SegmentSize struct {
 	Members int64     `db:"members" json:"members"`
 }
 
-// SegmentSummary is a segment with its size as last recorded and its
-// daily sizes (the trend), oldest first.
+// SegmentSummary is a segment with its size now and its daily sizes (the
+// trend), oldest first.
 type SegmentSummary struct {
-	Name       string        `json:"name"`
-	Condition  string        `json:"when"`
-	Members    int64         `json:"members"`
-	RecordedAt *time.Time    `json:"recorded_at"` // when Members was counted; nil: not yet
-	Trend      []SegmentSize `json:"trend"`
+	Name      string        `json:"name"`
+	Condition string        `json:"when"`
+	Members   int64         `json:"members"`
+	Trend     []SegmentSize `json:"trend"`
 }
 
-// SegmentSummaries lists the segments with their sizes over the last days
-// (up to days rows each).
+// SegmentSummaries lists the segments with their sizes now and over the
+// last days (up to days rows each).
 func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]SegmentSummary, error) {
-	segs, err := s.Segments(ctx)
+	type row struct {
+		Name      string `db:"name"`
+		Condition string `db:"condition"`
+		Members   int64  `db:"members"`
+	}
+	rows, err := s.db.Query(ctx, `SELECT s.name, s.condition, `+sqlSegmentSize+` AS members FROM segments s ORDER BY s.position, s.name`)
 	if err != nil {
-		return nil, err
+		return nil, translate(err, "loading segments")
+	}
+	segs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
+	if err != nil {
+		return nil, translate(err, "loading segments")
 	}
 	out := make([]SegmentSummary, len(segs))
 	for i, sg := range segs {
-		out[i] = SegmentSummary{Name: sg.Name, Condition: sg.When, Trend: []SegmentSize{}}
+		out[i] = SegmentSummary{Name: sg.Name, Condition: sg.Condition, Members: sg.Members, Trend: []SegmentSize{}}
 		rows, err := s.db.Query(ctx, `SELECT day, members FROM (SELECT day, members FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT $2) x ORDER BY day`, sg.Name, days)
 		if err != nil {
 			return nil, translate(err, "loading segment sizes")
 		}
 		if out[i].Trend, err = pgx.CollectRows(rows, pgx.RowToStructByName[SegmentSize]); err != nil {
 			return nil, translate(err, "loading segment sizes")
-		}
-		var at time.Time
-		err = s.db.QueryRow(ctx, `SELECT members, recorded_at FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT 1`, sg.Name).Scan(&out[i].Members, &at)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return nil, translate(err, "loading segment sizes")
-		default:
-			out[i].RecordedAt = &at
 		}
 	}
 	return out, nil

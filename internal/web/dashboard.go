@@ -56,9 +56,10 @@ var funcs = template.FuncMap{
 		_ = enc.Encode(v)
 		return strings.TrimSuffix(b.String(), "\n")
 	},
-	"add":   func(a, b int) int { return a + b },
-	"join":  strings.Join,
-	"delta": deltaText,
+	"add":    func(a, b int) int { return a + b },
+	"pct100": func(f float64) float64 { return f * 100 },
+	"join":   strings.Join,
+	"delta":  deltaText,
 }
 
 func pctText(p *float64) string {

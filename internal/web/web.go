@@ -114,6 +114,7 @@ func New(cfg Config) *Server {
 	s.routesAPI()
 	s.routesBroadcasts()
 	s.routesDashboard()
+	s.routesBroadcastPages()
 	return s
 }
 
