@@ -5,31 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/app"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
 )
-
-// tickBroadcasts is a tick's broadcast work: runs whose time came start,
-// their audiences are queued, A/B tests due are decided.
-func tickBroadcasts(ctx context.Context, e *env, st *store.Store, eng *lifecycle.Engine, log *slog.Logger, at time.Time) error {
-	bst, err := campaigns.NewBroadcaster(st, eng, log).Tick(ctx, at)
-	if err != nil {
-		return err
-	}
-	if bst.Started+bst.Resolved+bst.Decided > 0 {
-		fmt.Fprintf(e.stdout, "broadcasts: %d runs started, %d queued (%d emails), %d A/B tests decided\n", bst.Started, bst.Resolved, bst.Queued, bst.Decided)
-	}
-	return nil
-}
 
 // cmdBroadcast follows and steers broadcasts: list, status (with
 // --dry-run, who it would reach now), pause, resume, cancel, test (to seed
@@ -69,11 +56,13 @@ func cmdBroadcast(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Load(e.getenv); err != nil {
 		return err
 	}
-	st, done, err := openStore(ctx, e, &cfg)
+	pool, err := app.Connect(ctx, &cfg, e.logger(), 2)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer pool.Close()
+	e.announce(pool)
+	st := store.New(pool)
 	if what == "list" {
 		return listBroadcasts(ctx, e, st, *asJSON)
 	}
@@ -127,16 +116,15 @@ func cmdBroadcast(ctx context.Context, e *env, args []string) error {
 		if len(seeds) == 0 {
 			return errors.New("broadcast test: give the seed addresses with --to a@example.com[,b@example.com]")
 		}
-		log := e.logger()
-		runner := campaigns.NewRunner(st, log)
-		sender, err := newSender(&cfg, st, runner, log, clock.Now)
+		a, err := app.New(ctx, app.Config{Settings: &cfg, Pool: pool, Log: e.logger()})
 		if err != nil {
 			return err
 		}
+		sender := a.Sender()
 		if sender == nil {
 			return fmt.Errorf("broadcast test: %w", campaigns.ErrNoMailer)
 		}
-		defer sender.Close()
+		defer a.Close()
 		res, err := sender.SendSeeds(ctx, b.Broadcast, seeds, *tone)
 		for _, r := range res {
 			state := "sent"

@@ -46,6 +46,13 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "tick at %s: evaluated %d contacts, %d moved (%d hops) in %.2fs\n",
 		at.Format(time.RFC3339), sw.Contacts, sw.Moved, sw.Hops, sw.Elapsed.Seconds())
+	bst, err := a.Broadcasts(ctx, at)
+	if err != nil {
+		return err
+	}
+	if bst.Started+bst.Resolved+bst.Decided > 0 {
+		fmt.Fprintf(e.stdout, "broadcasts: %d runs started, %d queued (%d emails), %d A/B tests decided\n", bst.Started, bst.Resolved, bst.Queued, bst.Decided)
+	}
 	if sender == nil {
 		fmt.Fprintln(e.stdout, "no SMTP server configured (WAYMARK_SMTP_URL): nothing sent")
 		return nil

@@ -68,6 +68,7 @@ type App struct {
 	sender  *campaigns.Sender // nil without SMTP
 	reactor *lifecycle.Reactor
 	sched   *scheduler.Scheduler
+	bcast   *campaigns.Broadcaster
 	// notify asks the NOTIFY loop to tell the other instances that sends
 	// became due.
 	notify chan struct{}
@@ -90,6 +91,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.sender = sender
 	a.reactor = lifecycle.NewReactor(a.engine, a.log, cfg.Now)
+	a.bcast = campaigns.NewBroadcaster(a.store, a.engine, a.log)
+	a.bcast.Wake = a.sendsDue
 	a.sched, err = scheduler.New(cfg.Settings.CronSpec, a.store, a.scheduledPass, a.log, cfg.Now)
 	if err != nil {
 		return nil, &config.Error{Var: "WAYMARK_CRON", Msg: err.Error()}
@@ -103,6 +106,9 @@ func (a *App) scheduledPass(ctx context.Context, at time.Time) error {
 	st, err := a.engine.Sweep(ctx, at)
 	if err == nil && st.Contacts > 0 {
 		a.log.Info("sweep", "contacts", st.Contacts, "moved", st.Moved, "took", st.Elapsed.Round(time.Millisecond))
+	}
+	if _, berr := a.bcast.Tick(ctx, at); berr != nil && err == nil {
+		err = berr
 	}
 	if a.runsSender() {
 		a.sender.Wake()
@@ -131,6 +137,13 @@ func (a *App) sendsDue() {
 // campaigns runner as the engine's hook (a tick, a backtest).
 func (a *App) Sweep(ctx context.Context, asOf time.Time) (lifecycle.SweepStats, error) {
 	return a.engine.Sweep(ctx, asOf)
+}
+
+// Broadcasts does a scheduled pass's broadcast work at at: the runs whose
+// time came start, their audiences are queued, A/B tests due are decided
+// (a tick, after its sweep).
+func (a *App) Broadcasts(ctx context.Context, at time.Time) (campaigns.BroadcastStats, error) {
+	return a.bcast.Tick(ctx, at)
 }
 
 // Tick runs one scheduled pass now, unless another instance holds the

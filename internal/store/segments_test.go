@@ -56,8 +56,7 @@ func TestSegmentMembersAreRecordedAsContactsAreEvaluated(t *testing.T) {
 		at(time.Hour, track("small", "", "small-1", "order_completed", `{"revenue": 20}`)))
 	mustIngest(t, s, msgs...)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := lifecycle.NewEngine(s, log)
-	e.Hook = campaigns.NewRunner(s, log)
+	e := lifecycle.NewEngine(s, log, lifecycle.WithHook(campaigns.NewRunner(s, log)))
 	if _, err := e.Sweep(ctx, now); err != nil {
 		t.Fatal(err)
 	}
