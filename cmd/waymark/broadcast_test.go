@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -514,4 +515,70 @@ broadcasts:
 	if !strings.Contains(out, "launch") || !strings.Contains(out, "cancelled") {
 		t.Fatalf("list:\n%s", out)
 	}
+}
+
+// A broadcast's emails keep the sends' crash behaviour: the real binary's
+// tick, killed with SIGKILL three times while it sends a broadcast to
+// 5,000 contacts and restarted, never sends an email twice and loses at
+// most one a connection a kill (each unknown, never resent); the run is
+// started and queued once whatever the kills.
+func TestKillNineDuringABroadcast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts the binary three times during a 5,000-email broadcast")
+	}
+	t.Parallel()
+	const (
+		n     = 5000
+		conns = 8
+		kills = 3
+	)
+	smtp := smtptest.Start(t)
+	url := pgtest.Clone(t)
+	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns), "WAYMARK_FROM": "Shop <news@shop.example>"}
+	bin := buildWaymark(t)
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("userId,email\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&csv, "u%d,u%d@example.com\n", i, i)
+	}
+	journeyFile := fmt.Sprintf(`broadcasts:
+  - {name: big, template: news, send_at: "%s"}
+sending:
+  frequency_cap: {max: 0}
+  quiet_hours: {from: "00:00", to: "00:00"}
+templates:
+  - {name: news, subject: "News", text: "The news."}
+`, clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
+	_ = os.WriteFile(filepath.Join(dir, "contacts.csv"), []byte(csv.String()), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "journey.yaml"), []byte(journeyFile), 0o644)
+	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
+		if _, errOut, err := runWith(t, env, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 19))
+	for k := 1; k <= kills; k++ {
+		p := startTick(t, bin, env, fmt.Sprintf("tick %d", k))
+		killMidSend(t, p, smtp, 50+rng.IntN(n/(2*(kills+1))), rng)
+		t.Logf("kill -9 of tick %d after %.2fs, the server having %d messages", k, p.ranFor.Seconds(), smtp.Count())
+	}
+	p := startTick(t, bin, env, "final tick")
+	p.wait(t, 90*time.Second)
+	if runs := queryInt(t, pool, `SELECT count(*) FROM broadcast_runs`); runs != 1 {
+		t.Errorf("%d runs, want the one", runs)
+	}
+	if queued := queryInt(t, pool, `SELECT count(*) FROM sends WHERE broadcast = 'big'`); queued != n {
+		t.Errorf("%d sends queued, want one a contact: %d", queued, n)
+	}
+	sent, unknown, unknownReceived := checkExactlyOnce(t, pool, smtp, n)
+	if unknown > conns*kills {
+		t.Errorf("%d sends unknown, more than %d connections × %d kills", unknown, conns, kills)
+	}
+	t.Logf("%d contacts, %d kill -9s: %d sent + %d unknown (%d of those reached the server), 0 duplicates", n, kills, sent, unknown, unknownReceived)
 }
