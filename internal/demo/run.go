@@ -540,8 +540,9 @@ func checklist(f stats.DemoFigures) string {
 	for _, t := range tones {
 		four = four && f.SentByTone[t] > 0
 	}
-	return fmt.Sprintf("%s contacts in every stage  %s all four tones used  %s a win-back sent (%d)  %s a surprise offer sent (%d)",
-		mark(every), mark(four), mark(f.WinBacks > 0), f.WinBacks, mark(f.SentByTemplate["surprise"] > 0), f.SentByTemplate["surprise"])
+	return fmt.Sprintf("%s contacts in every stage  %s all four tones used  %s a win-back sent (%d)  %s a surprise offer sent (%d)  %s a broadcast sent (%d)",
+		mark(every), mark(four), mark(f.WinBacks > 0), f.WinBacks, mark(f.SentByTemplate["surprise"] > 0), f.SentByTemplate["surprise"],
+		mark(f.SentByTemplate["journal"] > 0), f.SentByTemplate["journal"])
 }
 
 func randomKey(prefix string) string {

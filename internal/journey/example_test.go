@@ -47,7 +47,7 @@ func TestExampleJourneyLoads(t *testing.T) {
 		names = append(names, tp.Name)
 	}
 	want := []string{"welcome", "best-of-blog", "cart-reminder", "cart-last-call", "first-purchase-thanks", "we-miss-you", "surprise",
-		"review-request", "refer-a-friend", "birthday", "come-back"}
+		"review-request", "refer-a-friend", "birthday", "come-back", "journal"}
 	if !slices.Equal(names, want) {
 		t.Errorf("templates = %v, want %v", names, want)
 	}
