@@ -11,6 +11,7 @@
 //	go run ./cmd/waymark-bench sweep [-contacts 1000000 -events 20000000 -keep]
 //	go run ./cmd/waymark-bench send [-emails 20000 -connections 8,64 -body short|newsletter]
 //	go run ./cmd/waymark-bench dashboard [-copy-from waymark_bench_sweep -keep]
+//	go run ./cmd/waymark-bench broadcast [-sizes 100000,300000,1000000 -keep] [-send 200000]
 //
 // path: the whole path a new user takes — import a list with its
 // history, apply the journey, the first tick, send what it queued, a
@@ -62,6 +63,8 @@ const usage = `usage: waymark-bench BENCHMARK [flags]
   send        sending into smtp-sink, against smtp-source and a bare
               go-mail loop (-mode serve, latency: through waymark serve)
   dashboard   every dashboard page and API endpoint on a large database
+  broadcast   a broadcast's audience (stages + a segment) at several sizes,
+              and (-send N) sending a broadcast against a sequence
 
 Run 'waymark-bench BENCHMARK -h' for its flags.`
 
@@ -76,6 +79,7 @@ var benchmarks = map[string]func(ctx context.Context, e *env, args []string) err
 	"sweep":      cmdBenchSweep,
 	"send":       cmdBenchSend,
 	"dashboard":  cmdBenchDashboard,
+	"broadcast":  cmdBenchBroadcast,
 }
 
 // env is what every benchmark gets: the environment, and where to write.

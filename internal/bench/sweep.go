@@ -97,11 +97,17 @@ type SweepDB struct {
 // left by an earlier run, if it holds a complete load of the same size and
 // reuse is allowed, or else a new, empty one.
 func OpenSweepDatabase(ctx context.Context, serverURL string, size SweepSize, reuse bool) (*SweepDB, error) {
-	u, err := pgserver.WithDatabase(serverURL, SweepDatabaseName)
+	return OpenSweepDatabaseNamed(ctx, serverURL, SweepDatabaseName, size, reuse)
+}
+
+// OpenSweepDatabaseNamed is OpenSweepDatabase for a database of another
+// name (a benchmark that keeps several sizes).
+func OpenSweepDatabaseNamed(ctx context.Context, serverURL, name string, size SweepSize, reuse bool) (*SweepDB, error) {
+	u, err := pgserver.WithDatabase(serverURL, name)
 	if err != nil {
 		return nil, err
 	}
-	d := &SweepDB{Name: SweepDatabaseName, URL: u, server: serverURL}
+	d := &SweepDB{Name: name, URL: u, server: serverURL}
 	if reuse {
 		if conn, err := pgx.Connect(ctx, u); err == nil {
 			var c, e int64
