@@ -9,6 +9,7 @@ import (
 
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/export"
+	"github.com/waymark/waymark/internal/store"
 )
 
 // cmdExport streams contacts (everyone, or a stage) as CSV or JSON lines
@@ -17,7 +18,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	var cfg config.Config
 	fs := e.flags("export", &cfg, databaseFlags...)
 	stage := fs.String("stage", "", "only the contacts in this stage")
-	segment := fs.String("segment", "", "only the members of this segment (not yet: Waymark has no segments)")
+	segment := fs.String("segment", "", "only the members of this segment")
 	format := fs.String("format", "csv", "csv or jsonl")
 	out := fs.String("o", "", "write to this file instead of stdout")
 	if err := fs.Parse(args); err != nil {
@@ -26,12 +27,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("export: unexpected argument %q", fs.Arg(0))
 	}
-	if *segment != "" {
-		// DESIGN.md's export filters by segment too; segments come with
-		// their own issue, and this is where the filter goes.
-		return errors.New("export: --segment: Waymark has no segments yet; export everyone or a --stage")
-	}
-	q := export.Query{Stage: *stage}
+	q := export.Query{Stage: *stage, Segment: *segment}
 	if err := q.Check(); err != nil {
 		return fmt.Errorf("export: --%w", err)
 	}
@@ -54,6 +50,9 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	}
 	defer done()
 	n, err := export.Run(ctx, st.ExportContacts, q, w, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("export: --%w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("export: %w (%d contacts were written)", err, n)
 	}

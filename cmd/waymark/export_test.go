@@ -33,6 +33,11 @@ const exportJourney = `rules:
     from: [consideration]
     to: retention
     when: traits.plan == "vip"
+segments:
+  - name: paying
+    when: traits.plan == "pro" || traits.plan == "vip"
+  - name: big
+    when: traits.plan == "vip"
 `
 
 // exportContacts are 25 contacts: 12 free, 8 pro, 5 vip, one with
@@ -68,8 +73,9 @@ func csvQuote(s string) string {
 // dbContacts reads the contacts as an export should write them.
 func dbContacts(t *testing.T, pool *pgxpool.Pool, stage string) []export.Contact {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT id, user_id, email, stage, stage_entered_at AS since, status, traits
-		FROM contacts WHERE merged_into IS NULL AND ($1 = '' OR stage = $1) ORDER BY id`, stage)
+	rows, err := pool.Query(context.Background(), `SELECT id, user_id, email, stage, stage_entered_at AS since, status, traits,
+		ARRAY(SELECT segment FROM segment_members m WHERE m.contact_id = c.id ORDER BY segment) AS segments
+		FROM contacts c WHERE merged_into IS NULL AND ($1 = '' OR stage = $1) ORDER BY id`, stage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +136,7 @@ func parseCSV(t *testing.T, s string) []export.Contact {
 		if r[2] != "" {
 			c.Email = &r[2]
 		}
-		c.Stage, c.Status, c.Traits = r[3], r[5], json.RawMessage(r[6])
+		c.Stage, c.Status, c.Traits, c.Segments = r[3], r[5], json.RawMessage(r[6]), strings.Fields(r[7])
 		var err error
 		if c.Since, err = time.Parse(time.RFC3339Nano, r[4]); err != nil {
 			t.Fatal(err)
@@ -198,6 +204,29 @@ func TestExportMatchesStages(t *testing.T) {
 			t.Errorf("export --stage %s (csv):\n%v\nwant\n%v", stage, got, want)
 		}
 	}
+	// A segment's members, with their segments (the paying are in
+	// both, the vips in big as well).
+	out, errOut, err = runWaymark(t, url, "export", "--segment", "paying", "--format", "jsonl")
+	if err != nil {
+		t.Fatalf("export --segment paying: %v\n%s", err, errOut)
+	}
+	paying := parseJSONL(t, out)
+	big := 0
+	for _, c := range paying {
+		switch strings.Join(c.Segments, " ") {
+		case "big paying":
+			big++
+		case "paying":
+		default:
+			t.Errorf("contact %d in paying has segments %v", c.ID, c.Segments)
+		}
+	}
+	if len(paying) != 13 || big != 5 {
+		t.Errorf("export --segment paying: %d contacts, %d also in big; want the 8 pro and 5 vip", len(paying), big)
+	}
+	if out, _, err := runWaymark(t, url, "export", "--segment", "big", "--stage", "awareness"); err != nil || strings.Count(out, "\n") != 1 {
+		t.Errorf("export --segment big --stage awareness: %v\n%s, want the header alone", err, out)
+	}
 	all, _, err := runWaymark(t, url, "export")
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +243,8 @@ func TestExportMatchesStages(t *testing.T) {
 	}{
 		{[]string{"export", "--stage", "lapsed"}, `--stage: "lapsed" is not a stage`},
 		{[]string{"export", "--format", "xml"}, `--format: "xml" is not a format (csv or jsonl)`},
-		{[]string{"export", "--segment", "vip"}, "--segment: Waymark has no segments yet"},
+		{[]string{"export", "--segment", "vip"}, `--segment: no segment "vip"`},
+		{[]string{"export", "--segment", "V I P"}, `--segment: "V I P" is not a segment's name`},
 	} {
 		if _, _, err := runWaymark(t, url, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
@@ -275,7 +305,9 @@ func TestAPIExportsContacts(t *testing.T) {
 		{"/api/v1/contacts/export", "", 401, `"field": "Authorization"`},
 		{"/api/v1/contacts/export?stage=lapsed", key, 400, `"field": "stage"`},
 		{"/api/v1/contacts/export?format=xml", key, 400, `"field": "format"`},
-		{"/api/v1/contacts/export?segment=vip", key, 400, `"field": "segment"`},
+		{"/api/v1/contacts/export?segment=vip", key, 400, `"error": "segment: no segment \"vip\": not found",
+  "field": "segment"`},
+		{"/api/v1/contacts/export?segment=a%22b", key, 400, `"field": "segment"`},
 	} {
 		if code, _, body := get(tc.path, tc.key); code != tc.code || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: %d %s, want %d with %s", tc.path, code, body, tc.code, tc.want)

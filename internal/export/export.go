@@ -3,9 +3,8 @@
 // export`, GET /api/v1/contacts/export and the dashboard's export button
 // all stream through it, from a store that reads the contacts in pages.
 //
-// Segment memberships (DESIGN.md's export columns) are not written:
-// Waymark has no segments yet. When it does, Contact gets a Segments
-// field, the writers a column, and Query a Segment filter.
+// Each contact's segment memberships (DESIGN.md's export columns) are a
+// column, and an export can be of one segment's members.
 package export
 
 import (
@@ -17,6 +16,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/waymark/waymark/rule"
@@ -32,17 +32,24 @@ type Contact struct {
 	Status string    `db:"status" json:"status"`
 	// Traits is the traits object as JSON.
 	Traits json.RawMessage `db:"traits" json:"traits"`
+	// Segments are the segments it is a member of, by name.
+	Segments []string `db:"segments" json:"segments"`
 }
 
-// Query says which contacts to export: everyone (Stage "") or a stage.
+// Query says which contacts to export: everyone, or those in Stage, or
+// the members of Segment, or both.
 type Query struct {
-	Stage string
+	Stage   string
+	Segment string
 }
 
 // Check validates q; the error names the parameter.
 func (q Query) Check() error {
 	if q.Stage != "" && !slices.Contains(rule.Stages, rule.Stage(q.Stage)) {
 		return fmt.Errorf("stage: %q is not a stage (awareness, consideration, decision, retention, advocacy)", q.Stage)
+	}
+	if strings.IndexFunc(q.Segment, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') }) >= 0 || len(q.Segment) > 100 {
+		return fmt.Errorf("segment: %q is not a segment's name", q.Segment)
 	}
 	return nil
 }
@@ -81,13 +88,13 @@ func NewWriter(w io.Writer, format string) (Writer, error) {
 }
 
 // Header is the CSV header.
-var Header = []string{"id", "user_id", "email", "stage", "since", "status", "traits"}
+var Header = []string{"id", "user_id", "email", "stage", "since", "status", "traits", "segments"}
 
 type csvWriter struct {
 	bw     *bufio.Writer
 	w      *csv.Writer
 	header bool
-	row    [7]string
+	row    [8]string
 }
 
 func (c *csvWriter) Write(k Contact) error {
@@ -97,8 +104,8 @@ func (c *csvWriter) Write(k Contact) error {
 			return err
 		}
 	}
-	c.row = [7]string{strconv.FormatInt(k.ID, 10), deref(k.UserID), deref(k.Email), k.Stage,
-		k.Since.UTC().Format(time.RFC3339Nano), k.Status, string(k.Traits)}
+	c.row = [8]string{strconv.FormatInt(k.ID, 10), deref(k.UserID), deref(k.Email), k.Stage,
+		k.Since.UTC().Format(time.RFC3339Nano), k.Status, string(k.Traits), strings.Join(k.Segments, " ")}
 	return c.w.Write(c.row[:])
 }
 
@@ -124,6 +131,9 @@ type jsonlWriter struct {
 
 func (j *jsonlWriter) Write(k Contact) error {
 	k.Since = k.Since.UTC()
+	if k.Segments == nil {
+		k.Segments = []string{}
+	}
 	return j.enc.Encode(k)
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,12 +13,17 @@ const (
 	// sqlExportCursor reads the contacts to export in id order (the
 	// primary key's order: no sort, whatever the count) through a
 	// server-side cursor, so they come a page at a time.
+	//
+	// Each contact's segments are read from segment_members by key; with
+	// a segment ($2), only its members.
 	sqlExportCursor = `
 DECLARE export_contacts NO SCROLL CURSOR FOR
-SELECT id, user_id, email, stage, stage_entered_at AS since, status, traits
-FROM contacts
-WHERE merged_into IS NULL AND ($1::text = '' OR stage = $1::text)
-ORDER BY id`
+SELECT c.id, c.user_id, c.email, c.stage, c.stage_entered_at AS since, c.status, c.traits,
+       ARRAY(SELECT m.segment FROM segment_members m WHERE m.contact_id = c.id ORDER BY m.segment) AS segments
+FROM contacts c
+WHERE c.merged_into IS NULL AND ($1::text = '' OR c.stage = $1::text)
+  AND ($2::text = '' OR EXISTS (SELECT 1 FROM segment_members m WHERE m.contact_id = c.id AND m.segment = $2::text))
+ORDER BY c.id`
 
 	sqlExportFetch = `FETCH FORWARD 1000 FROM export_contacts`
 
@@ -43,7 +49,16 @@ func (s *Store) ExportContacts(ctx context.Context, q export.Query, page func([]
 		return translate(err, "starting an export")
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, sqlExportCursor, q.Stage); err != nil {
+	if q.Segment != "" {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM segments WHERE name = $1)`, q.Segment).Scan(&exists); err != nil {
+			return translate(err, "starting an export")
+		}
+		if !exists {
+			return fmt.Errorf("segment: no segment %q: %w", q.Segment, ErrNotFound)
+		}
+	}
+	if _, err := tx.Exec(ctx, sqlExportCursor, q.Stage, q.Segment); err != nil {
 		return translate(err, "opening the export's cursor")
 	}
 	for {

@@ -71,7 +71,8 @@ func (s *Store) Export(ctx context.Context, contactID int64) ([]byte, error) {
 		'events', `+q(`SELECT message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1 ORDER BY occurred_at, message_id`)+`,
 		'stage_moves', `+q(`SELECT from_stage, to_stage, rule, rule_version, observed, trigger, at FROM transitions WHERE contact_id = $1 ORDER BY seq`)+`,
 		'enrolments', `+q(`SELECT id, sequence, version, status, reason, enrolled_at, ended_at FROM enrolments WHERE contact_id = $1 ORDER BY id`)+`,
-		'emails', `+q(`SELECT id, sequence, step, template, template_version, tone, tone_reason, offer, offer_code, status, recipient, message_id, smtp_response, attempts, due_at, sent_at FROM sends WHERE contact_id = $1 ORDER BY id`)+`,
+		'emails', `+q(`SELECT id, sequence, step, broadcast, variant, template, template_version, tone, tone_reason, offer, offer_code, status, recipient, message_id, smtp_response, attempts, due_at, sent_at FROM sends WHERE contact_id = $1 ORDER BY id`)+`,
+		'segments', `+q(`SELECT segment, since FROM segment_members WHERE contact_id = $1 ORDER BY segment`)+`,
 		'offer_draws', `+q(`SELECT offer, drawn, code, expires_at, at FROM offer_draws WHERE contact_id = $1 ORDER BY at`)+`,
 		'suppressions', `+q(`SELECT sp.email, sp.reason, sp.detail, sp.created_at FROM suppressions sp JOIN contacts c ON c.id = $1 WHERE sp.email = c.email`)+`
 	) WHERE EXISTS (SELECT 1 FROM contacts WHERE id = $1)`, contactID).Scan(&out)

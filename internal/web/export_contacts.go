@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/export"
+	"github.com/waymark/waymark/internal/store"
 )
 
 // exportWriteTime is how long the client may take to read each page of an
@@ -26,14 +28,10 @@ func exportParams(r *http.Request) (export.Query, string, string, error) {
 	if !slices.Contains(export.Formats, format) {
 		return export.Query{}, "", "format", fmt.Errorf("format: %q is not a format (csv or jsonl)", format)
 	}
-	if q.Get("segment") != "" {
-		// DESIGN.md's export filters by segment too: segments come with
-		// their own issue, and this is where the filter goes.
-		return export.Query{}, "", "segment", errors.New("segment: Waymark has no segments yet; export everyone or a stage")
-	}
-	eq := export.Query{Stage: q.Get("stage")}
+	eq := export.Query{Stage: q.Get("stage"), Segment: q.Get("segment")}
 	if err := eq.Check(); err != nil {
-		return export.Query{}, "", "stage", err
+		field, _, _ := strings.Cut(err.Error(), ":")
+		return export.Query{}, "", field, err
 	}
 	return eq, format, "", nil
 }
@@ -45,7 +43,13 @@ func (s *Server) apiExportContacts(w http.ResponseWriter, r *http.Request) {
 		fieldError(w, http.StatusBadRequest, field, "%v", err)
 		return
 	}
-	s.streamExport(w, r, q, format, func(err error) { s.internal(w, r, err) })
+	s.streamExport(w, r, q, format, func(err error) {
+		if errors.Is(err, store.ErrNotFound) {
+			fieldError(w, http.StatusBadRequest, "segment", "%v", err)
+			return
+		}
+		s.internal(w, r, err)
+	})
 }
 
 // exportContactsPage is the dashboard's export button:
@@ -56,7 +60,13 @@ func (s *Server) exportContactsPage(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, err)
 		return
 	}
-	s.streamExport(w, r, q, format, func(err error) { s.failed(w, r, err) })
+	s.streamExport(w, r, q, format, func(err error) {
+		if errors.Is(err, store.ErrNotFound) {
+			s.badRequest(w, r, err)
+			return
+		}
+		s.failed(w, r, err)
+	})
 }
 
 // streamExport writes the export as an attachment, a page at a time. A
@@ -71,8 +81,10 @@ func (s *Server) streamExport(w http.ResponseWriter, r *http.Request, q export.Q
 		return
 	}
 	name := "contacts"
-	if q.Stage != "" {
-		name += "-" + q.Stage
+	for _, part := range []string{q.Stage, q.Segment} {
+		if part != "" {
+			name += "-" + part
+		}
 	}
 	name += "-" + clock.Now().UTC().Format("2006-01-02") + "." + format
 	h := w.Header()

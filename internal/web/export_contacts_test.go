@@ -21,7 +21,7 @@ func TestDashboardExportButton(t *testing.T) {
 	}
 	code, body := status(t, c, "GET", f.srv.URL+"/dashboard/contacts/export?stage=consideration&format=csv", nil)
 	lines := strings.Split(strings.TrimSpace(body), "\n")
-	if code != 200 || len(lines) != 2 || lines[0] != "id,user_id,email,stage,since,status,traits" || !strings.Contains(lines[1], ",bob,bob@example.com,consideration,") {
+	if code != 200 || len(lines) != 2 || lines[0] != "id,user_id,email,stage,since,status,traits,segments" || !strings.Contains(lines[1], ",bob,bob@example.com,consideration,") {
 		t.Errorf("export of consideration: %d\n%s", code, body)
 	}
 	code, body = status(t, c, "GET", f.srv.URL+"/dashboard/contacts/export?format=jsonl", nil)
