@@ -191,6 +191,43 @@ func TestBroadcastAPI(t *testing.T) {
 		t.Fatalf("paused from the dashboard: %d\n%s", resp.StatusCode, page)
 	}
 	call("POST", "/api/v1/broadcasts/flash/resume", "")
+	// Created from the dashboard's form: refused with the field's
+	// mistake, then made; edited from its page.
+	form := url.Values{"csrf": {string(csrf[1])}, "name": {"weekly"}, "template": {"news"}, "stages": {"retention"}, "segment": {"vip"},
+		"send_at": {"2999-01-04T09:00"}, "variant": {"subject: Monday news", "subject: This week", "", ""}, "test.share": {"1.5"}, "pick_by": {"opens"}, "after": {"2h"}}
+	resp, err = dash.PostForm(base+"/dashboard/broadcasts", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(page), "test.share: the part of the audience the variants are tried on") || !strings.Contains(string(page), `value="subject: This week"`) {
+		t.Fatalf("a wrong share from the form: %d\n%s", resp.StatusCode, page)
+	}
+	form.Set("test.share", "0.3")
+	resp, err = dash.PostForm(base+"/dashboard/broadcasts", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/dashboard/broadcasts/weekly" || !strings.Contains(string(page), "A/B test on 30% of the audience, the winner by opens") {
+		t.Fatalf("created from the form: at %s\n%s", resp.Request.URL.Path, page)
+	}
+	form.Set("edit", "true")
+	form.Set("throttle", "25")
+	resp, err = dash.PostForm(base+"/dashboard/broadcasts", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "at most 25 emails a second") {
+		t.Fatalf("edited from the form:\n%s", page)
+	}
+	if code, p := call("GET", "/api/v1/broadcasts/weekly", ""); code != 200 || p["broadcast"].(map[string]any)["throttle"] != float64(25) || p["broadcast"].(map[string]any)["state"] != "scheduled" {
+		t.Fatalf("the broadcast made on the dashboard: %d %v", code, p)
+	}
 	// Steering: pause, resume (not paused again: 409), cancel.
 	if code, p := call("POST", "/api/v1/broadcasts/flash/pause", ""); code != 200 || p["broadcast"].(map[string]any)["state"] != "paused" {
 		t.Fatalf("pause: %d %v", code, p)
@@ -207,7 +244,7 @@ func TestBroadcastAPI(t *testing.T) {
 	if code, _ := call("PUT", "/api/v1/broadcasts/flash", `{"template":"news-b"}`); code != 409 {
 		t.Fatalf("editing a cancelled broadcast: %d, want 409", code)
 	}
-	if code, p := call("GET", "/api/v1/broadcasts", ""); code != 200 || len(p["items"].([]any)) != 1 {
+	if code, p := call("GET", "/api/v1/broadcasts", ""); code != 200 || len(p["items"].([]any)) != 2 {
 		t.Fatalf("list: %d %v", code, p)
 	}
 	if smtp.Count() != 4 {

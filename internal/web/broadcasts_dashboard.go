@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
+	"github.com/waymark/waymark/lifecycle"
 )
 
 // The dashboard's broadcasts and segments (issue 19): a page listing the
@@ -19,8 +23,174 @@ import (
 func (s *Server) routesBroadcastPages() {
 	d := func(pattern string, fn http.HandlerFunc) { s.mux.Handle(pattern, s.dash(fn)) }
 	d("GET /dashboard/broadcasts", s.broadcastsPage)
+	d("POST /dashboard/broadcasts", s.broadcastSave)
 	d("GET /dashboard/broadcasts/{name}", s.broadcastPage)
+	d("GET /dashboard/broadcasts/{name}/edit", s.broadcastEditPage)
 	d("POST /dashboard/broadcasts/{name}", s.broadcastAction)
+}
+
+// broadcastForm is the dashboard's form for a broadcast: what it shows
+// (the choices, the values) and what it read.
+type broadcastForm struct {
+	Edit      bool // editing Name, rather than creating
+	Stages    []string
+	Segments  []string
+	Templates []string
+	In        broadcastJSON
+	// Variants are the test's four lines, as typed: a template, or
+	// "subject: …".
+	Variants [campaigns.MaxVariants]string
+}
+
+// HasStage reports whether the form's audience has stage st.
+func (f broadcastForm) HasStage(st string) bool { return slices.Contains(f.In.Audience.Stages, st) }
+
+// newForm is the form with its choices, for in.
+func (s *Server) newForm(r *http.Request, in broadcastJSON, edit bool) (broadcastForm, error) {
+	f := broadcastForm{Edit: edit, In: in}
+	for _, st := range lifecycle.Stages {
+		f.Stages = append(f.Stages, string(st))
+	}
+	segs, err := s.st.Segments(r.Context())
+	if err != nil {
+		return f, err
+	}
+	for _, sg := range segs {
+		f.Segments = append(f.Segments, sg.Name)
+	}
+	tmpls, err := s.st.TemplateList(r.Context())
+	if err != nil {
+		return f, err
+	}
+	for _, t := range tmpls {
+		f.Templates = append(f.Templates, t.Name)
+	}
+	if in.Test != nil {
+		for i, v := range in.Test.Variants {
+			if i < len(f.Variants) {
+				f.Variants[i] = v.Template
+				if v.Subject != "" {
+					f.Variants[i] = "subject: " + v.Subject
+				}
+			}
+		}
+	}
+	return f, nil
+}
+
+// formBroadcast reads the form posted.
+func formBroadcast(r *http.Request) (broadcastJSON, *apiError) {
+	in := broadcastJSON{Name: strings.TrimSpace(r.PostFormValue("name")), Template: r.PostFormValue("template"),
+		SendAt: strings.TrimSpace(r.PostFormValue("send_at")), Schedule: strings.TrimSpace(r.PostFormValue("schedule")),
+		Audience: audienceJSON{Stages: r.PostForm["stages"], Segment: r.PostFormValue("segment")}}
+	number := func(field string, dst *float64) *apiError {
+		if v := strings.TrimSpace(r.PostFormValue(field)); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return &apiError{Error: field + ": not a number", Field: field}
+			}
+			*dst = f
+		}
+		return nil
+	}
+	if e := number("throttle", &in.Throttle); e != nil {
+		return in, e
+	}
+	var vs []variantJSON
+	for _, line := range r.PostForm["variant"] {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "subject:"):
+			vs = append(vs, variantJSON{Subject: strings.TrimSpace(strings.TrimPrefix(line, "subject:"))})
+		default:
+			vs = append(vs, variantJSON{Template: line})
+		}
+	}
+	if len(vs) > 0 {
+		in.Test = &abTestJSON{Variants: vs, PickBy: r.PostFormValue("pick_by"), After: strings.TrimSpace(r.PostFormValue("after"))}
+		if e := number("test.share", &in.Test.Share); e != nil {
+			return in, e
+		}
+		if v := strings.TrimSpace(r.PostFormValue("test.min_results")); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return in, &apiError{Error: "test.min_results: not a whole number", Field: "test.min_results"}
+			}
+			in.Test.MinResults = n
+		}
+	}
+	return in, nil
+}
+
+// broadcastSave creates a broadcast (the broadcasts page's form) or
+// edits one (its page's), checked as the API checks it.
+func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
+	edit := r.PostFormValue("edit") == "true"
+	in, aerr := formBroadcast(r)
+	var b campaigns.Broadcast
+	if aerr == nil {
+		b, aerr = fromJSON(in)
+	}
+	if aerr == nil {
+		var err error
+		if aerr, err = s.checkRefs(r.Context(), b); err != nil {
+			s.failed(w, r, err)
+			return
+		}
+	}
+	var err error
+	if aerr == nil {
+		_, err = s.st.SaveBroadcast(r.Context(), b, !edit, s.now())
+		switch {
+		case errors.Is(err, store.ErrExists):
+			aerr = &apiError{Error: fmt.Sprintf("a broadcast %q exists", b.Name), Field: "name"}
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			aerr = &apiError{Error: err.Error()}
+		case err != nil:
+			s.failed(w, r, err)
+			return
+		}
+	}
+	if aerr != nil {
+		f, err := s.newForm(r, in, edit)
+		if err != nil {
+			s.failed(w, r, err)
+			return
+		}
+		page := "broadcasts"
+		data := map[string]any{"Form": f}
+		if !edit {
+			if err := s.listData(r, data); err != nil {
+				s.failed(w, r, err)
+				return
+			}
+		} else {
+			page = "broadcast_edit"
+		}
+		s.render(w, r, http.StatusBadRequest, page, view{Title: "Broadcasts & segments", Nav: "broadcasts", Error: aerr.Error, Data: data})
+		return
+	}
+	http.Redirect(w, r, "/dashboard/broadcasts/"+url.PathEscape(b.Name), http.StatusSeeOther)
+}
+
+// broadcastEditPage is a broadcast's form, filled in.
+func (s *Server) broadcastEditPage(w http.ResponseWriter, r *http.Request) {
+	b, err := s.st.Broadcast(r.Context(), r.PathValue("name"))
+	if errors.Is(err, store.ErrNotFound) {
+		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no broadcast " + r.PathValue("name")})
+		return
+	}
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	f, err := s.newForm(r, toJSON(b.Broadcast), true)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "broadcast_edit", view{Title: "Edit broadcast " + b.Name, Nav: "broadcasts", Data: map[string]any{"Form": f}})
 }
 
 // segmentRow is a segment on the dashboard.
@@ -37,10 +207,24 @@ type broadcastRow struct {
 
 func (s *Server) broadcastsPage(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	segs, err := s.st.SegmentSummaries(r.Context(), 30)
+	f, err := s.newForm(r, broadcastJSON{}, false)
 	if err != nil {
 		s.failed(w, r, err)
 		return
+	}
+	data := map[string]any{"Form": f}
+	if err := s.listData(r, data); err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "broadcasts", view{Title: "Broadcasts & segments", Nav: "broadcasts", Took: time.Since(start).Round(time.Microsecond).String(), Data: data})
+}
+
+// listData adds the segments and the broadcasts to a page's data.
+func (s *Server) listData(r *http.Request, data map[string]any) error {
+	segs, err := s.st.SegmentSummaries(r.Context(), 30)
+	if err != nil {
+		return err
 	}
 	rows := make([]segmentRow, len(segs))
 	for i, sg := range segs {
@@ -48,15 +232,14 @@ func (s *Server) broadcastsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	bs, err := s.st.Broadcasts(r.Context())
 	if err != nil {
-		s.failed(w, r, err)
-		return
+		return err
 	}
 	list := make([]broadcastRow, len(bs))
 	for i, b := range bs {
 		list[i] = broadcastRow{StoredBroadcast: b, When: When(b.Broadcast)}
 	}
-	s.render(w, r, http.StatusOK, "broadcasts", view{Title: "Broadcasts & segments", Nav: "broadcasts", Took: time.Since(start).Round(time.Microsecond).String(),
-		Data: map[string]any{"Segments": rows, "Broadcasts": list}})
+	data["Segments"], data["Broadcasts"] = rows, list
+	return nil
 }
 
 func (s *Server) broadcastPage(w http.ResponseWriter, r *http.Request) {

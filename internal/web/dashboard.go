@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,11 +107,18 @@ func mustPages() map[string]*pageTemplate {
 		panic(err)
 	}
 	out := map[string]*pageTemplate{}
+	// Parts (a name starting with _) are templates pages share.
+	parts := []string{"templates/layout.html"}
 	for _, n := range names {
-		if strings.HasSuffix(n, "/layout.html") {
+		if strings.HasPrefix(path.Base(n), "_") {
+			parts = append(parts, n)
+		}
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, "/layout.html") || strings.HasPrefix(path.Base(n), "_") {
 			continue
 		}
-		t := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", n))
+		t := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, append(slices.Clone(parts), n)...))
 		out[strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")] = &pageTemplate{t}
 	}
 	return out
