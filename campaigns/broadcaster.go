@@ -97,7 +97,7 @@ type BroadcastStore interface {
 // Scanner loads every contact's facts a page at a time, as a sweep does
 // (lifecycle.Engine.Scan): from the activity rollup when there is one.
 type Scanner interface {
-	Scan(ctx context.Context, needs []lifecycle.Aggregate, asOf time.Time, dry bool, each func([]lifecycle.ContactFacts) error) error
+	Scan(ctx context.Context, needs []lifecycle.Aggregate, asOf time.Time, dry bool, traits []string, each func([]lifecycle.ContactFacts) error) error
 }
 
 // Broadcaster starts broadcasts' runs when their time comes, queues each
@@ -237,7 +237,17 @@ func (b *Broadcaster) Audience(ctx context.Context, defs Definitions, def Broadc
 	counts := map[time.Time]int{} // emails at each planned time, for the throttle
 	var members []lifecycle.ContactFacts
 	var sends []BroadcastSend
-	return b.scan.Scan(ctx, lifecycle.Needs(seg), asOf, dry, func(batch []lifecycle.ContactFacts) error {
+	// Traits are read only as needed: the segment's, or the time zone
+	// alone for a wall time (decoding every contact's traits was most of
+	// the cost of a page).
+	traits := []string{}
+	if local {
+		traits = []string{"timezone"}
+	}
+	if seg != nil && seg.ReadsTraits() {
+		traits = nil
+	}
+	return b.scan.Scan(ctx, lifecycle.Needs(seg), asOf, dry, traits, func(batch []lifecycle.ContactFacts) error {
 		members, sends = members[:0], sends[:0]
 		for i := range batch {
 			f := &batch[i]

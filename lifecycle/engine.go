@@ -78,6 +78,9 @@ type FactsQuery struct {
 	Rollup bool
 	// SkipTraits says no rule reads traits, so they need not be loaded.
 	SkipTraits bool
+	// TraitKeys, when not nil, are the only traits read (a broadcast
+	// reads a contact's time zone alone); a store may load them all.
+	TraitKeys []string
 	// Compact asks for the aggregates as Facts.Nums (parallel to Needs)
 	// rather than the Values map, when the store can: the engine's own
 	// passes read them so.

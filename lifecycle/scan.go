@@ -35,10 +35,11 @@ func (e *Engine) prepareRollup(ctx context.Context, needs []Aggregate, dry bool)
 // Scan hands every contact's facts for needs as of asOf to each, a page at
 // a time in id order, loaded as a sweep loads them (from the activity
 // rollup when the store keeps one, the next page while each runs), with
-// traits. It evaluates no rule and changes nothing; a dry scan does not
-// rebuild the rollup either. Contacts whose facts cannot be loaded are
-// left out (a sweep parks them). Broadcasts resolve their audiences so.
-func (e *Engine) Scan(ctx context.Context, needs []Aggregate, asOf time.Time, dry bool, each func([]ContactFacts) error) error {
+// the traits named (nil: all of them). It evaluates no rule and changes
+// nothing; a dry scan does not rebuild the rollup either. Contacts whose
+// facts cannot be loaded are left out (a sweep parks them). Broadcasts
+// resolve their audiences so.
+func (e *Engine) Scan(ctx context.Context, needs []Aggregate, asOf time.Time, dry bool, traits []string, each func([]ContactFacts) error) error {
 	rollup, err := e.prepareRollup(ctx, needs, dry)
 	if err != nil {
 		return err
@@ -46,7 +47,7 @@ func (e *Engine) Scan(ctx context.Context, needs []Aggregate, asOf time.Time, dr
 	batches := make(chan loaded, 1)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go e.load(lctx, FactsQuery{}, FactsQuery{AsOf: asOf, Needs: needs, Rollup: rollup, Compact: true}, batches)
+	go e.load(lctx, FactsQuery{}, FactsQuery{AsOf: asOf, Needs: needs, Rollup: rollup, Compact: true, SkipTraits: traits != nil && len(traits) == 0, TraitKeys: traits}, batches)
 	for b := range batches {
 		if b.err != nil {
 			return fmt.Errorf("loading facts: %w", b.err)

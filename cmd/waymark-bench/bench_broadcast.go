@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -72,6 +73,7 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 	keep := fs.Bool("keep", false, "keep the databases (waymark_bench_broadcast_N) and reuse them next time")
 	sendN := fs.Int("send", 0, "also send a broadcast to this many contacts into smtp-sink, after a sequence to the same (0: skip)")
 	conns := fs.Int("connections", 64, "with -send: SMTP connections")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the largest size's resolve to `file`")
 	if err := e.parse(fs, &cfg, "broadcast", args); err != nil {
 		return err
 	}
@@ -99,8 +101,12 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 	if len(ns) > 0 {
 		fmt.Fprintf(out, "\naudience: %d events a contact; stages awareness, consideration or decision, and the readers segment; target %s at 1,000,000\n", *perContact, targetAudience)
 		fmt.Fprintln(out, "contacts    members   resolve    µs/contact   queue     µs/send   CPU waymark, PostgreSQL (resolve)")
-		for _, n := range ns {
-			m, err := benchAudience(ctx, e, server, log, n, *perContact, *keep)
+		for i, n := range ns {
+			profile := ""
+			if i == len(ns)-1 {
+				profile = *cpuprofile
+			}
+			m, err := benchAudience(ctx, e, server, log, n, *perContact, *keep, profile)
 			if err != nil {
 				return err
 			}
@@ -124,7 +130,7 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 
 // benchAudience measures resolving and queueing the broadcast's audience
 // over n contacts; it returns the targets missed.
-func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger, n, perContact int, keep bool) ([]string, error) {
+func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger, n, perContact int, keep bool, cpuprofile string) ([]string, error) {
 	out := e.stdout
 	size := bench.SweepSize{Contacts: n, Events: n * perContact}
 	db, err := bench.OpenSweepDatabaseNamed(ctx, server, fmt.Sprintf("waymark_bench_broadcast_%d", n), size, keep)
@@ -199,6 +205,16 @@ func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger,
 	// Resolve: who is in it, each one's variant and time, nothing
 	// written.
 	var members atomic.Int64
+	if cpuprofile != "" {
+		pf, err := os.Create(cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return nil, err
+		}
+		defer pf.Close()
+	}
 	self, pg := bench.ProcessCPU(), bench.DatabaseCPU(ctx, pool, db.Name)
 	start := time.Now()
 	err = bc.Audience(ctx, defs, b, at, local, now, false, func(_ []lifecycle.ContactFacts, sends []campaigns.BroadcastSend) error {
@@ -206,6 +222,9 @@ func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger,
 		return nil
 	})
 	resolve := time.Since(start)
+	if cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	cpu := fmt.Sprintf("%.2fs, %.2fs", (bench.ProcessCPU() - self).Seconds(), bench.CPUSince(pg, bench.DatabaseCPU(ctx, pool, db.Name)).Seconds())
 	if err != nil {
 		return nil, err
