@@ -140,6 +140,23 @@ func (b *Broadcast) SubjectOf(i int) string {
 	return b.Test.Variants[i].Subject
 }
 
+// When says when b runs, for people.
+func (b *Broadcast) When() string {
+	switch {
+	case b.SendAt != "":
+		if _, local, err := ParseSendAt(b.SendAt); err == nil && local {
+			return b.SendAt + " in each contact's time zone"
+		}
+		return b.SendAt
+	case b.Schedule != "":
+		if _, local, err := ParseSchedule(b.Schedule); err == nil && local {
+			return "on the schedule " + b.Schedule + ", in each contact's time zone"
+		}
+		return "on the schedule " + b.Schedule
+	}
+	return "no time yet (a draft)"
+}
+
 // wallLayouts are the ways of writing a wall time (no zone).
 var wallLayouts = []string{"2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02 15:04:05"}
 

@@ -120,12 +120,36 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 		}
 		missed = append(missed, m...)
 	}
+	printTargets(out, missed)
+	return nil
+}
+
+// migratedPool connects to url with at most conns connections and
+// applies the migrations.
+func migratedPool(ctx context.Context, url string, conns int32) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.MaxConns = conns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := migrations.Apply(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// printTargets ends a benchmark's figures with the targets it missed.
+func printTargets(out io.Writer, missed []string) {
 	if len(missed) > 0 {
 		fmt.Fprintf(out, "\nMISSED: %s\n", strings.Join(missed, "; "))
 	} else {
 		fmt.Fprintln(out, "\nall targets met")
 	}
-	return nil
 }
 
 // benchAudience measures resolving and queueing the broadcast's audience
@@ -145,19 +169,11 @@ func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger,
 			fmt.Fprintf(e.stderr, "waymark-bench broadcast: dropping %s: %v\n", db.Name, err)
 		}
 	}()
-	pcfg, err := pgxpool.ParseConfig(db.URL)
-	if err != nil {
-		return nil, err
-	}
-	pcfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	pool, err := migratedPool(ctx, db.URL, 4)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := migrations.Apply(ctx, pool); err != nil {
-		return nil, err
-	}
 	prep := io.Discard
 	if !db.Reused {
 		if _, err := bench.LoadSweepData(ctx, pool, size, time.Now(), prep); err != nil {
@@ -263,19 +279,11 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 		return nil, err
 	}
 	defer func() { _ = db.Drop(context.Background()) }()
-	pcfg, err := pgxpool.ParseConfig(db.URL)
-	if err != nil {
-		return nil, err
-	}
-	pcfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	pool, err := migratedPool(ctx, db.URL, 4)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := migrations.Apply(ctx, pool); err != nil {
-		return nil, err
-	}
 	if err := bench.LoadSendContacts(ctx, pool, n); err != nil {
 		return nil, err
 	}

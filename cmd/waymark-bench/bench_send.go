@@ -151,11 +151,7 @@ func cmdBenchSend(ctx context.Context, e *env, args []string) error {
 		}
 		failed = append(failed, miss...)
 	}
-	if len(failed) > 0 {
-		fmt.Fprintf(out, "\nMISSED: %s\n", strings.Join(failed, "; "))
-	} else {
-		fmt.Fprintln(out, "\nall targets met")
-	}
+	printTargets(out, failed)
 	return nil
 }
 

@@ -138,23 +138,6 @@ func cmdBroadcast(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// broadcastWhen says when a broadcast runs.
-func broadcastWhen(b campaigns.Broadcast) string {
-	switch {
-	case b.SendAt != "":
-		if _, local, err := campaigns.ParseSendAt(b.SendAt); err == nil && local {
-			return b.SendAt + " in each contact's zone"
-		}
-		return b.SendAt
-	case b.Schedule != "":
-		if _, local, err := campaigns.ParseSchedule(b.Schedule); err == nil && local {
-			return "schedule " + b.Schedule + " in each contact's zone"
-		}
-		return "schedule " + b.Schedule
-	}
-	return "no time yet"
-}
-
 func listBroadcasts(ctx context.Context, e *env, st *store.Store, asJSON bool) error {
 	bs, err := st.Broadcasts(ctx)
 	if err != nil {
@@ -184,14 +167,14 @@ func listBroadcasts(ctx context.Context, e *env, st *store.Store, asJSON bool) e
 		if b.Test != nil {
 			tmpl += fmt.Sprintf(" (A/B, %d variants)", len(b.Test.Variants))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.State, broadcastWhen(b.Broadcast), b.Audience, tmpl, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.State, b.When(), b.Audience, tmpl, last)
 	}
 	return tw.Flush()
 }
 
 // broadcastJSON is a broadcast as the CLI and the API write it.
 func broadcastJSON(b campaigns.StoredBroadcast) map[string]any {
-	out := map[string]any{"name": b.Name, "state": b.State, "source": b.Source, "when": broadcastWhen(b.Broadcast), "audience": b.Audience.String(), "template": b.Template}
+	out := map[string]any{"name": b.Name, "state": b.State, "source": b.Source, "when": b.When(), "audience": b.Audience.String(), "template": b.Template}
 	if b.StateReason != "" {
 		out["state_reason"] = b.StateReason
 	}
@@ -219,7 +202,7 @@ func broadcastStatus(ctx context.Context, e *env, st *store.Store, b campaigns.S
 	if b.StateReason != "" {
 		fmt.Fprintf(e.stdout, " (%s)", b.StateReason)
 	}
-	fmt.Fprintf(e.stdout, "; %s; to %s; template %s", broadcastWhen(b.Broadcast), b.Audience, b.Template)
+	fmt.Fprintf(e.stdout, "; %s; to %s; template %s", b.When(), b.Audience, b.Template)
 	if b.Throttle > 0 {
 		fmt.Fprintf(e.stdout, "; at most %g emails a second", b.Throttle)
 	}

@@ -78,9 +78,7 @@ broadcasts:
 // second instance at once, and the next pass send nothing twice.
 func TestBroadcastABTestAcrossTimeZones(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Clone(t)
-	smtp := smtptest.Start(t)
-	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
+	url, smtp, env := mailScene(t)
 	now := clock.Now().UTC().Truncate(time.Hour)
 	// The catalogue goes out on the day after tomorrow, 09:00 wherever
 	// each contact is.
@@ -120,19 +118,8 @@ func TestBroadcastABTestAcrossTimeZones(t *testing.T) {
 	fmt.Fprintf(&events, "firm,order_completed,%s,800\n", ago(48))
 	fmt.Fprintf(&contacts, "twin-a,twin@example.com,Twin,,\ntwin-b,TWIN@example.com,Twin,,\n")
 	fmt.Fprintf(&events, "twin-a,order_completed,%s,500\ntwin-b,order_completed,%s,500\n", ago(48), ago(48))
-	dir := t.TempDir()
-	files := map[string]string{"contacts.csv": contacts.String(), "events.csv": events.String(),
-		"journey.yaml": fmt.Sprintf(broadcastJourney, wall.Format("2006-01-02T15:04"))}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"import", filepath.Join(dir, "events.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
-		if _, errOut, err := runWith(t, env, args...); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-	}
+	importAndApply(t, env, map[string]string{"contacts.csv": contacts.String(), "events.csv": events.String(),
+		"journey.yaml": fmt.Sprintf(broadcastJourney, wall.Format("2006-01-02T15:04"))})
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -361,6 +348,41 @@ func TestBroadcastABTestAcrossTimeZones(t *testing.T) {
 	}
 }
 
+// mailScene is a database of the test's own and an SMTP server, and the
+// environment that sends to it.
+func mailScene(t *testing.T) (string, *smtptest.Server, map[string]string) {
+	t.Helper()
+	url := pgtest.Clone(t)
+	smtp := smtptest.Start(t)
+	return url, smtp, map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
+}
+
+// importAndApply writes files (contacts.csv, events.csv if given,
+// journey.yaml) and runs import on the lists and apply on the journey, in
+// env's database; it returns the journey's path.
+func importAndApply(t *testing.T, env map[string]string, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cmds [][]string
+	for _, list := range []string{"contacts.csv", "events.csv"} {
+		if _, ok := files[list]; ok {
+			cmds = append(cmds, []string{"import", filepath.Join(dir, list)})
+		}
+	}
+	cmds = append(cmds, []string{"apply", "-f", filepath.Join(dir, "journey.yaml")})
+	for _, args := range cmds {
+		if _, errOut, err := runWith(t, env, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+	}
+	return filepath.Join(dir, "journey.yaml")
+}
+
 func byAddressOf(s *smtptest.Server, addr string) []string {
 	var out []string
 	for _, m := range s.Messages() {
@@ -379,9 +401,7 @@ func byAddressOf(s *smtptest.Server, addr string) []string {
 // progress; a throttle spreads the emails' times.
 func TestBroadcastCommands(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Clone(t)
-	smtp := smtptest.Start(t)
-	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none", smtp.Addr()), "WAYMARK_FROM": "Shop <news@shop.example>"}
+	url, smtp, env := mailScene(t)
 	now := clock.Now().UTC().Truncate(time.Minute)
 	sendAt := now.Add(2 * time.Hour)
 	var contacts strings.Builder
@@ -407,9 +427,6 @@ broadcasts:
       pick_by: opens
       after: 1h
 `, sendAt.Format(time.RFC3339))
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "contacts.csv"), []byte(contacts.String()), 0o644)
-	_ = os.WriteFile(filepath.Join(dir, "journey.yaml"), []byte(journeyFile), 0o644)
 	must := func(args ...string) string {
 		t.Helper()
 		out, errOut, err := runWith(t, env, args...)
@@ -418,12 +435,11 @@ broadcasts:
 		}
 		return out
 	}
-	must("import", filepath.Join(dir, "contacts.csv"))
-	out := must("apply", "-f", filepath.Join(dir, "journey.yaml"), "--dry-run")
+	journeyPath := importAndApply(t, env, map[string]string{"contacts.csv": contacts.String(), "journey.yaml": journeyFile})
+	out := must("apply", "-f", journeyPath, "--dry-run")
 	if !strings.Contains(out, "dry run of broadcast launch (nothing changed): it would reach 40 contacts now") || !strings.Contains(out, "A/B test: variant 1: ") {
 		t.Fatalf("apply --dry-run:\n%s", out)
 	}
-	must("apply", "-f", filepath.Join(dir, "journey.yaml"))
 	out = must("broadcast", "status", "launch", "--dry-run")
 	if !strings.Contains(out, "launch: scheduled; "+sendAt.Format(time.RFC3339)) || !strings.Contains(out, "no run yet") || !strings.Contains(out, "it would reach 40 contacts") {
 		t.Fatalf("status --dry-run:\n%s", out)
@@ -533,35 +549,14 @@ func TestKillNineDuringABroadcast(t *testing.T) {
 		kills = 3
 	)
 	smtp := smtptest.Start(t)
-	url := pgtest.Clone(t)
-	env := map[string]string{"DATABASE_URL": url, "WAYMARK_SMTP_URL": fmt.Sprintf("smtp://%s?tls=none&pool=%d", smtp.Addr(), conns), "WAYMARK_FROM": "Shop <news@shop.example>"}
-	bin := buildWaymark(t)
-	dir := t.TempDir()
-	var csv strings.Builder
-	csv.WriteString("userId,email\n")
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&csv, "u%d,u%d@example.com\n", i, i)
-	}
-	journeyFile := fmt.Sprintf(`broadcasts:
+	env, bin, pool := sendingSceneWith(t, smtp, conns, n, fmt.Sprintf(`broadcasts:
   - {name: big, template: news, send_at: "%s"}
 sending:
   frequency_cap: {max: 0}
   quiet_hours: {from: "00:00", to: "00:00"}
 templates:
   - {name: news, subject: "News", text: "The news."}
-`, clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
-	_ = os.WriteFile(filepath.Join(dir, "contacts.csv"), []byte(csv.String()), 0o644)
-	_ = os.WriteFile(filepath.Join(dir, "journey.yaml"), []byte(journeyFile), 0o644)
-	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
-		if _, errOut, err := runWith(t, env, args...); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-	}
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+`, clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339)))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 19))
 	for k := 1; k <= kills; k++ {
 		p := startTick(t, bin, env, fmt.Sprintf("tick %d", k))

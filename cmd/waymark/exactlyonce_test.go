@@ -60,6 +60,12 @@ func buildWaymark(t *testing.T) string {
 // and a pool on the database (closed when the test ends).
 func sendingScene(t *testing.T, smtp *smtptest.Server, conns, n int) (map[string]string, string, *pgxpool.Pool) {
 	t.Helper()
+	return sendingSceneWith(t, smtp, conns, n, exactlyOnceJourney)
+}
+
+// sendingSceneWith is sendingScene with another journey.
+func sendingSceneWith(t *testing.T, smtp *smtptest.Server, conns, n int, journey string) (map[string]string, string, *pgxpool.Pool) {
+	t.Helper()
 	url := pgtest.Clone(t)
 	env := map[string]string{
 		"DATABASE_URL":     url,
@@ -67,7 +73,7 @@ func sendingScene(t *testing.T, smtp *smtptest.Server, conns, n int) (map[string
 		"WAYMARK_FROM":     "Shop <news@shop.example>",
 	}
 	bin := buildWaymark(t)
-	seedWelcome(t, env, n)
+	seedJourney(t, env, n, journey)
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -88,23 +94,18 @@ func enrolWithoutSMTP(t *testing.T, env map[string]string) {
 // seedWelcome imports n contacts and applies exactlyOnceJourney.
 func seedWelcome(t *testing.T, env map[string]string, n int) {
 	t.Helper()
-	dir := t.TempDir()
+	seedJourney(t, env, n, exactlyOnceJourney)
+}
+
+// seedJourney imports n contacts (u1@example.com…) and applies journey.
+func seedJourney(t *testing.T, env map[string]string, n int, journey string) {
+	t.Helper()
 	var csv strings.Builder
 	csv.WriteString("userId,email\n")
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&csv, "u%d,u%d@example.com\n", i, i)
 	}
-	files := map[string]string{"contacts.csv": csv.String(), "journey.yaml": exactlyOnceJourney}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{{"import", filepath.Join(dir, "contacts.csv")}, {"apply", "-f", filepath.Join(dir, "journey.yaml")}} {
-		if _, errOut, err := runWith(t, env, args...); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-	}
+	importAndApply(t, env, map[string]string{"contacts.csv": csv.String(), "journey.yaml": journey})
 }
 
 // tickProc is a `waymark tick` running as a child process.

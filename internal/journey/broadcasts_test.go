@@ -1,7 +1,6 @@
 package journey
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -106,19 +105,7 @@ func TestParseBroadcastMistakesAtTheirPlace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse("j.yaml", []byte(tt.src))
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("err = %v, want Errors", err)
-			}
-			if len(errs) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(errs[i].Error(), "j.yaml:"+w) && !strings.Contains(errs[i].Error(), w) {
-					t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), "j.yaml:"+w)
-				}
-			}
+			wantErrors(t, tt.src, tt.want)
 		})
 	}
 }

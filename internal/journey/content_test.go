@@ -1,7 +1,6 @@
 package journey
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,12 +29,7 @@ func TestContentErrorsNamePlaces(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse("j.yaml", []byte(tt.src))
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("err = %v, want Errors", err)
-			}
-			msg := err.Error()
+			msg := parseErrors(t, tt.src).Error()
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("errors %q lack %q", msg, w)

@@ -64,19 +64,33 @@ func TestParseErrorsNamePlaces(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse("j.yaml", []byte(tt.src))
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("err = %v, want Errors", err)
-			}
-			if len(errs) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(errs[i].Error(), "j.yaml:"+w) && !strings.Contains(errs[i].Error(), w) {
-					t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), "j.yaml:"+w)
-				}
-			}
+			wantErrors(t, tt.src, tt.want)
 		})
+	}
+}
+
+// parseErrors parses src as j.yaml, which must fail with Errors.
+func parseErrors(t *testing.T, src string) Errors {
+	t.Helper()
+	_, err := Parse("j.yaml", []byte(src))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	return errs
+}
+
+// wantErrors parses src as j.yaml and checks that it fails with exactly
+// the errors want ("line:col: fragment" each), in order.
+func wantErrors(t *testing.T, src string, want []string) {
+	t.Helper()
+	errs := parseErrors(t, src)
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if !strings.Contains(errs[i].Error(), "j.yaml:"+w) && !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), "j.yaml:"+w)
+		}
 	}
 }

@@ -47,17 +47,22 @@ const sqlBroadcastRows = `SELECT b.name, b.source, b.definition, b.state, b.stat
 FROM broadcasts b`
 
 func (s *Store) broadcasts(ctx context.Context, db DB, where string, args ...any) ([]campaigns.StoredBroadcast, error) {
-	rows, err := db.Query(ctx, sqlBroadcastRows+" "+where, args...)
+	return collectAs(ctx, db, sqlBroadcastRows+" "+where, args, broadcastRow.broadcast)
+}
+
+// collectAs reads the rows of sql by name as R and turns each into a T.
+func collectAs[R, T any](ctx context.Context, db DB, sql string, args []any, as func(R) (T, error)) ([]T, error) {
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := pgx.CollectRows(rows, pgx.RowToStructByName[broadcastRow])
+	raw, err := pgx.CollectRows(rows, pgx.RowToStructByName[R])
 	if err != nil {
 		return nil, err
 	}
-	out := make([]campaigns.StoredBroadcast, len(raw))
+	out := make([]T, len(raw))
 	for i, r := range raw {
-		if out[i], err = r.broadcast(); err != nil {
+		if out[i], err = as(r); err != nil {
 			return nil, err
 		}
 	}
@@ -440,21 +445,7 @@ func (r runRow) run() (campaigns.BroadcastRun, error) {
 const sqlRunRows = `SELECT id, broadcast, scheduled_for, local, definition, started_at, resolved_at, audience, decide_at, decided_at, decision FROM broadcast_runs`
 
 func (s *Store) runs(ctx context.Context, where string, args ...any) ([]campaigns.BroadcastRun, error) {
-	rows, err := s.db.Query(ctx, sqlRunRows+" "+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := pgx.CollectRows(rows, pgx.RowToStructByName[runRow])
-	if err != nil {
-		return nil, err
-	}
-	out := make([]campaigns.BroadcastRun, len(raw))
-	for i, r := range raw {
-		if out[i], err = r.run(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return collectAs(ctx, s.db, sqlRunRows+" "+where, args, runRow.run)
 }
 
 // StartRun implements campaigns.BroadcastStore.

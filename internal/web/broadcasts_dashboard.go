@@ -174,15 +174,24 @@ func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/dashboard/broadcasts/"+url.PathEscape(b.Name), http.StatusSeeOther)
 }
 
-// broadcastEditPage is a broadcast's form, filled in.
-func (s *Server) broadcastEditPage(w http.ResponseWriter, r *http.Request) {
+// pageBroadcast reads {name} for a page; it writes the 404 itself.
+func (s *Server) pageBroadcast(w http.ResponseWriter, r *http.Request) (campaigns.StoredBroadcast, bool) {
 	b, err := s.st.Broadcast(r.Context(), r.PathValue("name"))
 	if errors.Is(err, store.ErrNotFound) {
 		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no broadcast " + r.PathValue("name")})
-		return
+		return b, false
 	}
 	if err != nil {
 		s.failed(w, r, err)
+		return b, false
+	}
+	return b, true
+}
+
+// broadcastEditPage is a broadcast's form, filled in.
+func (s *Server) broadcastEditPage(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.pageBroadcast(w, r)
+	if !ok {
 		return
 	}
 	f, err := s.newForm(r, toJSON(b.Broadcast), true)
@@ -236,7 +245,7 @@ func (s *Server) listData(r *http.Request, data map[string]any) error {
 	}
 	list := make([]broadcastRow, len(bs))
 	for i, b := range bs {
-		list[i] = broadcastRow{StoredBroadcast: b, When: When(b.Broadcast)}
+		list[i] = broadcastRow{StoredBroadcast: b, When: b.When()}
 	}
 	data["Segments"], data["Broadcasts"] = rows, list
 	return nil
@@ -248,13 +257,8 @@ func (s *Server) broadcastPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, problem string) {
 	start := time.Now()
-	b, err := s.st.Broadcast(r.Context(), r.PathValue("name"))
-	if errors.Is(err, store.ErrNotFound) {
-		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no broadcast " + r.PathValue("name")})
-		return
-	}
-	if err != nil {
-		s.failed(w, r, err)
+	b, ok := s.pageBroadcast(w, r)
+	if !ok {
 		return
 	}
 	runs, err := s.st.BroadcastProgress(r.Context(), b.Name)
@@ -271,7 +275,7 @@ func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, pro
 		after = journey.FormatDuration(b.Test.After)
 	}
 	s.render(w, r, http.StatusOK, "broadcast", view{Title: "Broadcast " + b.Name, Nav: "broadcasts", Error: problem, Took: time.Since(start).Round(time.Microsecond).String(),
-		Data: map[string]any{"B": b, "When": When(b.Broadcast), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done}})
+		Data: map[string]any{"B": b, "When": b.When(), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done}})
 }
 
 // broadcastAction pauses, resumes or cancels a broadcast from its page.
@@ -308,23 +312,6 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 		what := map[string]string{"pause": "paused: %d queued emails wait", "resume": "resumed: %d emails released", "cancel": "cancelled: %d queued emails cancelled"}[action]
 		s.showBroadcast(w, r, fmt.Sprintf(what, n), "")
 	}
-}
-
-// When says when a broadcast runs, for people.
-func When(b campaigns.Broadcast) string {
-	switch {
-	case b.SendAt != "":
-		if _, local, err := campaigns.ParseSendAt(b.SendAt); err == nil && local {
-			return b.SendAt + " in each contact's time zone"
-		}
-		return b.SendAt
-	case b.Schedule != "":
-		if _, local, err := campaigns.ParseSchedule(b.Schedule); err == nil && local {
-			return "on the schedule " + b.Schedule + ", in each contact's time zone"
-		}
-		return "on the schedule " + b.Schedule
-	}
-	return "no time yet (a draft)"
 }
 
 // trendSVG draws a segment's daily sizes as a small line.
