@@ -298,6 +298,9 @@ ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue)
 		d := f.Due
 		fields := map[string]any{"contact_id": d.ContactID, "send_id": d.ID, "sequence": d.Sequence, "step": d.Step, "offer": d.Offer,
 			"template": d.Template, "recipient": f.Recipient, "message_id": f.MessageID, "at": f.At}
+		if d.Broadcast != "" {
+			fields["broadcast"], fields["variant"] = d.Broadcast, d.Variant+1
+		}
 		switch {
 		case f.Status == "sent":
 			fields["tone"] = f.Tone
