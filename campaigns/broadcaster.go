@@ -122,6 +122,10 @@ func NewBroadcaster(store BroadcastStore, scan Scanner, log *slog.Logger) *Broad
 	return &Broadcaster{store: store, scan: scan, log: log}
 }
 
+// ErrSegmentGone says a broadcast's audience names a segment the journey
+// no longer has.
+var ErrSegmentGone = errors.New("its audience's segment no longer exists")
+
 // BroadcastStats says what a tick did.
 type BroadcastStats struct {
 	Started, Resolved, Queued, Decided int
@@ -164,6 +168,11 @@ func (b *Broadcaster) Tick(ctx context.Context, now time.Time) (BroadcastStats, 
 		}
 		for _, run := range runs {
 			n, err := b.Resolve(ctx, defs, run, now)
+			if errors.Is(err, ErrSegmentGone) {
+				// Nobody can be in it: the run is over, said once.
+				b.log.Error("broadcast run: its audience cannot be resolved; nothing is sent", "broadcast", run.Broadcast, "run", run.ID, "err", err)
+				err = b.store.ResolvedRun(ctx, run, now)
+			}
 			if err != nil {
 				return st, fmt.Errorf("broadcast %s, run %d: %w", run.Broadcast, run.ID, err)
 			}
@@ -224,7 +233,7 @@ func (b *Broadcaster) Audience(ctx context.Context, defs Definitions, def Broadc
 	var seg *lifecycle.Program
 	if def.Audience.Segment != "" {
 		if seg = segs.progs[def.Audience.Segment]; seg == nil {
-			return fmt.Errorf("its audience's segment %q no longer exists", def.Audience.Segment)
+			return fmt.Errorf("%w: %q", ErrSegmentGone, def.Audience.Segment)
 		}
 	}
 	key := SplitKey(&def, scheduledFor)

@@ -250,4 +250,14 @@ func TestBroadcastAPI(t *testing.T) {
 	if smtp.Count() != 4 {
 		t.Fatalf("%d emails, want the test and the three", smtp.Count())
 	}
+	// A journey that drops the segment an API broadcast sends to is
+	// refused, nothing saved.
+	noVIP := writeFile(t, "journey.yaml", strings.Replace(broadcastAPIJourney, "segments:\n  - name: vip\n    when: sum(\"order_completed\", \"revenue\", \"365d\") >= 500\n", "", 1))
+	if _, _, err := runWaymark(t, pool.Config().ConnString(), "apply", "-f", noVIP); err == nil ||
+		!strings.Contains(err.Error(), "the journey removes segments that broadcasts created through the API send to: vip (broadcast weekly)") {
+		t.Fatalf("apply without vip: %v", err)
+	}
+	if one(t, pool, `SELECT count(*)::text FROM segments`) != "1" {
+		t.Fatal("the refused apply removed the segment")
+	}
 }

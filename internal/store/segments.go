@@ -50,6 +50,18 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "changed (its members are counted again by the next sweep)"})
 		}
 	}
+	// A segment still the audience of a broadcast the API made (the
+	// file's own are checked against the file) is not removed.
+	var user string
+	err = tx.QueryRow(ctx, `SELECT coalesce(string_agg(format('%s (broadcast %s)', definition->'Audience'->>'Segment', name), ', ' ORDER BY name), '') FROM broadcasts
+		WHERE source = 'api' AND state <> 'cancelled' AND definition->'Audience'->>'Segment' IS NOT NULL
+		  AND NOT (definition->'Audience'->>'Segment' = ANY($1::text[]))`, keep).Scan(&user)
+	if err != nil {
+		return nil, translate(err, "removing segments")
+	}
+	if user != "" {
+		return nil, fmt.Errorf("%w: the journey removes segments that broadcasts created through the API send to: %s; keep them, or cancel or edit those broadcasts first", ErrConflict, user)
+	}
 	rows, err = tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
 	if err != nil {
 		return nil, translate(err, "removing segments")
