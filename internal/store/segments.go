@@ -89,39 +89,73 @@ func (s *Store) Segments(ctx context.Context) ([]campaigns.Segment, error) {
 	return out, translate(err, "loading segments")
 }
 
-// sqlSetSegmentMembers makes the given memberships ($2, $3) those of the
-// contacts chosen by which ($1: a list, or for a sweep's page every contact
-// in its range, so that members merged away or erased since end too): the
-// others end, new ones start at $4. Existing members are probed, not
-// inserted again.
-func sqlSetSegmentMembers(page bool) string {
-	which := `m.contact_id = ANY($1::bigint[])`
+// sqlSegmentMembersOf reads the memberships of the contacts chosen by
+// $1: a list, or for a sweep's page every contact in its range (so that
+// those of contacts merged away or erased since end too).
+func sqlSegmentMembersOf(page bool) string {
 	if page {
-		which = `m.contact_id BETWEEN ($1::bigint[])[1] AND ($1::bigint[])[cardinality($1::bigint[])]`
+		return `SELECT contact_id, segment FROM segment_members
+WHERE contact_id BETWEEN ($1::bigint[])[1] AND ($1::bigint[])[cardinality($1::bigint[])]`
 	}
-	return `
-WITH want AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS w(segment, contact_id)),
-gone AS (
-    DELETE FROM segment_members m
-    WHERE ` + which + `
-      AND NOT EXISTS (SELECT 1 FROM want w WHERE w.contact_id = m.contact_id AND w.segment = m.segment))
-INSERT INTO segment_members (contact_id, segment, since)
-SELECT w.contact_id, w.segment, $4 FROM want w
-WHERE NOT EXISTS (SELECT 1 FROM segment_members m WHERE m.contact_id = w.contact_id AND m.segment = w.segment)
-ON CONFLICT DO NOTHING`
+	return `SELECT contact_id, segment FROM segment_members WHERE contact_id = ANY($1::bigint[])`
 }
 
-// SetSegmentMembers implements campaigns.SegmentStore. ids are in
-// ascending order (the engine's batches are).
+// sqlChangeSegmentMembers ends the memberships ($1, $2) and starts the
+// others ($3, $4) at $5.
+const sqlChangeSegmentMembers = `
+WITH gone AS (
+    DELETE FROM segment_members m USING unnest($1::bigint[], $2::text[]) AS g(contact_id, segment)
+    WHERE m.contact_id = g.contact_id AND m.segment = g.segment)
+INSERT INTO segment_members (contact_id, segment, since)
+SELECT * FROM unnest($3::bigint[], $4::text[]) AS n(contact_id, segment), (SELECT $5::timestamptz) t
+ON CONFLICT DO NOTHING`
+
+// SetSegmentMembers implements campaigns.SegmentStore: the current
+// memberships of the contacts are read (one range or key lookup) and
+// only what changed is written — in a sweep's steady state, nothing
+// (writing every membership again took a sweep of 1,000,000 contacts
+// from 2.9 to 6.8 s). ids are in ascending order (the engine's batches
+// are). Two evaluators of one contact at once may each write what they
+// saw; its next evaluation settles it, as for its stage.
 func (s *Store) SetSegmentMembers(ctx context.Context, ids []int64, members []campaigns.Membership, at time.Time, page bool) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	segs, cids := make([]string, len(members)), make([]int64, len(members))
-	for i, m := range members {
-		segs[i], cids[i] = m.Segment, m.ContactID
+	want := make(map[campaigns.Membership]bool, len(members))
+	for _, m := range members {
+		want[m] = true
 	}
-	_, err := s.db.Exec(ctx, sqlSetSegmentMembers(page), ids, segs, cids, at)
+	rows, err := s.db.Query(ctx, sqlSegmentMembersOf(page), ids)
+	if err != nil {
+		return translate(err, "recording segment members")
+	}
+	var (
+		m     campaigns.Membership
+		goneC []int64
+		goneS []string
+		newC  []int64
+		newS  []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&m.ContactID, &m.Segment}, func() error {
+		if want[m] {
+			delete(want, m)
+		} else {
+			goneC, goneS = append(goneC, m.ContactID), append(goneS, m.Segment)
+		}
+		return nil
+	})
+	if err != nil {
+		return translate(err, "recording segment members")
+	}
+	for _, m := range members {
+		if want[m] {
+			newC, newS = append(newC, m.ContactID), append(newS, m.Segment)
+		}
+	}
+	if len(goneC) == 0 && len(newC) == 0 {
+		return nil
+	}
+	_, err = s.db.Exec(ctx, sqlChangeSegmentMembers, goneC, goneS, newC, newS, at)
 	return translate(err, "recording segment members")
 }
 
