@@ -181,6 +181,15 @@ func TestBroadcastAPI(t *testing.T) {
 	if csrf == nil {
 		t.Fatal("no CSRF token on the broadcast's page")
 	}
+	resp, err = dash.PostForm(base+"/dashboard/broadcasts/flash", url.Values{"csrf": {string(csrf[1])}, "action": {"dry-run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "It would reach 3 contacts now") || !strings.Contains(string(page), "<li>retention: 3</li>") {
+		t.Fatalf("the dashboard's dry run: %d\n%s", resp.StatusCode, page)
+	}
 	resp, err = dash.PostForm(base+"/dashboard/broadcasts/flash", url.Values{"csrf": {string(csrf[1])}, "action": {"pause"}})
 	if err != nil {
 		t.Fatal(err)

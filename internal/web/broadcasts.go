@@ -422,25 +422,33 @@ func (s *Server) apiBroadcastDryRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	select {
-	case s.dryRuns <- struct{}{}:
-		defer func() { <-s.dryRuns }()
-	default:
+	p, err := s.previewBroadcast(r.Context(), b.Broadcast)
+	if errors.Is(err, errDryRunBusy) {
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusTooManyRequests, apiError{Error: errDryRunBusy.Error()})
+		writeJSON(w, http.StatusTooManyRequests, apiError{Error: err.Error()})
 		return
 	}
-	defs, err := s.st.Definitions(r.Context())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	p, err := campaigns.NewBroadcaster(s.st, s.engine, s.log).Preview(r.Context(), defs, b.Broadcast, s.st, s.now())
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// previewBroadcast says who b would reach now; errDryRunBusy while another
+// dry run runs.
+func (s *Server) previewBroadcast(ctx context.Context, b campaigns.Broadcast) (campaigns.AudiencePreview, error) {
+	select {
+	case s.dryRuns <- struct{}{}:
+		defer func() { <-s.dryRuns }()
+	default:
+		return campaigns.AudiencePreview{}, errDryRunBusy
+	}
+	defs, err := s.st.Definitions(ctx)
+	if err != nil {
+		return campaigns.AudiencePreview{}, err
+	}
+	return campaigns.NewBroadcaster(s.st, s.engine, s.log).Preview(ctx, defs, b, s.st, s.now())
 }
 
 // apiBroadcastTest sends the broadcast's email (each variant) to seed

@@ -252,10 +252,10 @@ func (s *Server) listData(r *http.Request, data map[string]any) error {
 }
 
 func (s *Server) broadcastPage(w http.ResponseWriter, r *http.Request) {
-	s.showBroadcast(w, r, "", "")
+	s.showBroadcast(w, r, "", "", nil)
 }
 
-func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, problem string) {
+func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, problem string, preview *campaigns.AudiencePreview) {
 	start := time.Now()
 	b, ok := s.pageBroadcast(w, r)
 	if !ok {
@@ -275,7 +275,7 @@ func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, pro
 		after = journey.FormatDuration(b.Test.After)
 	}
 	s.render(w, r, http.StatusOK, "broadcast", view{Title: "Broadcast " + b.Name, Nav: "broadcasts", Error: problem, Took: time.Since(start).Round(time.Microsecond).String(),
-		Data: map[string]any{"B": b, "When": b.When(), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done}})
+		Data: map[string]any{"B": b, "When": b.When(), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done, "Preview": preview}})
 }
 
 // broadcastAction pauses, resumes or cancels a broadcast from its page.
@@ -287,6 +287,21 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 	)
 	action := r.PostFormValue("action")
 	switch action {
+	case "dry-run":
+		b, ok := s.pageBroadcast(w, r)
+		if !ok {
+			return
+		}
+		p, err := s.previewBroadcast(r.Context(), b.Broadcast)
+		switch {
+		case errors.Is(err, errDryRunBusy):
+			s.showBroadcast(w, r, "", err.Error(), nil)
+		case err != nil:
+			s.failed(w, r, err)
+		default:
+			s.showBroadcast(w, r, "", "", &p)
+		}
+		return
 	case "pause":
 		n, err = s.st.PauseBroadcast(r.Context(), name)
 	case "resume":
@@ -303,14 +318,14 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound) && action == "resume":
-		s.showBroadcast(w, r, "", "the broadcast is not paused")
+		s.showBroadcast(w, r, "", "the broadcast is not paused", nil)
 	case errors.Is(err, store.ErrConflict):
-		s.showBroadcast(w, r, "", err.Error())
+		s.showBroadcast(w, r, "", err.Error(), nil)
 	case err != nil:
 		s.failed(w, r, err)
 	default:
 		what := map[string]string{"pause": "paused: %d queued emails wait", "resume": "resumed: %d emails released", "cancel": "cancelled: %d queued emails cancelled"}[action]
-		s.showBroadcast(w, r, fmt.Sprintf(what, n), "")
+		s.showBroadcast(w, r, fmt.Sprintf(what, n), "", nil)
 	}
 }
 
