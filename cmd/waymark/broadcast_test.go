@@ -577,3 +577,52 @@ templates:
 	}
 	t.Logf("%d contacts, %d kill -9s: %d sent + %d unknown (%d of those reached the server), 0 duplicates", n, kills, sent, unknown, unknownReceived)
 }
+
+// A broadcast at an instant that is night in a reader's zone waits for
+// the end of quiet hours there, with the reason, and then goes out: never
+// dropped, never sent at night.
+func TestBroadcastWaitsForQuietHours(t *testing.T) {
+	t.Parallel()
+	url, smtp, env := mailScene(t)
+	d := clock.Now().UTC().Add(48 * time.Hour)
+	at := time.Date(d.Year(), d.Month(), d.Day(), 17, 0, 0, 0, time.UTC) // 02:00 in Tokyo, 17:00 for the contact in UTC
+	importAndApply(t, env, map[string]string{
+		"contacts.csv": "userId,email,timezone\ntokyo,tokyo@example.com,Asia/Tokyo\nutc,utc@example.com,\n",
+		"journey.yaml": fmt.Sprintf(`templates:
+  - {name: news, subject: "News", text: "Hello."}
+sending:
+  quiet_hours: {from: "21:00", to: "08:00", default_timezone: UTC}
+broadcasts:
+  - {name: flash, template: news, send_at: "%s"}
+`, at.Format(time.RFC3339))})
+	for _, tick := range []time.Time{at, at.Add(time.Hour)} {
+		if _, errOut, err := runWith(t, env, "tick", "--as-of", tick.Format(time.RFC3339)); err != nil {
+			t.Fatalf("tick: %v\n%s", err, errOut)
+		}
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var status, reason string
+	var due time.Time
+	if err := pool.QueryRow(context.Background(), `SELECT s.status, coalesce(s.delayed_reason, ''), s.due_at FROM sends s JOIN identities i ON i.contact_id = s.contact_id
+		WHERE i.identity = 'u:tokyo'`).Scan(&status, &reason, &due); err != nil {
+		t.Fatal(err)
+	}
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	morning := time.Date(at.In(tokyo).Year(), at.In(tokyo).Month(), at.In(tokyo).Day(), 8, 0, 0, 0, tokyo)
+	if status != "queued" || reason != "quiet hours in the contact's time zone" || !due.Equal(morning) {
+		t.Fatalf("tokyo's broadcast at 02:00 there: %s %q due %s, want queued for quiet hours until %s", status, reason, due, morning)
+	}
+	if got := byAddressOf(smtp, "utc@example.com"); len(got) != 1 || len(byAddressOf(smtp, "tokyo@example.com")) != 0 {
+		t.Fatalf("at 17:00 UTC: utc got %v, tokyo %v; want utc's only", got, byAddressOf(smtp, "tokyo@example.com"))
+	}
+	if _, errOut, err := runWith(t, env, "tick", "--as-of", morning.UTC().Format(time.RFC3339)); err != nil {
+		t.Fatalf("tick: %v\n%s", err, errOut)
+	}
+	if got := byAddressOf(smtp, "tokyo@example.com"); len(got) != 1 {
+		t.Fatalf("tokyo received %v at 08:00 there, want the broadcast", got)
+	}
+}
