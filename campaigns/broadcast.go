@@ -9,7 +9,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -45,8 +45,8 @@ type Broadcast struct {
 // (all stages when empty) and in Segment (everyone when empty), who are
 // subscribed and have an address.
 type Audience struct {
-	Stages  []lifecycle.Stage `json:",omitempty"`
-	Segment string            `json:",omitempty"`
+	Stages  []rule.Stage `json:",omitempty"`
+	Segment string       `json:",omitempty"`
 }
 
 func (a Audience) String() string {
@@ -69,7 +69,7 @@ func (a Audience) String() string {
 
 // Holds reports whether a contact in stage is in the audience, given
 // whether it is in the segment (ignored without one).
-func (a Audience) Holds(stage lifecycle.Stage, inSegment bool) bool {
+func (a Audience) Holds(stage rule.Stage, inSegment bool) bool {
 	if len(a.Stages) > 0 {
 		found := false
 		for _, s := range a.Stages {

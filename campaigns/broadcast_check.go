@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 	"github.com/waymark/waymark/templates"
 )
 
@@ -45,9 +45,9 @@ func (b *Broadcast) Check() []FieldError {
 	if strings.TrimSpace(b.Template) == "" {
 		bad("template", "missing: the template the broadcast sends")
 	}
-	seen := map[lifecycle.Stage]bool{}
+	seen := map[rule.Stage]bool{}
 	for _, st := range b.Audience.Stages {
-		if _, err := lifecycle.ParseStage(string(st)); err != nil {
+		if _, err := rule.ParseStage(string(st)); err != nil {
 			bad("audience.stages", "%v", err)
 		} else if seen[st] {
 			bad("audience.stages", "stage %q is listed twice", st)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Broadcast states.
@@ -97,7 +98,7 @@ type BroadcastStore interface {
 // Scanner loads every contact's facts a page at a time, as a sweep does
 // (lifecycle.Engine.Scan): from the activity rollup when there is one.
 type Scanner interface {
-	Scan(ctx context.Context, needs []lifecycle.Aggregate, asOf time.Time, dry bool, traits []string, each func([]lifecycle.ContactFacts) error) error
+	Scan(ctx context.Context, needs []rule.Aggregate, asOf time.Time, dry bool, traits []string, each func([]lifecycle.ContactFacts) error) error
 }
 
 // Broadcaster starts broadcasts' runs when their time comes, queues each
@@ -230,7 +231,7 @@ func (b *Broadcaster) Audience(ctx context.Context, defs Definitions, def Broadc
 	if err != nil {
 		return err
 	}
-	var seg *lifecycle.Program
+	var seg *rule.Program
 	if def.Audience.Segment != "" {
 		if seg = segs.progs[def.Audience.Segment]; seg == nil {
 			return fmt.Errorf("%w: %q", ErrSegmentGone, def.Audience.Segment)
@@ -256,7 +257,7 @@ func (b *Broadcaster) Audience(ctx context.Context, defs Definitions, def Broadc
 	if seg != nil && seg.ReadsTraits() {
 		traits = nil
 	}
-	return b.scan.Scan(ctx, lifecycle.Needs(seg), asOf, dry, traits, func(batch []lifecycle.ContactFacts) error {
+	return b.scan.Scan(ctx, rule.Needs(seg), asOf, dry, traits, func(batch []lifecycle.ContactFacts) error {
 		members, sends = members[:0], sends[:0]
 		for i := range batch {
 			f := &batch[i]

@@ -54,19 +54,13 @@ func (s *Sender) SendSeeds(ctx context.Context, b Broadcast, to []string, tone s
 	if err != nil {
 		return nil, err
 	}
-	choice := templates.ToneChoice{Tone: tone, Reason: "chosen for the test email"}
-	if tone == "" {
-		rules, err := s.toneRules(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if n := len(rules); n > 0 && rules[n-1].When == nil {
-			choice = templates.ToneChoice{Tone: rules[n-1].Tone, Reason: "the default tone"}
-		}
-	}
-	defs, err := s.runner.store.Definitions(ctx)
+	j, err := s.journeyNow(ctx)
 	if err != nil {
 		return nil, err
+	}
+	choice := templates.ToneChoice{Tone: tone, Reason: "chosen for the test email"}
+	if n := len(j.tones); tone == "" && n > 0 && j.tones[n-1].When == nil {
+		choice = templates.ToneChoice{Tone: j.tones[n-1].Tone, Reason: "the default tone"}
 	}
 	conn, err := s.mail.Dial(ctx)
 	if err != nil {
@@ -104,7 +98,7 @@ func (s *Sender) SendSeeds(ctx context.Context, b Broadcast, to []string, tone s
 			msg := &mailer.Message{ID: fmt.Sprintf("test.%s.%d.%d", b.Name, now.UnixNano(), len(out)), From: s.cfg.From, To: addr,
 				Subject: subject, Text: r.Text, HTML: r.HTML, Date: now}
 			if s.cfg.Decorate != nil {
-				s.cfg.Decorate(msg, d, defs.Settings.Tracking, data.UnsubscribeURL, data.PreferencesURL)
+				s.cfg.Decorate(msg, d, j.defs.Settings.Tracking, data.UnsubscribeURL, data.PreferencesURL)
 			}
 			tx, res := conn.Begin(ctx, msg)
 			if tx != nil {

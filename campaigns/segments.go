@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // Membership says that a contact is in a segment.
@@ -28,14 +29,14 @@ type SegmentStore interface {
 // segmentSet is a journey's segments, compiled.
 type segmentSet struct {
 	names []string
-	progs map[string]*lifecycle.Program
+	progs map[string]*rule.Program
 }
 
 // compileSegments compiles segs; errors name the segment.
 func compileSegments(segs []Segment) (segmentSet, error) {
-	set := segmentSet{progs: make(map[string]*lifecycle.Program, len(segs))}
+	set := segmentSet{progs: make(map[string]*rule.Program, len(segs))}
 	for _, s := range segs {
-		p, err := lifecycle.Compile(s.When, lifecycle.CompileOptions{})
+		p, err := rule.Compile(s.When, rule.CompileOptions{})
 		if err != nil {
 			return set, fmt.Errorf("segment %q: %w", s.Name, err)
 		}
@@ -46,8 +47,8 @@ func compileSegments(segs []Segment) (segmentSet, error) {
 }
 
 // programs are the segments' conditions, in journey order.
-func (s segmentSet) programs() []*lifecycle.Program {
-	out := make([]*lifecycle.Program, len(s.names))
+func (s segmentSet) programs() []*rule.Program {
+	out := make([]*rule.Program, len(s.names))
 	for i, n := range s.names {
 		out[i] = s.progs[n]
 	}
@@ -57,7 +58,7 @@ func (s segmentSet) programs() []*lifecycle.Program {
 // has reports whether f is in the segment called name; a condition that
 // cannot be evaluated on f's data, or a segment that does not exist, says
 // no.
-func (s segmentSet) has(name string, f *lifecycle.Facts) bool {
+func (s segmentSet) has(name string, f *rule.Facts) bool {
 	p, ok := s.progs[name]
 	if !ok {
 		return false

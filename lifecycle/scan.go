@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // prepareRollup brings the store's activity rollup up to date for needs
@@ -11,7 +13,7 @@ import (
 // from it: a dry run uses it only as it is (it never rebuilds it), a pass
 // that changes things may rebuild it. When it cannot, the pass reads the
 // events.
-func (e *Engine) prepareRollup(ctx context.Context, needs []Aggregate, dry bool) (bool, error) {
+func (e *Engine) prepareRollup(ctx context.Context, needs []rule.Aggregate, dry bool) (bool, error) {
 	if p, ok := e.store.(DryRunPreparer); ok && dry {
 		ok := p.PrepareDryRun(ctx, needs) == nil
 		if !ok && ctx.Err() != nil {
@@ -39,7 +41,7 @@ func (e *Engine) prepareRollup(ctx context.Context, needs []Aggregate, dry bool)
 // nothing; a dry scan does not rebuild the rollup either. Contacts whose
 // facts cannot be loaded are left out (a sweep parks them). Broadcasts
 // resolve their audiences so.
-func (e *Engine) Scan(ctx context.Context, needs []Aggregate, asOf time.Time, dry bool, traits []string, each func([]ContactFacts) error) error {
+func (e *Engine) Scan(ctx context.Context, needs []rule.Aggregate, asOf time.Time, dry bool, traits []string, each func([]ContactFacts) error) error {
 	rollup, err := e.prepareRollup(ctx, needs, dry)
 	if err != nil {
 		return err

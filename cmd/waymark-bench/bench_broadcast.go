@@ -25,6 +25,7 @@ import (
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/migrations"
+	"github.com/waymark/waymark/rule"
 )
 
 // Targets of the broadcast benchmark (issue 19).
@@ -388,7 +389,7 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 // idleHook is a lifecycle hook that reads and does nothing.
 type idleHook struct{}
 
-func (idleHook) Needs(context.Context) ([]lifecycle.Aggregate, error) { return nil, nil }
+func (idleHook) Needs(context.Context) ([]rule.Aggregate, error) { return nil, nil }
 func (idleHook) AfterBatch(context.Context, []lifecycle.ContactFacts, time.Time, string) error {
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // cmdBroadcast follows and steers broadcasts: list, status (with
@@ -272,7 +273,7 @@ func printPreview(e *env, b campaigns.Broadcast, p campaigns.AudiencePreview) {
 	}
 	fmt.Fprintln(e.stdout)
 	var stages []string
-	for _, s := range lifecycle.Stages {
+	for _, s := range rule.Stages {
 		if n := p.ByStage[string(s)]; n > 0 {
 			stages = append(stages, fmt.Sprintf("%s %d", s, n))
 		}

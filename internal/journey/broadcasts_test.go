@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 const broadcastBase = `templates:
@@ -57,7 +57,7 @@ broadcasts:
 		t.Fatalf("%d broadcasts", len(j.Broadcasts))
 	}
 	w := j.Broadcasts[0]
-	if w.Audience.Segment != "vip" || len(w.Audience.Stages) != 2 || w.Audience.Stages[1] != lifecycle.Advocacy || w.Throttle != 50 ||
+	if w.Audience.Segment != "vip" || len(w.Audience.Stages) != 2 || w.Audience.Stages[1] != rule.Advocacy || w.Throttle != 50 ||
 		w.Test == nil || w.Test.Share != 0.2 || w.Test.After != 4*time.Hour || w.Test.Variants[1].Template != "news-b" {
 		t.Fatalf("winter %+v", w)
 	}

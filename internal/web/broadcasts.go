@@ -11,7 +11,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // routesBroadcasts adds segments and broadcasts to the API (issue 19).
@@ -118,7 +118,7 @@ func fromJSON(in broadcastJSON) (campaigns.Broadcast, *apiError) {
 	b := campaigns.Broadcast{Name: in.Name, Template: in.Template, SendAt: in.SendAt, Schedule: in.Schedule, Throttle: in.Throttle,
 		Audience: campaigns.Audience{Segment: in.Audience.Segment}}
 	for _, st := range in.Audience.Stages {
-		b.Audience.Stages = append(b.Audience.Stages, lifecycle.Stage(st))
+		b.Audience.Stages = append(b.Audience.Stages, rule.Stage(st))
 	}
 	if t := in.Test; t != nil {
 		b.Test = &campaigns.ABTest{Share: t.Share, PickBy: t.PickBy, MinResults: t.MinResults}

@@ -14,7 +14,7 @@ import (
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/store"
-	"github.com/waymark/waymark/lifecycle"
+	"github.com/waymark/waymark/rule"
 )
 
 // The dashboard's broadcasts and segments (issue 19): a page listing the
@@ -48,7 +48,7 @@ func (f broadcastForm) HasStage(st string) bool { return slices.Contains(f.In.Au
 // newForm is the form with its choices, for in.
 func (s *Server) newForm(r *http.Request, in broadcastJSON, edit bool) (broadcastForm, error) {
 	f := broadcastForm{Edit: edit, In: in}
-	for _, st := range lifecycle.Stages {
+	for _, st := range rule.Stages {
 		f.Stages = append(f.Stages, string(st))
 	}
 	segs, err := s.st.Segments(r.Context())
