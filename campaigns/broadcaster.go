@@ -123,6 +123,16 @@ func NewBroadcaster(store BroadcastStore, scan Scanner, log *slog.Logger) *Broad
 	return &Broadcaster{store: store, scan: scan, log: log}
 }
 
+// What steering broadcasts and reading segments can refuse.
+var (
+	ErrNoBroadcast     = errors.New("no such broadcast")
+	ErrNoSegment       = errors.New("no such segment")
+	ErrBroadcastExists = errors.New("the broadcast exists already")
+	// ErrBroadcastState: the change does not fit the broadcast's state
+	// (a cancelled one, one not paused).
+	ErrBroadcastState = errors.New("not in this state")
+)
+
 // ErrSegmentGone says a broadcast's audience names a segment the journey
 // no longer has.
 var ErrSegmentGone = errors.New("its audience's segment no longer exists")

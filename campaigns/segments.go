@@ -97,3 +97,26 @@ func (r *Runner) recordSegments(ctx context.Context, set segmentSet, batch []lif
 	}
 	return nil
 }
+
+// SegmentSize is a segment's size on a day.
+type SegmentSize struct {
+	Day     time.Time `db:"day" json:"day"`
+	Members int64     `db:"members" json:"members"`
+}
+
+// SegmentSummary is a segment with its size now and its daily sizes (the
+// trend), oldest first.
+type SegmentSummary struct {
+	Name      string        `json:"name"`
+	Condition string        `json:"when"`
+	Members   int64         `json:"members"`
+	Trend     []SegmentSize `json:"trend"`
+}
+
+// SegmentMember is a contact in a segment.
+type SegmentMember struct {
+	ID    int64     `db:"id" json:"id"`
+	Email string    `db:"email" json:"email"`
+	Stage string    `db:"stage" json:"stage"`
+	Since time.Time `db:"since" json:"since"`
+}

@@ -69,7 +69,7 @@ func cmdBroadcast(ctx context.Context, e *env, args []string) error {
 	}
 	name := pos[0]
 	b, err := st.Broadcast(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, campaigns.ErrNoBroadcast) {
 		return fmt.Errorf("broadcast %s: no broadcast %q (waymark broadcast list)", what, name)
 	}
 	if err != nil {
@@ -94,7 +94,7 @@ func cmdBroadcast(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "paused %s: its %d queued %s wait, none dropped, until 'waymark broadcast resume %s' (an email already being sent goes out; runs still start, their emails wait too)\n", name, n, plural(n, "email", "emails"), name)
 	case "resume":
 		n, err := st.ResumeBroadcast(ctx, name, now)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, campaigns.ErrBroadcastState) {
 			return fmt.Errorf("broadcast resume: %q is not paused", name)
 		}
 		if err != nil {

@@ -305,7 +305,7 @@ func TestAPIExportsContacts(t *testing.T) {
 		{"/api/v1/contacts/export", "", 401, `"field": "Authorization"`},
 		{"/api/v1/contacts/export?stage=lapsed", key, 400, `"field": "stage"`},
 		{"/api/v1/contacts/export?format=xml", key, 400, `"field": "format"`},
-		{"/api/v1/contacts/export?segment=vip", key, 400, `"error": "segment: no segment \"vip\": not found",
+		{"/api/v1/contacts/export?segment=vip", key, 400, `"error": "segment: no segment \"vip\": no such segment",
   "field": "segment"`},
 		{"/api/v1/contacts/export?segment=a%22b", key, 400, `"field": "segment"`},
 	} {

@@ -52,11 +52,7 @@ func (s *Store) broadcasts(ctx context.Context, db DB, where string, args ...any
 
 // collectAs reads the rows of sql by name as R and turns each into a T.
 func collectAs[R, T any](ctx context.Context, db DB, sql string, args []any, as func(R) (T, error)) ([]T, error) {
-	rows, err := db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := pgx.CollectRows(rows, pgx.RowToStructByName[R])
+	raw, err := queryRows[R](ctx, db, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +80,7 @@ func (s *Store) Broadcast(ctx context.Context, name string) (campaigns.StoredBro
 		err = pgx.ErrNoRows
 	}
 	if err != nil {
-		return campaigns.StoredBroadcast{}, translate(err, "reading broadcast "+name)
+		return campaigns.StoredBroadcast{}, translateAs(err, "reading broadcast "+name, campaigns.ErrNoBroadcast)
 	}
 	return out[0], nil
 }
@@ -118,7 +114,7 @@ func applyBroadcasts(ctx context.Context, tx pgx.Tx, bs []campaigns.Broadcast) (
 		old, exists := current[b.Name]
 		oldBody, _ := json.Marshal(old.Broadcast)
 		revived := exists && old.State == campaigns.StateCancelled && old.StateReason == removedReason
-		if exists && old.Source == "journey" && jsonEqual(oldBody, body) && !revived {
+		if exists && old.Source == "journey" && journey.SameJSON(oldBody, body) && !revived {
 			if _, err := tx.Exec(ctx, `UPDATE broadcasts SET position = $2 WHERE name = $1 AND position <> $2`, b.Name, pos); err != nil {
 				return nil, translate(err, "reordering broadcast "+b.Name)
 			}
@@ -184,8 +180,8 @@ const removedReason = "removed from the journey"
 // SaveBroadcast creates (create) or edits a broadcast through the API:
 // its definition, checked by the caller. A broadcast with a time is
 // scheduled (a draft otherwise), unless it is paused; a cancelled one
-// cannot be edited. ErrNotFound when editing one that does not exist;
-// ErrExists when creating one that does.
+// cannot be edited. campaigns.ErrNoBroadcast when editing one that does not exist;
+// campaigns.ErrBroadcastExists when creating one that does.
 func (s *Store) SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create bool, now time.Time) (campaigns.StoredBroadcast, error) {
 	body, err := json.Marshal(b)
 	if err != nil {
@@ -198,11 +194,11 @@ func (s *Store) SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create
 		}
 		switch {
 		case create && len(cur) > 0:
-			return ErrExists
+			return campaigns.ErrBroadcastExists
 		case !create && len(cur) == 0:
 			return pgx.ErrNoRows
 		case !create && cur[0].State == campaigns.StateCancelled:
-			return fmt.Errorf("%w: broadcast %s is cancelled", ErrConflict, b.Name)
+			return fmt.Errorf("%w: broadcast %s is cancelled", campaigns.ErrBroadcastState, b.Name)
 		}
 		state := campaigns.StateDraft
 		if hasTime(b) {
@@ -226,17 +222,14 @@ func (s *Store) SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create
 		}
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		err = notFoundErr{campaigns.ErrNoBroadcast}
+	}
 	if err != nil {
 		return campaigns.StoredBroadcast{}, err
 	}
 	return s.Broadcast(ctx, b.Name)
 }
-
-// ErrExists is returned when creating what exists already.
-var ErrExists = errors.New("already exists")
-
-// ErrConflict is returned when a change does not fit the current state.
-var ErrConflict = errors.New("conflict")
 
 // PauseBroadcast pauses a broadcast: its queued emails wait, without
 // expiring, none dropped, and its runs still start (their emails wait too)
@@ -250,7 +243,7 @@ func (s *Store) PauseBroadcast(ctx context.Context, name string) (int, error) {
 			return err
 		}
 		if state == campaigns.StateCancelled {
-			return fmt.Errorf("%w: broadcast %s is cancelled", ErrConflict, name)
+			return fmt.Errorf("%w: broadcast %s is cancelled", campaigns.ErrBroadcastState, name)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'paused', state_reason = NULL, updated_at = now() WHERE name = $1`, name); err != nil {
 			return err
@@ -262,13 +255,17 @@ func (s *Store) PauseBroadcast(ctx context.Context, name string) (int, error) {
 		}
 		return tx.QueryRow(ctx, `SELECT count(*) FROM sends WHERE broadcast = $1 AND status = 'queued'`, name).Scan(&n)
 	})
+	if errors.Is(err, ErrNotFound) {
+		err = notFoundErr{campaigns.ErrNoBroadcast}
+	}
 	return n, err
 }
 
 // ResumeBroadcast resumes a paused broadcast: its waiting emails get their
 // time back, or now for those it has passed (a pause is the marketer's
 // decision, not lateness that sending: late_expiry would expire), spread
-// again by its throttle. It returns how many were released.
+// again by its throttle. It returns how many were released;
+// campaigns.ErrBroadcastState when it is not paused.
 func (s *Store) ResumeBroadcast(ctx context.Context, name string, now time.Time) (int, error) {
 	var n int64
 	err := s.inTx(ctx, "resuming broadcast "+name, func(tx pgx.Tx) error {
@@ -291,6 +288,9 @@ func (s *Store) ResumeBroadcast(ctx context.Context, name string, now time.Time)
 		n, err = respread(ctx, tx, name, b.Throttle, now, respreadPaused, nil)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("%w: broadcast %s is not paused", campaigns.ErrBroadcastState, name)
+	}
 	return int(n), err
 }
 
@@ -308,6 +308,9 @@ func (s *Store) CancelBroadcast(ctx context.Context, name, reason string) (int, 
 		n, err = cancelBroadcast(ctx, tx, name, reason)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		err = notFoundErr{campaigns.ErrNoBroadcast}
+	}
 	return n, err
 }
 

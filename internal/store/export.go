@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/export"
 )
 
@@ -55,7 +56,7 @@ func (s *Store) ExportContacts(ctx context.Context, q export.Query, page func([]
 			return translate(err, "starting an export")
 		}
 		if !exists {
-			return fmt.Errorf("segment: no segment %q: %w", q.Segment, ErrNotFound)
+			return notFoundErr{fmt.Errorf("segment: no segment %q: %w", q.Segment, campaigns.ErrNoSegment)}
 		}
 	}
 	if _, err := tx.Exec(ctx, sqlExportCursor, q.Stage, q.Segment); err != nil {

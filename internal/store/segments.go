@@ -60,7 +60,7 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 		return nil, translate(err, "removing segments")
 	}
 	if user != "" {
-		return nil, fmt.Errorf("%w: the journey removes segments that broadcasts created through the API send to: %s; keep them, or cancel or edit those broadcasts first", ErrConflict, user)
+		return nil, fmt.Errorf("%w: the journey removes segments that broadcasts created through the API send to: %s; keep them, or cancel or edit those broadcasts first", campaigns.ErrBroadcastState, user)
 	}
 	rows, err = tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
 	if err != nil {
@@ -180,24 +180,9 @@ func (s *Store) RecordSegmentSizes(ctx context.Context, at time.Time, every time
 	return translate(err, "recording segment sizes")
 }
 
-// SegmentSize is a segment's size on a day.
-type SegmentSize struct {
-	Day     time.Time `db:"day" json:"day"`
-	Members int64     `db:"members" json:"members"`
-}
-
-// SegmentSummary is a segment with its size now and its daily sizes (the
-// trend), oldest first.
-type SegmentSummary struct {
-	Name      string        `json:"name"`
-	Condition string        `json:"when"`
-	Members   int64         `json:"members"`
-	Trend     []SegmentSize `json:"trend"`
-}
-
 // SegmentSummaries lists the segments with their sizes now and over the
 // last days (up to days rows each).
-func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]SegmentSummary, error) {
+func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]campaigns.SegmentSummary, error) {
 	type row struct {
 		Name      string `db:"name"`
 		Condition string `db:"condition"`
@@ -211,39 +196,31 @@ func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]SegmentSummar
 	if err != nil {
 		return nil, translate(err, "loading segments")
 	}
-	out := make([]SegmentSummary, len(segs))
+	out := make([]campaigns.SegmentSummary, len(segs))
 	for i, sg := range segs {
-		out[i] = SegmentSummary{Name: sg.Name, Condition: sg.Condition, Members: sg.Members, Trend: []SegmentSize{}}
+		out[i] = campaigns.SegmentSummary{Name: sg.Name, Condition: sg.Condition, Members: sg.Members, Trend: []campaigns.SegmentSize{}}
 		rows, err := s.db.Query(ctx, `SELECT day, members FROM (SELECT day, members FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT $2) x ORDER BY day`, sg.Name, days)
 		if err != nil {
 			return nil, translate(err, "loading segment sizes")
 		}
-		if out[i].Trend, err = pgx.CollectRows(rows, pgx.RowToStructByName[SegmentSize]); err != nil {
+		if out[i].Trend, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.SegmentSize]); err != nil {
 			return nil, translate(err, "loading segment sizes")
 		}
 	}
 	return out, nil
 }
 
-// SegmentMember is a contact in a segment.
-type SegmentMember struct {
-	ID    int64     `db:"id" json:"id"`
-	Email string    `db:"email" json:"email"`
-	Stage string    `db:"stage" json:"stage"`
-	Since time.Time `db:"since" json:"since"`
-}
-
 // SegmentMembers lists a page of a segment's members in id order, after
 // the contact id after: keyset pages served by the segment's index. next
 // is the cursor of the following page (0: none). ErrNotFound when there is
 // no such segment.
-func (s *Store) SegmentMembers(ctx context.Context, segment string, after int64, limit int) (members []SegmentMember, next int64, err error) {
+func (s *Store) SegmentMembers(ctx context.Context, segment string, after int64, limit int) (members []campaigns.SegmentMember, next int64, err error) {
 	var exists bool
 	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM segments WHERE name = $1)`, segment).Scan(&exists); err != nil {
 		return nil, 0, translate(err, "listing segment members")
 	}
 	if !exists {
-		return nil, 0, fmt.Errorf("segment %q: %w", segment, ErrNotFound)
+		return nil, 0, notFoundErr{fmt.Errorf("segment %q: %w", segment, campaigns.ErrNoSegment)}
 	}
 	rows, err := s.db.Query(ctx, `SELECT c.id, coalesce(c.email, '') AS email, c.stage, m.since
 FROM segment_members m JOIN contacts c ON c.id = m.contact_id AND c.merged_into IS NULL
@@ -252,7 +229,7 @@ ORDER BY m.contact_id LIMIT $3`, segment, after, limit+1)
 	if err != nil {
 		return nil, 0, translate(err, "listing segment members")
 	}
-	members, err = pgx.CollectRows(rows, pgx.RowToStructByName[SegmentMember])
+	members, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.SegmentMember])
 	if err != nil {
 		return nil, 0, translate(err, "listing segment members")
 	}

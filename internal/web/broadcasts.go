@@ -10,8 +10,8 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
-	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/rule"
+	"github.com/waymark/waymark/templates"
 )
 
 // routesBroadcasts adds segments and broadcasts to the API (issue 19).
@@ -37,7 +37,7 @@ func (s *Server) apiSegments(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page[store.SegmentSummary]{Items: nonNil(list)})
+	writeJSON(w, http.StatusOK, page[campaigns.SegmentSummary]{Items: nonNil(list)})
 }
 
 func (s *Server) apiSegmentMembers(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +54,7 @@ func (s *Server) apiSegmentMembers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	members, next, err := s.st.SegmentMembers(r.Context(), r.PathValue("name"), after, limit)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, campaigns.ErrNoSegment) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such segment", Field: "name"})
 		return
 	}
@@ -62,7 +62,7 @@ func (s *Server) apiSegmentMembers(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	p := page[store.SegmentMember]{Items: nonNil(members)}
+	p := page[campaigns.SegmentMember]{Items: nonNil(members)}
 	if next > 0 {
 		p.Next = strconv.FormatInt(next, 10)
 	}
@@ -142,28 +142,27 @@ func fromJSON(in broadcastJSON) (campaigns.Broadcast, *apiError) {
 // checkRefs refuses a broadcast whose templates or segment do not exist,
 // or whose test subjects do not compile.
 func (s *Server) checkRefs(ctx context.Context, b campaigns.Broadcast) (*apiError, error) {
-	names := []string{b.Template}
-	if b.Test != nil {
-		for i := range b.Test.Variants {
-			names = append(names, b.TemplateOf(i))
+	// template returns the stored template called name (ok false when
+	// there is none).
+	template := func(name string) (templates.Template, bool, error) {
+		t, _, err := s.st.Template(ctx, name)
+		if errors.Is(err, journey.ErrNotFound) {
+			return t, false, nil
 		}
+		return t, err == nil, err
 	}
-	stored, err := s.st.Templates(ctx, names)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := stored[b.Template]; !ok {
-		return &apiError{Error: fmt.Sprintf("template: no template %q (GET /api/v1/templates)", b.Template), Field: "template"}, nil
+	if _, ok, err := template(b.Template); err != nil || !ok {
+		return &apiError{Error: fmt.Sprintf("template: no template %q (GET /api/v1/templates)", b.Template), Field: "template"}, err
 	}
 	if b.Test != nil {
 		for i, v := range b.Test.Variants {
 			field := fmt.Sprintf("test.variants[%d]", i)
-			t, ok := stored[b.TemplateOf(i)]
-			if !ok {
-				return &apiError{Error: fmt.Sprintf("%s.template: no template %q", field, v.Template), Field: field + ".template"}, nil
+			t, ok, err := template(b.TemplateOf(i))
+			if err != nil || !ok {
+				return &apiError{Error: fmt.Sprintf("%s.template: no template %q", field, v.Template), Field: field + ".template"}, err
 			}
 			if v.Subject != "" {
-				if err := campaigns.CheckSubject(t.Template, v.Subject); err != nil {
+				if err := campaigns.CheckSubject(t, v.Subject); err != nil {
 					return &apiError{Error: fmt.Sprintf("%s.subject: %v", field, err), Field: field + ".subject"}, nil
 				}
 			}
@@ -268,7 +267,7 @@ func runsOf(runs []campaigns.RunProgress) []runAnswer {
 // broadcastParam reads {name}; it writes the 404 itself.
 func (s *Server) broadcastParam(w http.ResponseWriter, r *http.Request) (campaigns.StoredBroadcast, bool) {
 	b, err := s.st.Broadcast(r.Context(), r.PathValue("name"))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, campaigns.ErrNoBroadcast) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such broadcast", Field: "name"})
 		return b, false
 	}
@@ -308,11 +307,11 @@ func (s *Server) saveBroadcast(w http.ResponseWriter, r *http.Request, in broadc
 	}
 	saved, err := s.st.SaveBroadcast(r.Context(), b, create, s.now())
 	switch {
-	case errors.Is(err, store.ErrExists):
+	case errors.Is(err, campaigns.ErrBroadcastExists):
 		writeJSON(w, http.StatusConflict, apiError{Error: fmt.Sprintf("a broadcast %q exists (PUT /api/v1/broadcasts/%s edits it)", b.Name, b.Name), Field: "name"})
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, campaigns.ErrNoBroadcast):
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such broadcast", Field: "name"})
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, campaigns.ErrBroadcastState):
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case err != nil:
 		s.internal(w, r, err)
@@ -389,17 +388,13 @@ func (s *Server) apiSteerBroadcast(w http.ResponseWriter, r *http.Request) {
 		n, err = s.st.PauseBroadcast(r.Context(), b.Name)
 	case "resume":
 		n, err = s.st.ResumeBroadcast(r.Context(), b.Name, s.now())
-		if errors.Is(err, store.ErrNotFound) {
-			writeJSON(w, http.StatusConflict, apiError{Error: "the broadcast is not paused"})
-			return
-		}
 	case "cancel":
 		if in.Reason == "" {
 			in.Reason = "cancelled through the API"
 		}
 		n, err = s.st.CancelBroadcast(r.Context(), b.Name, in.Reason)
 	}
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, campaigns.ErrBroadcastState) {
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 		return
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
-	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/rule"
 )
 
@@ -143,9 +142,9 @@ func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
 	if aerr == nil {
 		_, err = s.st.SaveBroadcast(r.Context(), b, !edit, s.now())
 		switch {
-		case errors.Is(err, store.ErrExists):
+		case errors.Is(err, campaigns.ErrBroadcastExists):
 			aerr = &apiError{Error: fmt.Sprintf("a broadcast %q exists", b.Name), Field: "name"}
-		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, campaigns.ErrBroadcastState), errors.Is(err, campaigns.ErrNoBroadcast):
 			aerr = &apiError{Error: err.Error()}
 		case err != nil:
 			s.failed(w, r, err)
@@ -177,7 +176,7 @@ func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
 // pageBroadcast reads {name} for a page; it writes the 404 itself.
 func (s *Server) pageBroadcast(w http.ResponseWriter, r *http.Request) (campaigns.StoredBroadcast, bool) {
 	b, err := s.st.Broadcast(r.Context(), r.PathValue("name"))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, campaigns.ErrNoBroadcast) {
 		s.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Error: "no broadcast " + r.PathValue("name")})
 		return b, false
 	}
@@ -204,7 +203,7 @@ func (s *Server) broadcastEditPage(w http.ResponseWriter, r *http.Request) {
 
 // segmentRow is a segment on the dashboard.
 type segmentRow struct {
-	store.SegmentSummary
+	campaigns.SegmentSummary
 	Trend template.HTML
 }
 
@@ -317,9 +316,7 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case errors.Is(err, store.ErrNotFound) && action == "resume":
-		s.showBroadcast(w, r, "", "the broadcast is not paused", nil)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, campaigns.ErrBroadcastState):
 		s.showBroadcast(w, r, "", err.Error(), nil)
 	case err != nil:
 		s.failed(w, r, err)
@@ -330,7 +327,7 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 }
 
 // trendSVG draws a segment's daily sizes as a small line.
-func trendSVG(days []store.SegmentSize) template.HTML {
+func trendSVG(days []campaigns.SegmentSize) template.HTML {
 	const w, h = 160.0, 32.0
 	if len(days) == 0 {
 		return ""

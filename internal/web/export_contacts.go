@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/export"
-	"github.com/waymark/waymark/internal/store"
 )
 
 // exportWriteTime is how long the client may take to read each page of an
@@ -44,7 +44,7 @@ func (s *Server) apiExportContacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.streamExport(w, r, q, format, func(err error) {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, campaigns.ErrNoSegment) {
 			fieldError(w, http.StatusBadRequest, "segment", "%v", err)
 			return
 		}
@@ -61,7 +61,7 @@ func (s *Server) exportContactsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.streamExport(w, r, q, format, func(err error) {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, campaigns.ErrNoSegment) {
 			s.badRequest(w, r, err)
 			return
 		}

@@ -29,6 +29,7 @@ type Store interface {
 	Figures
 	Journey
 	Webhooks
+	Broadcasts
 	lifecycle.Store
 	campaigns.PreviewStore
 }
@@ -110,4 +111,32 @@ type Webhooks interface {
 	// QueueWebhookTest queues a test event to the endpoint;
 	// webhook.ErrNoEndpoint if the journey has none of that name.
 	QueueWebhookTest(ctx context.Context, endpoint string, at time.Time) (int64, error)
+}
+
+// Broadcasts and segments are listed, made, steered and previewed (what
+// running one reads and writes comes with them: the dry run resolves an
+// audience as a run does).
+type Broadcasts interface {
+	campaigns.BroadcastStore
+	campaigns.Previewer
+	Segments(ctx context.Context) ([]campaigns.Segment, error)
+	// SegmentSummaries lists the segments with their sizes now and a day
+	// (up to days of them).
+	SegmentSummaries(ctx context.Context, days int) ([]campaigns.SegmentSummary, error)
+	// SegmentMembers is a page of a segment's members after the contact
+	// id after, and the next page's cursor (0: none);
+	// campaigns.ErrNoSegment if there is no such segment.
+	SegmentMembers(ctx context.Context, segment string, after int64, limit int) ([]campaigns.SegmentMember, int64, error)
+	Broadcasts(ctx context.Context) ([]campaigns.StoredBroadcast, error)
+	// Broadcast returns one; campaigns.ErrNoBroadcast if there is none.
+	Broadcast(ctx context.Context, name string) (campaigns.StoredBroadcast, error)
+	BroadcastProgress(ctx context.Context, name string) ([]campaigns.RunProgress, error)
+	// SaveBroadcast creates (create) or edits a broadcast;
+	// campaigns.ErrBroadcastExists, campaigns.ErrNoBroadcast, or
+	// campaigns.ErrBroadcastState (a cancelled one).
+	SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create bool, now time.Time) (campaigns.StoredBroadcast, error)
+	PauseBroadcast(ctx context.Context, name string) (int, error)
+	// ResumeBroadcast: campaigns.ErrBroadcastState when it is not paused.
+	ResumeBroadcast(ctx context.Context, name string, now time.Time) (int, error)
+	CancelBroadcast(ctx context.Context, name, reason string) (int, error)
 }
