@@ -401,16 +401,7 @@ func (s *Server) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.dryRun(r.Context(), edit)
-	if errors.Is(err, errDryRunBusy) {
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusTooManyRequests, apiError{Error: err.Error()})
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	s.answerDryRun(w, r, res, err)
 }
 
 func (s *Server) apiCompile(w http.ResponseWriter, r *http.Request) {

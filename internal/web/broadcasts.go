@@ -418,6 +418,12 @@ func (s *Server) apiBroadcastDryRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.previewBroadcast(r.Context(), b.Broadcast)
+	s.answerDryRun(w, r, p, err)
+}
+
+// answerDryRun writes a dry run's result, or 429 with Retry-After while
+// another one runs.
+func (s *Server) answerDryRun(w http.ResponseWriter, r *http.Request, res any, err error) {
 	if errors.Is(err, errDryRunBusy) {
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusTooManyRequests, apiError{Error: err.Error()})
@@ -427,7 +433,7 @@ func (s *Server) apiBroadcastDryRun(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, res)
 }
 
 // previewBroadcast says who b would reach now; errDryRunBusy while another
