@@ -57,21 +57,8 @@ func (p *parser) segmentRef(n *yaml.Node, what string) string {
 }
 
 func (p *parser) segments(n *yaml.Node, j *Journey) {
-	p.namedList(n, "segments", func(sn *yaml.Node, what string) {
-		var s campaigns.Segment
-		p.mapping(sn, what, map[string]func(*yaml.Node){
-			"name": func(v *yaml.Node) {
-				s.Name = strings.TrimSpace(p.str(v, "name"))
-				if s.Name != "" && !campaigns.ValidName(s.Name) {
-					p.errorf(v, "%s: a name is lower-case letters, digits, - and _", what)
-				}
-			},
-			"when": func(v *yaml.Node) { s.When = p.condition(v, what+": when", false) },
-		}, nil)
-		if sn.Kind == yaml.MappingNode && valueOf(sn, "when") == nil {
-			p.errorf(sn, "%s: missing when (who is in the segment)", what)
-		}
-		j.Segments = append(j.Segments, s)
+	p.namedConditions(n, "segments", " (who is in the segment)", true, func(name, when string) {
+		j.Segments = append(j.Segments, campaigns.Segment{Name: name, When: when})
 	})
 }
 

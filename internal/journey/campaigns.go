@@ -199,16 +199,31 @@ func (p *parser) sequences(n *yaml.Node, j *Journey) {
 }
 
 func (p *parser) holds(n *yaml.Node, j *Journey) {
-	p.namedList(n, "holds", func(hn *yaml.Node, what string) {
-		var h campaigns.Hold
-		p.mapping(hn, what, map[string]func(*yaml.Node){
-			"name": func(v *yaml.Node) { h.Name = strings.TrimSpace(p.str(v, "name")) },
-			"when": func(v *yaml.Node) { h.When = p.condition(v, what+": when", false) },
+	p.namedConditions(n, "holds", "", false, func(name, when string) {
+		j.Holds = append(j.Holds, campaigns.Hold{Name: name, When: when})
+	})
+}
+
+// namedConditions reads a list of {name, when} (holds, segments): add gets
+// each item's name and its condition, checked. missing is said after
+// "missing when"; with strict, the name must be lower-case letters,
+// digits, - and _.
+func (p *parser) namedConditions(n *yaml.Node, section, missing string, strict bool, add func(name, when string)) {
+	p.namedList(n, section, func(item *yaml.Node, what string) {
+		var name, when string
+		p.mapping(item, what, map[string]func(*yaml.Node){
+			"name": func(v *yaml.Node) {
+				name = strings.TrimSpace(p.str(v, "name"))
+				if strict && name != "" && !campaigns.ValidName(name) {
+					p.errorf(v, "%s: a name is lower-case letters, digits, - and _", what)
+				}
+			},
+			"when": func(v *yaml.Node) { when = p.condition(v, what+": when", false) },
 		}, nil)
-		if hn.Kind == yaml.MappingNode && valueOf(hn, "when") == nil {
-			p.errorf(hn, "%s: missing when", what)
+		if item.Kind == yaml.MappingNode && valueOf(item, "when") == nil {
+			p.errorf(item, "%s: missing when%s", what, missing)
 		}
-		j.Holds = append(j.Holds, h)
+		add(name, when)
 	})
 }
 
