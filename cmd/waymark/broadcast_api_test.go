@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,17 +61,10 @@ func TestBroadcastAPI(t *testing.T) {
 	}
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		code, b := requestWithKey(t, method, base+path, key, body)
 		var v map[string]any
 		_ = json.Unmarshal(b, &v)
-		return resp.StatusCode, v
+		return code, v
 	}
 	// Members, two a page.
 	var ids []string

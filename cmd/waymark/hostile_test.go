@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,14 +21,23 @@ import (
 // status.
 func postWithKey(t *testing.T, base, path, key, body string) int {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+path, bytes.NewReader([]byte(body)))
+	code, _ := requestWithKey(t, "POST", base+path, key, body)
+	return code
+}
+
+// requestWithKey calls url with a management API key and returns the
+// status and the body.
+func requestWithKey(t *testing.T, method, url, key, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader([]byte(body)))
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 // poisonServeJourney moves a buyer to consideration and a big spender

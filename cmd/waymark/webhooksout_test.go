@@ -191,18 +191,11 @@ webhooks:
 // getWithKey GETs path with a management API key and decodes the JSON.
 func getWithKey(t *testing.T, base, path, key string, v any) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, b := requestWithKey(t, "GET", base+path, key, "")
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", path, code, b)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatal(err)
 	}
 }
