@@ -189,12 +189,8 @@ func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger,
 			return nil, err
 		}
 	}
-	j, err := journey.Parse("bench-broadcast.yaml", []byte(broadcastBenchJourney))
+	j, st, err := applyBenchJourney(ctx, pool, "bench-broadcast.yaml", broadcastBenchJourney)
 	if err != nil {
-		return nil, err
-	}
-	st := store.New(pool)
-	if _, err := st.ApplyJourney(ctx, j, false); err != nil {
 		return nil, err
 	}
 	// Settled, the rollup built and the segment's members recorded: the steady
@@ -307,12 +303,8 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 	}
 	// The same email as a broadcast to everyone, due now.
 	jsrc += "broadcasts:\n  - {name: bench, template: " + bench.SendTemplateName + ", send_at: \"" + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339) + "\"}\n"
-	j, err := journey.Parse("bench-broadcast-send.yaml", []byte(jsrc))
+	_, _, err = applyBenchJourney(ctx, pool, "bench-broadcast-send.yaml", jsrc)
 	if err != nil {
-		return nil, err
-	}
-	st := store.New(pool)
-	if _, err := st.ApplyJourney(ctx, j, false); err != nil {
 		return nil, err
 	}
 	cfg.SMTPURL = fmt.Sprintf("smtp://%s?tls=none&pool=%d", sink.Addr(), conns)
@@ -392,4 +384,17 @@ type idleHook struct{}
 func (idleHook) Needs(context.Context) ([]rule.Aggregate, error) { return nil, nil }
 func (idleHook) AfterBatch(context.Context, []lifecycle.ContactFacts, time.Time, string) error {
 	return nil
+}
+
+// applyBenchJourney parses src and applies it to the database.
+func applyBenchJourney(ctx context.Context, pool *pgxpool.Pool, name, src string) (*journey.Journey, *store.Store, error) {
+	j, err := journey.Parse(name, []byte(src))
+	if err != nil {
+		return nil, nil, err
+	}
+	st := store.New(pool)
+	if _, err := st.ApplyJourney(ctx, j, false); err != nil {
+		return nil, nil, err
+	}
+	return j, st, nil
 }
