@@ -29,50 +29,24 @@ import (
 // an answer other than 2xx is retried with the same webhook-id.
 func TestWebhooksOutReportStageMoves(t *testing.T) {
 	t.Parallel()
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
-	key, err := webhook.ParseSecret(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type got struct {
-		id, typ string
-		data    map[string]any
-	}
 	var (
 		mu       sync.Mutex
-		received []got
+		received []delivery
 		attempts = map[string]int{}
 		refusedB = false
 	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		id := r.Header.Get("webhook-id")
-		if err := webhook.Verify(key, id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
-			t.Errorf("a delivery that does not verify: %v", err)
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
-		var ev struct {
-			Type string         `json:"type"`
-			Data map[string]any `json:"data"`
-		}
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("a delivery that is not JSON: %s", body)
-		}
+	recv, secret := webhookReceiver(t, func(d delivery) int {
 		mu.Lock()
 		defer mu.Unlock()
-		attempts[id]++
+		attempts[d.id]++
 		// bob's first delivery is refused: it must come again, same id.
-		if ev.Data["user_id"] == "bob" && !refusedB {
+		if d.data["user_id"] == "bob" && !refusedB {
 			refusedB = true
-			http.Error(w, "busy", http.StatusServiceUnavailable)
-			return
+			return http.StatusServiceUnavailable
 		}
-		received = append(received, got{id, ev.Type, ev.Data})
-	}))
-	defer recv.Close()
+		received = append(received, d)
+		return 0
+	})
 	base, pool := startServeOpts(t, `rules:
   - {name: buyer, from: [awareness], to: consideration, when: 'count("order_completed", "30d") >= 1'}
 webhooks:
@@ -206,37 +180,21 @@ func getWithKey(t *testing.T, base, path, key string, v any) {
 // email's one-click link, an offer drawn by a sweep.
 func TestWebhooksOutReportEnrolmentsSendsBouncesAndOffers(t *testing.T) {
 	t.Parallel()
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
-	key, _ := webhook.ParseSecret(secret)
 	var (
 		mu     sync.Mutex
 		byType = map[string][]map[string]any{}
 		ids    = map[string]bool{}
 	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		id := r.Header.Get("webhook-id")
-		if err := webhook.Verify(key, id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
-			t.Errorf("a delivery that does not verify: %v", err)
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
-		var ev struct {
-			Type string         `json:"type"`
-			Data map[string]any `json:"data"`
-		}
-		_ = json.Unmarshal(body, &ev)
+	recv, secret := webhookReceiver(t, func(d delivery) int {
 		mu.Lock()
 		defer mu.Unlock()
-		if ids[id] {
-			t.Errorf("%s delivered twice", id)
+		if ids[d.id] {
+			t.Errorf("%s delivered twice", d.id)
 		}
-		ids[id] = true
-		byType[ev.Type] = append(byType[ev.Type], ev.Data)
-	}))
-	defer recv.Close()
+		ids[d.id] = true
+		byType[d.typ] = append(byType[d.typ], d.data)
+		return 0
+	})
 	smtp := smtptest.Start(t)
 	base, pool := startServeOpts(t, `sequences:
   - name: welcome
@@ -345,32 +303,19 @@ func TestFaultWebhooksSurviveAKill(t *testing.T) {
 		t.Skip("kills a serve process and waits out its claims' lease")
 	}
 	t.Parallel()
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
-	key, _ := webhook.ParseSecret(secret)
 	var (
 		mu    sync.Mutex
 		users = map[string]int{}
 		total int
 	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := webhook.Verify(key, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
+	recv, secret := webhookReceiver(t, func(d delivery) int {
 		time.Sleep(20 * time.Millisecond) // deliveries stay in flight
-		var ev struct {
-			Data map[string]any `json:"data"`
-		}
-		_ = json.Unmarshal(body, &ev)
 		mu.Lock()
-		users[fmt.Sprint(ev.Data["user_id"])]++
+		defer mu.Unlock()
+		users[fmt.Sprint(d.data["user_id"])]++
 		total++
-		mu.Unlock()
-	}))
-	defer recv.Close()
+		return 0
+	})
 	url := pgtest.Clone(t)
 	dir := t.TempDir()
 	_ = os.WriteFile(filepath.Join(dir, "j.yaml"), []byte(`rules:
@@ -432,4 +377,47 @@ webhooks:
 		t.Fatalf("%d of %d stage moves never told (%d deliveries before the kill, %d in all)", missing, n, atKill, total)
 	}
 	t.Logf("%d deliveries before the kill, %d in all for %d moves (at least once)", atKill, total, n)
+}
+
+// delivery is a webhook a receiver got, signature verified.
+type delivery struct {
+	id, typ string
+	data    map[string]any
+}
+
+// webhookReceiver is a real HTTP receiver of webhooks signed with a fresh
+// secret (returned as the journey's variable would hold it): it verifies
+// each request as the Standard Webhooks libraries do (an unverifiable one
+// fails the test and gets 401) and hands the delivery to answer, whose
+// status code it returns (0: 200).
+func webhookReceiver(t *testing.T, answer func(delivery) int) (*httptest.Server, string) {
+	t.Helper()
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(raw)
+	key, err := webhook.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := r.Header.Get("webhook-id")
+		if err := webhook.Verify(key, id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("a delivery that does not verify: %v", err)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var ev struct {
+			Type string         `json:"type"`
+			Data map[string]any `json:"data"`
+		}
+		if err := json.Unmarshal(body, &ev); err != nil {
+			t.Errorf("a delivery that is not JSON: %s", body)
+		}
+		if code := answer(delivery{id, ev.Type, ev.Data}); code != 0 {
+			http.Error(w, http.StatusText(code), code)
+		}
+	}))
+	t.Cleanup(recv.Close)
+	return recv, secret
 }

@@ -223,6 +223,39 @@ func (s *Store) Finish(ctx context.Context, fs []campaigns.Final) error {
 	})
 }
 
+// sqlFinish records the ends of sends ($1 contacts, $2 ids, $3 statuses
+// and the rest of each end), and in the same statement, from the rows it
+// updated, the webhooks out the ends report: email_sent for a send sent,
+// email_bounced for a hard bounce at SMTP time ($11) — for each endpoint
+// that wants them (nothing when none does: no event is built in Go).
+const sqlFinish = `
+WITH done AS (
+    UPDATE sends s SET status = v.status,
+        smtp_response = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN v.detail ELSE s.smtp_response END,
+        delayed_reason = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN NULL ELSE v.detail END,
+        recipient = nullif(v.recipient, ''), message_id = nullif(v.mid, ''), tone = nullif(v.tone, ''), tone_reason = nullif(v.reason, ''),
+        template_version = nullif(v.version, 0),
+        sent_at = CASE WHEN v.status = 'sent' THEN v.at END, claimed_by = NULL, updated_at = now()
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::bool[])
+        AS v(contact_id, id, status, detail, recipient, mid, tone, reason, version, at, bounced)
+    WHERE s.contact_id = v.contact_id AND s.id = v.id
+    RETURNING s.contact_id, s.id, s.sequence, s.step, s.offer, s.template, s.broadcast, s.variant,
+        v.status, v.detail, v.recipient, v.mid, v.tone, v.at, v.bounced
+), hooks AS (
+    INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+    SELECT e.name, x.type, jsonb_build_object('type', x.type, 'timestamp', d.at, 'data',
+            jsonb_build_object('contact_id', d.contact_id, 'send_id', d.id, 'sequence', coalesce(d.sequence, ''), 'step', d.step,
+                'offer', coalesce(d.offer, ''), 'template', d.template, 'recipient', d.recipient, 'message_id', d.mid, 'at', d.at)
+            || CASE WHEN x.type = 'email_sent' THEN jsonb_build_object('tone', d.tone)
+                    ELSE jsonb_build_object('type', 'hard', 'detail', d.detail) END
+            || CASE WHEN d.broadcast IS NOT NULL THEN jsonb_build_object('broadcast', d.broadcast, 'variant', d.variant + 1) ELSE '{}' END), d.at
+    FROM webhook_endpoints e
+    JOIN done d ON true
+    CROSS JOIN LATERAL (SELECT CASE WHEN d.status = 'sent' THEN 'email_sent' WHEN d.bounced THEN 'email_bounced' END AS type) x
+    WHERE x.type = ANY(e.events) AND e.disabled_at IS NULL
+)
+SELECT count(*) FROM done`
+
 // queueFinish queues what Finish writes; it returns the readers of the
 // statements' results.
 func queueFinish(b *pgx.Batch, fs []campaigns.Final) []func(pgx.BatchResults) error {
@@ -244,6 +277,7 @@ func queueFinish(b *pgx.Batch, fs []campaigns.Final) []func(pgx.BatchResults) er
 		endStatus, endReason                   []string
 		endAt                                  []time.Time
 		suppress                               []string
+		bounced                                = make([]bool, n)
 	)
 	for i, f := range fs {
 		cids[i], ids[i], statuses[i], details[i], recips[i], mids[i], tones[i], reasons[i], versions[i], ats[i] =
@@ -258,20 +292,11 @@ func queueFinish(b *pgx.Batch, fs []campaigns.Final) []func(pgx.BatchResults) er
 		}
 		if f.Suppress != "" {
 			suppress = append(suppress, f.Suppress)
+			bounced[i] = true
 		}
 	}
 	reads := []func(pgx.BatchResults) error{execRead}
-	b.Queue(`
-UPDATE sends s SET status = v.status,
-    smtp_response = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN v.detail ELSE s.smtp_response END,
-    delayed_reason = CASE WHEN v.status IN ('sent', 'failed', 'unknown') THEN NULL ELSE v.detail END,
-    recipient = nullif(v.recipient, ''), message_id = nullif(v.mid, ''), tone = nullif(v.tone, ''), tone_reason = nullif(v.reason, ''),
-    template_version = nullif(v.version, 0),
-    sent_at = CASE WHEN v.status = 'sent' THEN v.at END, claimed_by = NULL, updated_at = now()
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::timestamptz[])
-    AS v(contact_id, id, status, detail, recipient, mid, tone, reason, version, at)
-WHERE s.contact_id = v.contact_id AND s.id = v.id`,
-		cids, ids, statuses, details, recips, mids, tones, reasons, versions, ats)
+	b.Queue(sqlFinish, cids, ids, statuses, details, recips, mids, tones, reasons, versions, ats, bounced)
 	if len(nextC) > 0 {
 		reads = append(reads, execRead)
 		b.Queue(`
@@ -291,27 +316,6 @@ ON CONFLICT DO NOTHING`, nextC, nextE, nextSeq, nextStep, nextTmpl, nextDue)
 		reads = append(reads, execRead)
 		b.Queue(sqlEndEnrolments, endIDs, endC, endStatus, endReason, endAt)
 	}
-	// Webhooks out: emails sent, and hard bounces at SMTP time.
-	var sentAt, bounceAt []time.Time
-	var sent, bounced [][]byte
-	for _, f := range fs {
-		d := f.Due
-		fields := map[string]any{"contact_id": d.ContactID, "send_id": d.ID, "sequence": d.Sequence, "step": d.Step, "offer": d.Offer,
-			"template": d.Template, "recipient": f.Recipient, "message_id": f.MessageID, "at": f.At}
-		if d.Broadcast != "" {
-			fields["broadcast"], fields["variant"] = d.Broadcast, d.Variant+1
-		}
-		switch {
-		case f.Status == "sent":
-			fields["tone"] = f.Tone
-			sentAt, sent = append(sentAt, f.At), append(sent, event(fields))
-		case f.Suppress != "":
-			fields["type"], fields["detail"] = "hard", f.Detail
-			bounceAt, bounced = append(bounceAt, f.At), append(bounced, event(fields))
-		}
-	}
-	reads = append(reads, queueWebhooks(b, "email_sent", sentAt, sent)...)
-	reads = append(reads, queueWebhooks(b, "email_bounced", bounceAt, bounced)...)
 	return reads
 }
 

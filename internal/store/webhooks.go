@@ -69,21 +69,12 @@ func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]jo
 	return changes, nil
 }
 
-// queueWebhooks queues, in b (a change's own transaction), a delivery of
-// each event (data[i], a JSON object, that happened at ats[i]) of type typ
-// to every enabled endpoint that wants it, and returns the reader of its
-// result: nothing is written when no endpoint wants it, at the cost of
-// one probe of a small table.
-func queueWebhooks(b *pgx.Batch, typ string, ats []time.Time, data [][]byte) []func(pgx.BatchResults) error {
-	if len(data) == 0 {
-		return nil
-	}
-	b.Queue(sqlQueueWebhooks, typ, ats, data)
-	return []func(pgx.BatchResults) error{execRead}
-}
-
-// sqlQueueWebhooks queues events of type $1 (at $2, data $3) for every
-// enabled endpoint that wants them (queueWebhooks).
+// sqlQueueWebhooks queues, in a change's own transaction, a delivery of
+// each event of type $1 (the JSON objects $3, that happened at $2) to
+// every enabled endpoint that wants it: nothing is written when none
+// does, at the cost of one probe of a small table. (Stage moves,
+// enrolments and the ends of sends build theirs in their own statements,
+// from the rows they write.)
 const sqlQueueWebhooks = `INSERT INTO webhook_outbox (endpoint, type, body, due_at)
 	SELECT e.name, $1::text, jsonb_build_object('type', $1::text, 'timestamp', x.at, 'data', x.data), x.at
 	FROM webhook_endpoints e CROSS JOIN unnest($2::timestamptz[], $3::jsonb[]) AS x(at, data)
