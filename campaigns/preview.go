@@ -97,12 +97,8 @@ func (p *Preview) Needs(context.Context) ([]rule.Aggregate, error) {
 			progs = append(progs, c.Trigger)
 		}
 	}
-	seqs := make([]Sequence, len(p.seqs))
-	for i, c := range p.seqs {
-		seqs[i] = c.Sequence
-	}
 	progs = append(progs, p.segments.programs()...)
-	return withEventStarts(rule.Needs(append(progs, p.offers...)...), seqs), nil
+	return withEventStarts(rule.Needs(append(progs, p.offers...)...), p.defs.Sequences), nil
 }
 
 // ObserveMoves implements lifecycle.MoveObserver.

@@ -655,14 +655,16 @@ func (s *Sender) chain(ctx context.Context, fl *Final, status string) {
 // checks it as events arrive, the sender once more before each step.
 func reached(c *Compiled, e Enrolment, f rule.Facts, values map[rule.Aggregate]float64, now time.Time) *Ending {
 	f.Values = values
+	// What the condition saw is described only when it holds: this runs
+	// for every sequence send, and mostly it does not.
 	if c.Goal != nil {
-		if ok, obs, err := c.Goal.EvalTrace(&f); err == nil && ok {
-			return &Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + rule.Describe(obs), At: now}
+		if ok, err := c.Goal.Eval(&f); err == nil && ok {
+			return &Ending{Enrolment: e, Status: "converted", Reason: "goal reached: " + rule.Describe(c.Goal.Observe(&f)), At: now}
 		}
 	}
 	if c.Exit != nil {
-		if ok, obs, err := c.Exit.EvalTrace(&f); err == nil && ok {
-			return &Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + rule.Describe(obs) + ")", At: now}
+		if ok, err := c.Exit.Eval(&f); err == nil && ok {
+			return &Ending{Enrolment: e, Status: "exited", Reason: "exit: " + c.Sequence.Exit + " (" + rule.Describe(c.Exit.Observe(&f)) + ")", At: now}
 		}
 	}
 	return nil

@@ -78,12 +78,13 @@ func (s *Store) RecordReports(ctx context.Context, rs []bounce.Report, opts boun
 				return err
 			}
 		}
+		var hooks webhookEvents
 		for _, r := range rs {
-			if err := s.recordReport(ctx, tx, r, opts, &out); err != nil {
+			if err := s.recordReport(ctx, tx, r, opts, &out, &hooks); err != nil {
 				return fmt.Errorf("report %s/%s: %w", r.Provider, r.ID, err)
 			}
 		}
-		return nil
+		return hooks.queue(ctx, tx)
 	})
 	if errors.Is(err, bounce.ErrReplayed) {
 		return bounce.Recorded{}, bounce.ErrReplayed
@@ -91,7 +92,7 @@ func (s *Store) RecordReports(ctx context.Context, rs []bounce.Report, opts boun
 	return out, err
 }
 
-func (s *Store) recordReport(ctx context.Context, tx pgx.Tx, r bounce.Report, opts bounce.RecordOptions, out *bounce.Recorded) error {
+func (s *Store) recordReport(ctx context.Context, tx pgx.Tx, r bounce.Report, opts bounce.RecordOptions, out *bounce.Recorded, hooks *webhookEvents) error {
 	mid := ""
 	if len(r.MessageIDs) > 0 {
 		mid = r.MessageIDs[0]
@@ -144,16 +145,14 @@ func (s *Store) recordReport(ctx context.Context, tx pgx.Tx, r bounce.Report, op
 			props["send_id"] = send
 		}
 		out.Events = append(out.Events, bounce.Event{ContactID: id, Name: name, Properties: props, At: r.At})
-		// Webhooks out (bounces and complaints), in the report's
-		// transaction.
+		// Webhooks out (bounces and complaints), queued with the
+		// others' after the reports, in their transaction.
 		if name == "email_bounced" || name == "email_complained" {
 			data := map[string]any{"contact_id": id, "email": r.Email, "provider": r.Provider, "at": r.At}
 			for k, v := range props {
 				data[k] = v
 			}
-			if _, err := tx.Exec(ctx, sqlQueueWebhooks, name, []time.Time{r.At}, [][]byte{event(data)}); err != nil {
-				return err
-			}
+			hooks.add(name, r.At, event(data))
 		}
 	}
 	reason, why, err := suppressionFor(ctx, tx, r, opts)

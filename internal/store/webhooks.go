@@ -80,6 +80,34 @@ const sqlQueueWebhooks = `INSERT INTO webhook_outbox (endpoint, type, body, due_
 	FROM webhook_endpoints e CROSS JOIN unnest($2::timestamptz[], $3::jsonb[]) AS x(at, data)
 	WHERE $1::text = ANY(e.events) AND e.disabled_at IS NULL`
 
+// webhookEvents gathers a transaction's events by type, to be queued
+// with one statement a type (sqlQueueWebhooks).
+type webhookEvents struct {
+	types []string
+	ats   map[string][]time.Time
+	data  map[string][][]byte
+}
+
+func (w *webhookEvents) add(typ string, at time.Time, data []byte) {
+	if w.data == nil {
+		w.ats, w.data = map[string][]time.Time{}, map[string][][]byte{}
+	}
+	if _, ok := w.data[typ]; !ok {
+		w.types = append(w.types, typ)
+	}
+	w.ats[typ], w.data[typ] = append(w.ats[typ], at), append(w.data[typ], data)
+}
+
+// queue queues the gathered events in tx.
+func (w *webhookEvents) queue(ctx context.Context, tx pgx.Tx) error {
+	for _, typ := range w.types {
+		if _, err := tx.Exec(ctx, sqlQueueWebhooks, typ, w.ats[typ], w.data[typ]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // event is one webhook event's data, as JSON.
 func event(fields map[string]any) []byte {
 	b, err := json.Marshal(fields)
@@ -89,41 +117,33 @@ func event(fields map[string]any) []byte {
 	return b
 }
 
-// Webhooks implements webhook.Outbox: the endpoints as applied.
-func (s *Store) Webhooks(ctx context.Context) ([]webhook.Endpoint, error) {
-	out, err := queryRows[webhook.Endpoint](ctx, s.db, `SELECT name, url, events, secret_env AS secretenv FROM webhook_endpoints ORDER BY name`)
-	return out, translate(err, "reading webhooks")
-}
-
 // ClaimDeliveries implements webhook.Outbox.
 func (s *Store) ClaimDeliveries(ctx context.Context, holder string, limit int, now time.Time, lease time.Duration) ([]webhook.Delivery, error) {
-	rows, err := s.db.Query(ctx, `UPDATE webhook_outbox o SET claimed_by = $1, claimed_until = $3::timestamptz + $4::interval
-		WHERE o.id = ANY(ARRAY(
-			SELECT w.id FROM webhook_outbox w JOIN webhook_endpoints e ON e.name = w.endpoint AND e.disabled_at IS NULL
+	// The claim reads each delivery's endpoint as applied (a removed one's
+	// deliveries have failed with the apply, a disabled one's wait).
+	type row struct {
+		ID        int64     `db:"id"`
+		MsgID     string    `db:"msg_id"`
+		Endpoint  string    `db:"endpoint"`
+		Type      string    `db:"type"`
+		Body      string    `db:"body"`
+		Attempts  int       `db:"attempts"`
+		Created   time.Time `db:"created_at"`
+		URL       string    `db:"url"`
+		SecretEnv string    `db:"secret_env"`
+	}
+	out, err := collectAs(ctx, s.db, `UPDATE webhook_outbox o SET claimed_by = $1, claimed_until = $3::timestamptz + $4::interval
+		FROM webhook_endpoints e
+		WHERE e.name = o.endpoint AND o.id = ANY(ARRAY(
+			SELECT w.id FROM webhook_outbox w JOIN webhook_endpoints x ON x.name = w.endpoint AND x.disabled_at IS NULL
 			WHERE w.status = 'pending' AND w.due_at <= $3 AND (w.claimed_until IS NULL OR w.claimed_until < $3)
 			ORDER BY w.due_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED))
-		RETURNING o.id, 'msg_' || o.id AS msg_id, o.endpoint, o.type, o.body::text AS body, o.attempts, o.created_at`, holder, limit, now, lease)
-	if err != nil {
-		return nil, translate(err, "claiming webhook deliveries")
-	}
-	type row struct {
-		ID       int64     `db:"id"`
-		MsgID    string    `db:"msg_id"`
-		Endpoint string    `db:"endpoint"`
-		Type     string    `db:"type"`
-		Body     string    `db:"body"`
-		Attempts int       `db:"attempts"`
-		Created  time.Time `db:"created_at"`
-	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
-	if err != nil {
-		return nil, translate(err, "claiming webhook deliveries")
-	}
-	out := make([]webhook.Delivery, len(rs))
-	for i, r := range rs {
-		out[i] = webhook.Delivery{ID: r.ID, MsgID: r.MsgID, Endpoint: r.Endpoint, Type: r.Type, Body: []byte(r.Body), Attempts: r.Attempts, Created: r.Created}
-	}
-	return out, nil
+		RETURNING o.id, 'msg_' || o.id AS msg_id, o.endpoint, o.type, o.body::text AS body, o.attempts, o.created_at, e.url, e.secret_env`,
+		[]any{holder, limit, now, lease}, func(r row) (webhook.Delivery, error) {
+			return webhook.Delivery{ID: r.ID, MsgID: r.MsgID, Endpoint: r.Endpoint, Type: r.Type, Body: []byte(r.Body), Attempts: r.Attempts, Created: r.Created,
+				URL: r.URL, SecretEnv: r.SecretEnv}, nil
+		})
+	return out, translate(err, "claiming webhook deliveries")
 }
 
 // RecordDeliveries implements webhook.Outbox: the attempts' ends in one

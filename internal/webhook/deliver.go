@@ -25,16 +25,6 @@ type Endpoint struct {
 	SecretEnv string `json:"secret_env"`
 }
 
-// Wants reports whether the endpoint asked for events of type t.
-func (e Endpoint) Wants(t string) bool {
-	for _, x := range e.Events {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
 // Delivery is one event for one endpoint, from the outbox.
 type Delivery struct {
 	ID       int64
@@ -42,8 +32,10 @@ type Delivery struct {
 	Endpoint string
 	Type     string
 	Body     []byte // {"type":…,"timestamp":…,"data":{…}}
-	Attempts int    // made before this one
-	Created  time.Time
+	// URL and SecretEnv are the endpoint's, as applied.
+	URL, SecretEnv string
+	Attempts       int // made before this one
+	Created        time.Time
 }
 
 // Result is how an attempt ended.
@@ -63,10 +55,9 @@ type Result struct {
 // Outbox is what the deliverer needs from storage: the outbox rows are
 // written in the transactions of the changes they report.
 type Outbox interface {
-	// Webhooks are the endpoints the applied journey declares.
-	Webhooks(ctx context.Context) ([]Endpoint, error)
 	// ClaimDeliveries claims up to limit deliveries due at now of
-	// enabled endpoints, for holder, until the lease runs out.
+	// enabled endpoints, for holder, until the lease runs out, each with
+	// its endpoint's URL and secret variable as applied.
 	ClaimDeliveries(ctx context.Context, holder string, limit int, now time.Time, lease time.Duration) ([]Delivery, error)
 	// RecordDeliveries records the attempts' results, and disables an
 	// endpoint that has failed without a success for disableAfter.
@@ -98,14 +89,8 @@ type Deliverer struct {
 	Lease           time.Duration
 }
 
-type endpoint struct {
-	Endpoint
-	key []byte
-	err error // the secret cannot be read here
-}
-
 // NewDeliverer returns a deliverer of outbox's deliveries; getenv reads
-// the endpoints' secrets (on each pass: the journey may change).
+// the endpoints' secrets.
 func NewDeliverer(outbox Outbox, getenv func(string) string, client *http.Client, log *slog.Logger, now func() time.Time, holder string) *Deliverer {
 	// One round of posts a claim: a claim lasts three times the
 	// client's timeout.
@@ -116,23 +101,29 @@ func NewDeliverer(outbox Outbox, getenv func(string) string, client *http.Client
 	return &Deliverer{outbox: outbox, getenv: getenv, client: client, log: log, now: now, holder: holder, Batch: 16, Parallel: 16, Lease: lease}
 }
 
-// endpoints are the journey's endpoints with their keys; one whose secret
-// is missing or malformed here keeps the reason, and its deliveries fail
-// with it (retried: the variable may be set and the instance restarted).
-func (d *Deliverer) endpoints(ctx context.Context) (map[string]endpoint, error) {
-	eps, err := d.outbox.Webhooks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]endpoint, len(eps))
-	for _, e := range eps {
-		key, err := ParseSecret(d.getenv(e.SecretEnv))
-		if err != nil {
-			err = fmt.Errorf("%s on this instance: %w", e.SecretEnv, err)
+// key is an endpoint's secret as read here, or why it cannot be.
+type key struct {
+	key []byte
+	err error
+}
+
+// keys reads the secrets of a batch's endpoints (from the variables the
+// journey names, on each pass: the journey may change). One missing or
+// malformed here keeps the reason, and its deliveries fail with it
+// (retried: the variable may be set and the instance restarted).
+func (d *Deliverer) keys(batch []Delivery) map[string]key {
+	out := map[string]key{}
+	for _, dl := range batch {
+		if _, ok := out[dl.SecretEnv]; ok {
+			continue
 		}
-		out[e.Name] = endpoint{e, key, err}
+		k, err := ParseSecret(d.getenv(dl.SecretEnv))
+		if err != nil {
+			err = fmt.Errorf("%s on this instance: %w", dl.SecretEnv, err)
+		}
+		out[dl.SecretEnv] = key{k, err}
 	}
-	return out, nil
+	return out
 }
 
 // Run delivers until ctx is done, looking for due deliveries every poll
@@ -163,10 +154,7 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	eps, err := d.endpoints(ctx)
-	if err != nil {
-		return 0, err
-	}
+	keys := d.keys(batch)
 	results := make([]Result, len(batch))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, d.Parallel))
@@ -176,7 +164,7 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = d.attempt(ctx, eps, &batch[i])
+			results[i] = d.attempt(ctx, keys[batch[i].SecretEnv], &batch[i])
 		}()
 	}
 	wg.Wait()
@@ -185,14 +173,8 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 
 // attempt posts one delivery and says how it ended: a 2xx delivers; any
 // other answer, or none, is retried on the back-off until it is used up.
-func (d *Deliverer) attempt(ctx context.Context, eps map[string]endpoint, dl *Delivery) Result {
+func (d *Deliverer) attempt(ctx context.Context, ep key, dl *Delivery) Result {
 	r := Result{ID: dl.ID, Endpoint: dl.Endpoint}
-	ep, ok := eps[dl.Endpoint]
-	if !ok {
-		// The journey no longer declares it: nothing to send to.
-		r.Status, r.Error, r.At = "failed", "the endpoint is no longer in the journey", d.now()
-		return r
-	}
 	// The webhook-timestamp is when the request leaves, by the wall
 	// clock receivers check it against (the product's clock may be a
 	// simulation's or a backtest's).
@@ -200,7 +182,7 @@ func (d *Deliverer) attempt(ctx context.Context, eps map[string]endpoint, dl *De
 	err := ep.err
 	var req *http.Request
 	if err == nil {
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(dl.Body))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Body))
 	}
 	if err == nil {
 		req.Header.Set("Content-Type", "application/json")
