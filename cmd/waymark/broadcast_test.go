@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -362,24 +361,13 @@ func mailScene(t *testing.T) (string, *smtptest.Server, map[string]string) {
 // env's database; it returns the journey's path.
 func importAndApply(t *testing.T, env map[string]string, files map[string]string) string {
 	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var cmds [][]string
+	var cmds []string
 	for _, list := range []string{"contacts.csv", "events.csv"} {
 		if _, ok := files[list]; ok {
-			cmds = append(cmds, []string{"import", filepath.Join(dir, list)})
+			cmds = append(cmds, "import "+list)
 		}
 	}
-	cmds = append(cmds, []string{"apply", "-f", filepath.Join(dir, "journey.yaml")})
-	for _, args := range cmds {
-		if _, errOut, err := runWith(t, env, args...); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-	}
+	dir := prepare(t, env, files, append(cmds, "apply -f journey.yaml")...)
 	return filepath.Join(dir, "journey.yaml")
 }
 

@@ -80,10 +80,12 @@ func (a *App) trackingHandler(ctx context.Context) (*tracking.Handler, error) {
 		return nil, err
 	}
 	h := tracking.NewHandler(signer, a.store, a.cfg.Settings.WriteKey, a.log, a.cfg.Now)
-	h.OnEvent = func(id int64, name string, props map[string]any, at time.Time) {
-		a.reactor.Touch([]int64{id},
-			map[int64]*rule.Event{id: {Name: name, Properties: props, Timestamp: at}},
-			map[int64][]string{id: {name}})
-	}
+	h.OnEvent = a.touch
 	return h, nil
+}
+
+// touch has the reactor evaluate a contact because of one event that
+// tracking or a relay's report recorded.
+func (a *App) touch(id int64, name string, props map[string]any, at time.Time) {
+	a.reactor.Touch([]int64{id}, map[int64]*rule.Event{id: {Name: name, Properties: props, Timestamp: at}}, map[int64][]string{id: {name}})
 }

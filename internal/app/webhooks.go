@@ -13,7 +13,6 @@ import (
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/tracking"
 	"github.com/waymark/waymark/internal/webhook"
-	"github.com/waymark/waymark/rule"
 )
 
 // mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
@@ -23,14 +22,12 @@ import (
 // set, verifies SNS signatures (tests give one that reaches a local
 // server).
 func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
-	cfg, st, reactor, log, now, sns := a.cfg.Settings, a.store, a.reactor, a.log, a.cfg.Now, a.cfg.SNS
+	cfg, st, log, now, sns := a.cfg.Settings, a.store, a.log, a.cfg.Now, a.cfg.SNS
 	var key = cfg.SendGridWebhookKey
 	hc := bounce.Config{
 		Store: st, Log: log, Now: now, SNS: sns, SESTopics: cfg.SESTopics(), MailgunKey: cfg.MailgunSigningKey,
 		SoftLimit: cfg.SoftBounces, SoftWindow: cfg.SoftBounceWithin,
-		OnEvent: func(id int64, name string, props map[string]any, at time.Time) {
-			reactor.Touch([]int64{id}, map[int64]*rule.Event{id: {Name: name, Properties: props, Timestamp: at}}, map[int64][]string{id: {name}})
-		},
+		OnEvent: a.touch,
 	}
 	if hc.SoftLimit == 0 {
 		hc.SoftLimit = -1 // WAYMARK_SOFT_BOUNCE_LIMIT=0: never

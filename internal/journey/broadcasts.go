@@ -272,7 +272,7 @@ func (p *parser) checkBroadcastRefs(j *Journey) {
 		if !ok {
 			continue // the missing template is reported by checkRefs
 		}
-		if _, err := templates.Compile(campaigns.WithSubject(t, s.node.Value)); err != nil {
+		if err := campaigns.CheckSubject(t, s.node.Value); err != nil {
 			var te *templates.Error
 			if errors.As(err, &te) && te.Part == templates.PartSubject {
 				pos := p.exprPos(s.node, max(te.Line, 1), max(te.Column, 1))

@@ -3,7 +3,6 @@ package journey
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/waymark/waymark/rule"
 )
@@ -176,7 +175,3 @@ func WithRule(stored []StoredRule, r Rule) []Rule {
 	}
 	return list
 }
-
-// SameList reports whether a list replaced as a whole (holds, tone rules)
-// is the same as stored.
-func SameList[T comparable](stored, next []T) bool { return slices.Equal(stored, next) }

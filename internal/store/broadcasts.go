@@ -46,7 +46,7 @@ const sqlBroadcastRows = `SELECT b.name, b.source, b.definition, b.state, b.stat
        (SELECT max(r.scheduled_for) FROM broadcast_runs r WHERE r.broadcast = b.name) AS last_run
 FROM broadcasts b`
 
-func (s *Store) broadcasts(ctx context.Context, db DB, where string, args ...any) ([]campaigns.StoredBroadcast, error) {
+func broadcasts(ctx context.Context, db DB, where string, args ...any) ([]campaigns.StoredBroadcast, error) {
 	return collectAs(ctx, db, sqlBroadcastRows+" "+where, args, broadcastRow.broadcast)
 }
 
@@ -68,14 +68,14 @@ func collectAs[R, T any](ctx context.Context, db DB, sql string, args []any, as 
 // Broadcasts lists every broadcast: the journey's in its order, then those
 // created through the API by name.
 func (s *Store) Broadcasts(ctx context.Context) ([]campaigns.StoredBroadcast, error) {
-	out, err := s.broadcasts(ctx, s.db, `ORDER BY b.source = 'api', b.position, b.name`)
+	out, err := broadcasts(ctx, s.db, `ORDER BY b.source = 'api', b.position, b.name`)
 	return out, translate(err, "listing broadcasts")
 }
 
 // Broadcast returns the broadcast called name; ErrNotFound when there is
 // none.
 func (s *Store) Broadcast(ctx context.Context, name string) (campaigns.StoredBroadcast, error) {
-	out, err := s.broadcasts(ctx, s.db, `WHERE b.name = $1`, name)
+	out, err := broadcasts(ctx, s.db, `WHERE b.name = $1`, name)
 	if err == nil && len(out) == 0 {
 		err = pgx.ErrNoRows
 	}
@@ -85,8 +85,14 @@ func (s *Store) Broadcast(ctx context.Context, name string) (campaigns.StoredBro
 	return out[0], nil
 }
 
-// hasTime reports whether a broadcast has a time to run at.
-func hasTime(b campaigns.Broadcast) bool { return b.SendAt != "" || b.Schedule != "" }
+// initialState is a broadcast's state when it is (re)defined: scheduled
+// if it has a time to run at, else a draft.
+func initialState(b campaigns.Broadcast) string {
+	if b.SendAt != "" || b.Schedule != "" {
+		return campaigns.StateScheduled
+	}
+	return campaigns.StateDraft
+}
 
 // applyBroadcasts stores a journey's broadcasts. A new one is scheduled
 // when it has a time (a draft otherwise); a changed one keeps its state
@@ -96,7 +102,7 @@ func hasTime(b campaigns.Broadcast) bool { return b.SendAt != "" || b.Schedule !
 // cancelled (their queued sends with them) and kept, with their runs.
 func applyBroadcasts(ctx context.Context, tx pgx.Tx, bs []campaigns.Broadcast) ([]journey.Change, error) {
 	current := map[string]campaigns.StoredBroadcast{}
-	cur, err := (&Store{db: tx}).broadcasts(ctx, tx, `FOR UPDATE OF b`)
+	cur, err := broadcasts(ctx, tx, `FOR UPDATE OF b`)
 	if err != nil {
 		return nil, translate(err, "reading broadcasts")
 	}
@@ -120,10 +126,7 @@ func applyBroadcasts(ctx context.Context, tx pgx.Tx, bs []campaigns.Broadcast) (
 			}
 			continue
 		}
-		state := campaigns.StateDraft
-		if hasTime(b) {
-			state = campaigns.StateScheduled
-		}
+		state := initialState(b)
 		if exists && !revived && (old.State == campaigns.StatePaused || old.State == campaigns.StateCancelled) {
 			state = old.State
 		}
@@ -188,7 +191,7 @@ func (s *Store) SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create
 		return campaigns.StoredBroadcast{}, err
 	}
 	err = s.inTx(ctx, "saving broadcast "+b.Name, func(tx pgx.Tx) error {
-		cur, err := s.broadcasts(ctx, tx, `WHERE b.name = $1 FOR UPDATE OF b`, b.Name)
+		cur, err := broadcasts(ctx, tx, `WHERE b.name = $1 FOR UPDATE OF b`, b.Name)
 		if err != nil {
 			return err
 		}
@@ -200,10 +203,7 @@ func (s *Store) SaveBroadcast(ctx context.Context, b campaigns.Broadcast, create
 		case !create && cur[0].State == campaigns.StateCancelled:
 			return fmt.Errorf("%w: broadcast %s is cancelled", campaigns.ErrBroadcastState, b.Name)
 		}
-		state := campaigns.StateDraft
-		if hasTime(b) {
-			state = campaigns.StateScheduled
-		}
+		state := initialState(b)
 		if create {
 			_, err := tx.Exec(ctx, `INSERT INTO broadcasts (name, source, definition, state, scheduled_at) VALUES ($1, 'api', $2, $3, $4)`, b.Name, body, state, now)
 			return err
@@ -277,10 +277,7 @@ func (s *Store) ResumeBroadcast(ctx context.Context, name string, now time.Time)
 		if err := json.Unmarshal(def, &b); err != nil {
 			return err
 		}
-		state := campaigns.StateDraft
-		if hasTime(b) {
-			state = campaigns.StateScheduled
-		}
+		state := initialState(b)
 		if _, err := tx.Exec(ctx, `UPDATE broadcasts SET state = $2, state_reason = NULL, updated_at = now() WHERE name = $1`, name, state); err != nil {
 			return err
 		}
@@ -408,7 +405,7 @@ func (s *Store) BroadcastsToRun(ctx context.Context, now time.Time) ([]campaigns
 	if _, err := s.db.Exec(ctx, `UPDATE broadcasts SET scheduled_at = $1 WHERE scheduled_at IS NULL AND state IN ('scheduled', 'paused')`, now); err != nil {
 		return nil, translate(err, "listing broadcasts to run")
 	}
-	out, err := s.broadcasts(ctx, s.db, `WHERE b.state IN ('scheduled', 'paused') ORDER BY b.name`)
+	out, err := broadcasts(ctx, s.db, `WHERE b.state IN ('scheduled', 'paused') ORDER BY b.name`)
 	return out, translate(err, "listing broadcasts to run")
 }
 
@@ -491,16 +488,20 @@ func (s *Store) BroadcastRuns(ctx context.Context, name string) ([]campaigns.Bro
 // (run, contact) by sends_broadcast_once. The rest of an A/B test's
 // audience (variant -1) waits for the winner; on a paused broadcast the
 // others wait too, their time kept.
+// sqlReachable is whether contact k can receive a broadcast: subscribed,
+// with an address, not merged away (the queue and the preview alike).
+const sqlReachable = `k.status = 'subscribed' AND coalesce(k.email, '') <> '' AND k.merged_into IS NULL`
+
 const sqlQueueBroadcastSends = `
 INSERT INTO sends (contact_id, broadcast, broadcast_run, step, template, variant, ab_test, planned_at, due_at, paused_due_at, delayed_reason)
 SELECT v.contact_id, $1, $2, 0, v.template, nullif(v.variant, -1), v.test, v.planned,
-       CASE WHEN v.variant = -1 OR b.state = 'paused' THEN $10::timestamptz ELSE v.due END,
+       CASE WHEN v.variant = -1 OR b.state = 'paused' THEN $9::timestamptz ELSE v.due END,
        CASE WHEN v.variant <> -1 AND b.state = 'paused' THEN v.due END,
-       CASE WHEN v.variant = -1 THEN $11 WHEN b.state = 'paused' THEN $12 END
+       CASE WHEN v.variant = -1 THEN $10 WHEN b.state = 'paused' THEN $11 END
 FROM unnest($3::bigint[], $4::text[], $5::int[], $6::bool[], $7::timestamptz[], $8::timestamptz[]) AS v(contact_id, template, variant, test, planned, due)
 JOIN contacts k ON k.id = v.contact_id
 JOIN broadcasts b ON b.name = $1
-WHERE k.status = 'subscribed' AND coalesce(k.email, '') <> '' AND k.merged_into IS NULL AND $9
+WHERE ` + sqlReachable + `
 ON CONFLICT DO NOTHING`
 
 // QueueBroadcastSends implements campaigns.BroadcastStore.
@@ -511,7 +512,7 @@ func (s *Store) QueueBroadcastSends(ctx context.Context, run campaigns.Broadcast
 	for i, x := range sends {
 		ids[i], tmpls[i], variants[i], tests[i], planned[i], due[i] = x.ContactID, x.Template, int32(x.Variant), x.Test, x.Planned, x.Due
 	}
-	tag, err := s.db.Exec(ctx, sqlQueueBroadcastSends, run.Broadcast, run.ID, ids, tmpls, variants, tests, planned, due, true,
+	tag, err := s.db.Exec(ctx, sqlQueueBroadcastSends, run.Broadcast, run.ID, ids, tmpls, variants, tests, planned, due,
 		campaigns.PausedUntil, campaigns.AwaitingWinnerReason, campaigns.BroadcastPausedReason)
 	if err != nil {
 		return 0, translate(err, "queueing broadcast "+run.Broadcast)
@@ -522,8 +523,7 @@ func (s *Store) QueueBroadcastSends(ctx context.Context, run campaigns.Broadcast
 // Reachable returns those of ids a broadcast would queue an email to:
 // subscribed, with an address, not merged away (a preview).
 func (s *Store) Reachable(ctx context.Context, ids []int64) ([]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT k.id FROM contacts k WHERE k.id = ANY($1::bigint[])
-		AND k.status = 'subscribed' AND coalesce(k.email, '') <> '' AND k.merged_into IS NULL ORDER BY k.id`, ids)
+	rows, err := s.db.Query(ctx, `SELECT k.id FROM contacts k WHERE k.id = ANY($1::bigint[]) AND `+sqlReachable+` ORDER BY k.id`, ids)
 	if err != nil {
 		return nil, translate(err, "previewing a broadcast's audience")
 	}
@@ -631,7 +631,8 @@ func (s *Store) DecideRun(ctx context.Context, run campaigns.BroadcastRun, d cam
 var _ campaigns.BroadcastStore = (*Store)(nil)
 
 const sqlBroadcastProgress = `
-SELECT count(*) AS audience,
+SELECT broadcast_run AS run,
+       count(*) AS audience,
        count(*) FILTER (WHERE status = 'queued' AND delayed_reason IS NULL) AS queued,
        count(*) FILTER (WHERE status = 'queued' AND delayed_reason IS NOT NULL AND variant IS NOT NULL) AS deferred,
        count(*) FILTER (WHERE status = 'queued' AND variant IS NULL) AS awaiting_winner,
@@ -643,71 +644,99 @@ SELECT count(*) AS audience,
        count(*) FILTER (WHERE status = 'skipped') AS skipped,
        count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
        count(*) FILTER (WHERE status = 'expired') AS expired
-FROM sends WHERE broadcast_run = $1`
+FROM sends WHERE broadcast_run = ANY($1) GROUP BY broadcast_run`
 
-// sqlBroadcastReasons groups why a run's emails wait or did not go out;
-// the A/B test's wait is counted apart (awaiting_winner).
+// sqlBroadcastReasons groups why the runs' emails wait or did not go out,
+// the 20 commonest a run; the A/B test's wait is counted apart
+// (awaiting_winner).
 const sqlBroadcastReasons = `
-SELECT CASE WHEN status = 'failed' THEN 'failed: ' || left(coalesce(smtp_response, ''), 120)
-            ELSE status || ': ' || coalesce(delayed_reason, '') END AS reason, count(*) AS count
-FROM sends WHERE broadcast_run = $1 AND status NOT IN ('sent', 'sending', 'unknown')
-  AND NOT (status = 'queued' AND (delayed_reason IS NULL OR variant IS NULL))
-GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20`
+SELECT run, reason, count FROM (
+    SELECT broadcast_run AS run,
+           CASE WHEN status = 'failed' THEN 'failed: ' || left(coalesce(smtp_response, ''), 120)
+                ELSE status || ': ' || coalesce(delayed_reason, '') END AS reason, count(*) AS count
+    FROM sends WHERE broadcast_run = ANY($1) AND status NOT IN ('sent', 'sending', 'unknown')
+      AND NOT (status = 'queued' AND (delayed_reason IS NULL OR variant IS NULL))
+    GROUP BY 1, 2) r
+ORDER BY run, count DESC, reason`
 
-// sqlVariantProgress: per variant, and test share or rest, the emails sent
-// and the people who opened and clicked them.
+// sqlVariantProgress: per run, variant, and test share or rest, the
+// emails sent and the people who opened and clicked them.
 const sqlVariantProgress = `
-SELECT s.variant::int AS variant, coalesce(s.ab_test, false) AS test,
+SELECT s.broadcast_run AS run, s.variant::int AS variant, coalesce(s.ab_test, false) AS test,
        count(*) FILTER (WHERE s.status = 'sent') AS sent,
        count(*) FILTER (WHERE s.status = 'sent' AND EXISTS (SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
            WHERE k.id = s.contact_id AND e.name = 'email_opened' AND e.properties->>'send_id' = s.id::text)) AS opened,
        count(*) FILTER (WHERE s.status = 'sent' AND EXISTS (SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
            WHERE k.id = s.contact_id AND e.name = 'email_clicked' AND e.properties->>'send_id' = s.id::text)) AS clicked
-FROM sends s WHERE s.broadcast_run = $1 AND s.variant IS NOT NULL
-GROUP BY 1, 2 ORDER BY 2 DESC, 1`
+FROM sends s WHERE s.broadcast_run = ANY($1) AND s.variant IS NOT NULL
+GROUP BY 1, 2, 3 ORDER BY 1, 3 DESC, 2`
 
 // BroadcastProgress returns a broadcast's runs, newest first, with their
 // progress, the reasons emails wait or did not go out, and each variant's
 // figures so far. ErrNotFound when there is no such broadcast.
 func (s *Store) BroadcastProgress(ctx context.Context, name string) ([]campaigns.RunProgress, error) {
-	if _, err := s.Broadcast(ctx, name); err != nil {
-		return nil, err
-	}
 	runs, err := s.BroadcastRuns(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	if len(runs) == 0 {
+		// No run yet, or no such broadcast: say which.
+		if _, err := s.Broadcast(ctx, name); err != nil {
+			return nil, err
+		}
+		return []campaigns.RunProgress{}, nil
+	}
+	// The figures of every run at once, a query each (not three a run: a
+	// daily schedule has 365 runs a year).
+	ids := make([]int64, len(runs))
+	at := make(map[int64]int, len(runs))
 	out := make([]campaigns.RunProgress, len(runs))
 	for i, run := range runs {
-		out[i].Run = run
-		rows, err := s.db.Query(ctx, sqlBroadcastProgress, run.ID)
-		if err != nil {
-			return nil, translate(err, "reading the progress of broadcast "+name)
+		ids[i], at[run.ID], out[i].Run = run.ID, i, run
+		out[i].Reasons, out[i].Variants = []campaigns.ReasonCount{}, []campaigns.VariantProgress{}
+	}
+	doing := "reading the progress of broadcast " + name
+	type progressRow struct {
+		Run int64 `db:"run"`
+		campaigns.Progress
+	}
+	progress, err := queryRows[progressRow](ctx, s.db, sqlBroadcastProgress, ids)
+	if err != nil {
+		return nil, translate(err, doing)
+	}
+	for _, p := range progress {
+		out[at[p.Run]].Progress = p.Progress
+	}
+	type reasonRow struct {
+		Run int64 `db:"run"`
+		campaigns.ReasonCount
+	}
+	reasons, err := queryRows[reasonRow](ctx, s.db, sqlBroadcastReasons, ids)
+	if err != nil {
+		return nil, translate(err, doing)
+	}
+	for _, r := range reasons {
+		if o := &out[at[r.Run]]; len(o.Reasons) < 20 {
+			o.Reasons = append(o.Reasons, r.ReasonCount)
 		}
-		if out[i].Progress, err = pgx.CollectOneRow(rows, pgx.RowToStructByName[campaigns.Progress]); err != nil {
-			return nil, translate(err, "reading the progress of broadcast "+name)
+	}
+	type variantRow struct {
+		Run int64 `db:"run"`
+		campaigns.VariantProgress
+	}
+	variants, err := queryRows[variantRow](ctx, s.db, sqlVariantProgress, ids)
+	if err != nil {
+		return nil, translate(err, doing)
+	}
+	for _, v := range variants {
+		o := &out[at[v.Run]]
+		if t := o.Run.Definition.Test; t != nil && v.Variant < len(t.Variants) {
+			v.Label = t.Label(v.Variant)
+		} else {
+			v.Label = "template " + o.Run.Definition.Template
 		}
-		if rows, err = s.db.Query(ctx, sqlBroadcastReasons, run.ID); err == nil {
-			out[i].Reasons, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.ReasonCount])
-		}
-		if err != nil {
-			return nil, translate(err, "reading the progress of broadcast "+name)
-		}
-		if rows, err = s.db.Query(ctx, sqlVariantProgress, run.ID); err == nil {
-			out[i].Variants, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.VariantProgress])
-		}
-		if err != nil {
-			return nil, translate(err, "reading the progress of broadcast "+name)
-		}
-		for j := range out[i].Variants {
-			v := &out[i].Variants[j]
-			if t := run.Definition.Test; t != nil && v.Variant < len(t.Variants) {
-				v.Label = t.Label(v.Variant)
-			} else {
-				v.Label = "template " + run.Definition.Template
-			}
-			v.Variant++
-		}
+		v.Variant++
+		o.Variants = append(o.Variants, v.VariantProgress)
 	}
 	return out, nil
 }

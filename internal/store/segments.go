@@ -188,23 +188,30 @@ func (s *Store) SegmentSummaries(ctx context.Context, days int) ([]campaigns.Seg
 		Condition string `db:"condition"`
 		Members   int64  `db:"members"`
 	}
-	rows, err := s.db.Query(ctx, `SELECT s.name, s.condition, `+sqlSegmentSize+` AS members FROM segments s ORDER BY s.position, s.name`)
-	if err != nil {
-		return nil, translate(err, "loading segments")
-	}
-	segs, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
+	segs, err := queryRows[row](ctx, s.db, `SELECT s.name, s.condition, `+sqlSegmentSize+` AS members FROM segments s ORDER BY s.position, s.name`)
 	if err != nil {
 		return nil, translate(err, "loading segments")
 	}
 	out := make([]campaigns.SegmentSummary, len(segs))
+	at := make(map[string]int, len(segs))
 	for i, sg := range segs {
 		out[i] = campaigns.SegmentSummary{Name: sg.Name, Condition: sg.Condition, Members: sg.Members, Trend: []campaigns.SegmentSize{}}
-		rows, err := s.db.Query(ctx, `SELECT day, members FROM (SELECT day, members FROM segment_sizes WHERE segment = $1 ORDER BY day DESC LIMIT $2) x ORDER BY day`, sg.Name, days)
-		if err != nil {
-			return nil, translate(err, "loading segment sizes")
-		}
-		if out[i].Trend, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.SegmentSize]); err != nil {
-			return nil, translate(err, "loading segment sizes")
+		at[sg.Name] = i
+	}
+	// Every segment's last days at once (not a query a segment).
+	type size struct {
+		Segment string `db:"segment"`
+		campaigns.SegmentSize
+	}
+	sizes, err := queryRows[size](ctx, s.db, `SELECT segment, day, members FROM (
+			SELECT segment, day, members, row_number() OVER (PARTITION BY segment ORDER BY day DESC) AS n FROM segment_sizes) x
+		WHERE n <= $1 ORDER BY segment, day`, days)
+	if err != nil {
+		return nil, translate(err, "loading segment sizes")
+	}
+	for _, z := range sizes {
+		if i, ok := at[z.Segment]; ok {
+			out[i].Trend = append(out[i].Trend, z.SegmentSize)
 		}
 	}
 	return out, nil

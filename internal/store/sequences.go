@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -202,7 +203,7 @@ func applyHolds(ctx context.Context, tx pgx.Tx, holds []campaigns.Hold) ([]journ
 	if err != nil {
 		return nil, translate(err, "reading holds")
 	}
-	if journey.SameList(current, holds) {
+	if slices.Equal(current, holds) {
 		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM holds`); err != nil {

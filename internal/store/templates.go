@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -71,7 +72,7 @@ func applyTones(ctx context.Context, tx pgx.Tx, tones []journey.ToneRule) ([]jou
 	for i, t := range tones {
 		next[i] = templates.ToneRuleSource{Tone: t.Tone, When: t.When}
 	}
-	if journey.SameList(current, next) {
+	if slices.Equal(current, next) {
 		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM tone_rules`); err != nil {
