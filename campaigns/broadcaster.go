@@ -344,17 +344,6 @@ func (b *Broadcaster) decide(ctx context.Context, run BroadcastRun, now time.Tim
 	return ok, err
 }
 
-// of is the time zone of a contact with traits: its timezone trait when it
-// names a zone, else fallback.
-func (z *zoneCache) of(traits map[string]any, fallback *time.Location) *time.Location {
-	if tz, ok := traits["timezone"].(string); ok && tz != "" && tz != "Local" {
-		if l, err := z.load(tz); err == nil {
-			return l
-		}
-	}
-	return fallback
-}
-
 // Progress counts a run's emails by where they are.
 type Progress struct {
 	Audience int64 `json:"audience"` // every email of the run

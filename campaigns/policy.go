@@ -56,6 +56,17 @@ func capped(set Settings, window []time.Time, now time.Time) (time.Time, bool) {
 	return oldest.Add(set.CapPer).Add(time.Second), true
 }
 
+// of is the time zone of a contact with traits: its timezone trait when it
+// names a zone, else fallback.
+func (z *zoneCache) of(traits map[string]any, fallback *time.Location) *time.Location {
+	if tz, ok := traits["timezone"].(string); ok && tz != "" && tz != "Local" {
+		if l, err := z.load(tz); err == nil {
+			return l
+		}
+	}
+	return fallback
+}
+
 // quiet reports whether now falls in the quiet hours of the contact's time
 // zone, and when they end. The end is computed in the zone's calendar, so
 // daylight-saving changes neither skip nor double it.
@@ -63,12 +74,7 @@ func quiet(set Settings, traits map[string]any, now time.Time, zones *zoneCache)
 	if set.QuietStart == set.QuietEnd {
 		return time.Time{}, false
 	}
-	loc := zones.location(set.DefaultTimezone)
-	if tz, ok := traits["timezone"].(string); ok && tz != "" {
-		if l, err := zones.load(tz); err == nil && tz != "Local" {
-			loc = l
-		}
-	}
+	loc := zones.of(traits, zones.location(set.DefaultTimezone))
 	local := now.In(loc)
 	m := local.Hour()*60 + local.Minute()
 	in := false

@@ -248,8 +248,9 @@ func (s *Store) PauseBroadcast(ctx context.Context, name string) (int, error) {
 		if _, err := tx.Exec(ctx, `UPDATE broadcasts SET state = 'paused', state_reason = NULL, updated_at = now() WHERE name = $1`, name); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE sends SET paused_due_at = due_at, due_at = $2, delayed_reason = $3, updated_at = now()
-			WHERE broadcast = $1 AND status = 'queued' AND claimed_by IS NULL AND paused_due_at IS NULL AND variant IS NOT NULL`,
+		// (The rest of an A/B test's audience waits for the winner
+		// already: its wait is not the pause's.)
+		if _, err := tx.Exec(ctx, sqlHoldPausedBy+`broadcast = $1 AND variant IS NOT NULL`,
 			name, campaigns.PausedUntil, campaigns.BroadcastPausedReason); err != nil {
 			return err
 		}

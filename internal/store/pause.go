@@ -13,9 +13,14 @@ const (
 	// sqlHoldPaused moves a paused sequence's queued sends (not those a
 	// sender holds claimed: it sees the pause itself) to wait, keeping
 	// their due time.
-	sqlHoldPaused = `
+	sqlHoldPaused = sqlHoldPausedBy + `sequence = $1`
+
+	// sqlHoldPausedBy, followed by which sends ($1 names what is paused),
+	// is the statement a pause holds sends with: a sequence's, a
+	// broadcast's.
+	sqlHoldPausedBy = `
 UPDATE sends SET paused_due_at = due_at, due_at = $2, delayed_reason = $3, updated_at = now()
-WHERE sequence = $1 AND status = 'queued' AND claimed_by IS NULL AND paused_due_at IS NULL`
+WHERE status = 'queued' AND claimed_by IS NULL AND paused_due_at IS NULL AND `
 
 	// sqlReleasePaused gives a resumed sequence's waiting sends their due
 	// time back, or the time of resuming ($2) for those it has passed (they
