@@ -46,12 +46,9 @@ func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
 	}
 	track.Reports = func(ctx context.Context, b tracking.BounceWebhook, email string) (bool, error) {
 		r := ownReport(b, email, now())
-		got, err := st.RecordReports(ctx, []bounce.Report{r}, bounce.RecordOptions{SoftLimit: max(hc.SoftLimit, 0), SoftWindow: cfg.SoftBounceWithin, Now: now()})
+		got, err := h.Record(ctx, []bounce.Report{r}, nil)
 		if err != nil {
 			return false, err
-		}
-		for _, e := range got.Events {
-			hc.OnEvent(e.ContactID, e.Name, e.Properties, e.At)
 		}
 		return r.Kind == bounce.Complained || r.BounceType == bounce.Hard || got.Suppressed > 0, nil
 	}

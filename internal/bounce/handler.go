@@ -205,23 +205,35 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// record stores verified reports and answers.
-func (h *Handler) record(w http.ResponseWriter, r *http.Request, provider string, rs []Report, nonce *Nonce) {
+// Record stores verified reports — a report without a time, or with one
+// in the future, happened now — and tells OnEvent of the events they
+// became. The providers' endpoints and Waymark's own shape record so.
+func (h *Handler) Record(ctx context.Context, rs []Report, nonce *Nonce) (Recorded, error) {
 	now := h.cfg.Now()
 	for i := range rs {
 		if rs[i].At.IsZero() || rs[i].At.After(now) {
 			rs[i].At = now
 		}
 	}
+	got, err := h.cfg.Store.RecordReports(ctx, rs, RecordOptions{SoftLimit: max(h.cfg.SoftLimit, 0), SoftWindow: h.cfg.SoftWindow, Now: now, Nonce: nonce})
+	if err != nil {
+		return got, err
+	}
+	if h.cfg.OnEvent != nil {
+		for _, e := range got.Events {
+			h.cfg.OnEvent(e.ContactID, e.Name, e.Properties, e.At)
+		}
+	}
+	return got, nil
+}
+
+// record stores verified reports and answers.
+func (h *Handler) record(w http.ResponseWriter, r *http.Request, provider string, rs []Report, nonce *Nonce) {
 	// Done even if the relay hangs up meanwhile: it retries, and a retry
 	// finds the reports recorded.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Second)
 	defer cancel()
-	limit := h.cfg.SoftLimit
-	if limit < 0 {
-		limit = 0
-	}
-	got, err := h.cfg.Store.RecordReports(ctx, rs, RecordOptions{SoftLimit: limit, SoftWindow: h.cfg.SoftWindow, Now: now, Nonce: nonce})
+	got, err := h.Record(ctx, rs, nonce)
 	if errors.Is(err, ErrReplayed) {
 		h.refuse(w, provider, fmt.Errorf("replayed: this token was used before"))
 		return
@@ -230,11 +242,6 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, provider string
 		h.cfg.Log.Error("recording delivery reports", "provider", provider, "err", err)
 		reply(w, http.StatusServiceUnavailable, answer{Error: "storage unavailable, nothing was recorded; retry later"})
 		return
-	}
-	if h.cfg.OnEvent != nil {
-		for _, e := range got.Events {
-			h.cfg.OnEvent(e.ContactID, e.Name, e.Properties, e.At)
-		}
 	}
 	if len(rs) > 0 {
 		h.cfg.Log.Info("delivery reports", "provider", provider, "reports", len(rs), "recorded", got.New,
