@@ -582,11 +582,7 @@ func (s *Store) VariantFigures(ctx context.Context, run campaigns.BroadcastRun, 
 			out = append(out, campaigns.VariantResult{Variant: i})
 		}
 	}
-	rows, err := s.db.Query(ctx, sqlVariantFigures, run.ID, event, until)
-	if err != nil {
-		return nil, translate(err, "counting the results of broadcast "+run.Broadcast)
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
+	got, err := queryRows[row](ctx, s.db, sqlVariantFigures, run.ID, event, until)
 	if err != nil {
 		return nil, translate(err, "counting the results of broadcast "+run.Broadcast)
 	}

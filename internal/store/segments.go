@@ -19,11 +19,7 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 		Position  int    `db:"position"`
 		Condition string `db:"condition"`
 	}
-	rows, err := tx.Query(ctx, `SELECT name, position, condition FROM segments FOR UPDATE`)
-	if err != nil {
-		return nil, translate(err, "reading segments")
-	}
-	current, err := pgx.CollectRows(rows, pgx.RowToStructByName[stored])
+	current, err := queryRows[stored](ctx, tx, `SELECT name, position, condition FROM segments FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading segments")
 	}
@@ -62,7 +58,7 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 	if user != "" {
 		return nil, fmt.Errorf("%w: the journey removes segments that broadcasts created through the API send to: %s; keep them, or cancel or edit those broadcasts first", campaigns.ErrBroadcastState, user)
 	}
-	rows, err = tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
+	rows, err := tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
 	if err != nil {
 		return nil, translate(err, "removing segments")
 	}
@@ -70,10 +66,12 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 	if err != nil {
 		return nil, translate(err, "removing segments")
 	}
-	for _, name := range gone {
-		if _, err := tx.Exec(ctx, `DELETE FROM segment_members WHERE segment = $1`, name); err != nil {
-			return nil, translate(err, "removing segment "+name)
+	if len(gone) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM segment_members WHERE segment = ANY($1::text[])`, gone); err != nil {
+			return nil, translate(err, "removing the members of removed segments")
 		}
+	}
+	for _, name := range gone {
 		changes = append(changes, journey.Change{Kind: "segment", Name: name, What: "removed"})
 	}
 	return changes, nil
@@ -81,11 +79,7 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 
 // Segments returns the journey's segments in journey order.
 func (s *Store) Segments(ctx context.Context) ([]campaigns.Segment, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, condition AS "when" FROM segments ORDER BY position, name`)
-	if err != nil {
-		return nil, translate(err, "loading segments")
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.Segment])
+	out, err := queryRows[campaigns.Segment](ctx, s.db, `SELECT name, condition AS "when" FROM segments ORDER BY position, name`)
 	return out, translate(err, "loading segments")
 }
 
@@ -229,14 +223,10 @@ func (s *Store) SegmentMembers(ctx context.Context, segment string, after int64,
 	if !exists {
 		return nil, 0, notFoundErr{fmt.Errorf("segment %q: %w", segment, campaigns.ErrNoSegment)}
 	}
-	rows, err := s.db.Query(ctx, `SELECT c.id, coalesce(c.email, '') AS email, c.stage, m.since
+	members, err = queryRows[campaigns.SegmentMember](ctx, s.db, `SELECT c.id, coalesce(c.email, '') AS email, c.stage, m.since
 FROM segment_members m JOIN contacts c ON c.id = m.contact_id AND c.merged_into IS NULL
 WHERE m.segment = $1 AND m.contact_id > $2
 ORDER BY m.contact_id LIMIT $3`, segment, after, limit+1)
-	if err != nil {
-		return nil, 0, translate(err, "listing segment members")
-	}
-	members, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.SegmentMember])
 	if err != nil {
 		return nil, 0, translate(err, "listing segment members")
 	}

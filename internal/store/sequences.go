@@ -38,11 +38,7 @@ func (s *Store) Definitions(ctx context.Context) (campaigns.Definitions, error) 
 		seq.Version = r.Version
 		d.Sequences = append(d.Sequences, seq)
 	}
-	rows, err = s.db.Query(ctx, `SELECT name, condition FROM holds ORDER BY position`)
-	if err != nil {
-		return d, translate(err, "loading holds")
-	}
-	if d.Holds, err = pgx.CollectRows(rows, pgx.RowToStructByName[campaigns.Hold]); err != nil {
+	if d.Holds, err = queryRows[campaigns.Hold](ctx, s.db, `SELECT name, condition FROM holds ORDER BY position`); err != nil {
 		return d, translate(err, "loading holds")
 	}
 	rows, err = s.db.Query(ctx, `SELECT definition FROM offers ORDER BY name`)

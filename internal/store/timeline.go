@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/waymark/waymark/internal/contact"
 )
 
@@ -17,18 +15,14 @@ func (s *Store) ContactTimeline(ctx context.Context, id int64, maxEvents int) (c
 	if t.Moves, err = s.History(ctx, id); err != nil {
 		return t, err
 	}
-	rows, err := s.db.Query(ctx, `SELECT name, kind, properties, occurred_at AS at FROM events WHERE contact_id = $1
-		ORDER BY occurred_at DESC LIMIT $2`, id, maxEvents)
-	if err != nil {
-		return t, translate(err, "reading a contact's events")
-	}
-	if t.Events, err = pgx.CollectRows(rows, pgx.RowToStructByName[contact.TimelineEvent]); err != nil {
+	if t.Events, err = queryRows[contact.TimelineEvent](ctx, s.db, `SELECT name, kind, properties, occurred_at AS at FROM events WHERE contact_id = $1
+		ORDER BY occurred_at DESC LIMIT $2`, id, maxEvents); err != nil {
 		return t, translate(err, "reading a contact's events")
 	}
 	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE contact_id = $1`, id).Scan(&t.EventsTotal); err != nil {
 		return t, translate(err, "counting a contact's events")
 	}
-	rows, err = s.db.Query(ctx, `
+	if t.Sends, err = queryRows[contact.TimelineSend](ctx, s.db, `
 SELECT s.id, coalesce(s.sequence, '') AS sequence, CASE WHEN s.sequence IS NULL THEN 0 ELSE s.step + 1 END AS step,
        coalesce(s.offer, '') AS offer, coalesce(s.offer_code, '') AS offer_code, s.template, coalesce(s.template_version, 0) AS template_version,
        s.status, coalesce(s.tone, '') AS tone, coalesce(s.tone_reason, '') AS tone_reason, s.due_at, s.sent_at,
@@ -40,18 +34,10 @@ LEFT JOIN (
            count(*) FILTER (WHERE name = 'email_clicked') AS clicks
     FROM events WHERE contact_id = $1 AND name IN ('email_opened', 'email_clicked') GROUP BY 1
 ) e ON e.send_id = s.id::text
-WHERE s.contact_id = $1 ORDER BY s.due_at, s.id`, id)
-	if err != nil {
+WHERE s.contact_id = $1 ORDER BY s.due_at, s.id`, id); err != nil {
 		return t, translate(err, "reading a contact's emails")
 	}
-	if t.Sends, err = pgx.CollectRows(rows, pgx.RowToStructByName[contact.TimelineSend]); err != nil {
-		return t, translate(err, "reading a contact's emails")
-	}
-	rows, err = s.db.Query(ctx, `SELECT offer, drawn, coalesce(code, '') AS code, expires_at, at FROM offer_draws WHERE contact_id = $1 ORDER BY at`, id)
-	if err != nil {
-		return t, translate(err, "reading a contact's offers")
-	}
-	if t.Draws, err = pgx.CollectRows(rows, pgx.RowToStructByName[contact.TimelineDraw]); err != nil {
+	if t.Draws, err = queryRows[contact.TimelineDraw](ctx, s.db, `SELECT offer, drawn, coalesce(code, '') AS code, expires_at, at FROM offer_draws WHERE contact_id = $1 ORDER BY at`, id); err != nil {
 		return t, translate(err, "reading a contact's offers")
 	}
 	t.Enrolments, err = queryRows[contact.TimelineEnrolment](ctx, s.db, `SELECT id, sequence, version, status, coalesce(reason, '') AS reason, enrolled_at, ended_at FROM enrolments WHERE contact_id = $1 ORDER BY enrolled_at, id`, id)
