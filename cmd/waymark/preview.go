@@ -37,7 +37,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
-	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, publicURL(&cfg), clock.Now().UTC())
+	p, err := preview(ctx, st, fs.Arg(0), *contact, *tone, cfg.LinkBase(), clock.Now().UTC())
 	if err != nil {
 		return err
 	}
@@ -53,13 +53,6 @@ func toneName(t string) string {
 		return "(the template's base)"
 	}
 	return t
-}
-
-func publicURL(cfg *config.Config) string {
-	if cfg.PublicURL != "" {
-		return cfg.PublicURL
-	}
-	return "http://" + cfg.HTTPAddr
 }
 
 // Preview is a template rendered for one contact, with the tone chosen and

@@ -28,18 +28,21 @@ func (a *App) handler(ctx context.Context, workers *sync.WaitGroup) (h http.Hand
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ingest.NewHandler(cfg.WriteKey, writer, a.log, a.cfg.Now))
-	// Unsubscribe, preferences, open and click links; suppressions and the bounce webhook.
-	track, err := a.trackingHandler(ctx)
+	// The providers' webhooks; unsubscribe, preferences, open and click
+	// links; suppressions and Waymark's own bounce webhook, which records
+	// reports as the providers' endpoints do.
+	reports, err := a.mountWebhooks(mux)
+	if err != nil {
+		writer.Close()
+		return nil, nil, err
+	}
+	track, err := a.trackingHandler(ctx, reports)
 	if err != nil {
 		writer.Close()
 		return nil, nil, err
 	}
 	for _, p := range track.Patterns() {
 		mux.Handle(p, track)
-	}
-	if err := a.mountWebhooks(mux, track); err != nil {
-		writer.Close()
-		return nil, nil, err
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -73,15 +76,16 @@ func latestEvents(res ingest.Result) map[int64]*rule.Event {
 // trackingHandler serves the links in emails (unsubscribe, preferences,
 // open pixel, click redirects), POST /v1/suppressions and the bounce
 // webhook. What it records is handed to the reactor, so rules and goals
-// see an unsubscription, an open or a click at once.
-func (a *App) trackingHandler(ctx context.Context) (*tracking.Handler, error) {
+// see an unsubscription, an open or a click at once; reports records the
+// bounce webhook's events.
+func (a *App) trackingHandler(ctx context.Context, reports func(context.Context, tracking.BounceWebhook, string) (bool, error)) (*tracking.Handler, error) {
 	signer, err := linkSigner(ctx, a.cfg.Settings, a.store)
 	if err != nil {
 		return nil, err
 	}
-	h := tracking.NewHandler(signer, a.store, a.cfg.Settings.WriteKey, a.log, a.cfg.Now)
-	h.OnEvent = a.touch
-	return h, nil
+	return tracking.NewHandler(signer, a.store, tracking.Options{
+		WriteKey: a.cfg.Settings.WriteKey, Log: a.log, Now: a.cfg.Now, OnEvent: a.touch, Reports: reports,
+	}), nil
 }
 
 // touch has the reactor evaluate a contact because of one event that

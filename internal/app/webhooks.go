@@ -16,12 +16,12 @@ import (
 )
 
 // mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
-// Postmark, SendGrid, Mailgun) to mux, and makes the tracking handler's
-// own-shape bounce webhook record delivery reports the same way: an event
-// on the contact, soft bounces counted, each report once. Config.SNS, if
+// Postmark, SendGrid, Mailgun) to mux, and returns what makes the tracking
+// handler's own-shape bounce webhook record delivery reports the same way:
+// an event on the contact, soft bounces counted, each report once. Config.SNS, if
 // set, verifies SNS signatures (tests give one that reaches a local
 // server).
-func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
+func (a *App) mountWebhooks(mux *http.ServeMux) (func(context.Context, tracking.BounceWebhook, string) (bool, error), error) {
 	cfg, st, log, now, sns := a.cfg.Settings, a.store, a.log, a.cfg.Now, a.cfg.SNS
 	var key = cfg.SendGridWebhookKey
 	hc := bounce.Config{
@@ -35,7 +35,7 @@ func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
 	if key != "" {
 		k, err := bounce.ParseSendGridKey(key)
 		if err != nil {
-			return &config.Error{Var: "WAYMARK_SENDGRID_WEBHOOK_KEY", Msg: err.Error() + " (paste the Verification Key SendGrid shows for the Signed Event Webhook)"}
+			return nil, &config.Error{Var: "WAYMARK_SENDGRID_WEBHOOK_KEY", Msg: err.Error() + " (paste the Verification Key SendGrid shows for the Signed Event Webhook)"}
 		}
 		hc.SendGridKey = k
 	}
@@ -44,15 +44,14 @@ func (a *App) mountWebhooks(mux *http.ServeMux, track *tracking.Handler) error {
 	for _, p := range h.Patterns() {
 		mux.Handle(p, h)
 	}
-	track.Reports = func(ctx context.Context, b tracking.BounceWebhook, email string) (bool, error) {
+	return func(ctx context.Context, b tracking.BounceWebhook, email string) (bool, error) {
 		r := ownReport(b, email, now())
 		got, err := h.Record(ctx, []bounce.Report{r}, nil)
 		if err != nil {
 			return false, err
 		}
 		return r.Kind == bounce.Complained || r.BounceType == bounce.Hard || got.Suppressed > 0, nil
-	}
-	return nil
+	}, nil
 }
 
 // ownReport is an event of Waymark's own bounce webhook shape as a

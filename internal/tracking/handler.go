@@ -99,7 +99,16 @@ type Handler struct {
 	log      *slog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
+	opts     Options
+}
 
+// Options are a Handler's settings besides its signer and store.
+type Options struct {
+	// WriteKey is the ingestion write key, which the /v1/ endpoints
+	// refuse with a message saying so.
+	WriteKey string
+	Log      *slog.Logger
+	Now      func() time.Time
 	// MachineWindow: hits this soon after sending are machines'
 	// (DefaultMachineWindow if 0).
 	MachineWindow time.Duration
@@ -124,10 +133,9 @@ const (
 	PropMachineReason = "machine_reason"
 )
 
-// NewHandler returns the handler. writeKey is the ingestion write key,
-// which the /v1/ endpoints refuse with a message saying so.
-func NewHandler(signer *Signer, store Store, writeKey string, log *slog.Logger, now func() time.Time) *Handler {
-	h := &Handler{signer: signer, store: store, writeKey: writeKey, log: log, now: now, mux: http.NewServeMux()}
+// NewHandler returns the handler.
+func NewHandler(signer *Signer, store Store, opts Options) *Handler {
+	h := &Handler{signer: signer, store: store, writeKey: opts.WriteKey, log: opts.Log, now: opts.Now, mux: http.NewServeMux(), opts: opts}
 	h.mux.HandleFunc("GET /u/{token}", h.unsubscribePage)
 	h.mux.HandleFunc("POST /u/{token}", h.unsubscribe)
 	h.mux.HandleFunc("GET /preferences/{token}", h.preferencesPage)
@@ -282,8 +290,8 @@ func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token)
 		return false
 	}
 	h.log.Info("unsubscribed", "contact", id, "send", t.SendID)
-	if h.OnEvent != nil {
-		h.OnEvent(id, EventUnsubscribed, map[string]any{"send_id": t.SendID}, at)
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent(id, EventUnsubscribed, map[string]any{"send_id": t.SendID}, at)
 	}
 	return true
 }
@@ -369,8 +377,8 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.Info("resubscribed", "contact", id, "send", t.SendID)
-		if h.OnEvent != nil {
-			h.OnEvent(id, EventResubscribed, map[string]any{"send_id": t.SendID}, at)
+		if h.opts.OnEvent != nil {
+			h.opts.OnEvent(id, EventResubscribed, map[string]any{"send_id": t.SendID}, at)
 		}
 	default:
 		h.render(w, http.StatusBadRequest, page{Title: "Email preferences",
@@ -486,7 +494,7 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 		props = map[string]any{}
 	}
 	name := human
-	if isMachine, why := Machine(t.Kind, r, sentAt, now, h.MachineWindow); isMachine {
+	if isMachine, why := Machine(t.Kind, r, sentAt, now, h.opts.MachineWindow); isMachine {
 		name = machine
 		props[PropMachine] = true
 		props[PropMachineReason] = why
@@ -504,7 +512,7 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 		h.log.Error("recording "+name, "contact", t.ContactID, "send", t.SendID, "err", err)
 		return
 	}
-	if h.OnEvent != nil {
-		h.OnEvent(id, name, props, now)
+	if h.opts.OnEvent != nil {
+		h.opts.OnEvent(id, name, props, now)
 	}
 }

@@ -54,8 +54,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, db: db, signer: signer, now: sentAt.Add(time.Hour)}
-	f.h = tracking.NewHandler(signer, store.New(db), "wk", slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return f.now })
-	f.h.OnEvent = func(_ int64, name string, _ map[string]any, _ time.Time) { f.events = append(f.events, name) }
+	f.h = tracking.NewHandler(signer, store.New(db), tracking.Options{
+		WriteKey: "wk", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return f.now },
+		OnEvent: func(_ int64, name string, _ map[string]any, _ time.Time) { f.events = append(f.events, name) },
+	})
 	f.email = fmt.Sprintf("ann.%d@example.com", fixtureN.Add(1))
 	f.contact, f.enrol, f.sent, f.queued = seed(t, db, f.email)
 	return f

@@ -261,8 +261,8 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case field != "":
 			reply(w, http.StatusBadRequest, apiResponse{Error: problem, Field: field})
-		case h.Reports != nil:
-			suppressed, err := h.Reports(r.Context(), b, email)
+		case h.opts.Reports != nil:
+			suppressed, err := h.opts.Reports(r.Context(), b, email)
 			if err != nil {
 				h.log.Error("recording a delivery report", "err", err)
 				reply(w, http.StatusServiceUnavailable, apiResponse{Error: "storage unavailable, retry later"})
@@ -307,8 +307,8 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		case field != "":
 			rejected = append(rejected, bounceResult{Index: i, Field: fmt.Sprintf("[%d].%s", i, field), Error: problem})
 			continue
-		case h.Reports != nil:
-			yes, err := h.Reports(r.Context(), b, email)
+		case h.opts.Reports != nil:
+			yes, err := h.opts.Reports(r.Context(), b, email)
 			if err != nil {
 				h.log.Error("recording a delivery report", "err", err)
 				reply(w, http.StatusServiceUnavailable, apiResponse{Error: fmt.Sprintf("storage unavailable at event %d, retry later", i)})
