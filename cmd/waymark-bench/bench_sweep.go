@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,10 +57,6 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 	keep := fs.Bool("keep", false, "keep the database for the next run, and reuse one of the same size")
 	batch := fs.Int("batch", 0, "contacts per facts query (0: the engine's default)")
 	parallel := fs.Int("parallel", 1, "experiment: sweep contact id ranges on this many connections at once")
-	facts := fs.String("facts", "store", "how facts are loaded: store (the engine's store), or the experiments range (a GROUP BY per batch id range) and rollup (a per-contact activity rollup aggregated in Go)")
-	noTraits := fs.Bool("no-traits", false, "experiment (range, rollup): do not read traits")
-	rebuild := fs.Bool("rollup-rebuild", false, "experiment (rollup): rebuild the rollup even if an earlier run left one")
-	external := fs.Bool("rollup-external", false, "experiment (rollup): store the rollup uncompressed (STORAGE EXTERNAL)")
 	explain := fs.Bool("explain", false, "print EXPLAIN (ANALYZE, BUFFERS) of the facts query for one batch in the middle")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measured sweep and dry run to `file`")
 	skipBaseline := fs.Bool("no-baseline", false, "skip the GROUP BY baseline")
@@ -177,47 +172,6 @@ func cmdBenchSweep(ctx context.Context, e *env, args []string) error {
 
 	var ls lifecycle.Store = base
 	variant := "engine as is"
-	if *facts != "store" {
-		fsx := &bench.FactsStore{Base: base, Pool: pool, Kind: *facts, NoTraits: *noTraits}
-		ls = fsx
-		variant = "facts: " + *facts
-		if *noTraits {
-			variant += ", no traits"
-		}
-		if *facts == "rollup" {
-			var have bool
-			if err := pool.QueryRow(ctx, `SELECT to_regclass('bench_activity') IS NOT NULL`).Scan(&have); err != nil {
-				return err
-			}
-			if !have || *rebuild {
-				d, err := bench.BuildRollup(ctx, pool, needs, *external)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "rollup built from events in %.1fs; sizes: %s\n", d.Seconds(), bench.SizeReport(ctx, pool))
-			} else {
-				fmt.Fprintln(out, "rollup: reusing bench_activity built by an earlier run")
-			}
-		}
-	} else if *noTraits {
-		return errors.New("bench sweep: -no-traits needs -facts range or rollup")
-	}
-	if fsx, ok := ls.(*bench.FactsStore); ok {
-		// The experiment must see what the engine's store sees.
-		q := lifecycle.FactsQuery{After: int64(size.Contacts / 2), Limit: 2000, AsOf: time.Now(), Needs: needs}
-		want, err := base.LoadFacts(ctx, q)
-		if err != nil {
-			return err
-		}
-		got, err := fsx.LoadFacts(ctx, q)
-		if err != nil {
-			return err
-		}
-		if bad := compareFacts(want, got); bad != "" {
-			return fmt.Errorf("bench sweep: the %s experiment's facts differ from the store's: %s", *facts, bad)
-		}
-		fmt.Fprintf(out, "check: the %s experiment's facts equal the store's for %d contacts\n", *facts, len(want))
-	}
 	if *parallel > 1 {
 		variant += fmt.Sprintf(", %d partitions in parallel", *parallel)
 	}
@@ -407,26 +361,6 @@ func explainFacts(ctx context.Context, pool *pgxpool.Pool, t *factsTracer, after
 		fmt.Fprintln(out, "  "+l)
 	}
 	return nil
-}
-
-// compareFacts describes the first difference between two loads of facts.
-func compareFacts(want, got []lifecycle.ContactFacts) string {
-	if len(want) != len(got) {
-		return fmt.Sprintf("%d contacts, want %d", len(got), len(want))
-	}
-	for i := range want {
-		w, g := want[i], got[i]
-		if w.ID != g.ID || w.Stage != g.Stage || !w.StageEnteredAt.Equal(g.StageEnteredAt) {
-			return fmt.Sprintf("contact %d: %d %s, want %d %s", i, g.ID, g.Stage, w.ID, w.Stage)
-		}
-		for a, wv := range w.Values {
-			gv := g.Value(a)
-			if math.Abs(wv-gv) > 1e-6*max(1, math.Abs(wv)) && !(math.IsInf(wv, 1) && math.IsInf(gv, 1)) {
-				return fmt.Sprintf("contact %d: %s = %v, want %v", w.ID, a, gv, wv)
-			}
-		}
-	}
-	return ""
 }
 
 // benchIngestRules measures /v1/batch ingestion twice in one run, on fresh
