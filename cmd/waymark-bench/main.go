@@ -12,6 +12,7 @@
 //	go run ./cmd/waymark-bench send [-emails 20000 -connections 8,64 -body short|newsletter]
 //	go run ./cmd/waymark-bench dashboard [-copy-from waymark_bench_sweep -keep]
 //	go run ./cmd/waymark-bench broadcast [-sizes 100000,300000,1000000 -keep] [-send 200000]
+//	go run ./cmd/waymark-bench webhooks [-contacts 1000000 -rounds 2 -deliver 100000]
 //
 // path: the whole path a new user takes — import a list with its
 // history, apply the journey, the first tick, send what it queued, a
@@ -65,6 +66,8 @@ const usage = `usage: waymark-bench BENCHMARK [flags]
   dashboard   every dashboard page and API endpoint on a large database
   broadcast   a broadcast's audience (stages + a segment) at several sizes,
               and (-send N) sending a broadcast against a sequence
+  webhooks    a sweep moving every contact with and without an endpoint
+              wanting stage_changed, and the deliveries a second
 
 Run 'waymark-bench BENCHMARK -h' for its flags.`
 
@@ -80,6 +83,7 @@ var benchmarks = map[string]func(ctx context.Context, e *env, args []string) err
 	"send":       cmdBenchSend,
 	"dashboard":  cmdBenchDashboard,
 	"broadcast":  cmdBenchBroadcast,
+	"webhooks":   cmdBenchWebhooks,
 }
 
 // env is what every benchmark gets: the environment, and where to write.
