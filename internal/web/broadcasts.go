@@ -293,33 +293,43 @@ func (s *Server) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 
 // saveBroadcast checks and saves a broadcast from the API.
 func (s *Server) saveBroadcast(w http.ResponseWriter, r *http.Request, in broadcastJSON, create bool) {
-	b, aerr := fromJSON(in)
-	if aerr == nil {
-		var err error
-		if aerr, err = s.checkRefs(r.Context(), b); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	}
-	if aerr != nil {
-		writeJSON(w, http.StatusBadRequest, aerr)
-		return
-	}
-	saved, err := s.st.SaveBroadcast(r.Context(), b, create, s.now())
+	saved, status, aerr, err := s.storeBroadcast(r.Context(), in, create)
 	switch {
-	case errors.Is(err, campaigns.ErrBroadcastExists):
-		writeJSON(w, http.StatusConflict, apiError{Error: fmt.Sprintf("a broadcast %q exists (PUT /api/v1/broadcasts/%s edits it)", b.Name, b.Name), Field: "name"})
-	case errors.Is(err, campaigns.ErrNoBroadcast):
-		writeJSON(w, http.StatusNotFound, apiError{Error: "no such broadcast", Field: "name"})
-	case errors.Is(err, campaigns.ErrBroadcastState):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	case err != nil:
 		s.internal(w, r, err)
+	case aerr != nil:
+		writeJSON(w, status, aerr)
 	case create:
 		writeJSON(w, http.StatusCreated, answerOf(saved))
 	default:
 		writeJSON(w, http.StatusOK, answerOf(saved))
 	}
+}
+
+// storeBroadcast checks a broadcast given through the API or the
+// dashboard's form and saves it (create: a new one; else an edit). A
+// mistake in it comes back as aerr with the HTTP status that says so; err
+// is a failure of Waymark's own.
+func (s *Server) storeBroadcast(ctx context.Context, in broadcastJSON, create bool) (saved campaigns.StoredBroadcast, status int, aerr *apiError, err error) {
+	b, aerr := fromJSON(in)
+	if aerr == nil {
+		if aerr, err = s.checkRefs(ctx, b); err != nil {
+			return saved, 0, nil, err
+		}
+	}
+	if aerr != nil {
+		return saved, http.StatusBadRequest, aerr, nil
+	}
+	saved, err = s.st.SaveBroadcast(ctx, b, create, s.now())
+	switch {
+	case errors.Is(err, campaigns.ErrBroadcastExists):
+		return saved, http.StatusConflict, &apiError{Error: fmt.Sprintf("a broadcast %q exists (edit it with PUT /api/v1/broadcasts/%s, or on its page in the dashboard)", b.Name, b.Name), Field: "name"}, nil
+	case errors.Is(err, campaigns.ErrNoBroadcast):
+		return saved, http.StatusNotFound, &apiError{Error: "no such broadcast", Field: "name"}, nil
+	case errors.Is(err, campaigns.ErrBroadcastState):
+		return saved, http.StatusConflict, &apiError{Error: err.Error()}, nil
+	}
+	return saved, 0, nil, err
 }
 
 func (s *Server) apiCreateBroadcast(w http.ResponseWriter, r *http.Request) {
@@ -378,22 +388,11 @@ func (s *Server) apiSteerBroadcast(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var (
-		n   int
-		err error
-	)
 	what := r.URL.Path[len("/api/v1/broadcasts/"+b.Name+"/"):]
-	switch what {
-	case "pause":
-		n, err = s.st.PauseBroadcast(r.Context(), b.Name)
-	case "resume":
-		n, err = s.st.ResumeBroadcast(r.Context(), b.Name, s.now())
-	case "cancel":
-		if in.Reason == "" {
-			in.Reason = "cancelled through the API"
-		}
-		n, err = s.st.CancelBroadcast(r.Context(), b.Name, in.Reason)
+	if in.Reason == "" {
+		in.Reason = "cancelled through the API"
 	}
+	n, err := s.steer(r.Context(), b.Name, what, in.Reason)
 	if errors.Is(err, campaigns.ErrBroadcastState) {
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 		return
@@ -408,6 +407,21 @@ func (s *Server) apiSteerBroadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	count := map[string]string{"pause": "waiting", "resume": "released", "cancel": "cancelled"}[what]
 	writeJSON(w, http.StatusOK, map[string]any{"broadcast": answerOf(b), count: n})
+}
+
+// steer pauses, resumes or cancels broadcast name (action), through the
+// API or the dashboard; it returns how many of its emails it held,
+// released or cancelled.
+func (s *Server) steer(ctx context.Context, name, action, reason string) (int, error) {
+	switch action {
+	case "pause":
+		return s.st.PauseBroadcast(ctx, name)
+	case "resume":
+		return s.st.ResumeBroadcast(ctx, name, s.now())
+	case "cancel":
+		return s.st.CancelBroadcast(ctx, name, reason)
+	}
+	return 0, fmt.Errorf("unknown action %q", action)
 }
 
 // apiBroadcastDryRun says who a broadcast would reach now (one dry run at

@@ -127,26 +127,9 @@ func formBroadcast(r *http.Request) (broadcastJSON, *apiError) {
 func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
 	edit := r.PostFormValue("edit") == "true"
 	in, aerr := formBroadcast(r)
-	var b campaigns.Broadcast
-	if aerr == nil {
-		b, aerr = fromJSON(in)
-	}
 	if aerr == nil {
 		var err error
-		if aerr, err = s.checkRefs(r.Context(), b); err != nil {
-			s.failed(w, r, err)
-			return
-		}
-	}
-	var err error
-	if aerr == nil {
-		_, err = s.st.SaveBroadcast(r.Context(), b, !edit, s.now())
-		switch {
-		case errors.Is(err, campaigns.ErrBroadcastExists):
-			aerr = &apiError{Error: fmt.Sprintf("a broadcast %q exists", b.Name), Field: "name"}
-		case errors.Is(err, campaigns.ErrBroadcastState), errors.Is(err, campaigns.ErrNoBroadcast):
-			aerr = &apiError{Error: err.Error()}
-		case err != nil:
+		if _, _, aerr, err = s.storeBroadcast(r.Context(), in, !edit); err != nil {
 			s.failed(w, r, err)
 			return
 		}
@@ -170,7 +153,7 @@ func (s *Server) broadcastSave(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, page, view{Title: "Broadcasts & segments", Nav: "broadcasts", Error: aerr.Error, Data: data})
 		return
 	}
-	http.Redirect(w, r, "/dashboard/broadcasts/"+url.PathEscape(b.Name), http.StatusSeeOther)
+	http.Redirect(w, r, "/dashboard/broadcasts/"+url.PathEscape(in.Name), http.StatusSeeOther)
 }
 
 // pageBroadcast reads {name} for a page; it writes the 404 itself.
@@ -301,16 +284,12 @@ func (s *Server) broadcastAction(w http.ResponseWriter, r *http.Request) {
 			s.showBroadcast(w, r, "", "", &p)
 		}
 		return
-	case "pause":
-		n, err = s.st.PauseBroadcast(r.Context(), name)
-	case "resume":
-		n, err = s.st.ResumeBroadcast(r.Context(), name, s.now())
-	case "cancel":
+	case "pause", "resume", "cancel":
 		reason := strings.TrimSpace(r.PostFormValue("reason"))
 		if reason == "" {
 			reason = "cancelled on the dashboard"
 		}
-		n, err = s.st.CancelBroadcast(r.Context(), name, reason)
+		n, err = s.steer(r.Context(), name, action, reason)
 	default:
 		s.badRequest(w, r, fmt.Errorf("unknown action %q", action))
 		return
