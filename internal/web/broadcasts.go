@@ -453,12 +453,11 @@ func (s *Server) answerDryRun(w http.ResponseWriter, r *http.Request, res any, e
 // previewBroadcast says who b would reach now; errDryRunBusy while another
 // dry run runs.
 func (s *Server) previewBroadcast(ctx context.Context, b campaigns.Broadcast) (campaigns.AudiencePreview, error) {
-	select {
-	case s.dryRuns <- struct{}{}:
-		defer func() { <-s.dryRuns }()
-	default:
-		return campaigns.AudiencePreview{}, errDryRunBusy
+	release, err := s.dryRunSlot()
+	if err != nil {
+		return campaigns.AudiencePreview{}, err
 	}
+	defer release()
 	defs, err := s.st.Definitions(ctx)
 	if err != nil {
 		return campaigns.AudiencePreview{}, err

@@ -107,6 +107,17 @@ func nulIn(v reflect.Value, path string) string {
 // contact (seconds of CPU at a million), so they run one at a time.
 var errDryRunBusy = errors.New("a dry run is already running: retry in a few seconds")
 
+// dryRunSlot takes the one dry run slot: it returns its release, or
+// errDryRunBusy while another dry run holds it.
+func (s *Server) dryRunSlot() (release func(), err error) {
+	select {
+	case s.dryRuns <- struct{}{}:
+		return func() { <-s.dryRuns }, nil
+	default:
+		return nil, errDryRunBusy
+	}
+}
+
 // noListing serves files from h, and 404 for a directory (a path ending
 // in / or empty), instead of listing it.
 func noListing(h http.Handler) http.Handler {

@@ -113,12 +113,11 @@ type dryRunEffect struct {
 // dryRun evaluates the stored rules with the edit in place for every
 // contact now, changing nothing.
 func (s *Server) dryRun(ctx context.Context, e ruleEdit) (dryRunResult, error) {
-	select {
-	case s.dryRuns <- struct{}{}:
-		defer func() { <-s.dryRuns }()
-	default:
-		return dryRunResult{}, errDryRunBusy
+	release, err := s.dryRunSlot()
+	if err != nil {
+		return dryRunResult{}, err
 	}
+	defer release()
 	stored, err := s.st.Rules(ctx)
 	if err != nil {
 		return dryRunResult{}, err
