@@ -36,6 +36,9 @@ type SenderConfig struct {
 	Decorate func(m *mailer.Message, d *Due, tracking bool, unsubscribe, preferences string)
 	// Links returns the unsubscribe and preferences URLs of a send.
 	Links func(d *Due) (unsubscribe, preferences string)
+	// ReturnPath, if set, gives each send its envelope sender (a VERP
+	// address naming the send, where bounces return); nil: From.
+	ReturnPath func(contactID, sendID int64) string
 }
 
 // Sender sends what is due, exactly once per (enrolment, step): each
@@ -558,6 +561,9 @@ func (s *Sender) process(ctx context.Context, j *sendJourney, batch []Due, now t
 			continue
 		}
 		msg := &mailer.Message{ID: s.messageID(d), From: s.cfg.From, To: d.Email, Subject: r.Subject, Text: r.Text, HTML: r.HTML, Date: now}
+		if s.cfg.ReturnPath != nil {
+			msg.ReturnPath = s.cfg.ReturnPath(d.ContactID, d.ID)
+		}
 		if s.cfg.Decorate != nil {
 			s.cfg.Decorate(msg, d, defs.Settings.Tracking, data.UnsubscribeURL, data.PreferencesURL)
 		}

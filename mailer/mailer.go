@@ -26,8 +26,12 @@ type Message struct {
 	// digits, "-", "_", "."...).
 	ID string
 	// From is the author, "Name <addr>" or a bare address; it is also the
-	// envelope sender.
+	// envelope sender unless ReturnPath is set.
 	From string
+	// ReturnPath, if set, is the envelope sender (MAIL FROM), a bare
+	// address: where bounces go (a VERP address naming the send, so a
+	// bounce returned to it says which send it is about).
+	ReturnPath string
 	// To is the one recipient, a bare address.
 	To string
 	// Subject is a single line; line breaks in it are folded into spaces.

@@ -139,6 +139,29 @@ func TestSendBuildsValidMIME(t *testing.T) {
 	}
 }
 
+// A return path is the envelope's sender (where bounces go), and only
+// that: the author is still From, and no header names it.
+func TestReturnPathIsTheEnvelopeSender(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t)
+	c := dial(t, srv)
+	m := message("snd-7", "zoe@customer.example")
+	m.ReturnPath = "bounces+1.7.abc@bounces.shop.example"
+	if res := send(t, c, m); res.Outcome != mailer.Sent {
+		t.Fatalf("Send = %v, want sent", res)
+	}
+	got := srv.WaitFor(1, 5*time.Second)[0]
+	if got.From != "bounces+1.7.abc@bounces.shop.example" {
+		t.Errorf("MAIL FROM %q, want the return path", got.From)
+	}
+	if from := got.Header("From"); len(from) != 1 || from[0] != `"Waymark Shop" <hello@shop.example>` {
+		t.Errorf("From = %q, want the author", from)
+	}
+	if strings.Contains(string(got.Data), "bounces+") {
+		t.Errorf("the return path is in the message:\n%s", got.Data)
+	}
+}
+
 type want struct {
 	outcome    mailer.Outcome
 	code       int
@@ -611,6 +634,9 @@ func TestInvalidMessages(t *testing.T) {
 		{"no text", func(m *mailer.Message) { m.Text = "" }},
 		{"From without domain", func(m *mailer.Message) { m.From = "Shop <hello>" }},
 		{"empty To", func(m *mailer.Message) { m.To = "" }},
+		{"return path with a line break", func(m *mailer.Message) { m.ReturnPath = "b@shop.example\r\nRCPT TO:<x@evil.example>" }},
+		{"return path not an address", func(m *mailer.Message) { m.ReturnPath = "bounces" }},
+		{"return path with a hidden character", func(m *mailer.Message) { m.ReturnPath = "boun\u200bces@shop.example" }},
 	} {
 		m := message("ok", "zoe@customer.example")
 		tc.mut(m)

@@ -46,6 +46,11 @@ func build(m *Message, now time.Time) (*gomail.Msg, error) {
 
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	msg.FromMailAddress(from)
+	if m.ReturnPath != "" {
+		if HasInvisible(m.ReturnPath) || msg.EnvelopeFrom(m.ReturnPath) != nil {
+			return nil, fmt.Errorf("%w: return path %q: not an address", ErrInvalidMessage, m.ReturnPath)
+		}
+	}
 	if HasInvisible(m.To) {
 		return nil, fmt.Errorf("%w: To %q holds a control, format or separator character", ErrInvalidMessage, m.To)
 	}

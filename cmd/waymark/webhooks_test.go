@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,13 +66,21 @@ type hooks struct {
 
 func startHooks(t *testing.T, people ...string) *hooks {
 	t.Helper()
+	return startHooksWith(t, nil, people...)
+}
+
+// startHooksWith is startHooks with more settings.
+func startHooksWith(t *testing.T, settings map[string]string, people ...string) *hooks {
+	t.Helper()
 	h := &hooks{t: t, smtp: smtptest.Start(t), sns: bouncetest.NewSNS(t), sg: bouncetest.NewSendGridKey(t)}
-	h.base, h.pool = startServeOpts(t, webhooksJourney, map[string]string{
+	env := map[string]string{
 		"WAYMARK_SMTP_URL": "smtp://" + h.smtp.Addr() + "?tls=none", "WAYMARK_FROM": "shop@shop.example", "WAYMARK_CRON": "@every 1h",
 		"WAYMARK_SES_TOPIC_ARNS": sesTopic, "WAYMARK_POSTMARK_WEBHOOK_AUTH": postmarkUser + ":" + postmarkPass,
 		"WAYMARK_SENDGRID_WEBHOOK_KEY": h.sg.Public, "WAYMARK_MAILGUN_SIGNING_KEY": mailgunKey,
 		"WAYMARK_SOFT_BOUNCE_LIMIT": "2", "WAYMARK_SOFT_BOUNCE_WINDOW": "30d",
-	}, serveOptions{SNS: h.sns.Verifier()})
+	}
+	maps.Copy(env, settings)
+	h.base, h.pool = startServeOpts(t, webhooksJourney, env, serveOptions{SNS: h.sns.Verifier()})
 	for _, email := range people {
 		user := strings.Split(email, "@")[0]
 		if code := postJSON(t, h.base, "/v1/identify", `{"userId":"`+user+`","traits":{"email":"`+email+`"}}`); code != 200 {

@@ -32,11 +32,14 @@ func (a *App) handler(ctx context.Context, workers *sync.WaitGroup) (h http.Hand
 	// links; suppressions and Waymark's own bounce webhook, which records
 	// reports as the providers' endpoints do.
 	reports, err := a.mountWebhooks(mux)
+	if err == nil {
+		err = a.bounceListener(ctx, reports)
+	}
 	if err != nil {
 		writer.Close()
 		return nil, nil, err
 	}
-	track, err := a.trackingHandler(ctx, reports)
+	track, err := a.trackingHandler(ctx, a.ownShape(reports))
 	if err != nil {
 		writer.Close()
 		return nil, nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/bounce"
 	"github.com/waymark/waymark/internal/config"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/internal/tracking"
@@ -22,11 +23,26 @@ import (
 // working across restarts. Links signed with the database's secret keep
 // working after WAYMARK_SECRET is set.
 func linkSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*tracking.Signer, error) {
+	secret, older, err := linkSecrets(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	sg, err := tracking.NewSigner(secret, older...)
+	if err != nil {
+		return nil, &config.Error{Var: "WAYMARK_SECRET", Msg: err.Error()}
+	}
+	return sg, nil
+}
+
+// linkSecrets returns the secret links are signed with (WAYMARK_SECRET,
+// or the one the database keeps when it is unset) and the older one still
+// accepted (the stored one, after WAYMARK_SECRET was set).
+func linkSecrets(ctx context.Context, cfg *config.Config, st *store.Store) (string, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	stored, err := st.LinkSecret(ctx, cfg.Secret == "")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	secret, older := cfg.Secret, []string{stored}
 	if secret == "" {
@@ -34,11 +50,24 @@ func linkSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*trac
 	} else if stored == "" {
 		older = nil
 	}
-	sg, err := tracking.NewSigner(secret, older...)
-	if err != nil {
-		return nil, &config.Error{Var: "WAYMARK_SECRET", Msg: err.Error()}
+	return secret, older, nil
+}
+
+// returnPaths gives each email a VERP return path at WAYMARK_BOUNCE_DOMAIN,
+// signed with the links' secrets; nil when the domain is unset.
+func returnPaths(ctx context.Context, cfg *config.Config, st *store.Store) (*bounce.VERP, error) {
+	if cfg.BounceDomain == "" {
+		return nil, nil
 	}
-	return sg, nil
+	secret, older, err := linkSecrets(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	v, err := bounce.NewVERP(cfg.BounceDomain, secret, older...)
+	if err != nil {
+		return nil, &config.Error{Var: "WAYMARK_BOUNCE_DOMAIN", Msg: err.Error()}
+	}
+	return v, nil
 }
 
 // Decorator returns what decorates emails as the sender does: signed
@@ -80,6 +109,14 @@ func newSender(ctx context.Context, cfg *config.Config, st *store.Store, runner 
 	dec, err := Decorator(ctx, cfg, st)
 	if err != nil {
 		return nil, err
+	}
+	verp, err := returnPaths(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	var returnPath func(contactID, sendID int64) string
+	if verp != nil {
+		returnPath = verp.ReturnPath
 	}
 	ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	installation, err := st.InstallationID(ictx)
@@ -123,5 +160,6 @@ func newSender(ctx context.Context, cfg *config.Config, st *store.Store, runner 
 		Decorate: func(m *mailer.Message, d *campaigns.Due, tracking bool, unsubscribe, preferences string) {
 			dec.DecorateLinks(m, d.ContactID, d.ID, tracking, unsubscribe, preferences)
 		},
+		ReturnPath: returnPath,
 	}), nil
 }

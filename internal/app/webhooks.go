@@ -16,12 +16,13 @@ import (
 )
 
 // mountWebhooks adds the providers' webhooks (Amazon SES through SNS,
-// Postmark, SendGrid, Mailgun) to mux, and returns what makes the tracking
-// handler's own-shape bounce webhook record delivery reports the same way:
-// an event on the contact, soft bounces counted, each report once. Config.SNS, if
+// Postmark, SendGrid, Mailgun) to mux, and returns their handler, with
+// which the own-shape bounce webhook (ownShape) and the bounce listener
+// record delivery reports the same way: an event on the contact, soft
+// bounces counted, each report once. Config.SNS, if
 // set, verifies SNS signatures (tests give one that reaches a local
 // server).
-func (a *App) mountWebhooks(mux *http.ServeMux) (func(context.Context, tracking.BounceWebhook, string) (bool, error), error) {
+func (a *App) mountWebhooks(mux *http.ServeMux) (*bounce.Handler, error) {
 	cfg, st, log, now, sns := a.cfg.Settings, a.store, a.log, a.cfg.Now, a.cfg.SNS
 	var key = cfg.SendGridWebhookKey
 	hc := bounce.Config{
@@ -44,14 +45,40 @@ func (a *App) mountWebhooks(mux *http.ServeMux) (func(context.Context, tracking.
 	for _, p := range h.Patterns() {
 		mux.Handle(p, h)
 	}
+	return h, nil
+}
+
+// ownShape records the tracking handler's own-shape bounce webhook's
+// events with h, as the providers' are.
+func (a *App) ownShape(h *bounce.Handler) func(context.Context, tracking.BounceWebhook, string) (bool, error) {
 	return func(ctx context.Context, b tracking.BounceWebhook, email string) (bool, error) {
-		r := ownReport(b, email, now())
+		r := ownReport(b, email, a.cfg.Now())
 		got, err := h.Record(ctx, []bounce.Report{r}, nil)
 		if err != nil {
 			return false, err
 		}
 		return r.Kind == bounce.Complained || r.BounceType == bounce.Hard || got.Suppressed > 0, nil
-	}, nil
+	}
+}
+
+// bounceListener starts the listener for returned emails (DSNs to the
+// VERP return paths, feedback-loop reports) when WAYMARK_BOUNCE_SMTP_ADDR
+// is set; what it takes is recorded with h, until ctx is done.
+func (a *App) bounceListener(ctx context.Context, h *bounce.Handler) error {
+	cfg := a.cfg.Settings
+	if cfg.BounceSMTPAddr == "" {
+		return nil
+	}
+	verp, err := returnPaths(ctx, cfg, a.store)
+	if err != nil {
+		return err
+	}
+	in, err := bounce.StartInbound(ctx, bounce.InboundConfig{Addr: cfg.BounceSMTPAddr, VERP: verp, Sends: a.store, Handler: h, Log: a.log})
+	if err != nil {
+		return &config.Error{Var: "WAYMARK_BOUNCE_SMTP_ADDR", Msg: err.Error()}
+	}
+	a.log.Info("bounce listener", "addr", in.Addr(), "return paths", "bounces+…@"+verp.Domain(), "feedback loops", bounce.FeedbackLocal+"@"+verp.Domain())
+	return nil
 }
 
 // ownReport is an event of Waymark's own bounce webhook shape as a

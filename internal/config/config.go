@@ -52,7 +52,11 @@ type Config struct {
 	MailgunSigningKey   string // Mailgun's webhook signing key
 	SoftBounceLimit     string
 	SoftBounceWindow    string
-	// Parsed from the two above.
+	// Bounces by email: the VERP return paths' domain, and where the
+	// bounce listener takes what mail servers return to them.
+	BounceDomain   string
+	BounceSMTPAddr string
+	// Parsed from the two soft-bounce settings above.
 	SoftBounces      int
 	SoftBounceWithin time.Duration
 }
@@ -100,6 +104,8 @@ func (c *Config) settings() []setting {
 		{"WAYMARK_MAILGUN_SIGNING_KEY", "mailgun-signing-key", "Mailgun webhook signing key", "", &c.MailgunSigningKey},
 		{"WAYMARK_SOFT_BOUNCE_LIMIT", "soft-bounce-limit", "soft bounces within the window that suppress an address (0: never)", "3", &c.SoftBounceLimit},
 		{"WAYMARK_SOFT_BOUNCE_WINDOW", "soft-bounce-window", "the window soft bounces are counted in (30d, 72h)", "30d", &c.SoftBounceWindow},
+		{"WAYMARK_BOUNCE_DOMAIN", "bounce-domain", "give each email a return path of its own at this domain (bounces+SEND@DOMAIN; its MX must reach the bounce listener)", "", &c.BounceDomain},
+		{"WAYMARK_BOUNCE_SMTP_ADDR", "bounce-smtp-addr", "where the bounce listener takes returned emails and feedback-loop reports (host:port; needs WAYMARK_BOUNCE_DOMAIN)", "", &c.BounceSMTPAddr},
 	}
 }
 

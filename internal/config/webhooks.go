@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ func (c *Config) loadWebhooks() error {
 		return &Error{"WAYMARK_SOFT_BOUNCE_WINDOW", fmt.Sprintf("%q: want a duration such as 30d or 72h", c.SoftBounceWindow)}
 	}
 	c.SoftBounceWithin = d
+	if c.BounceSMTPAddr != "" {
+		if c.BounceDomain == "" {
+			return &Error{"WAYMARK_BOUNCE_DOMAIN", "missing: the bounce listener takes mail for the return paths of this domain (set it, e.g. bounces.shop.example, with its MX pointing at the listener)"}
+		}
+		if _, _, err := net.SplitHostPort(c.BounceSMTPAddr); err != nil {
+			return &Error{"WAYMARK_BOUNCE_SMTP_ADDR", fmt.Sprintf("%q is not host:port", c.BounceSMTPAddr)}
+		}
+	}
 	return nil
 }
 

@@ -12,7 +12,10 @@ import (
 	"github.com/waymark/waymark/internal/bounce"
 )
 
-var _ bounce.Store = (*Store)(nil)
+var (
+	_ bounce.Store = (*Store)(nil)
+	_ bounce.Sends = (*Store)(nil)
+)
 
 const (
 	// sqlInsertNonce remembers a signed request's one-time value; no row
@@ -232,4 +235,23 @@ func window(d time.Duration) string {
 		return fmt.Sprintf("%d days", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+// ReturnedSend implements bounce.Sends: the recipient and stored
+// Message-ID of a send a returned email is about; bounce.ErrNoSend when
+// there is no such send, or it never went out.
+func (s *Store) ReturnedSend(ctx context.Context, contactID, sendID int64) (recipient, messageID string, err error) {
+	type row struct {
+		Recipient string `db:"recipient"`
+		MessageID string `db:"message_id"`
+	}
+	r, err := queryRow[row](ctx, s.db, `SELECT recipient, message_id FROM sends
+		WHERE contact_id = $1 AND id = $2 AND recipient IS NOT NULL AND message_id IS NOT NULL`, contactID, sendID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", bounce.ErrNoSend
+	}
+	if err != nil {
+		return "", "", translate(err, "reading a returned send")
+	}
+	return r.Recipient, r.MessageID, nil
 }
