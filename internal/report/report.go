@@ -270,14 +270,14 @@ const HoldoutHorizon = 30 * 24 * time.Hour
 // Variant is one variant of a broadcast run's A/B test: the test emails
 // sent, the people who opened, clicked, converted, and the revenue.
 type Variant struct {
-	Index     int     `json:"variant"` // from 0; shown from 1 (Label)
-	Label     string  `json:"label"`   // the template or subject line
-	Sent      int64   `json:"sent"`
-	Opened    int64   `json:"opened"`
-	Clicked   int64   `json:"clicked"`
-	Converted int64   `json:"conversions"`
-	Revenue   float64 `json:"revenue"`
-	RevenueSq float64 `json:"-"`
+	Index     int     `json:"variant" db:"variant"` // from 0; shown from 1 (Label)
+	Label     string  `json:"label" db:"label"`     // the template or subject line
+	Sent      int64   `json:"sent" db:"sent"`
+	Opened    int64   `json:"opened" db:"opened"`
+	Clicked   int64   `json:"clicked" db:"clicked"`
+	Converted int64   `json:"conversions" db:"converted"`
+	Revenue   float64 `json:"revenue" db:"revenue"`
+	RevenueSq float64 `json:"-" db:"revenue_sq"`
 }
 
 // ABTest is a broadcast run's test: its variants, the decision if one was
@@ -333,4 +333,91 @@ type Reader interface {
 	Days(ctx context.Context, p Period) ([]Day, error)
 	// Conversions lists a contact's conversions, newest first.
 	Conversions(ctx context.Context, contactID int64) ([]Conversion, error)
+}
+
+// Line is a report's line as the rollups sum it: the value of its
+// dimension (Name: for step the sequence, for variant the broadcast),
+// the step or variant from 0 (Index; 0 for the other dimensions) and
+// the figures.
+type Line struct {
+	Name  string `db:"name"`
+	Index int    `db:"idx"`
+	Figures
+}
+
+// NewTable makes the report of lines (grouped by by, over p): each
+// line's key, label and rates, sorted by key (steps and variants in
+// order), and the total.
+func NewTable(by Dimension, p Period, lines []Line, refreshedAt time.Time) Table {
+	slices.SortFunc(lines, func(a, b Line) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return a.Index - b.Index
+	})
+	t := Table{By: by, From: p.From, To: p.To, Rows: make([]Row, 0, len(lines)), RefreshedAt: refreshedAt,
+		Total: Row{Key: "total", Label: "Total"}}
+	for _, l := range lines {
+		key, label := l.Name, l.Name
+		switch by {
+		case ByStep:
+			key, label = fmt.Sprintf("%s/%d", l.Name, l.Index+1), fmt.Sprintf("%s, step %d", l.Name, l.Index+1)
+		case ByVariant:
+			key, label = fmt.Sprintf("%s/%d", l.Name, l.Index+1), fmt.Sprintf("%s, variant %d", l.Name, l.Index+1)
+		case ByTone:
+			if l.Name == "" {
+				label = "(no tone)"
+			}
+		}
+		t.Rows = append(t.Rows, Row{Key: key, Label: label, Figures: l.Figures, Rates: l.Figures.Rates()})
+		t.Total.Figures.Add(l.Figures)
+	}
+	t.Total.Rates = t.Total.Figures.Rates()
+	return t
+}
+
+// SetShare sets the stage's RegressedShare from its moves out.
+func (s *Stage) SetShare() {
+	s.RegressedShare = nil
+	if n := s.MovedOn + s.Regressed; n > 0 {
+		v := float64(s.Regressed) / float64(n)
+		s.RegressedShare = &v
+	}
+}
+
+// picked is how many of variant v's test emails did what the test picks
+// by (were opened, clicked, converted).
+func (t ABTest) picked(v Variant) int64 {
+	switch t.PickBy {
+	case "clicks":
+		return v.Clicked
+	case "conversions":
+		return v.Converted
+	}
+	return v.Opened
+}
+
+// SetMargin sets the winner's margin over the runner-up (the other
+// variant with the highest rate on PickBy): the winner's group against
+// the runner-up's. Nothing when undecided or with one variant.
+func (t *ABTest) SetMargin() {
+	t.Margin = nil
+	if !t.Decided || t.Winner < 0 || t.Winner >= len(t.Variants) || len(t.Variants) < 2 {
+		return
+	}
+	group := func(v Variant) Group {
+		return Group{Name: v.Label, N: v.Sent, Converted: t.picked(v), Revenue: v.Revenue, RevenueSq: v.RevenueSq}
+	}
+	runner := -1
+	for i, v := range t.Variants {
+		if i == t.Winner {
+			continue
+		}
+		// The higher rate, compared exactly: a/b > c/d as a·d > c·b.
+		if r := t.Variants[max(runner, 0)]; runner < 0 || t.picked(v)*max(r.Sent, 1) > t.picked(r)*max(v.Sent, 1) {
+			runner = i
+		}
+	}
+	c := Compare(group(t.Variants[t.Winner]), group(t.Variants[runner]))
+	t.Margin = &c
 }
