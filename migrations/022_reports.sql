@@ -14,7 +14,9 @@ ALTER TABLE conversions ALTER COLUMN ingest_xid SET DEFAULT (pg_current_xact_id(
 CREATE INDEX conversions_ingest_xid ON conversions USING brin (ingest_xid);
 
 -- One row per email sent (send ids are unique across contacts), its
--- dimensions fixed when it is first counted ('' and -1 for none) and its
+-- dimensions fixed when it is first counted ('' and -1 for none; a
+-- sequence's emails have no broadcast, an offer's are under the sequence
+-- 'offer: NAME' as the dashboard's rollups name them) and its
 -- outcomes: the first delivery report, the worst bounce (0 none, 1 soft,
 -- 2 hard), a complaint, the first human open and click, an unsubscribe
 -- from it, and the conversions credited to it.
@@ -27,7 +29,7 @@ CREATE TABLE report_emails (
     sequence      text        NOT NULL,
     step          integer     NOT NULL,
     broadcast     text        NOT NULL,
-    broadcast_run bigint,
+    broadcast_run bigint      NOT NULL,
     variant       smallint    NOT NULL,
     ab_test       boolean     NOT NULL,
     tone          text        NOT NULL,
@@ -42,17 +44,20 @@ CREATE TABLE report_emails (
     conversions   integer     NOT NULL DEFAULT 0,
     revenue       numeric     NOT NULL DEFAULT 0
 ) WITH (fillfactor = 80);
-CREATE INDEX report_emails_test ON report_emails (broadcast_run, variant) WHERE ab_test;
 
 -- The emails' figures per day sent and combination of dimensions: a
--- report sums a period's days and groups them by the dimension asked.
+-- report sums a period's days and groups them by the dimension asked; an
+-- A/B test's variants are its run's test emails (revenue_sq: the sum of
+-- each email's revenue squared, for the winner's margin).
 CREATE TABLE report_days (
     day          date    NOT NULL,
     template     text    NOT NULL,
     sequence     text    NOT NULL,
     step         integer NOT NULL,
     broadcast    text    NOT NULL,
+    broadcast_run bigint NOT NULL,
     variant      smallint NOT NULL,
+    ab_test      boolean NOT NULL,
     tone         text    NOT NULL,
     stage        text    NOT NULL,
     offer        text    NOT NULL,
@@ -67,8 +72,10 @@ CREATE TABLE report_days (
     converted    bigint  NOT NULL DEFAULT 0,
     conversions  bigint  NOT NULL DEFAULT 0,
     revenue      numeric NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, template, sequence, step, broadcast, variant, tone, stage, offer)
+    revenue_sq   numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, template, sequence, step, broadcast, broadcast_run, variant, ab_test, tone, stage, offer)
 );
+CREATE INDEX report_days_test ON report_days (broadcast_run) WHERE ab_test;
 
 -- Each offer draw (drawn or held out) and the goal events of its contact
 -- within report.HoldoutHorizon after it, credited to an email or not.
@@ -97,8 +104,12 @@ CREATE TABLE report_holdout_days (
 );
 
 -- Every stage move with how long the contact had stayed in the stage it
--- left (since its previous move, or its creation): exact medians are read
--- from it. forward: to a later stage.
+-- left (since its previous move, or its creation), and that stay's bucket
+-- (floor(8·log2(1 + seconds)): eight a doubling, in the order of stays).
+-- The exact median stay of a period's moves forward (to a later stage)
+-- is found without sorting them all: report_stays' counts per bucket say
+-- which bucket holds the middle one, and only that bucket's moves are
+-- read, in stay order, from report_moves_forward.
 CREATE TABLE report_moves (
     contact_id bigint      NOT NULL,
     seq        bigint      NOT NULL,
@@ -107,9 +118,29 @@ CREATE TABLE report_moves (
     to_stage   text        NOT NULL,
     forward    boolean     NOT NULL,
     stay       interval    NOT NULL,
+    bucket     smallint    NOT NULL,
     PRIMARY KEY (contact_id, seq)
 );
-CREATE INDEX report_moves_day ON report_moves (day) INCLUDE (from_stage, to_stage, forward, stay);
+CREATE INDEX report_moves_forward ON report_moves (from_stage, bucket, day) INCLUDE (stay) WHERE forward;
+
+-- The moves forward per day, stage left and bucket of the stay.
+CREATE TABLE report_stays (
+    day    date     NOT NULL,
+    stage  text     NOT NULL,
+    bucket smallint NOT NULL,
+    n      bigint   NOT NULL,
+    PRIMARY KEY (day, stage, bucket)
+);
+
+-- The moves per day and stage: moves in, moves out forward and back.
+CREATE TABLE report_stage_days (
+    day       date   NOT NULL,
+    stage     text   NOT NULL,
+    entered   bigint NOT NULL DEFAULT 0,
+    moved_on  bigint NOT NULL DEFAULT 0,
+    regressed bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, stage)
+);
 
 -- Goal events per day (of the event), stage at the event and whether an
 -- email was credited.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,10 +125,10 @@ func (s *Store) ABTests(ctx context.Context, p report.Period) ([]report.ABTest, 
 	for i, r := range runs {
 		ids[i] = r.ID
 	}
-	lines, err := queryRows[variantLine](ctx, s.db, `SELECT broadcast_run AS run, variant::int AS variant, ''::text AS label, count(*) AS sent,
-		count(opened_at) AS opened, count(clicked_at) AS clicked, count(*) FILTER (WHERE conversions > 0) AS converted,
-		sum(revenue)::float8 AS revenue, sum(revenue * revenue)::float8 AS revenue_sq
-		FROM report_emails WHERE ab_test AND broadcast_run = ANY($1) GROUP BY 1, 2`, ids)
+	lines, err := queryRows[variantLine](ctx, s.db, `SELECT broadcast_run AS run, variant::int AS variant, ''::text AS label, sum(sent)::bigint AS sent,
+		sum(opened)::bigint AS opened, sum(clicked)::bigint AS clicked, sum(converted)::bigint AS converted,
+		sum(revenue)::float8 AS revenue, sum(revenue_sq)::float8 AS revenue_sq
+		FROM report_days WHERE ab_test AND broadcast_run = ANY($1) GROUP BY 1, 2`, ids)
 	if err != nil {
 		return nil, translate(err, "reading the A/B tests' figures")
 	}
@@ -155,38 +156,90 @@ func (s *Store) ABTests(ctx context.Context, p report.Period) ([]report.ABTest, 
 
 // stageLine is a stage's figures over a period.
 type stageLine struct {
-	Stage       string   `db:"stage"`
-	Entered     int64    `db:"entered"`
-	MovedOn     int64    `db:"moved_on"`
-	Regressed   int64    `db:"regressed"`
-	Median      *float64 `db:"median"` // seconds
-	Conversions int64    `db:"conversions"`
-	Revenue     float64  `db:"revenue"`
+	Stage       string  `db:"stage"`
+	Entered     int64   `db:"entered"`
+	MovedOn     int64   `db:"moved_on"`
+	Regressed   int64   `db:"regressed"`
+	Conversions int64   `db:"conversions"`
+	Revenue     float64 `db:"revenue"`
 }
 
 // sqlStages sums each stage's entries (moves in; new contacts for
-// awareness), moves out (the median stay of those forward) and the
-// conversions made in it, over the period.
+// awareness), moves out and the conversions made in it over the period.
 const sqlStages = `
 WITH moves AS (
-    SELECT from_stage AS stage, 0 AS entered, count(*) FILTER (WHERE forward) AS moved_on, count(*) FILTER (WHERE NOT forward) AS regressed,
-           extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY stay) FILTER (WHERE forward))::float8 AS median
-    FROM report_moves WHERE ` + sqlPeriodDays + ` GROUP BY 1
+    SELECT stage, sum(entered) AS entered, sum(moved_on) AS moved_on, sum(regressed) AS regressed
+    FROM report_stage_days WHERE ` + sqlPeriodDays + ` GROUP BY 1
     UNION ALL
-    SELECT to_stage, count(*), 0, 0, NULL FROM report_moves WHERE ` + sqlPeriodDays + ` GROUP BY 1
-    UNION ALL
-    SELECT 'awareness', count(*), 0, 0, NULL FROM contacts WHERE created_at >= $1 AND created_at < $2
+    SELECT 'awareness', count(*), 0, 0 FROM contacts WHERE created_at >= $1 AND created_at < $2
 ), conv AS (
-    SELECT stage, sum(conversions)::bigint AS conversions, sum(revenue)::float8 AS revenue
+    SELECT stage, sum(conversions) AS conversions, sum(revenue) AS revenue
     FROM report_conversion_days WHERE ` + sqlPeriodDays + ` GROUP BY 1
 )
-SELECT coalesce(m.stage, c.stage) AS stage, coalesce(m.entered, 0) AS entered, coalesce(m.moved_on, 0) AS moved_on,
-       coalesce(m.regressed, 0) AS regressed, m.median, coalesce(c.conversions, 0) AS conversions, coalesce(c.revenue, 0) AS revenue
-FROM (SELECT stage, sum(entered)::bigint AS entered, sum(moved_on)::bigint AS moved_on, sum(regressed)::bigint AS regressed, max(median) AS median
-      FROM moves GROUP BY 1) m
+SELECT coalesce(m.stage, c.stage) AS stage, coalesce(m.entered, 0)::bigint AS entered, coalesce(m.moved_on, 0)::bigint AS moved_on,
+       coalesce(m.regressed, 0)::bigint AS regressed, coalesce(c.conversions, 0)::bigint AS conversions, coalesce(c.revenue, 0)::float8 AS revenue
+FROM (SELECT stage, sum(entered) AS entered, sum(moved_on) AS moved_on, sum(regressed) AS regressed FROM moves GROUP BY 1) m
 FULL JOIN conv c ON c.stage = m.stage`
 
-// stageCount is a number of contacts in a stage.
+// stayBucket is how many moves forward out of a stage in a period ended a
+// stay of a bucket (report_moves.bucket).
+type stayBucket struct {
+	Stage  string `db:"stage"`
+	Bucket int    `db:"bucket"`
+	N      int64  `db:"n"`
+}
+
+// stageMedians returns the exact median stay before each stage's moves
+// forward in the period (percentile_cont's: the middle stay, or the mean
+// of the two middle ones). From the counts per bucket of stay it finds
+// the buckets holding the middle ranks, then reads only their moves, in
+// stay order (buckets are in stay order too).
+func (s *Store) stageMedians(ctx context.Context, p report.Period) (map[string]time.Duration, error) {
+	counts, err := queryRows[stayBucket](ctx, s.db, `SELECT stage, bucket, sum(n)::bigint AS n FROM report_stays
+		WHERE `+sqlPeriodDays+` GROUP BY 1, 2 ORDER BY 1, 2`, p.From, p.To)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Duration{}
+	for i := 0; i < len(counts); {
+		j, total := i, int64(0)
+		for ; j < len(counts) && counts[j].Stage == counts[i].Stage; j++ {
+			total += counts[j].N
+		}
+		// The middle ranks (from 0): one for an odd count, two for an even.
+		lo, hi := (total-1)/2, total/2
+		var below, skip int64
+		first, last := -1, -1
+		for k := i; k < j; k++ {
+			if first < 0 && below+counts[k].N > lo {
+				first, skip = counts[k].Bucket, lo-below
+			}
+			if below+counts[k].N > hi {
+				last = counts[k].Bucket
+				break
+			}
+			below += counts[k].N
+		}
+		rows, err := s.db.Query(ctx, `SELECT extract(epoch FROM stay)::float8 FROM report_moves
+			WHERE forward AND from_stage = $3 AND bucket BETWEEN $4 AND $5 AND `+sqlPeriodDays+`
+			ORDER BY stay OFFSET $6 LIMIT $7`, p.From, p.To, counts[i].Stage, first, last, skip, hi-lo+1)
+		if err != nil {
+			return nil, err
+		}
+		stays, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+		if err != nil {
+			return nil, err
+		}
+		if len(stays) > 0 {
+			m := (stays[0] + stays[len(stays)-1]) / 2
+			out[counts[i].Stage] = time.Duration(math.Round(m * float64(time.Second)))
+		}
+		i = j
+	}
+	return out, nil
+}
+
+// stageNow is a number of contacts in a stage now.
 type stageNow struct {
 	Stage string `db:"stage"`
 	N     int64  `db:"n"`
@@ -207,6 +260,10 @@ func (s *Store) Stages(ctx context.Context, p report.Period) ([]report.Stage, er
 	if err != nil {
 		return nil, translate(err, "reading the stages' economics")
 	}
+	medians, err := s.stageMedians(ctx, p)
+	if err != nil {
+		return nil, translate(err, "reading the stages' median stays")
+	}
 	byStage := map[string]*report.Stage{}
 	var out []report.Stage
 	for _, name := range stageNames() {
@@ -226,11 +283,12 @@ func (s *Store) Stages(ctx context.Context, p report.Period) ([]report.Stage, er
 			return nil, fmt.Errorf("reading the stages' economics: unknown stage %q", l.Stage)
 		}
 		st.Entered, st.MovedOn, st.Regressed, st.Conversions, st.Revenue = l.Entered, l.MovedOn, l.Regressed, l.Conversions, l.Revenue
-		if l.Median != nil {
-			d := time.Duration(*l.Median * float64(time.Second))
-			st.MedianToNext = &d
-		}
 		st.SetShare()
+	}
+	for stage, m := range medians {
+		if st := byStage[stage]; st != nil {
+			st.MedianToNext = &m
+		}
 	}
 	return out, nil
 }

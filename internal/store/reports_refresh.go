@@ -48,25 +48,26 @@ const (
 )
 
 // sqlReportKey is report_days' key.
-const sqlReportKey = `day, template, sequence, step, broadcast, variant, tone, stage, offer`
+const sqlReportKey = `day, template, sequence, step, broadcast, broadcast_run, variant, ab_test, tone, stage, offer`
 
 // sqlAddReportDays adds to report_days the figures of the report_emails
 // rows in src (a CTE of report_emails columns and sign: 1 for a row as it
 // is now, -1 for a row as it was).
 const sqlAddReportDays = `
 INSERT INTO report_days (` + sqlReportKey + `, sent, delivered, hard_bounced, soft_bounced, complained, opened, clicked,
-                         unsubscribed, converted, conversions, revenue)
+                         unsubscribed, converted, conversions, revenue, revenue_sq)
 SELECT ` + sqlReportKey + `, sum(sign), sum(sign * (delivered_at IS NOT NULL)::int), sum(sign * (bounce = 2)::int),
        sum(sign * (bounce = 1)::int), sum(sign * complained::int), sum(sign * (opened_at IS NOT NULL)::int),
        sum(sign * (clicked_at IS NOT NULL)::int), sum(sign * unsubscribed::int), sum(sign * (conversions > 0)::int),
-       sum(sign * conversions), sum(sign * revenue)
+       sum(sign * conversions), sum(sign * revenue), sum(sign * revenue * revenue)
 FROM src GROUP BY ` + sqlReportKey + `
 ON CONFLICT (` + sqlReportKey + `) DO UPDATE SET sent = report_days.sent + excluded.sent,
     delivered = report_days.delivered + excluded.delivered, hard_bounced = report_days.hard_bounced + excluded.hard_bounced,
     soft_bounced = report_days.soft_bounced + excluded.soft_bounced, complained = report_days.complained + excluded.complained,
     opened = report_days.opened + excluded.opened, clicked = report_days.clicked + excluded.clicked,
     unsubscribed = report_days.unsubscribed + excluded.unsubscribed, converted = report_days.converted + excluded.converted,
-    conversions = report_days.conversions + excluded.conversions, revenue = report_days.revenue + excluded.revenue`
+    conversions = report_days.conversions + excluded.conversions, revenue = report_days.revenue + excluded.revenue,
+    revenue_sq = report_days.revenue_sq + excluded.revenue_sq`
 
 // sqlAddHoldoutDays adds to report_holdout_days the report_draws rows in
 // src (with sign, as sqlAddReportDays).
@@ -161,7 +162,7 @@ WITH src AS (
                                ab_test, tone, offer, stage, delivered_at, bounce, complained, opened_at, clicked_at,
                                unsubscribed, conversions, revenue)
     SELECT s.id, (s.sent_at AT TIME ZONE 'UTC')::date, s.sent_at, s.contact_id, s.template, coalesce(s.sequence, 'offer: ' || s.offer, ''),
-           s.step, coalesce(s.broadcast, ''), s.broadcast_run, coalesce(s.variant, -1), coalesce(s.ab_test, false),
+           s.step, coalesce(s.broadcast, ''), coalesce(s.broadcast_run, -1), coalesce(s.variant, -1), coalesce(s.ab_test, false),
            coalesce(s.tone, ''), coalesce(s.offer, ''),
            coalesce((SELECT t.to_stage FROM transitions t WHERE t.contact_id = s.contact_id AND t.at <= s.sent_at ORDER BY t.at DESC, t.seq DESC LIMIT 1),
                     (SELECT t.from_stage FROM transitions t WHERE t.contact_id = s.contact_id AND t.at > s.sent_at ORDER BY t.at, t.seq LIMIT 1),
@@ -206,17 +207,34 @@ WITH src AS (
 
 // sqlNewMoves records the stage moves made since $1 not recorded yet,
 // each with the stay it ended (since the contact's move before, or its
-// creation); $2 lists the stages in journey order.
+// creation), and counts them per day and stage; $2 lists the stages in
+// journey order.
 const sqlNewMoves = `
-INSERT INTO report_moves (contact_id, seq, day, from_stage, to_stage, forward, stay)
-SELECT t.contact_id, t.seq, (t.at AT TIME ZONE 'UTC')::date, t.from_stage, t.to_stage,
-       coalesce(array_position($2::text[], t.to_stage) > array_position($2::text[], t.from_stage), false),
-       greatest(t.at - coalesce(p.at, c.created_at, t.at), interval '0')
-FROM transitions t
-LEFT JOIN LATERAL (SELECT p.at FROM transitions p WHERE p.contact_id = t.contact_id AND p.seq < t.seq ORDER BY p.seq DESC LIMIT 1) p ON true
-LEFT JOIN contacts c ON c.id = t.contact_id
-WHERE t.at >= $1 AND NOT EXISTS (SELECT 1 FROM report_moves m WHERE m.contact_id = t.contact_id AND m.seq = t.seq)
-ON CONFLICT DO NOTHING`
+WITH ins AS (
+    INSERT INTO report_moves (contact_id, seq, day, from_stage, to_stage, forward, stay, bucket)
+    SELECT t.contact_id, t.seq, (t.at AT TIME ZONE 'UTC')::date, t.from_stage, t.to_stage,
+           coalesce(array_position($2::text[], t.to_stage) > array_position($2::text[], t.from_stage), false), x.stay,
+           floor(8 * log(2, 1 + extract(epoch FROM x.stay)))::smallint
+    FROM transitions t
+    LEFT JOIN LATERAL (SELECT p.at FROM transitions p WHERE p.contact_id = t.contact_id AND p.seq < t.seq ORDER BY p.seq DESC LIMIT 1) p ON true
+    LEFT JOIN contacts c ON c.id = t.contact_id
+    CROSS JOIN LATERAL (SELECT greatest(t.at - coalesce(p.at, c.created_at, t.at), interval '0') AS stay) x
+    WHERE t.at >= $1 AND NOT EXISTS (SELECT 1 FROM report_moves m WHERE m.contact_id = t.contact_id AND m.seq = t.seq)
+    ON CONFLICT DO NOTHING
+    RETURNING day, from_stage, to_stage, forward, bucket
+), stays AS (
+    INSERT INTO report_stays (day, stage, bucket, n)
+    SELECT day, from_stage, bucket, count(*) FROM ins WHERE forward GROUP BY 1, 2, 3
+    ON CONFLICT (day, stage, bucket) DO UPDATE SET n = report_stays.n + excluded.n
+)
+INSERT INTO report_stage_days (day, stage, entered, moved_on, regressed)
+SELECT day, stage, sum(entered), sum(moved_on), sum(regressed) FROM (
+    SELECT day, to_stage AS stage, 1 AS entered, 0 AS moved_on, 0 AS regressed FROM ins
+    UNION ALL
+    SELECT day, from_stage, 0, forward::int, (NOT forward)::int FROM ins
+) x GROUP BY 1, 2
+ON CONFLICT (day, stage) DO UPDATE SET entered = report_stage_days.entered + excluded.entered,
+    moved_on = report_stage_days.moved_on + excluded.moved_on, regressed = report_stage_days.regressed + excluded.regressed`
 
 // reportState is report_state's row.
 type reportState struct {
@@ -278,10 +296,9 @@ func stageNames() []string {
 
 // refreshReports adds what happened since st to the rollups.
 func refreshReports(ctx context.Context, tx pgx.Tx, st reportState) error {
-	snap := st.Snapshot
-	xmin, _, ok := strings.Cut(snap, ":")
-	if !ok {
-		return fmt.Errorf("reports: bad snapshot %q", snap)
+	steps, err := refreshSteps(st)
+	if err != nil {
+		return err
 	}
 	// The new events and conversions are found through the BRIN indexes on
 	// ingest_xid, the new rows through their time indexes: the planner,
@@ -290,9 +307,19 @@ func refreshReports(ctx context.Context, tx pgx.Tx, st reportState) error {
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL jit = off`); err != nil {
 		return err
 	}
+	return runReportSteps(ctx, tx, steps)
+}
+
+// refreshSteps are the statements of an incremental refresh after st.
+func refreshSteps(st reportState) ([]reportStep, error) {
+	snap := st.Snapshot
+	xmin, _, ok := strings.Cut(snap, ":")
+	if !ok || st.RefreshedAt == nil {
+		return nil, fmt.Errorf("reports: bad state %q", snap)
+	}
 	last := st.RefreshedAt.UTC()
 	horizon := report.HoldoutHorizon
-	return runReportSteps(ctx, tx, []reportStep{
+	return []reportStep{
 		{"folding outcome events", sqlFoldEvents, []any{snap, xmin}},
 		{"folding conversions into emails", sqlFoldConversions, []any{snap, xmin}},
 		{"folding conversions into offer draws", sqlFoldDraws, []any{snap, xmin, horizon}},
@@ -300,13 +327,13 @@ func refreshReports(ctx context.Context, tx pgx.Tx, st reportState) error {
 		{"counting new emails", fmt.Sprintf(sqlNewEmails, sqlEmailOutcomesEach), []any{last.Add(-reportSendMargin)}},
 		{"counting new offer draws", sqlNewDraws, []any{last.Add(-reportMoveMargin), horizon}},
 		{"recording new stage moves", sqlNewMoves, []any{last.Add(-reportMoveMargin), stageNames()}},
-	})
+	}, nil
 }
 
 // rebuildReports empties the rollups and counts everything.
 func rebuildReports(ctx context.Context, tx pgx.Tx) error {
 	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB';
-TRUNCATE report_emails, report_days, report_draws, report_holdout_days, report_moves, report_conversion_days`); err != nil {
+TRUNCATE report_emails, report_days, report_draws, report_holdout_days, report_moves, report_stays, report_stage_days, report_conversion_days`); err != nil {
 		return err
 	}
 	always := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -316,6 +343,9 @@ TRUNCATE report_emails, report_days, report_draws, report_holdout_days, report_m
 		{"counting emails", fmt.Sprintf(sqlNewEmails, sqlEmailOutcomesAll), []any{always}},
 		{"counting offer draws", sqlNewDraws, []any{always, horizon}},
 		{"recording stage moves", sqlNewMoves, []any{always, stageNames()}},
+		// The planner's statistics, for the reads and the next refresh.
+		{"analysing the rollups", `ANALYZE report_emails, report_days, report_draws, report_holdout_days, report_moves,
+report_stays, report_stage_days, report_conversion_days`, nil},
 	})
 }
 

@@ -278,3 +278,56 @@ func stagesString(ss []report.Stage) string {
 	}
 	return out
 }
+
+// The median stay before a move forward is exact: the mean of the two
+// middle stays for an even count, the middle one for an odd, across the
+// buckets the rollup counts stays in; moves back do not count in it.
+func TestReportStageMedians(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tx := pgtest.Tx(t)
+	s := store.New(tx)
+	t0 := reportsT0()
+	moved := t0.Add(time.Hour)
+	awareness := []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour, 10 * time.Hour, 100 * time.Hour, 1000 * time.Hour}
+	for i, stay := range awareness {
+		id := i + 1
+		if _, err := tx.Exec(ctx, `INSERT INTO contacts (id, email, created_at) VALUES ($1, $2, $3)`, id, fmt.Sprintf("m%d@example.com", id), moved.Add(-stay)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
+			VALUES ($1, 'awareness', 'consideration', 'r', 1, '{}', 'sweep', $2)`, id, moved); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, next := range map[int][2]any{1: {"decision", 5 * time.Minute}, 2: {"decision", 6 * time.Minute}, 3: {"decision", 7 * time.Minute}, 4: {"awareness", time.Minute}} {
+		if _, err := tx.Exec(ctx, `INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
+			VALUES ($1, 'consideration', $2, 'r', 1, '{}', 'sweep', $3)`, id, next[0], moved.Add(next[1].(time.Duration))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RefreshReports(ctx, t0.AddDate(0, 0, 2), false); err != nil {
+		t.Fatal(err)
+	}
+	dur := func(d time.Duration) *time.Duration { return &d }
+	share := func(f float64) *float64 { return &f }
+	// Contacts 1 to 3 are in decision, 4 back in awareness, 5 and 6 in
+	// consideration; 1 was created on the day (its stay was an hour).
+	want := []report.Stage{
+		{Stage: "awareness", Contacts: 1, Entered: 2, MovedOn: 6, MedianToNext: dur((3*time.Hour + 10*time.Hour) / 2), RegressedShare: share(0)},
+		{Stage: "consideration", Contacts: 2, Entered: 6, MovedOn: 3, Regressed: 1, MedianToNext: dur(6 * time.Minute), RegressedShare: share(0.25)},
+		{Stage: "decision", Contacts: 3, Entered: 3},
+		{Stage: "retention"},
+		{Stage: "advocacy"},
+	}
+	if _, err := tx.Exec(ctx, `UPDATE contacts SET stage = CASE WHEN id <= 3 THEN 'decision' WHEN id = 4 THEN 'awareness' ELSE 'consideration' END`); err != nil {
+		t.Fatal(err)
+	}
+	stages, err := s.Stages(ctx, report.Period{From: t0, To: t0.AddDate(0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(stages, want) {
+		t.Errorf("stages\n got %s\nwant %s", stagesString(stages), stagesString(want))
+	}
+}
