@@ -13,8 +13,8 @@ import (
 const sqlEmailHash = `'sha256:' || encode(sha256(convert_to(lower($1::text), 'UTF8')), 'hex')`
 
 // Erase removes a contact's personal data and activity — the contact, its
-// identities, events, stage moves, enrolments, sends, offer draws and
-// parking — and keeps only a suppression entry holding a hash of its
+// identities, events, stage moves, enrolments, sends, offer draws, parking
+// and the reports' rows of them — and keeps only a suppression entry holding a hash of its
 // address, so the address is never mailed again, even if it is imported
 // again.
 func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
@@ -45,7 +45,10 @@ func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 			return err
 		}
 		ids = append(ids, merged...)
-		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts", "segment_members"} {
+		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts", "segment_members",
+			// The reports' rows of its emails, draws and moves (the sums
+			// they were added to keep counting them, as figures of no one).
+			"report_emails", "report_draws", "report_moves"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE contact_id = ANY($1::bigint[])`, ids); err != nil {
 				return fmt.Errorf("erasing %s: %w", table, err)
 			}

@@ -153,6 +153,23 @@ func TestReportsFromHistory(t *testing.T) {
 	if again := readReports(t, s, p); !reflect.DeepEqual(again, full) {
 		t.Errorf("an empty refresh changed the reports:\nbefore %+v\nafter  %+v", full, again)
 	}
+
+	// Erasing contact 1 removes the reports' rows of its emails, draws and
+	// moves; the sums keep its figures, as no one's.
+	if _, err := s.Erase(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM report_emails WHERE contact_id = 1) + (SELECT count(*) FROM report_draws WHERE contact_id = 1)
+		+ (SELECT count(*) FROM report_moves WHERE contact_id = 1)`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d report rows of an erased contact (%v)", left, err)
+	}
+	if err := s.RefreshReports(ctx, t0.Add(reporttest.PhaseEnds[2]+2*time.Minute), false); err != nil {
+		t.Fatal(err)
+	}
+	if tb, err := s.Report(ctx, report.ByTemplate, p); err != nil || tb.Total.Figures != wantTotal {
+		t.Errorf("after an erasure: total %+v (%v), want %+v", tb.Total.Figures, err, wantTotal)
+	}
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
