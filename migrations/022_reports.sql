@@ -154,10 +154,15 @@ CREATE TABLE report_conversion_days (
 );
 
 -- The last refresh: its snapshot (events and conversions committed after
--- it are the next refresh's) and its time (the application's clock).
+-- it are the next refresh's), its time and the time of the refresh before
+-- it (the application's clock: the next refresh looks again at the sends,
+-- draws and moves stamped since the earlier of the one before and the
+-- last less a margin, for rows committed late — on the demo's fast clock
+-- a few milliseconds are hours).
 CREATE TABLE report_state (
     id           boolean     PRIMARY KEY DEFAULT true CHECK (id),
     snapshot     text        NOT NULL DEFAULT '',
-    refreshed_at timestamptz
+    refreshed_at timestamptz,
+    previous_at  timestamptz
 );
 INSERT INTO report_state DEFAULT VALUES;

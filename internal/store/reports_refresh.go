@@ -41,7 +41,8 @@ const reportsLock = 0x7265706f // "repo": one reports refresh at a time
 // Margins: how long before the last refresh's time a send, a draw or a
 // move is looked for again, for rows stamped before the refresh and
 // committed after it (a send's sent_at is taken at the relay's answer, a
-// sweep stamps its moves with its start).
+// sweep stamps its moves with its start); and never less than since the
+// refresh before the last (reportState.since).
 const (
 	reportSendMargin = 15 * time.Minute
 	reportMoveMargin = time.Hour
@@ -240,6 +241,18 @@ ON CONFLICT (day, stage) DO UPDATE SET entered = report_stage_days.entered + exc
 type reportState struct {
 	Snapshot    string     `db:"snapshot"`
 	RefreshedAt *time.Time `db:"refreshed_at"`
+	PreviousAt  *time.Time `db:"previous_at"`
+}
+
+// since is when the sends, draws or moves an incremental refresh after st
+// looks for are stamped from: margin before the last refresh, or the
+// refresh before it if that is earlier.
+func (st reportState) since(margin time.Duration) time.Time {
+	from := st.RefreshedAt.UTC().Add(-margin)
+	if st.PreviousAt != nil && st.PreviousAt.Before(from) {
+		from = st.PreviousAt.UTC()
+	}
+	return from
 }
 
 // RefreshReports brings the reports' rollups up to now (see the top of
@@ -262,7 +275,7 @@ func (s *Store) RefreshReports(ctx context.Context, now time.Time, full bool) er
 			}
 			// A refresh that committed after this transaction's snapshot
 			// changed the row: this one fails to serialise and retries.
-			st, err := queryRow[reportState](ctx, tx, `SELECT snapshot, refreshed_at FROM report_state FOR UPDATE`)
+			st, err := queryRow[reportState](ctx, tx, `SELECT snapshot, refreshed_at, previous_at FROM report_state FOR UPDATE`)
 			if err != nil {
 				return err
 			}
@@ -274,7 +287,8 @@ func (s *Store) RefreshReports(ctx context.Context, now time.Time, full bool) er
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `UPDATE report_state SET snapshot = pg_current_snapshot()::text, refreshed_at = $1`, now)
+			_, err = tx.Exec(ctx, `UPDATE report_state SET snapshot = pg_current_snapshot()::text, refreshed_at = $1,
+				previous_at = CASE WHEN $2 THEN NULL ELSE refreshed_at END`, now, full || st.Snapshot == "")
 			return err
 		})
 		if err == nil || !retryable(err) || ctx.Err() != nil {
@@ -317,16 +331,15 @@ func refreshSteps(st reportState) ([]reportStep, error) {
 	if !ok || st.RefreshedAt == nil {
 		return nil, fmt.Errorf("reports: bad state %q", snap)
 	}
-	last := st.RefreshedAt.UTC()
 	horizon := report.HoldoutHorizon
 	return []reportStep{
 		{"folding outcome events", sqlFoldEvents, []any{snap, xmin}},
 		{"folding conversions into emails", sqlFoldConversions, []any{snap, xmin}},
 		{"folding conversions into offer draws", sqlFoldDraws, []any{snap, xmin, horizon}},
 		{"counting conversions per day", fmt.Sprintf(sqlAddConversionDays, sqlNewConversions), []any{snap, xmin}},
-		{"counting new emails", fmt.Sprintf(sqlNewEmails, sqlEmailOutcomesEach), []any{last.Add(-reportSendMargin)}},
-		{"counting new offer draws", sqlNewDraws, []any{last.Add(-reportMoveMargin), horizon}},
-		{"recording new stage moves", sqlNewMoves, []any{last.Add(-reportMoveMargin), stageNames()}},
+		{"counting new emails", fmt.Sprintf(sqlNewEmails, sqlEmailOutcomesEach), []any{st.since(reportSendMargin)}},
+		{"counting new offer draws", sqlNewDraws, []any{st.since(reportMoveMargin), horizon}},
+		{"recording new stage moves", sqlNewMoves, []any{st.since(reportMoveMargin), stageNames()}},
 	}, nil
 }
 
