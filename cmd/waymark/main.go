@@ -64,6 +64,7 @@ func commands() []command {
 		{"tick", "[--as-of TIME]", "one scheduler pass, then exit; --as-of backtests at a past instant", nil, cmdTick},
 		{"stages", "[--json]", "how many contacts are in each stage", nil, cmdStages},
 		{"export", "[--stage S] [--format csv|jsonl] [-o FILE]", "stream contacts (id, user id, email, stage, since, status, traits) as CSV or JSON lines", nil, cmdExport},
+		{"report", "[--from DATE] [--to DATE] [--by DIM] [--json]", "what emails did and earned: sent, delivered, bounces, complaints, human opens and clicks, unsubscribes, conversions and revenue, by template, step, sequence, broadcast, variant, tone, stage or offer", nil, cmdReport},
 		{"history", "CONTACT", "a contact's stage moves, with the rule and the values it saw", nil, cmdHistory},
 		{"preview", "TEMPLATE --contact ID [--tone T]", "render a template for a contact: the tone chosen, why, subject, text and HTML", nil, cmdPreview},
 		{"list", "rules|templates|tones|sequences|offers [--json]", "what the applied journey holds", []string{"rules", "templates", "tones", "sequences", "offers"}, cmdList},

@@ -59,6 +59,9 @@ func (a *App) handler(ctx context.Context, workers *sync.WaitGroup) (h http.Hand
 	dash := web.New(web.Config{
 		Store: a.store, Engine: a.engine, Log: a.log, CapturedMail: a.cfg.Mail, Now: a.cfg.Now, Sender: a.sender,
 		PublicURL: cfg.PublicURL, SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+		RefreshReports: func(ctx context.Context, now time.Time, full bool) error {
+			return RefreshReports(ctx, a.store, now, full)
+		},
 	})
 	dash.Mount(mux)
 	workers.Add(1)

@@ -306,10 +306,14 @@ func Run(ctx context.Context, cfg *config.Config, o RunOptions, stdout, stderr i
 	if err != nil {
 		return nil, err
 	}
-	// The dashboard's figures and /api/v1/stats include the whole history
-	// now, not at the refresher's next turn (up to 30 s later).
+	// The dashboard's figures, /api/v1/stats and the reports include the
+	// whole history now, not at the refresher's next turn (up to 30 s
+	// later).
 	if err := refreshStats(sctx, st, clock.Now()); err != nil {
 		log.Warn("demo: refreshing the dashboard's figures", "err", err)
+	}
+	if err := app.RefreshReports(sctx, st, clock.Now(), false); err != nil {
+		log.Warn("demo: refreshing the reports", "err", err)
 	}
 	fmt.Fprintf(out, "\nHistory played in %s. %s\n", time.Since(began).Round(100*time.Millisecond), progressLine(sim.Status(), f, res.Capture))
 	fmt.Fprintln(out, checklist(f))

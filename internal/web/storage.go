@@ -9,6 +9,7 @@ import (
 	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/export"
 	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/internal/webhook"
 	"github.com/waymark/waymark/lifecycle"
@@ -30,6 +31,7 @@ type Store interface {
 	Journey
 	Webhooks
 	Broadcasts
+	Reports
 	lifecycle.Store
 	campaigns.PreviewStore
 }
@@ -85,6 +87,20 @@ type Figures interface {
 	HealthFigures(ctx context.Context, p stats.Period) (stats.StageFigures, error)
 	StepStats(ctx context.Context, p stats.Period) ([]stats.StepFigures, error)
 	OfferStats(ctx context.Context, p stats.Period) ([]stats.OfferFigures, error)
+}
+
+// Reports are what marketing earned (issue 21): the figures of the
+// emails sent in a period by a dimension, the offers' holdouts, the A/B
+// tests, the stages' economics and the conversions per day, read from
+// rollups the store maintains (RefreshReports; the application's
+// refresher runs attribution first, Config.RefreshReports).
+type Reports interface {
+	RefreshReports(ctx context.Context, now time.Time, full bool) error
+	Report(ctx context.Context, by report.Dimension, p report.Period) (report.Table, error)
+	Holdouts(ctx context.Context, p report.Period) ([]report.Holdout, error)
+	ABTests(ctx context.Context, p report.Period) ([]report.ABTest, error)
+	Stages(ctx context.Context, p report.Period) ([]report.Stage, error)
+	Days(ctx context.Context, p report.Period) ([]report.Day, error)
 }
 
 // Journey is the stored journey, as the API lists it and the rule editor

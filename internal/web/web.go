@@ -65,6 +65,10 @@ type Config struct {
 	SessionTTL time.Duration
 	// Sender sends broadcasts' test emails (nil: no SMTP server).
 	Sender *campaigns.Sender
+	// RefreshReports brings the reports up to date with the rollups
+	// (attribution, then the reports' rollups: app.RefreshReports); nil:
+	// the store's rollups only.
+	RefreshReports func(ctx context.Context, now time.Time, full bool) error
 }
 
 // Server is the management API and the dashboard.
@@ -104,6 +108,9 @@ func New(cfg Config) *Server {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.RefreshReports == nil {
+		cfg.RefreshReports = cfg.Store.RefreshReports
+	}
 	s := &Server{cfg: cfg, st: cfg.Store, engine: cfg.Engine, log: cfg.Log, now: cfg.Now, mux: http.NewServeMux()}
 	if s.engine == nil {
 		s.engine = lifecycle.NewEngine(cfg.Store, cfg.Log)
@@ -112,6 +119,7 @@ func New(cfg Config) *Server {
 	s.dryRuns = make(chan struct{}, 1)
 	s.pages = mustPages()
 	s.routesAPI()
+	s.routesReports()
 	s.routesBroadcasts()
 	s.routesDashboard()
 	s.routesBroadcastPages()
@@ -145,14 +153,20 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
-// Refresh brings the rollups up to date (all of them with full).
+// Refresh brings the rollups up to date (all of them with full): the
+// dashboard's, then the reports'.
 func (s *Server) Refresh(ctx context.Context, full bool) error {
 	start := time.Now()
 	ran, err := s.st.RefreshStats(ctx, s.now(), full)
 	if err == nil && ran && time.Since(start) > 2*time.Second {
 		s.log.Info("dashboard rollups refreshed", "full", full, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return err
+	start = time.Now()
+	rerr := s.cfg.RefreshReports(ctx, s.now(), full)
+	if rerr == nil && time.Since(start) > 2*time.Second {
+		s.log.Info("reports refreshed", "full", full, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return errors.Join(err, rerr)
 }
 
 // limiter is a token bucket per API key, shared by the key's API calls
