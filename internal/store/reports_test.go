@@ -392,3 +392,34 @@ func TestReportsCountEmailsCommittedLate(t *testing.T) {
 		t.Errorf("%d emails counted, want 2", n)
 	}
 }
+
+// Refreshes running at once (the dashboard's refresher, `waymark report`)
+// take turns: each event, conversion and email counts once.
+func TestConcurrentReportRefreshesCountOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	s := store.New(pool)
+	t0 := reportsT0()
+	for i := 0; i < reporttest.Phases; i++ {
+		if err := reporttest.Phase(ctx, pool, t0, i); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 4)
+		for k := 0; k < 4; k++ {
+			go func() { errs <- s.RefreshReports(ctx, t0.Add(reporttest.PhaseEnds[i]), false) }()
+		}
+		for k := 0; k < 4; k++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tb, err := s.Report(ctx, report.ByTemplate, report.Period{From: t0, To: t0.AddDate(0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb.Total.Figures != wantTotal {
+		t.Errorf("total %+v, want %+v", tb.Total.Figures, wantTotal)
+	}
+}
