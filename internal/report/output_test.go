@@ -65,6 +65,13 @@ func TestNewTable(t *testing.T) {
 	if r := NewTable(ByTone, Period{}, []Line{{Name: ""}}, time.Time{}).Rows[0]; r.Label != "(no tone)" || r.Rates.Open != nil {
 		t.Errorf("an empty tone, nothing sent: %+v", r)
 	}
+	var stages []string
+	for _, r := range NewTable(ByStage, Period{}, []Line{{Name: "retention"}, {Name: "awareness"}, {Name: "decision"}}, time.Time{}).Rows {
+		stages = append(stages, r.Key)
+	}
+	if strings.Join(stages, " ") != "awareness decision retention" {
+		t.Errorf("stages in the order %v", stages)
+	}
 	if r := NewTable(ByVariant, Period{}, []Line{{Name: "launch", Index: 2}}, time.Time{}).Rows[0]; r.Key != "launch/3" || r.Label != "launch, variant 3" {
 		t.Errorf("variant %+v", r)
 	}

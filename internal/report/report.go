@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/waymark/waymark/rule"
 )
 
 // Goal is the conversion goal (`conversion:` in the journey file): the
@@ -347,9 +349,22 @@ type Line struct {
 
 // NewTable makes the report of lines (grouped by by, over p): each
 // line's key, label and rates, sorted by key (steps and variants in
-// order), and the total.
+// order; stages in journey order), and the total.
 func NewTable(by Dimension, p Period, lines []Line, refreshedAt time.Time) Table {
+	// Stages in journey order (any other after them), the rest by name.
+	rank := func(name string) int {
+		if by != ByStage {
+			return 0
+		}
+		if i := slices.Index(rule.Stages, rule.Stage(name)); i >= 0 {
+			return i
+		}
+		return len(rule.Stages)
+	}
 	slices.SortFunc(lines, func(a, b Line) int {
+		if c := rank(a.Name) - rank(b.Name); c != 0 {
+			return c
+		}
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}

@@ -21,7 +21,9 @@
 //     contact), export.go (of many);
 //   - telling other systems: webhooks.go (endpoints, the outbox);
 //   - what the API and the dashboard read: auth.go (keys, sessions),
-//     stats.go, timeline.go, counts.go;
+//     stats.go, timeline.go, counts.go; reports_refresh.go (the reports'
+//     rollups, kept up to date) and reports.go (the reports read from
+//     them);
 //   - the installation: installation.go, lease.go, notify.go, database.go
 //     (the server's databases).
 package store
