@@ -412,6 +412,16 @@ func (t ABTest) picked(v Variant) int64 {
 	return v.Opened
 }
 
+// Rate is variant v's share of its test emails that did what the test
+// picks by (nil: none sent).
+func (t ABTest) Rate(v Variant) *float64 {
+	if v.Sent == 0 {
+		return nil
+	}
+	r := float64(t.picked(v)) / float64(v.Sent)
+	return &r
+}
+
 // SetMargin sets the winner's margin over the runner-up (the other
 // variant with the highest rate on PickBy): the winner's group against
 // the runner-up's. Nothing when undecided or with one variant.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/rule"
 )
 
@@ -248,6 +249,22 @@ func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, pro
 		s.failed(w, r, err)
 		return
 	}
+	p, err := s.reportDays(r)
+	if err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	// Its variants' figures when it tests them, else its own.
+	earned, err := s.ownReport(r.Context(), "variant-report", "variant", report.ByVariant, p, func(row report.Row) bool {
+		return strings.HasPrefix(row.Key, b.Name+"/")
+	})
+	if err == nil && len(earned.Rows) == 0 {
+		earned, err = s.ownReport(r.Context(), "variant-report", "broadcast", report.ByBroadcast, p, func(row report.Row) bool { return row.Key == b.Name })
+	}
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
 	var labels []string
 	after := ""
 	if b.Test != nil {
@@ -257,7 +274,7 @@ func (s *Server) showBroadcast(w http.ResponseWriter, r *http.Request, done, pro
 		after = journey.FormatDuration(b.Test.After)
 	}
 	s.render(w, r, http.StatusOK, "broadcast", view{Title: "Broadcast " + b.Name, Nav: "broadcasts", Error: problem, Took: time.Since(start).Round(time.Microsecond).String(),
-		Data: map[string]any{"B": b, "When": b.When(), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done, "Preview": preview}})
+		Data: map[string]any{"B": b, "When": b.When(), "Variants": labels, "After": after, "Runs": runsOf(runs), "Done": done, "Preview": preview, "Earned": earned}})
 }
 
 // broadcastAction pauses, resumes or cancels a broadcast from its page.

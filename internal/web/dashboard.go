@@ -21,6 +21,7 @@ import (
 	"github.com/waymark/waymark/internal/contact"
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/stats"
 	"github.com/waymark/waymark/lifecycle"
 	"github.com/waymark/waymark/rule"
@@ -61,6 +62,8 @@ var funcs = template.FuncMap{
 	"pct100": func(f float64) float64 { return f * 100 },
 	"join":   strings.Join,
 	"delta":  deltaText,
+	"money":  moneyText,
+	"dur":    durationText,
 }
 
 func pctText(p *float64) string {
@@ -334,12 +337,19 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
+	// The period's rates and revenue: every email's, as the Reports page
+	// totals them.
+	earned, err := s.ownReport(r.Context(), "", "", report.ByTemplate, report.Period{From: p.From, To: p.To}, nil)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
 	var total int64
 	for _, st := range o.Stages {
 		total += st.N
 	}
 	s.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{
-		"O": o, "Total": total, "Funnel": funnelSVG(o.Stages), "Flow": flowSVG(o.Stages, o.Flows), "Email": emailSVG(o.Email),
+		"O": o, "Total": total, "Earned": earned, "Funnel": funnelSVG(o.Stages), "Flow": flowSVG(o.Stages, o.Flows), "Email": emailSVG(o.Email),
 	}})
 }
 
@@ -514,6 +524,21 @@ func (s *Server) sequencesPage(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, err)
 		return
 	}
+	rp := report.Period{From: p.From, To: p.To}
+	earned, err := s.ownReport(r.Context(), "step-report", "sequence step", report.ByStep, rp, nil)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	holdouts, err := s.st.Holdouts(r.Context(), rp)
+	if err != nil {
+		s.failed(w, r, err)
+		return
+	}
+	var hv []holdoutView
+	for _, h := range holdouts {
+		hv = append(hv, newHoldoutView(h))
+	}
 	type stepRow struct {
 		stats.StepFigures
 		OpenRate, ClickRate, ConvRate *float64
@@ -523,7 +548,8 @@ func (s *Server) sequencesPage(w http.ResponseWriter, r *http.Request) {
 		steps = append(steps, stepRow{f, ratio(f.Opened, f.Sent), ratio(f.Clicked, f.Sent), ratio(f.Converted, f.Sent)})
 	}
 	s.render(w, r, http.StatusOK, "sequences", view{Title: "Sequences & templates", Nav: "sequences", Took: time.Since(start).Round(time.Microsecond).String(), Data: map[string]any{
-		"Steps": steps, "Offers": offerRows(offers, figs), "From": day(p.From), "To": day(p.To.AddDate(0, 0, -1)),
+		"Steps": steps, "Offers": offerRows(offers, figs), "Earned": earned, "Holdouts": hv,
+		"HoldoutLink": "/dashboard/reports?" + reportQuery{Period: rp, By: report.ByOffer}.values("").Encode() + "#holdouts", "From": day(p.From), "To": day(p.To.AddDate(0, 0, -1)),
 	}})
 }
 

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/stats"
@@ -94,10 +95,37 @@ func flowSVG(stages []stageCount, flows []stats.Flow) template.HTML {
 // emailSVG draws emails sent, opened, clicked and unsubscribed per day as
 // lines.
 func emailSVG(days []stats.EmailDay) template.HTML {
-	const w, h, left, bottom, top = 760.0, 260.0, 50.0, 30.0, 10.0
-	var max int64 = 1
+	var at []time.Time
+	series := []lineSeries{{name: "sent", color: "#023047"}, {name: "opened", color: "#219ebc"},
+		{name: "clicked", color: "#fb8500"}, {name: "unsubscribed", color: "#d62828"}}
 	for _, d := range days {
-		max = max64(max, d.Sent, d.Opened, d.Clicked, d.Unsubscribed)
+		at = append(at, d.Day)
+		for i, v := range []int64{d.Sent, d.Opened, d.Clicked, d.Unsubscribed} {
+			series[i].values = append(series[i].values, float64(v))
+		}
+	}
+	return linesSVG(func(b *strings.Builder, w, h float64) {
+		fmt.Fprintf(b, `<svg class="chart" role="img" aria-label="emails per day" viewBox="0 0 %.0f %.0f" xmlns="http://www.w3.org/2000/svg">`, w, h)
+	}, at, series, 50, 130, func(v float64) string { return humanize.Comma(int64(v)) })
+}
+
+// lineSeries is one line of a chart of days: its name, colour and a
+// value a day.
+type lineSeries struct {
+	name, color string
+	values      []float64
+}
+
+// linesSVG draws series over days as lines from zero to the largest
+// value (written by label at the top of the axis), with a legend; open
+// starts the chart.
+func linesSVG(open func(b *strings.Builder, w, h float64), days []time.Time, series []lineSeries, left, legendStep float64, label func(float64) string) template.HTML {
+	const w, h, bottom, top = 760.0, 260.0, 30.0, 10.0
+	most := 1.0
+	for _, s := range series {
+		for _, v := range s.values {
+			most = math.Max(most, v)
+		}
 	}
 	n := len(days)
 	x := func(i int) float64 {
@@ -106,32 +134,23 @@ func emailSVG(days []stats.EmailDay) template.HTML {
 		}
 		return left + (w-left-10)*float64(i)/float64(n-1)
 	}
-	y := func(v int64) float64 { return h - bottom - (h-bottom-top)*float64(v)/float64(max) }
+	y := func(v float64) float64 { return h - bottom - (h-bottom-top)*v/most }
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" role="img" aria-label="emails per day" viewBox="0 0 %.0f %.0f" xmlns="http://www.w3.org/2000/svg">`, w, h)
+	open(&b, w, h)
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, left, h-bottom, w-10, h-bottom)
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text><text x="%.0f" y="%.0f" text-anchor="end" class="axis">0</text>`, left-6, top+10, humanize.Comma(max), left-6, h-bottom)
-	series := []struct {
-		name, color string
-		v           func(stats.EmailDay) int64
-	}{
-		{"sent", "#023047", func(d stats.EmailDay) int64 { return d.Sent }},
-		{"opened", "#219ebc", func(d stats.EmailDay) int64 { return d.Opened }},
-		{"clicked", "#fb8500", func(d stats.EmailDay) int64 { return d.Clicked }},
-		{"unsubscribed", "#d62828", func(d stats.EmailDay) int64 { return d.Unsubscribed }},
-	}
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text><text x="%.0f" y="%.0f" text-anchor="end" class="axis">0</text>`, left-6, top+10, label(most), left-6, h-bottom)
 	for si, s := range series {
 		var pts []string
-		for i, d := range days {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(s.v(d))))
+		for i, v := range s.values {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(v)))
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"><title>%s</title></polyline>`, s.color, strings.Join(pts, " "), s.name)
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" class="axis">%s</text>`,
-			left+10+float64(si)*130, h-12, s.color, left+24+float64(si)*130, h-3, s.name)
+			left+10+float64(si)*legendStep, h-12, s.color, left+24+float64(si)*legendStep, h-3, s.name)
 	}
 	if n > 0 {
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="axis">%s</text>`, left, h-bottom+12, days[0].Day.Format("Jan 2"))
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text>`, w-10, h-bottom+12, days[n-1].Day.Format("Jan 2"))
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" class="axis">%s</text>`, left, h-bottom+12, days[0].Format("Jan 2"))
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" class="axis">%s</text>`, w-10, h-bottom+12, days[n-1].Format("Jan 2"))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

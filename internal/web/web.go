@@ -123,6 +123,7 @@ func New(cfg Config) *Server {
 	s.routesBroadcasts()
 	s.routesDashboard()
 	s.routesBroadcastPages()
+	s.routesReportPages()
 	return s
 }
 
