@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/waymark/waymark/campaigns"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/suggest"
 	"github.com/waymark/waymark/internal/webhook"
 	"github.com/waymark/waymark/lifecycle"
@@ -76,6 +77,9 @@ type Journey struct {
 	// Segments and Broadcasts: see broadcasts.go.
 	Segments   []campaigns.Segment
 	Broadcasts []campaigns.Broadcast
+	// Conversion is the conversion goal (conversion.go):
+	// report.DefaultGoal when the file has no conversion: section.
+	Conversion report.Goal
 }
 
 // Load reads and checks the journey file at path.
@@ -100,7 +104,7 @@ func Parse(name string, data []byte) (*Journey, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, p.yamlError(data, err)
 	}
-	j := &Journey{File: name, Programs: map[string]*rule.Program{}, Settings: campaigns.DefaultSettings()}
+	j := &Journey{File: name, Programs: map[string]*rule.Program{}, Settings: campaigns.DefaultSettings(), Conversion: report.DefaultGoal()}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return j, nil // an empty file is an empty journey
 	}
@@ -110,14 +114,15 @@ func Parse(name string, data []byte) (*Journey, error) {
 		return nil, p.errs
 	}
 	sections := map[string]func(*yaml.Node){
-		"rules":     func(n *yaml.Node) { j.Rules = p.rules(n, j) },
-		"tones":     func(n *yaml.Node) { j.Tones = p.tones(n, j) },
-		"templates": func(n *yaml.Node) { j.Templates = p.templates(n, j) },
-		"sequences": func(n *yaml.Node) { p.sequences(n, j) },
-		"holds":     func(n *yaml.Node) { p.holds(n, j) },
-		"offers":    func(n *yaml.Node) { p.offers(n, j) },
-		"sending":   func(n *yaml.Node) { p.sending(n, j) },
-		"webhooks":  func(n *yaml.Node) { p.webhooks(n, j) },
+		"rules":      func(n *yaml.Node) { j.Rules = p.rules(n, j) },
+		"tones":      func(n *yaml.Node) { j.Tones = p.tones(n, j) },
+		"templates":  func(n *yaml.Node) { j.Templates = p.templates(n, j) },
+		"sequences":  func(n *yaml.Node) { p.sequences(n, j) },
+		"holds":      func(n *yaml.Node) { p.holds(n, j) },
+		"offers":     func(n *yaml.Node) { p.offers(n, j) },
+		"sending":    func(n *yaml.Node) { p.sending(n, j) },
+		"webhooks":   func(n *yaml.Node) { p.webhooks(n, j) },
+		"conversion": func(n *yaml.Node) { p.conversion(n, j) },
 	}
 	p.broadcastSections(sections, j)
 	p.mapping(root, "the journey", sections, nil)

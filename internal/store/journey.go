@@ -34,6 +34,7 @@ func (s *Store) ApplyJourney(ctx context.Context, j *journey.Journey, dryRun boo
 		func() ([]journey.Change, error) { return applyWebhooks(ctx, tx, j.Webhooks) },
 		func() ([]journey.Change, error) { return applySegments(ctx, tx, j.Segments) },
 		func() ([]journey.Change, error) { return applyBroadcasts(ctx, tx, j.Broadcasts) },
+		func() ([]journey.Change, error) { return applyConversion(ctx, tx, j.Conversion) },
 	} {
 		c, err := apply()
 		if err != nil {

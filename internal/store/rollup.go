@@ -287,59 +287,70 @@ func (s *Store) FoldActivity(ctx context.Context, needs []rule.Aggregate) (FoldS
 func (s *Store) fold(ctx context.Context, needs []rule.Aggregate, build bool) (FoldStats, error) {
 	start := time.Now()
 	var st FoldStats
+	err := s.inRepeatableRead(ctx, func(tx pgx.Tx) error {
+		st = FoldStats{}
+		// Holding the state row serialises folds; one that started
+		// before another committed fails to serialise and retries.
+		state, err := queryRow[rollupState](ctx, tx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		snap := state.Snapshot
+		spec, format, err := parseSpec(state.Spec)
+		if err != nil {
+			return err
+		}
+		want := specProps(needs)
+		if snap == "" || format != rollupFormat || !covers(spec, want) {
+			if !build {
+				return errNoRollup
+			}
+			if len(want) > maxRollupProps {
+				return fmt.Errorf("the rules read %d properties with sum() or distinct(); the activity rollup carries at most %d", len(want), maxRollupProps)
+			}
+			union := slices.Clone(want)
+			for _, p := range spec {
+				if !slices.Contains(union, p) {
+					union = append(union, p)
+				}
+			}
+			if len(union) <= maxRollupProps {
+				want = union
+			}
+			sortProps(want)
+			st.Rebuilt = true
+			st.Contacts, err = buildActivity(ctx, tx, want)
+			return err
+		}
+		st.Contacts, err = foldActivity(ctx, tx, spec, snap)
+		return err
+	})
+	st.Elapsed = time.Since(start)
+	return st, translate(err, "updating the activity rollup")
+}
+
+// inRepeatableRead runs fn in a REPEATABLE READ transaction (a savepoint
+// when the store is itself a transaction, as in tests), again when it
+// fails to serialise with another (a fold or attribution pass that took
+// the state row first).
+func (s *Store) inRepeatableRead(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	_, nested := s.db.(pgx.Tx)
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
-		st = FoldStats{}
 		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 			if !nested {
 				if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`); err != nil {
 					return err
 				}
 			}
-			// Holding the state row serialises folds; one that started
-			// before another committed fails to serialise and retries.
-			state, err := queryRow[rollupState](ctx, tx, `SELECT spec, snapshot FROM activity_state FOR UPDATE`)
-			if err != nil {
-				return err
-			}
-			snap := state.Snapshot
-			spec, format, err := parseSpec(state.Spec)
-			if err != nil {
-				return err
-			}
-			want := specProps(needs)
-			if snap == "" || format != rollupFormat || !covers(spec, want) {
-				if !build {
-					return errNoRollup
-				}
-				if len(want) > maxRollupProps {
-					return fmt.Errorf("the rules read %d properties with sum() or distinct(); the activity rollup carries at most %d", len(want), maxRollupProps)
-				}
-				union := slices.Clone(want)
-				for _, p := range spec {
-					if !slices.Contains(union, p) {
-						union = append(union, p)
-					}
-				}
-				if len(union) <= maxRollupProps {
-					want = union
-				}
-				sortProps(want)
-				st.Rebuilt = true
-				st.Contacts, err = buildActivity(ctx, tx, want)
-				return err
-			}
-			st.Contacts, err = foldActivity(ctx, tx, spec, snap)
-			return err
+			return fn(tx)
 		})
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
 	}
-	st.Elapsed = time.Since(start)
-	return st, translate(err, "updating the activity rollup")
+	return err
 }
 
 // buildActivity replaces the rollup with one built from all events.
