@@ -145,8 +145,8 @@ WITH ev AS (
 ), pick AS (
     SELECT ev.contact_id, ev.message_id, ev.name, ev.occurred_at, (` + value + `)::numeric AS value,
            coalesce(
-               (SELECT t.to_stage FROM transitions t WHERE t.contact_id = ev.contact_id AND t.at <= ev.occurred_at ORDER BY t.at DESC, t.seq DESC LIMIT 1),
-               (SELECT t.from_stage FROM transitions t WHERE t.contact_id = ev.contact_id AND t.at > ev.occurred_at ORDER BY t.at, t.seq LIMIT 1),
+               (SELECT t.to_stage FROM (` + sqlMovesOf + `) t WHERE t.at <= ev.occurred_at ORDER BY t.at DESC, t.seq DESC LIMIT 1),
+               (SELECT t.from_stage FROM (` + sqlMovesOf + `) t WHERE t.at > ev.occurred_at ORDER BY t.at, t.seq LIMIT 1),
                (SELECT c.stage FROM contacts c WHERE c.id = ev.contact_id), 'awareness') AS stage,
            w.emails, w.send_contact, w.send_id, w.touch, w.touch_at
     FROM ev
@@ -157,13 +157,13 @@ WITH ev AS (
                (array_agg(CASE WHEN o.clicked THEN 'clicked' ELSE 'opened' END ORDER BY o.at DESC, o.clicked DESC, o.send_id DESC))[1] AS touch,
                max(o.at) AS touch_at
         FROM (SELECT s.contact_id AS send_contact, s.id AS send_id, o.occurred_at AS at, o.name = 'email_clicked' AS clicked
-              FROM events o
+              FROM (` + sqlEventsOf + `) o
               JOIN sends s ON s.contact_id = ANY(ev.ids)
                           AND s.id = CASE WHEN o.properties->>'send_id' ~ '^[0-9]{1,18}$' THEN (o.properties->>'send_id')::bigint END
               WHERE o.contact_id = ev.contact_id AND o.name IN ('email_opened', 'email_clicked') AND NOT o.properties @> '{"machine": true}'
                 AND o.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND o.occurred_at <= ev.occurred_at) o
     ) w
-    WHERE NOT EXISTS (SELECT 1 FROM conversions x WHERE x.contact_id = ANY(ev.ids) AND x.message_id = ev.message_id)
+    WHERE NOT EXISTS (SELECT 1 FROM unnest(ev.ids) AS k(id) JOIN conversions x ON x.contact_id = k.id AND x.message_id = ev.message_id)
 ), full_ AS (
     SELECT p.*, s.template, s.sequence, CASE WHEN s.sequence IS NOT NULL THEN s.step + 1 END AS step, s.offer, s.broadcast,
            CASE WHEN s.broadcast IS NOT NULL THEN coalesce(s.variant, 0) + 1 END AS variant,
@@ -203,6 +203,15 @@ WITH ev AS (
 )
 SELECT count(*) FROM ins`
 }
+
+// sqlEventsOf and sqlMovesOf are the events and the stage moves of the
+// goal event's contact, read by contact (the primary keys; OFFSET 0 keeps
+// the planner from combining them with an index on time, which reads
+// every contact's events of the window).
+const (
+	sqlEventsOf = `SELECT o.* FROM events o WHERE o.contact_id = ev.contact_id OFFSET 0`
+	sqlMovesOf  = `SELECT t.* FROM transitions t WHERE t.contact_id = ev.contact_id OFFSET 0`
+)
 
 // sqlAgo writes d seconds as a person reads a time ago: 42s, 12m, 3h 12m,
 // 2d 5h.
