@@ -202,6 +202,12 @@ func queueMerge(b *pgx.Batch, from, to int64) {
 		  SELECT $2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = $1
 		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
+	// Conversions go with their events (a pass does not credit a moved
+	// event again: attributeSQL).
+	b.Queue(`WITH moved AS (DELETE FROM conversions WHERE contact_id = $1 RETURNING *)
+		  INSERT INTO conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at)
+		  SELECT $2, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at FROM moved
+		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	// The anonymous contact's traits fill gaps, unless that would take the
 	// identified contact's over the traits' limits: then they are left
 	// out (many anonymous contacts merged into one would otherwise add up
@@ -213,7 +219,7 @@ func queueMerge(b *pgx.Batch, from, to int64) {
 	b.Queue(`UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1`, from, to)
 }
 
-const mergeStatements = 5
+const mergeStatements = 6
 
 const sqlContactColumns = `id, coalesce(user_id, '') AS user_id, coalesce(anonymous_id, '') AS anonymous_id, coalesce(email, '') AS email,
 	traits, status, stage, stage_entered_at, created_at, updated_at`

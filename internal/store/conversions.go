@@ -137,11 +137,19 @@ func attributeSQL(g report.Goal, newEvents string, param func(any) string, now t
 	win := journey.FormatDuration(g.Window)
 	secs := "floor(extract(epoch FROM p.occurred_at - p.touch_at))::bigint"
 	return `
-WITH ev AS (
-    SELECT e.contact_id, e.message_id, e.name, e.occurred_at, e.properties,
-           ARRAY(SELECT e.contact_id UNION ALL SELECT k.id FROM contacts k WHERE k.merged_into = e.contact_id) AS ids
+WITH merged AS MATERIALIZED (
+    -- Contacts merged into others, read (once) only by a pass that meets
+    -- an open or click of an email not sent to the contact it is on.
+    SELECT k.id, k.merged_into FROM contacts k WHERE k.merged_into IS NOT NULL
+), ev AS (
+    SELECT e.contact_id, e.message_id, e.name, e.occurred_at, e.properties
     FROM events e
     WHERE e.name = ` + param(g.Event) + ` AND ` + newEvents + `
+      -- Not credited already: under its contact, or under a contact merged
+      -- into it before a merge moved it (found by its time).
+      AND NOT EXISTS (SELECT 1 FROM conversions x WHERE x.contact_id = e.contact_id AND x.message_id = (e.message_id COLLATE "default"))
+      AND NOT EXISTS (SELECT 1 FROM conversions x JOIN contacts k ON k.id = x.contact_id
+                      WHERE x.occurred_at = e.occurred_at AND x.message_id = (e.message_id COLLATE "default") AND k.merged_into = e.contact_id)
 ), pick AS (
     SELECT ev.contact_id, ev.message_id, ev.name, ev.occurred_at, (` + value + `)::numeric AS value,
            coalesce(
@@ -158,12 +166,16 @@ WITH ev AS (
                max(o.at) AS touch_at
         FROM (SELECT s.contact_id AS send_contact, s.id AS send_id, o.occurred_at AS at, o.name = 'email_clicked' AS clicked
               FROM (` + sqlEventsOf + `) o
-              JOIN sends s ON s.contact_id = ANY(ev.ids)
-                          AND s.id = CASE WHEN o.properties->>'send_id' ~ '^[0-9]{1,18}$' THEN (o.properties->>'send_id')::bigint END
-              WHERE o.contact_id = ev.contact_id AND o.name IN ('email_opened', 'email_clicked') AND NOT o.properties @> '{"machine": true}'
+              CROSS JOIN LATERAL (SELECT CASE WHEN o.properties->>'send_id' ~ '^[0-9]{1,18}$' THEN (o.properties->>'send_id')::bigint END AS id) n
+              -- The send, of the contact or (rarely) of one merged into it.
+              CROSS JOIN LATERAL (
+                  SELECT s.contact_id, s.id FROM sends s WHERE s.contact_id = ev.contact_id AND s.id = n.id
+                  UNION ALL
+                  SELECT s.contact_id, s.id FROM merged k JOIN sends s ON s.contact_id = k.id AND s.id = n.id WHERE k.merged_into = ev.contact_id
+                  LIMIT 1) s
+              WHERE o.name IN ('email_opened', 'email_clicked') AND NOT o.properties @> '{"machine": true}' AND n.id IS NOT NULL
                 AND o.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND o.occurred_at <= ev.occurred_at) o
     ) w
-    WHERE NOT EXISTS (SELECT 1 FROM unnest(ev.ids) AS k(id) JOIN conversions x ON x.contact_id = k.id AND x.message_id = ev.message_id)
 ), full_ AS (
     SELECT p.*, s.template, s.sequence, CASE WHEN s.sequence IS NOT NULL THEN s.step + 1 END AS step, s.offer, s.broadcast,
            CASE WHEN s.broadcast IS NOT NULL THEN coalesce(s.variant, 0) + 1 END AS variant,
@@ -222,17 +234,22 @@ func sqlAgo(d string) string {
                  ELSE ` + d + ` / 86400 || 'd' || CASE WHEN ` + d + ` % 86400 >= 3600 THEN ' ' || ` + d + ` % 86400 / 3600 || 'h' ELSE '' END END`
 }
 
-// Conversions implements report.Reader: a contact's conversions (and
-// those of contacts merged into it), newest first, with the email each
-// was credited to.
+// Conversions implements report.Reader: a contact's conversions (a merge
+// moves them with the events), newest first, with the email each was
+// credited to.
 func (s *Store) Conversions(ctx context.Context, contactID int64) ([]report.Conversion, error) {
 	out, err := queryRows[report.Conversion](ctx, s.db, `
 SELECT x.contact_id, x.message_id, x.event, x.occurred_at, x.value::float8 AS value, x.stage, coalesce(x.send_id, 0) AS send_id,
        coalesce(x.touch, '') AS touch, coalesce(x.touch_at, '0001-01-01T00:00:00Z') AS touch_at, x.reason,
        coalesce(s.template, '') AS template, coalesce(s.sequence, '') AS sequence, coalesce(s.broadcast, '') AS broadcast, x.attributed_at
 FROM conversions x
-LEFT JOIN sends s ON s.contact_id = ANY(ARRAY(SELECT $1::bigint UNION ALL SELECT k.id FROM contacts k WHERE k.merged_into = $1)) AND s.id = x.send_id
-WHERE x.contact_id = ANY(ARRAY(SELECT $1::bigint UNION ALL SELECT k.id FROM contacts k WHERE k.merged_into = $1))
+LEFT JOIN LATERAL (
+    SELECT s.template, s.sequence, s.broadcast FROM sends s WHERE s.contact_id = x.contact_id AND s.id = x.send_id
+    UNION ALL
+    SELECT s.template, s.sequence, s.broadcast FROM contacts k JOIN sends s ON s.contact_id = k.id AND s.id = x.send_id
+    WHERE k.merged_into = x.contact_id
+    LIMIT 1) s ON true
+WHERE x.contact_id = $1
 ORDER BY x.occurred_at DESC, x.message_id`, contactID)
 	return out, translate(err, "reading a contact's conversions")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/waymark/waymark/internal/clock"
+	"github.com/waymark/waymark/internal/ingest"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/store"
@@ -365,11 +366,11 @@ func TestAttributionAfterTheGoalChanges(t *testing.T) {
 	}
 }
 
-// A contact merged into another: an email sent to the anonymous contact,
-// opened, then the merge moves its events to the identified one; the
-// order, credited once under the anonymous contact before the merge, is
-// not credited again under the other, and a new order of the merged
-// person is credited to the email sent before the merge.
+// A contact merged into another: an email sent to an anonymous contact,
+// opened, and an order credited to it; the merge moves the events and the
+// conversion to the identified contact, and the moved order is not
+// credited again; a new order of the person is credited to the email sent
+// before the merge (a send of a contact merged into theirs).
 func TestAttributionAcrossAMerge(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
@@ -377,41 +378,63 @@ func TestAttributionAcrossAMerge(t *testing.T) {
 	ctx := context.Background()
 	now := clock.Now().UTC().Truncate(time.Second)
 	h := &history{t: t, db: pool, now: now}
-	h.contact(1, "consideration") // anonymous, sent an email
-	h.contact(2, "decision")      // identified
-	send := h.send(1, "cart", "abandoned-cart", 0, 0, 0)
-	h.open(1, send, 3*time.Hour)
-	first := h.event(1, "order_completed", 2*time.Hour, `{"revenue": 15}`)
+	at := func(m ingest.Message) ingest.Message { m.Timestamp = now.Add(-4 * time.Hour); return m }
+	mustIngest(t, s, at(track("", "anon1", "v1", "page_viewed", "")), at(identify("u1", "", "i1", `{}`, "u1@example.com")))
+	var anon, person int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT contact_id FROM identities WHERE identity = 'a:anon1'), (SELECT contact_id FROM identities WHERE identity = 'u:u1')`).Scan(&anon, &person); err != nil {
+		t.Fatal(err)
+	}
+	send := h.send(anon, "cart", "abandoned-cart", 0, 0, 0)
+	h.open(anon, send, 3*time.Hour)
+	first := h.event(anon, "order_completed", 2*time.Hour, `{"revenue": 15}`)
 	attribute(t, s, now, 1)
 
-	// The merge, as queueMerge does it.
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	mustIngest(t, s, at(identify("u1", "anon1", "i2", `{}`, "")))
+	var merged *int64
+	if err := pool.QueryRow(ctx, `SELECT merged_into FROM contacts WHERE id = $1`, anon).Scan(&merged); err != nil || merged == nil || *merged != person {
+		t.Fatalf("the anonymous contact was not merged into the person: %v, %v", merged, err)
+	}
+	second := h.event(person, "order_completed", time.Hour, `{"revenue": 25}`)
+	attribute(t, s, now, 1) // the new order; the moved one is credited already
+	got := conversionsOf(t, s, person)
+	if len(got) != 2 {
+		t.Fatalf("conversions of the merged person: %+v", got)
+	}
+	if got[0].MessageID != second || got[0].ContactID != person || got[0].SendID != send || got[0].Template != "cart" || got[0].Sequence != "abandoned-cart" ||
+		got[0].Value != 25 || got[0].Reason != "credited to cart (sequence abandoned-cart, step 1): opened 2h before, the only email this contact opened or clicked as a person within 5d" {
+		t.Errorf("the order after the merge: %+v", got[0])
+	}
+	if got[1].MessageID != first || got[1].ContactID != person || got[1].SendID != send || got[1].Template != "cart" || got[1].Value != 15 {
+		t.Errorf("the order before the merge: %+v", got[1])
+	}
+	if c := conversionsOf(t, s, anon); len(c) != 0 {
+		t.Errorf("the merged contact keeps %+v", c)
+	}
+
+	// A pass that raced a merge credited the order under the anonymous
+	// contact after the merge had moved its conversions: the moved event is
+	// still not credited again.
+	h.contact(11, "consideration")
+	h.contact(12, "decision")
+	h.event(11, "order_completed", time.Hour, `{"revenue": 7}`)
+	attribute(t, s, now, 1)
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for _, q := range []string{
 			`INSERT INTO events (contact_id, message_id, kind, name, properties, context, occurred_at, received_at)
-			 SELECT 2, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = 1`,
-			`DELETE FROM events WHERE contact_id = 1`,
-			`UPDATE contacts SET merged_into = 2 WHERE id = 1`,
+			 SELECT 12, message_id, kind, name, properties, context, occurred_at, received_at FROM events WHERE contact_id = 11`,
+			`DELETE FROM events WHERE contact_id = 11`,
+			`UPDATE contacts SET merged_into = 12 WHERE id = 11`,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
-	second := h.event(2, "order_completed", time.Hour, `{"revenue": 25}`)
-	attribute(t, s, now, 1)
-	got := conversionsOf(t, s, 2)
-	if len(got) != 2 {
-		t.Fatalf("conversions of the merged person: %+v", got)
-	}
-	if got[0].MessageID != second || got[0].ContactID != 2 || got[0].SendID != send || got[0].Template != "cart" || got[0].Sequence != "abandoned-cart" ||
-		got[0].Value != 25 || got[0].Reason != "credited to cart (sequence abandoned-cart, step 1): opened 2h before, the only email this contact opened or clicked as a person within 5d" {
-		t.Errorf("the order after the merge: %+v", got[0])
-	}
-	if got[1].MessageID != first || got[1].ContactID != 1 || got[1].SendID != send || got[1].Value != 15 || got[1].Stage != "consideration" {
-		t.Errorf("the order before the merge: %+v", got[1])
+	attribute(t, s, now, 0)
+	if c := conversionsOf(t, s, 11); len(c) != 1 || c[0].Value != 7 {
+		t.Errorf("the raced conversion: %+v", c)
 	}
 }

@@ -45,7 +45,7 @@ func (s *Store) Erase(ctx context.Context, contactID int64) (string, error) {
 			return err
 		}
 		ids = append(ids, merged...)
-		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts", "segment_members",
+		for _, table := range []string{"events", "activity", "transitions", "sends", "enrolments", "offer_draws", "identities", "parked_contacts", "segment_members", "conversions",
 			// The reports' rows of its emails, draws and moves (the sums
 			// they were added to keep counting them, as figures of no one).
 			"report_emails", "report_draws", "report_moves"} {
