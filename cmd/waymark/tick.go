@@ -46,6 +46,13 @@ func cmdTick(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "tick at %s: evaluated %d contacts, %d moved (%d hops) in %.2fs\n",
 		at.Format(time.RFC3339), sw.Contacts, sw.Moved, sw.Hops, sw.Elapsed.Seconds())
+	conv, err := a.Attribute(ctx, at)
+	if err != nil {
+		return err
+	}
+	if conv > 0 {
+		fmt.Fprintf(e.stdout, "conversions: %d attributed\n", conv)
+	}
 	bst, err := a.Broadcasts(ctx, at)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/smtptest"
 	"github.com/waymark/waymark/internal/store"
@@ -177,7 +178,8 @@ func getWithKey(t *testing.T, base, path, key string, v any) {
 // Every kind of change the journey's endpoint asks for is told, once, in
 // the transaction of the change: an enrolment, an email sent, a complaint
 // and a hard bounce reported by the relay, an unsubscription by the
-// email's one-click link, an offer drawn by a sweep.
+// email's one-click link, an offer drawn by a sweep, an order credited to
+// the email opened before it (a conversion, by the scheduler's pass).
 func TestWebhooksOutReportEnrolmentsSendsBouncesAndOffers(t *testing.T) {
 	t.Parallel()
 	var (
@@ -210,7 +212,7 @@ templates:
 webhooks:
   - name: crm
     url: `+recv.URL+`
-    events: [enrolled, email_sent, email_bounced, email_complained, unsubscribed, offer_given]
+    events: [enrolled, email_sent, email_bounced, email_complained, unsubscribed, offer_given, conversion]
     secret_env: CRM_SECRET
 `, map[string]string{"WAYMARK_SMTP_URL": "smtp://" + smtp.Addr() + "?tls=none", "WAYMARK_FROM": "shop@shop.example", "WAYMARK_CRON": "@every 1s"},
 		serveOptions{Getenv: func(k string) string { return map[string]string{"CRM_SECRET": secret}[k] }})
@@ -218,7 +220,16 @@ webhooks:
 		t.Fatalf("identify: %d", code)
 	}
 	welcome := smtp.WaitFor(1, 10*time.Second)[0]
-	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1"}`); code != 200 {
+	// ann opens the welcome as a person (recorded as the open pixel's
+	// handler records it), then orders.
+	var annID, welcomeID int64
+	if err := pool.QueryRow(context.Background(), `SELECT contact_id, id FROM sends WHERE sequence = 'welcome'`).Scan(&annID, &welcomeID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.New(pool).TrackEngagement(context.Background(), annID, welcomeID, "email_opened", nil, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code := postJSON(t, base, "/v1/track", `{"userId":"ann","event":"order_completed","messageId":"o1","properties":{"revenue":"42.50"}}`); code != 200 {
 		t.Fatalf("track: %d", code)
 	}
 	apiKey, err := store.New(pool).CreateAPIKey(context.Background(), "relay")
@@ -245,7 +256,7 @@ webhooks:
 	if code := postWithKey(t, base, "/v1/webhooks/bounces", apiKey, `{"type":"bounce","email":"ann@example.com","bounce_type":"hard","diagnostic":"550 5.1.1 no such user","id":"b-1"}`); code != 200 {
 		t.Fatalf("bounce: %d", code)
 	}
-	want := map[string]int{"enrolled": 1, "email_sent": 1, "email_bounced": 1, "email_complained": 1, "unsubscribed": 1, "offer_given": 1}
+	want := map[string]int{"enrolled": 1, "email_sent": 1, "email_bounced": 1, "email_complained": 1, "unsubscribed": 1, "offer_given": 1, "conversion": 1}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
@@ -291,6 +302,14 @@ webhooks:
 	}
 	if e := byType["unsubscribed"]; len(e) == 1 && (e[0]["email"] != "ann@example.com" || e[0]["send_id"] == nil) {
 		t.Errorf("unsubscribed %v", e[0])
+	}
+	if e := byType["conversion"]; len(e) == 1 {
+		c := e[0]
+		if c["contact_id"] != float64(annID) || c["event"] != "order_completed" || c["message_id"] != "o1" || c["value"] != 42.5 || c["stage"] != "awareness" ||
+			c["send_id"] != float64(welcomeID) || c["template"] != "hi" || c["sequence"] != "welcome" || c["step"] != float64(0) || c["touch"] != "opened" ||
+			c["broadcast"] != nil || c["variant"] != nil || c["touch_at"] == nil || c["at"] == nil {
+			t.Errorf("conversion %v", c)
+		}
 	}
 }
 

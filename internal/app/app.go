@@ -100,12 +100,17 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	return a, nil
 }
 
-// scheduledPass is the scheduler's work: a sweep of every contact, then a
-// look for what became due.
+// scheduledPass is the scheduler's work: a sweep of every contact, the
+// conversions since the last pass attributed (before the broadcasts, so
+// that an A/B test decided by conversions counts them), then a look for
+// what became due.
 func (a *App) scheduledPass(ctx context.Context, at time.Time) error {
 	st, err := a.engine.Sweep(ctx, at)
 	if err == nil && st.Contacts > 0 {
 		a.log.Info("sweep", "contacts", st.Contacts, "moved", st.Moved, "took", st.Elapsed.Round(time.Millisecond))
+	}
+	if _, aerr := a.Attribute(ctx, at); aerr != nil && err == nil {
+		err = aerr
 	}
 	if _, berr := a.bcast.Tick(ctx, at); berr != nil && err == nil {
 		err = berr
@@ -137,6 +142,17 @@ func (a *App) sendsDue() {
 // campaigns runner as the engine's hook (a tick, a backtest).
 func (a *App) Sweep(ctx context.Context, asOf time.Time) (lifecycle.SweepStats, error) {
 	return a.engine.Sweep(ctx, asOf)
+}
+
+// Attribute credits the conversions stored since the last pass (a
+// scheduled pass's, after its sweep) and logs how many it credited.
+func (a *App) Attribute(ctx context.Context, at time.Time) (int64, error) {
+	start := time.Now()
+	n, err := a.store.AttributeConversions(ctx, at)
+	if err == nil && n > 0 {
+		a.log.Info("conversions attributed", "conversions", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return n, err
 }
 
 // Broadcasts does a scheduled pass's broadcast work at at: the runs whose

@@ -177,7 +177,7 @@ WITH merged AS MATERIALIZED (
                 AND o.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND o.occurred_at <= ev.occurred_at) o
     ) w
 ), full_ AS (
-    SELECT p.*, s.template, s.sequence, CASE WHEN s.sequence IS NOT NULL THEN s.step + 1 END AS step, s.offer, s.broadcast,
+    SELECT p.*, s.template, s.sequence, CASE WHEN s.sequence IS NOT NULL THEN s.step END AS step, s.offer, s.broadcast,
            CASE WHEN s.broadcast IS NOT NULL THEN coalesce(s.variant, 0) + 1 END AS variant,
            CASE WHEN p.send_id IS NULL THEN ` + param("no email opened or clicked as a person within "+win+" before it: not credited to an email") + `
                 ELSE 'credited to ' || s.template || ' (' ||
@@ -206,7 +206,7 @@ WITH merged AS MATERIALIZED (
     INSERT INTO webhook_outbox (endpoint, type, body, due_at)
     SELECT e.name, 'conversion', jsonb_build_object('type', 'conversion', 'timestamp', f.occurred_at, 'data', jsonb_build_object(
             'contact_id', f.contact_id, 'event', f.name, 'message_id', f.message_id, 'value', f.value, 'stage', f.stage,
-            'send_id', f.send_id, 'template', f.template, 'sequence', f.sequence, 'step', f.step, 'broadcast', f.broadcast,
+            'send_id', f.send_id, 'template', f.template, 'sequence', f.sequence, 'step', f.step, 'offer', f.offer, 'broadcast', f.broadcast,
             'variant', f.variant, 'touch', f.touch, 'touch_at', f.touch_at, 'at', f.occurred_at)), ` + param(now) + `::timestamptz
     FROM webhook_endpoints e
     JOIN ins i ON true
