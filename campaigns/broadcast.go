@@ -87,15 +87,18 @@ func (a Audience) Holds(stage rule.Stage, inSegment bool) bool {
 type ABTest struct {
 	Variants []Variant
 	Share    float64       // of the audience, 0 < Share < 1
-	PickBy   string        // PickOpens or PickClicks (PickConversions is not available)
+	PickBy   string        // PickOpens, PickClicks or PickConversions
 	After    time.Duration // the wait from the test's first email to the decision
-	// MinResults is how many people must have opened (clicked) across the
-	// variants for the figures to decide; fewer keeps the first variant.
+	// MinResults is how many people must have opened (clicked, converted)
+	// across the variants for the figures to decide; fewer keeps the first
+	// variant.
 	MinResults int `json:",omitempty"`
 }
 
-// The metrics a test picks its winner by. Conversions are not tracked by
-// Waymark yet: a test cannot pick by them (the journey file refuses it).
+// The metrics a test picks its winner by: the people who opened, clicked
+// (as people, not machines) or converted — a conversion credited to the
+// test's email (the journey's conversion goal; attributed by the
+// scheduler's pass before it decides).
 const (
 	PickOpens       = "opens"
 	PickClicks      = "clicks"
@@ -357,9 +360,11 @@ func Decide(t *ABTest, results []VariantResult, at time.Time) Decision {
 	if minResults <= 0 {
 		minResults = DefaultMinResults
 	}
-	verb := map[string]string{PickOpens: "opened", PickClicks: "clicked"}[t.PickBy]
+	verb := map[string]string{PickOpens: "opened", PickClicks: "clicked", PickConversions: "converted"}[t.PickBy]
+	what := map[string]string{PickOpens: "opened it (people, not machines", PickClicks: "clicked it (people, not machines",
+		PickConversions: "converted (a conversion credited to its email: the one they last opened or clicked as a person before it"}[t.PickBy]
 	d := Decision{PickBy: t.PickBy, At: at, Variants: results,
-		Rule: fmt.Sprintf("the variant whose recipients most often %s it (people, not machines; the share of its emails sent) wins; a tie for the highest share, or fewer than %d people who %s across the variants, keeps variant 1", verb, minResults, verb)}
+		Rule: fmt.Sprintf("the variant whose recipients most often %s; the share of its emails sent) wins; a tie for the highest share, or fewer than %d people who %s across the variants, keeps variant 1", what, minResults, verb)}
 	if verb == "" {
 		d.Rule = fmt.Sprintf("pick_by %s is not available: Waymark does not track it", t.PickBy)
 		d.Kept, d.Reason = true, fmt.Sprintf("%s are not tracked by Waymark: variant 1 kept", t.PickBy)

@@ -95,11 +95,9 @@ func (b *Broadcast) Check() []FieldError {
 			bad("test.share", "the part of the audience the variants are tried on, above 0 and below 1 (0.2 = 20%%; the winner goes to the rest)")
 		}
 		switch t.PickBy {
-		case PickOpens, PickClicks:
-		case PickConversions:
-			bad("test.pick_by", "conversions is not available: Waymark does not track conversions yet, so there are none to compare; pick by opens or clicks")
+		case PickOpens, PickClicks, PickConversions:
 		default:
-			bad("test.pick_by", "opens or clicks (people, not machines), not %q", t.PickBy)
+			bad("test.pick_by", "opens, clicks (people, not machines) or conversions (credited to the variant's email), not %q", t.PickBy)
 		}
 		if t.After <= 0 {
 			bad("test.after", "the wait before the winner is picked, more than 0 (4h)")

@@ -85,10 +85,16 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	// Conversions are not tracked: never a winner by them.
-	d := Decide(&ABTest{PickBy: PickConversions, Variants: test.Variants}, res([]int{10, 10, 10}, []int{0, 9, 0}), at)
-	if d.Winner != 0 || !d.Kept || !strings.Contains(d.Reason, "not tracked") {
+	// By conversions: 9 of 10 against 2 of 10 and none; 11 people in all,
+	// over the 10 needed.
+	d := Decide(&ABTest{PickBy: PickConversions, Variants: test.Variants}, res([]int{10, 10, 10}, []int{0, 9, 2}), at)
+	if d.Winner != 1 || d.Kept || d.Reason != `variant 2 (subject "b") won: 90.0% of its recipients converted, against at most 20.0% for the others` ||
+		!strings.Contains(d.Rule, "converted (a conversion credited to its email") {
 		t.Errorf("by conversions: %+v", d)
+	}
+	d = Decide(&ABTest{PickBy: PickConversions, Variants: test.Variants}, res([]int{10, 10, 10}, []int{0, 9, 0}), at)
+	if d.Winner != 0 || !d.Kept || d.Reason != "too few results: 9 people converted across the variants, fewer than 10: variant 1 kept" {
+		t.Errorf("by conversions, too few: %+v", d)
 	}
 }
 

@@ -96,7 +96,7 @@ func TestBroadcastAPI(t *testing.T) {
 		{`{"name":"flash","template":"nope"}`, "template"},
 		{`{"name":"flash","template":"news","audience":{"segment":"lapsed"}}`, "audience.segment"},
 		{`{"name":"flash","template":"news","send_at":"soon"}`, "send_at"},
-		{`{"name":"flash","template":"news","test":{"variants":[{"template":"news"},{"template":"news-b"}],"share":0.5,"pick_by":"conversions","after":"1h"}}`, "test.pick_by"},
+		{`{"name":"flash","template":"news","test":{"variants":[{"template":"news"},{"template":"news-b"}],"share":0.5,"pick_by":"revenue","after":"1h"}}`, "test.pick_by"},
 		{`{"name":"flash","template":"news","test":{"variants":[{"subject":"A {{.Nope}}"},{"subject":"B"}],"share":0.5,"pick_by":"opens","after":"1h"}}`, "test.variants[0].subject"},
 		{`{"name":"Flash!","template":"news"}`, "name"},
 		{`{"name":"flash","template":"news","colour":"red"}`, "colour"},

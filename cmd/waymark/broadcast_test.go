@@ -619,3 +619,117 @@ broadcasts:
 		t.Fatalf("tokyo received %v at 08:00 there, want the broadcast", got)
 	}
 }
+
+// An A/B test decided by conversions: a variant's people are the
+// recipients of its test emails credited with a conversion (the order's
+// email is the one they last opened or clicked as a person within the
+// goal's window) by the decision time. Variant 1: one order credited, an
+// order after the decision time (credited, not counted) and one after
+// only a machine's open (not credited); variant 2: three orders credited,
+// one of them a recipient's second. So 1 against 3 people, variant 2
+// wins; the tick before the decision attributed them.
+func TestBroadcastABTestByConversions(t *testing.T) {
+	t.Parallel()
+	url, _, env := mailScene(t)
+	now := clock.Now().UTC().Truncate(time.Minute)
+	sendAt := now.Add(2 * time.Hour)
+	var contacts strings.Builder
+	contacts.WriteString("userId,email\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&contacts, "c%d,c%d@example.com\n", i, i)
+	}
+	importAndApply(t, env, map[string]string{"contacts.csv": contacts.String(), "journey.yaml": fmt.Sprintf(`templates:
+  - {name: news, subject: "News", text: "Hello."}
+  - {name: news-b, subject: "More news", text: "Hello."}
+sending:
+  quiet_hours: {from: "00:00", to: "00:00"}
+  frequency_cap: {max: 0}
+conversion:
+  event: order_completed
+  value: revenue
+  window: 1d
+broadcasts:
+  - name: launch
+    template: news
+    send_at: "%s"
+    test:
+      variants: [news, news-b]
+      share: 0.5
+      pick_by: conversions
+      after: 1h
+      min_results: 2
+`, sendAt.Format(time.RFC3339))})
+	tick := func(at time.Time) string {
+		t.Helper()
+		out, errOut, err := runWith(t, env, "tick", "--as-of", at.Format(time.RFC3339))
+		if err != nil {
+			t.Fatalf("tick at %s: %v\n%s", at, err, errOut)
+		}
+		return out
+	}
+	tick(sendAt)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	st := store.New(pool)
+	type testSend struct{ contact, id int64 }
+	byVariant := map[int][]testSend{}
+	rows, _ := pool.Query(ctx, `SELECT contact_id, id, variant FROM sends WHERE broadcast = 'launch' AND ab_test AND status = 'sent' ORDER BY id`)
+	for rows.Next() {
+		var s testSend
+		var v int
+		if err := rows.Scan(&s.contact, &s.id, &v); err != nil {
+			t.Fatal(err)
+		}
+		byVariant[v] = append(byVariant[v], s)
+	}
+	if rows.Err() != nil || len(byVariant[0]) < 3 || len(byVariant[1]) < 3 {
+		t.Fatalf("test emails sent: %v (%v)", byVariant, rows.Err())
+	}
+	n := 0
+	engage := func(s testSend, name string, props map[string]any, at time.Time) {
+		t.Helper()
+		if _, err := st.TrackEngagement(ctx, s.contact, s.id, name, props, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order := func(s testSend, at time.Time) {
+		t.Helper()
+		n++
+		if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', 'order_completed', '{"revenue": 40}', $3)`,
+			s.contact, fmt.Sprintf("order-%d", n), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1, v2 := byVariant[0], byVariant[1]
+	engage(v1[0], "email_opened", nil, sendAt.Add(10*time.Minute))
+	order(v1[0], sendAt.Add(20*time.Minute)) // credited, counted
+	engage(v1[1], "email_clicked", nil, sendAt.Add(10*time.Minute))
+	order(v1[1], sendAt.Add(90*time.Minute)) // credited after the decision time: not counted
+	engage(v1[2], "email_opened", map[string]any{"machine": true}, sendAt.Add(10*time.Minute))
+	order(v1[2], sendAt.Add(20*time.Minute)) // a machine's open: not credited
+	for i, s := range v2[:3] {
+		engage(s, "email_clicked", nil, sendAt.Add(time.Duration(5+i)*time.Minute))
+		order(s, sendAt.Add(30*time.Minute))
+	}
+	order(v2[0], sendAt.Add(40*time.Minute)) // a second order of one person: one person
+	out := tick(sendAt.Add(2 * time.Hour))
+	if !strings.Contains(out, "conversions: 7 attributed") || !strings.Contains(out, "1 A/B tests decided") {
+		t.Fatalf("the deciding tick:\n%s", out)
+	}
+	var decision campaigns.Decision
+	if err := pool.QueryRow(ctx, `SELECT decision FROM broadcast_runs WHERE broadcast = 'launch'`).Scan(&decision); err != nil {
+		t.Fatal(err)
+	}
+	s1, s2 := len(v1), len(v2)
+	if len(decision.Variants) != 2 || decision.Variants[0].Sent != s1 || decision.Variants[0].People != 1 || decision.Variants[1].Sent != s2 || decision.Variants[1].People != 3 ||
+		decision.Winner != 1 || decision.Kept || decision.PickBy != campaigns.PickConversions {
+		t.Fatalf("decision %+v; want 1 of %d against 3 of %d, variant 2", decision, s1, s2)
+	}
+	if want := fmt.Sprintf("variant 2 (template news-b) won: %.1f%% of its recipients converted, against at most %.1f%% for the others", 300/float64(s2), 100/float64(s1)); decision.Reason != want {
+		t.Errorf("reason %q, want %q", decision.Reason, want)
+	}
+}

@@ -557,20 +557,27 @@ func (s *Store) RunsToDecide(ctx context.Context, now time.Time) ([]campaigns.Br
 
 // sqlVariantFigures counts, per variant of a run's test share, the emails
 // sent and the people (contacts) who opened or clicked one ($2, the human
-// event, not the _machine one) by $3.
+// event, not the _machine one) by $3 — or, by conversions, whose email
+// was credited with a conversion (by the event's time, $3; $2 unused).
 const sqlVariantFigures = `
 SELECT s.variant::int AS variant,
        count(*) FILTER (WHERE s.status = 'sent')::int AS sent,
-       count(*) FILTER (WHERE s.status = 'sent' AND EXISTS (
+       count(*) FILTER (WHERE s.status = 'sent' AND CASE WHEN $2 = '' THEN EXISTS (
+           SELECT 1 FROM conversions x WHERE x.send_id = s.id AND x.occurred_at <= $3)
+       ELSE EXISTS (
            SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
-           WHERE k.id = s.contact_id AND e.name = $2 AND e.properties->>'send_id' = s.id::text AND e.occurred_at <= $3))::int AS people
+           WHERE k.id = s.contact_id AND e.name = $2 AND e.properties->>'send_id' = s.id::text AND e.occurred_at <= $3) END)::int AS people
 FROM sends s
 WHERE s.broadcast_run = $1 AND s.ab_test
 GROUP BY s.variant`
 
 // VariantFigures implements campaigns.BroadcastStore.
 func (s *Store) VariantFigures(ctx context.Context, run campaigns.BroadcastRun, pickBy string, until time.Time) ([]campaigns.VariantResult, error) {
-	event := map[string]string{campaigns.PickOpens: "email_opened", campaigns.PickClicks: "email_clicked"}[pickBy]
+	// "" : by conversions.
+	event, ok := map[string]string{campaigns.PickOpens: "email_opened", campaigns.PickClicks: "email_clicked", campaigns.PickConversions: ""}[pickBy]
+	if !ok {
+		return nil, fmt.Errorf("broadcast %s: no A/B test picks by %q", run.Broadcast, pickBy)
+	}
 	type row struct {
 		Variant int `db:"variant"`
 		Sent    int `db:"sent"`
