@@ -1,6 +1,10 @@
 package contact
 
-import "time"
+import (
+	"time"
+
+	"github.com/waymark/waymark/internal/report"
+)
 
 // Timeline is everything that happened to one contact.
 type Timeline struct {
@@ -10,6 +14,9 @@ type Timeline struct {
 	Sends       []TimelineSend      `json:"sends"`
 	Draws       []TimelineDraw      `json:"offers"`
 	Enrolments  []TimelineEnrolment `json:"enrolments"`
+	// Conversions are the contact's goal events, newest first, each with
+	// the email credited and why.
+	Conversions []report.Conversion `json:"conversions"`
 }
 
 // Transition is one recorded stage move.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/waymark/waymark/internal/clock"
 	"github.com/waymark/waymark/internal/ingest"
+	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
 	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/store"
@@ -338,9 +339,15 @@ func TestAttributionAfterTheGoalChanges(t *testing.T) {
 	attribute(t, s, now, 1)
 
 	const upgraded = "conversion:\n  event: plan_upgraded\n  value: amount\n  window: 12h\n"
-	j := applyJourney(t, s, upgraded)
-	if j.Conversion.Event != "plan_upgraded" {
-		t.Fatalf("goal %+v", j.Conversion)
+	j, err := journey.Parse("j.yaml", []byte(upgraded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.ApplyJourney(context.Background(), j, false)
+	want := `conversion goal "plan_upgraded" changed: event plan_upgraded, value amount, window 12h (was event order_completed, value revenue, window 5d); the next attribution pass credits the plan_upgraded events already stored`
+	// (The first apply saves the default sending settings too.)
+	if err != nil || len(changes) != 2 || changes[1].String() != want {
+		t.Fatalf("applying another goal: %v, %v; want %s", changes, err, want)
 	}
 	if g, err := s.ConversionGoal(context.Background()); err != nil || g != (report.Goal{Event: "plan_upgraded", Value: "amount", Window: 12 * time.Hour}) {
 		t.Fatalf("stored goal %+v, %v", g, err)
@@ -355,7 +362,7 @@ func TestAttributionAfterTheGoalChanges(t *testing.T) {
 	}
 	// Re-applying the same goal changes nothing; going back re-reads the
 	// orders, already credited.
-	changes, err := s.ApplyJourney(context.Background(), j, false)
+	changes, err = s.ApplyJourney(context.Background(), j, false)
 	if err != nil || len(changes) != 0 {
 		t.Errorf("the same goal again: %v, %v", changes, err)
 	}

@@ -7,8 +7,8 @@ import (
 )
 
 // ContactTimeline returns a contact's moves, emails (with opens and
-// clicks), offer draws, enrolments and its latest maxEvents events; every
-// query is by contact_id.
+// clicks), offer draws, enrolments, conversions and its latest maxEvents
+// events; every query is by contact_id.
 func (s *Store) ContactTimeline(ctx context.Context, id int64, maxEvents int) (contact.Timeline, error) {
 	var t contact.Timeline
 	var err error
@@ -41,7 +41,11 @@ WHERE s.contact_id = $1 ORDER BY s.due_at, s.id`, id); err != nil {
 		return t, translate(err, "reading a contact's offers")
 	}
 	t.Enrolments, err = queryRows[contact.TimelineEnrolment](ctx, s.db, `SELECT id, sequence, version, status, coalesce(reason, '') AS reason, enrolled_at, ended_at FROM enrolments WHERE contact_id = $1 ORDER BY enrolled_at, id`, id)
-	return t, translate(err, "reading a contact's enrolments")
+	if err != nil {
+		return t, translate(err, "reading a contact's enrolments")
+	}
+	t.Conversions, err = s.Conversions(ctx, id)
+	return t, err
 }
 
 // History returns a contact's stage moves, oldest first.

@@ -234,7 +234,7 @@ func (s *Server) apiTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"contact": a, "moves": moves, "sends": nonNil(t.Sends), "offers": nonNil(t.Draws),
-		"enrolments": nonNil(t.Enrolments), "events": nonNil(t.Events), "events_total": t.EventsTotal,
+		"enrolments": nonNil(t.Enrolments), "conversions": nonNil(t.Conversions), "events": nonNil(t.Events), "events_total": t.EventsTotal,
 	})
 }
 

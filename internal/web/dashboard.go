@@ -415,12 +415,13 @@ func (s *Server) contactsPage(w http.ResponseWriter, r *http.Request) {
 // timelineItem is one line of a contact's journey.
 type timelineItem struct {
 	At    time.Time
-	Kind  string // event, move, email, offer, enrolment
+	Kind  string // event, move, email, offer, enrolment, conversion
 	Event *contact.TimelineEvent
 	Move  *contact.Transition
 	Send  *contact.TimelineSend
 	Draw  *contact.TimelineDraw
 	Enrol *contact.TimelineEnrolment
+	Conv  *report.Conversion
 	Back  bool
 	seq   int
 }
@@ -469,9 +470,12 @@ func (s *Server) contactPage(w http.ResponseWriter, r *http.Request) {
 	for i := range t.Enrolments {
 		items = append(items, timelineItem{At: t.Enrolments[i].EnrolledAt, Kind: "enrolment", Enrol: &t.Enrolments[i]})
 	}
+	for i := range t.Conversions {
+		items = append(items, timelineItem{At: t.Conversions[i].At, Kind: "conversion", Conv: &t.Conversions[i]})
+	}
 	// Newest first; at the same instant, what came later (a move after
 	// the event that caused it, the second hop of a settling) first.
-	order := map[string]int{"event": 0, "move": 1, "enrolment": 2, "offer": 3, "email": 4}
+	order := map[string]int{"event": 0, "conversion": 1, "move": 2, "enrolment": 3, "offer": 4, "email": 5}
 	for i := range items {
 		items[i].seq = i
 	}
