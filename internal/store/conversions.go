@@ -126,9 +126,12 @@ func (s *Store) AttributeConversions(ctx context.Context, now time.Time) (int64,
 // the latest; at one instant a click before an open, then the higher
 // send — its stage then and its value; the conversions it inserts, the
 // conversion webhooks it queues, and how many it inserted. Every lookup
-// is by contact: the events' primary key (contact_id first), sends' and
-// transitions' by contact, contacts merged into one by
-// contacts_merged_into.
+// is by contact: the events', sends', transitions' and conversions'
+// primary keys (contact_id first; events_contact_name_time, which the
+// brief of issue 21 names, was dropped by migrations 010 and 012), a
+// conversion moved by a merge by conversions_at; only an open of an email
+// not sent to its contact reads the contacts merged into others (there
+// is no index on merged_into), once a pass.
 func attributeSQL(g report.Goal, newEvents string, param func(any) string, now time.Time) string {
 	value := "0"
 	if g.Value != "" {

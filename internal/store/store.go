@@ -20,6 +20,8 @@
 //     suppressions.go, bounces.go, privacy.go (erasure, export of one
 //     contact), export.go (of many);
 //   - telling other systems: webhooks.go (endpoints, the outbox);
+//   - conversions: conversions.go (the goal, attribution, a contact's
+//     conversions);
 //   - what the API and the dashboard read: auth.go (keys, sessions),
 //     stats.go, timeline.go, counts.go; reports_refresh.go (the reports'
 //     rollups, kept up to date) and reports.go (the reports read from
