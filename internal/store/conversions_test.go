@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,5 +444,62 @@ func TestAttributionAcrossAMerge(t *testing.T) {
 	attribute(t, s, now, 0)
 	if c := conversionsOf(t, s, 11); len(c) != 1 || c[0].Value != 7 {
 		t.Errorf("the raced conversion: %+v", c)
+	}
+}
+
+// Passes of several processes at once, while orders keep coming: each
+// order is credited exactly once, whichever pass takes it.
+func TestAttributionPassesAtOnceCreditEachOrderOnce(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	now := clock.Now().UTC().Truncate(time.Second)
+	h := &history{t: t, db: pool, now: now}
+	const contacts, orders = 20, 5
+	for c := int64(1); c <= contacts; c++ {
+		h.contact(c, "retention")
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var credited int64
+	errs := make(chan error, 64)
+	for p := 0; p < 4; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := store.New(pool)
+			for i := 0; i < 15; i++ {
+				n, err := s.AttributeConversions(context.Background(), now)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				credited += n
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < orders; i++ {
+		for c := int64(1); c <= contacts; c++ {
+			h.event(c, "order_completed", time.Duration(i)*time.Minute, `{"revenue": 1}`)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// The orders stored after the last of those passes began.
+	n, err := store.New(pool).AttributeConversions(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credited += n
+	var rows int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM conversions`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if credited != contacts*orders || rows != contacts*orders {
+		t.Errorf("passes credited %d, %d conversions stored; want %d each", credited, rows, contacts*orders)
 	}
 }
