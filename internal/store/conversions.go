@@ -6,9 +6,9 @@ package store
 //
 // Attribution runs over the events committed since its last pass, as the
 // activity rollup's fold does (rollup.go): attribution_state holds the
-// snapshot of the last pass, a pass holds that row in a REPEATABLE READ
-// transaction and takes the goal events visible now and not in the
-// snapshot; '' (before the first pass, or after an apply changed the
+// snapshot of the last pass; a pass, in a REPEATABLE READ transaction
+// that locked that table before its snapshot, takes the goal events
+// visible now and not in the snapshot; '' (before the first pass, or after an apply changed the
 // goal's event or value) takes every stored goal event. conversions'
 // key (contact_id, message_id) credits an event once however often it
 // is seen; a merge stores an anonymous contact's events again under the
@@ -83,10 +83,16 @@ func (s *Store) AttributeConversions(ctx context.Context, now time.Time) (int64,
 	var n int64
 	err := s.inRepeatableRead(ctx, func(tx pgx.Tx) error {
 		n = 0
-		// Holding the state row serialises passes, and an apply that
-		// changes the goal (it resets the snapshot) with them.
+		// Passes take turns, and an apply that changes the goal (it
+		// resets the snapshot) with them: the lock is taken before the
+		// transaction's snapshot (LOCK takes none), so a pass that waited
+		// reads what the one before it wrote instead of failing to
+		// serialise with it.
+		if _, err := tx.Exec(ctx, `LOCK TABLE attribution_state IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
 		var snap string
-		if err := tx.QueryRow(ctx, `SELECT snapshot FROM attribution_state FOR UPDATE`).Scan(&snap); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT snapshot FROM attribution_state`).Scan(&snap); err != nil {
 			return err
 		}
 		g, err := queryRow[goalRow](ctx, tx, sqlGoal)
