@@ -203,10 +203,12 @@ func queueMerge(b *pgx.Batch, from, to int64) {
 		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	b.Queue(`DELETE FROM events WHERE contact_id = $1`, from)
 	// Conversions go with their events (a pass does not credit a moved
-	// event again: attributeSQL).
+	// event again: attributeSQL), with the transaction that first stored
+	// them (ingest_xid), so that the reports, which take conversions by
+	// it, do not count a moved one again.
 	b.Queue(`WITH moved AS (DELETE FROM conversions WHERE contact_id = $1 RETURNING *)
-		  INSERT INTO conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at)
-		  SELECT $2, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at FROM moved
+		  INSERT INTO conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at, ingest_xid)
+		  SELECT $2, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason, attributed_at, ingest_xid FROM moved
 		  ON CONFLICT (contact_id, message_id) DO NOTHING`, from, to)
 	// The anonymous contact's traits fill gaps, unless that would take the
 	// identified contact's over the traits' limits: then they are left

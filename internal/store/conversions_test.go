@@ -396,6 +396,9 @@ func TestAttributionAcrossAMerge(t *testing.T) {
 	h.open(anon, send, 3*time.Hour)
 	first := h.event(anon, "order_completed", 2*time.Hour, `{"revenue": 15}`)
 	attribute(t, s, now, 1)
+	if err := s.RefreshReports(ctx, now, false); err != nil {
+		t.Fatal(err)
+	}
 
 	mustIngest(t, s, at(identify("u1", "anon1", "i2", `{}`, "")))
 	var merged *int64
@@ -404,6 +407,18 @@ func TestAttributionAcrossAMerge(t *testing.T) {
 	}
 	second := h.event(person, "order_completed", time.Hour, `{"revenue": 25}`)
 	attribute(t, s, now, 1) // the new order; the moved one is credited already
+	// The reports count the moved conversion once: 2 conversions, 40.
+	if err := s.RefreshReports(ctx, now, false); err != nil {
+		t.Fatal(err)
+	}
+	day := now.Truncate(24 * time.Hour)
+	tbl, err := s.Report(ctx, report.ByTemplate, report.Period{From: day.AddDate(0, 0, -30), To: day.AddDate(0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl.Total.Conversions != 2 || tbl.Total.Revenue != 40 || tbl.Total.Converted != 1 {
+		t.Errorf("after the merge the reports count %d conversions (%d emails), %v revenue; want 2 (1), 40", tbl.Total.Conversions, tbl.Total.Converted, tbl.Total.Revenue)
+	}
 	got := conversionsOf(t, s, person)
 	if len(got) != 2 {
 		t.Fatalf("conversions of the merged person: %+v", got)
