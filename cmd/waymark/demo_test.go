@@ -17,6 +17,7 @@ import (
 	"github.com/waymark/waymark/internal/demo"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgtest"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/rule"
 )
@@ -233,6 +234,51 @@ func TestDemo(t *testing.T) {
 	}
 	if inStats, moves := count(`SELECT coalesce(sum(n), 0) FROM stats_moves`), count(`SELECT count(*) FROM transitions`); inStats != moves {
 		t.Errorf("the dashboard's figures count %d stage moves, the database %d", inStats, moves)
+	}
+
+	// What marketing earned (issue 21), as the dashboard's Reports page
+	// reads it once the history has played: orders credited to the emails
+	// people opened or clicked, revenue per tone, and the surprise offer's
+	// drawn customers against its holdout.
+	day := clock.Now().UTC().Truncate(24 * time.Hour)
+	period := report.Period{From: day.AddDate(0, 0, -200), To: day.AddDate(0, 0, 1)}
+	credited := count(`SELECT count(*) FROM conversions WHERE send_id IS NOT NULL`)
+	if credited == 0 || count(`SELECT count(*) FROM conversions`) != count(`SELECT count(*) FROM events WHERE name = 'order_completed'`) {
+		t.Errorf("%d orders credited to an email; %d conversions for %d orders", credited,
+			count(`SELECT count(*) FROM conversions`), count(`SELECT count(*) FROM events WHERE name = 'order_completed'`))
+	}
+	byTone, err := st.Report(ctx, report.ByTone, period)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earning := 0
+	for _, r := range byTone.Rows {
+		if r.Revenue > 0 {
+			earning++
+		}
+	}
+	if earning < 2 || byTone.Total.Conversions != credited {
+		t.Errorf("revenue per tone: %d tones earned, %d conversions reported, %d credited: %+v", earning, byTone.Total.Conversions, credited, byTone.Rows)
+	}
+	holdouts, err := st.Holdouts(ctx, period)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var surprise *report.Holdout
+	for i := range holdouts {
+		if holdouts[i].Offer == "surprise-thank-you" {
+			surprise = &holdouts[i]
+		}
+	}
+	for _, r := range byTone.Rows {
+		t.Logf("tone %s: %d sent, %d conversions, revenue %.2f", r.Key, r.Sent, r.Conversions, r.Revenue)
+	}
+	if surprise != nil {
+		t.Logf("surprise offer: drawn %d (%d converted), holdout %d (%d converted)", surprise.Treatment.N, surprise.Treatment.Converted, surprise.Control.N, surprise.Control.Converted)
+	}
+	if surprise == nil || surprise.Treatment.N == 0 || surprise.Control.N == 0 ||
+		surprise.Treatment.N+surprise.Control.N != count(`SELECT count(*) FROM offer_draws WHERE offer = 'surprise-thank-you'`) {
+		t.Errorf("the surprise offer's holdout comparison: %+v", surprise)
 	}
 }
 

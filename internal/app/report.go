@@ -16,9 +16,12 @@ import (
 
 // RefreshReports brings the reports up to date: what `waymark report`
 // runs first and what the dashboard's refresher runs every 30 seconds.
+// The goal events stored since attribution's last pass are credited to
+// emails first, so that the rollups count them.
 func RefreshReports(ctx context.Context, st *store.Store, now time.Time, full bool) error {
-	// attribution runs here: the goal events stored since its last pass
-	// are credited to emails before the rollups count them.
+	if _, err := st.AttributeConversions(ctx, now); err != nil {
+		return err
+	}
 	return st.RefreshReports(ctx, now, full)
 }
 

@@ -2,14 +2,13 @@
 // emails people opened or clicked, and the figures per template, step,
 // sequence, broadcast, variant, tone, stage and offer (issue 21). It holds
 // the domain — the conversion goal, the dimensions, the figures and their
-// rates, the comparison of two groups with a 95% confidence interval — and
-// declares what it reads (Reader); internal/store implements it from
-// rollups it maintains, and the CLI (`waymark report`), the API
-// (/api/v1/reports) and the dashboard show it.
+// rates, the comparison of two groups with a 95% confidence interval.
+// internal/store attributes conversions and keeps the rollups reports are
+// read from; the CLI (`waymark report`), the API (/api/v1/reports) and the
+// dashboard show them.
 package report
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -320,21 +319,6 @@ type Day struct {
 	Revenue           float64   `json:"revenue" db:"revenue"`
 	Attributed        int64     `json:"attributed" db:"attributed"`
 	AttributedRevenue float64   `json:"attributed_revenue" db:"attributed_revenue"`
-}
-
-// Reader is what reports are read from: the rollups the store maintains.
-// Refresh brings them up to date (incrementally; full rebuilds them from
-// the tables) and attributes the goal events stored since the last
-// refresh; every read reads the rollups as the last refresh left them.
-type Reader interface {
-	Refresh(ctx context.Context, now time.Time, full bool) error
-	Report(ctx context.Context, by Dimension, p Period) (Table, error)
-	Holdouts(ctx context.Context, p Period) ([]Holdout, error)
-	ABTests(ctx context.Context, p Period) ([]ABTest, error)
-	Stages(ctx context.Context, p Period) ([]Stage, error)
-	Days(ctx context.Context, p Period) ([]Day, error)
-	// Conversions lists a contact's conversions, newest first.
-	Conversions(ctx context.Context, contactID int64) ([]Conversion, error)
 }
 
 // Line is a report's line as the rollups sum it: the value of its
