@@ -29,7 +29,7 @@ func TestBenchDashboardSmall(t *testing.T) {
 	}
 	for _, want := range []string{
 		"history: 300 contacts", "rollups: full refresh", "overview", "journey health", "contact's journey",
-		"contacts: search by email", "rule editor", "reports by template", "reports as CSV, by tone", "api: timeline", "every page and endpoint within 200ms", "dropped database " + name,
+		"contacts: search by email", "rule editor", "reports by template", "reports as CSV, by tone", "reports: attribution", "refresh after a busy half minute (", "api: reports: holdouts", "api: timeline", "every page and endpoint within 200ms", "dropped database " + name,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -763,3 +763,31 @@ func DashContacts(ctx context.Context, pool *pgxpool.Pool, random int) ([]int64,
 	}
 	return ids, why, nil
 }
+
+// AddActivity adds what a busy shop's half minute brings, as of now: n
+// emails sent (to n contacts picked at random, as the first step of a
+// sequence that sent before, in its tone), a person's open of half of
+// them and a click of one in five, a minute later, and an order (10 to
+// 200 of revenue) by one in ten, two minutes later — what an incremental
+// refresh of the reports then takes in.
+func AddActivity(ctx context.Context, pool *pgxpool.Pool, now time.Time, n int) error {
+	_, err := pool.Exec(ctx, `
+WITH model AS (SELECT sequence, template, coalesce(tone, '') AS tone FROM sends WHERE status = 'sent' AND sequence IS NOT NULL LIMIT 1),
+c AS (SELECT id, email FROM contacts WHERE merged_into IS NULL AND email IS NOT NULL ORDER BY random() LIMIT $1),
+s AS (
+    INSERT INTO sends (contact_id, sequence, step, template, tone, status, due_at, sent_at, recipient, message_id)
+    SELECT c.id, m.sequence, 0, m.template, nullif(m.tone, ''), 'sent', $2, $2, c.email, 'bench-' || c.id || '-' || extract(epoch FROM $2::timestamptz)::bigint
+    FROM c CROSS JOIN model m
+    RETURNING contact_id, id, sequence, template
+)
+INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at)
+SELECT s.contact_id, 'bench-' || x.name || '-' || s.id, x.kind, x.name,
+       CASE WHEN x.name = 'order_completed' THEN jsonb_build_object('revenue', 10 + s.id % 191)
+            ELSE jsonb_build_object('send_id', s.id, 'sequence', s.sequence, 'step', 0, 'template', s.template) END,
+       $2::timestamptz + x.after
+FROM s
+CROSS JOIN LATERAL (VALUES ('email_opened', 'internal', interval '1 minute', 2), ('email_clicked', 'internal', interval '1 minute', 5),
+                           ('order_completed', 'track', interval '2 minutes', 10)) x(name, kind, after, every)
+WHERE s.id % x.every = 0`, n, now)
+	return err
+}
