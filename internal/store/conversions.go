@@ -182,7 +182,9 @@ WITH merged AS MATERIALIZED (
                   UNION ALL
                   SELECT s.contact_id, s.id FROM merged k JOIN sends s ON s.contact_id = k.id AND s.id = n.id WHERE k.merged_into = ev.contact_id
                   LIMIT 1) s
-              WHERE o.name IN ('email_opened', 'email_clicked') AND NOT o.properties @> '{"machine": true}' AND n.id IS NOT NULL
+              -- Opens and clicks Waymark's links recorded (kind internal),
+              -- not events a client sent under those names.
+              WHERE o.name IN ('email_opened', 'email_clicked') AND o.kind = 'internal' AND NOT o.properties @> '{"machine": true}' AND n.id IS NOT NULL
                 AND o.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND o.occurred_at <= ev.occurred_at) o
     ) w
 ), full_ AS (

@@ -84,12 +84,21 @@ func (h *history) event(contact int64, name string, ago time.Duration, props str
 	return id
 }
 
+// open and click record what Waymark's tracking links record: events
+// of kind internal.
 func (h *history) open(contact, send int64, ago time.Duration) {
-	h.event(contact, "email_opened", ago, fmt.Sprintf(`{"send_id": %d}`, send))
+	h.internal(contact, "email_opened", ago, fmt.Sprintf(`{"send_id": %d}`, send))
 }
 
 func (h *history) click(contact, send int64, ago time.Duration) {
-	h.event(contact, "email_clicked", ago, fmt.Sprintf(`{"send_id": %d}`, send))
+	h.internal(contact, "email_clicked", ago, fmt.Sprintf(`{"send_id": %d}`, send))
+}
+
+func (h *history) internal(contact int64, name string, ago time.Duration, props string) {
+	h.t.Helper()
+	h.n++
+	h.exec(`INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'internal', $3, $4, $5)`,
+		contact, fmt.Sprintf("m%d-%s", h.n, name), name, props, h.now.Add(-ago))
 }
 
 func (h *history) move(contact int64, from, to string, ago time.Duration) {
@@ -167,9 +176,9 @@ func TestAttributionCreditsTheLastHumanOpenOrClickInTheWindow(t *testing.T) {
 	// 2: only machines opened (by either way of flagging them).
 	h.contact(2, "retention")
 	s2 := h.send(2, "welcome-2", "welcome", 1, 0, 0)
-	h.event(2, "email_opened", time.Hour, fmt.Sprintf(`{"send_id": %d, "machine": true}`, s2))
-	h.event(2, "email_opened_machine", 2*time.Hour, fmt.Sprintf(`{"send_id": %d}`, s2))
-	h.event(2, "email_clicked", 3*time.Hour, fmt.Sprintf(`{"send_id": %d, "machine": true}`, s2))
+	h.internal(2, "email_opened", time.Hour, fmt.Sprintf(`{"send_id": %d, "machine": true}`, s2))
+	h.internal(2, "email_opened_machine", 2*time.Hour, fmt.Sprintf(`{"send_id": %d}`, s2))
+	h.internal(2, "email_clicked", 3*time.Hour, fmt.Sprintf(`{"send_id": %d, "machine": true}`, s2))
 	m2 := order(2, `{"revenue": 10}`)
 
 	// 3: opened 5d and 1s before: outside the window.
@@ -195,11 +204,14 @@ func TestAttributionCreditsTheLastHumanOpenOrClickInTheWindow(t *testing.T) {
 	m5 := order(5, `{"revenue": 10}`)
 
 	// 6: opened email A 2 days before, clicked email B a day before: B.
+	// An email_clicked of A an hour before, sent by a client through the
+	// tracking API (kind track), is not a click of Waymark's links.
 	h.contact(6, "retention")
 	a6 := h.send(6, "welcome-2", "welcome", 1, 0, 0)
 	b6 := h.send(6, "reorder", "replenish", 2, 0, 0)
 	h.open(6, a6, 2*day)
 	h.click(6, b6, day)
+	h.event(6, "email_clicked", time.Hour, fmt.Sprintf(`{"send_id": %d}`, a6))
 	m6 := order(6, `{"revenue": 30}`)
 
 	// 7: at one instant, 30 minutes before, a click on a broadcast's
