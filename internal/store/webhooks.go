@@ -132,17 +132,30 @@ func (s *Store) ClaimDeliveries(ctx context.Context, holder string, limit int, n
 		URL       string    `db:"url"`
 		SecretEnv string    `db:"secret_env"`
 	}
-	out, err := collectAs(ctx, s.db, `UPDATE webhook_outbox o SET claimed_by = $1, claimed_until = $3::timestamptz + $4::interval
+	var out []webhook.Delivery
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		// The claim walks the pending deliveries in due order and stops at
+		// limit. The planner, on statistics taken before a sweep queued a
+		// million, would otherwise read every pending one for each claim
+		// and sort them (670 ms a claim of 16, 24 deliveries a second, at
+		// 1M: waymark-bench webhooks; 6 ms this way).
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
+			return err
+		}
+		var err error
+		out, err = collectAs(ctx, tx, `UPDATE webhook_outbox o SET claimed_by = $1, claimed_until = $3::timestamptz + $4::interval
 		FROM webhook_endpoints e
 		WHERE e.name = o.endpoint AND o.id = ANY(ARRAY(
 			SELECT w.id FROM webhook_outbox w JOIN webhook_endpoints x ON x.name = w.endpoint AND x.disabled_at IS NULL
 			WHERE w.status = 'pending' AND w.due_at <= $3 AND (w.claimed_until IS NULL OR w.claimed_until < $3)
 			ORDER BY w.due_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED))
 		RETURNING o.id, 'msg_' || o.id AS msg_id, o.endpoint, o.type, o.body::text AS body, o.attempts, o.created_at, e.url, e.secret_env`,
-		[]any{holder, limit, now, lease}, func(r row) (webhook.Delivery, error) {
-			return webhook.Delivery{ID: r.ID, MsgID: r.MsgID, Endpoint: r.Endpoint, Type: r.Type, Body: []byte(r.Body), Attempts: r.Attempts, Created: r.Created,
-				URL: r.URL, SecretEnv: r.SecretEnv}, nil
-		})
+			[]any{holder, limit, now, lease}, func(r row) (webhook.Delivery, error) {
+				return webhook.Delivery{ID: r.ID, MsgID: r.MsgID, Endpoint: r.Endpoint, Type: r.Type, Body: []byte(r.Body), Attempts: r.Attempts, Created: r.Created,
+					URL: r.URL, SecretEnv: r.SecretEnv}, nil
+			})
+		return err
+	})
 	return out, translate(err, "claiming webhook deliveries")
 }
 
