@@ -81,6 +81,11 @@ templates:
 	}
 	b.WriteString("    tones:\n      formal:\n        subject: \"Welcome to Fernwood Supply{{with trait \\\"company\\\"}}, {{.}}{{end}}\"\n")
 	block(&b, "        ", "text", formalText)
+	if html != "" {
+		// The newsletter's HTML is the same in both tones (as it was
+		// measured): the journey says so, or apply refuses the pairing.
+		b.WriteString("        inherit: [html]\n")
+	}
 	return b.String(), nil
 }
 
