@@ -25,7 +25,7 @@ WITH v AS (
     UPDATE contacts c SET stage = v.final_stage, stage_entered_at = v.at, updated_at = now()
     FROM v
     WHERE c.id = v.id AND c.stage = v.expect_stage AND c.stage_entered_at = v.expect_entered
-    RETURNING c.id, c.user_id, c.email
+    RETURNING c.id
 ), ins AS (
     INSERT INTO transitions (contact_id, from_stage, to_stage, rule, rule_version, observed, trigger, at)
     SELECT h.id, h.from_stage, h.to_stage, h.rule, h.version, h.observed, h.trigger, h.at
@@ -37,13 +37,14 @@ WITH v AS (
 ), hooks AS (
     -- Webhooks out: a stage_changed delivery for each endpoint that wants
     -- one, in the move's own statement (nothing when none does); the
-    -- contact's user id and email come from the rows the move updated,
-    -- not from a lookup a delivery.
+    -- contact's user id and email in one lookup a delivery (a join with
+    -- the moved rows would be planned as a nested loop over both lists:
+    -- quadratic in a batch).
     INSERT INTO webhook_outbox (endpoint, type, body, due_at)
     SELECT e.name, 'stage_changed', jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
-            'contact_id', i.contact_id, 'user_id', m.user_id, 'email', m.email,
+            'contact_id', i.contact_id, 'user_id', k.user_id, 'email', k.email,
             'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)), i.at
-    FROM webhook_endpoints e JOIN ins i ON true JOIN moved m ON m.id = i.contact_id
+    FROM webhook_endpoints e JOIN ins i ON true JOIN contacts k ON k.id = i.contact_id
     WHERE 'stage_changed' = ANY(e.events) AND e.disabled_at IS NULL
 )
 SELECT contact_id FROM ins`
