@@ -153,7 +153,7 @@ func writeHoldouts(w io.Writer, hs []report.Holdout) error {
 // describeComparison says a comparison's differences in words.
 func describeComparison(c report.Comparison) string {
 	if c.Rate == nil || c.Revenue == nil {
-		return "too few contacts in a group (under 2) to compare"
+		return report.NothingToCompare
 	}
 	sure := func(i *report.Interval) string {
 		if i.Significant() {

@@ -125,3 +125,26 @@ func TestWriteCSV(t *testing.T) {
 		t.Errorf("CSV\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// Compare's intervals, computed by hand: Wald for the rates, Welch for the
+// revenue per contact; none when a group is under 2 or neither varies.
+func TestCompare(t *testing.T) {
+	c := Compare(Group{N: 2, Converted: 2, Revenue: 130, RevenueSq: 50*50 + 80*80}, Group{N: 2, Converted: 1, Revenue: 20, RevenueSq: 20 * 20})
+	near := func(got, want float64) bool { return got-want < 1e-3 && want-got < 1e-3 }
+	// 0.5 ± 1.96·√(0 + 0.25/2); 55 ± 1.96·√(450/2 + 200/2).
+	if c.Rate == nil || !near(c.Rate.Diff, 0.5) || !near(c.Rate.High-c.Rate.Diff, 0.69295) {
+		t.Errorf("rate %+v", c.Rate)
+	}
+	if c.Revenue == nil || !near(c.Revenue.Diff, 55) || !near(c.Revenue.High-c.Revenue.Diff, 35.3337) {
+		t.Errorf("revenue %+v", c.Revenue)
+	}
+	for name, c := range map[string]Comparison{
+		"nobody converted":     Compare(Group{N: 24}, Group{N: 41}),
+		"a group of one":       Compare(Group{N: 1, Converted: 1, Revenue: 5, RevenueSq: 25}, Group{N: 10, Converted: 3, Revenue: 30, RevenueSq: 300}),
+		"everyone, no revenue": Compare(Group{N: 3, Converted: 3}, Group{N: 4, Converted: 4}),
+	} {
+		if c.Rate != nil || c.Revenue != nil {
+			t.Errorf("%s: %+v %+v, want no intervals", name, c.Rate, c.Revenue)
+		}
+	}
+}

@@ -230,13 +230,18 @@ const z95 = 1.959963984540054
 // winner against the runner-up): the difference of their conversion
 // rates and of their revenue per contact, each with a 95% confidence
 // interval (normal approximation: Wald for the rates, Welch for the
-// revenue). Nil intervals mean a group is too small (under 2) to say.
+// revenue). Nil intervals mean there is nothing to say: a group under 2,
+// or no variation in either group (nobody converted, or everyone did, in
+// both: the approximation would give an interval of width 0).
 type Comparison struct {
 	Treatment Group     `json:"treatment"`
 	Control   Group     `json:"control"`
 	Rate      *Interval `json:"conversion_rate_diff"`
 	Revenue   *Interval `json:"revenue_per_contact_diff"`
 }
+
+// NothingToCompare says why a comparison has no interval.
+const NothingToCompare = "nothing to compare: a group has under 2 contacts, or neither varies (nobody converted, or everyone did)"
 
 // Compare compares treatment with control.
 func Compare(treatment, control Group) Comparison {
@@ -246,14 +251,16 @@ func Compare(treatment, control Group) Comparison {
 	}
 	n1, n2 := float64(treatment.N), float64(control.N)
 	p1, p2 := float64(treatment.Converted)/n1, float64(control.Converted)/n2
-	se := math.Sqrt(p1*(1-p1)/n1 + p2*(1-p2)/n2)
-	c.Rate = &Interval{Diff: p1 - p2, Low: p1 - p2 - z95*se, High: p1 - p2 + z95*se}
+	if se := math.Sqrt(p1*(1-p1)/n1 + p2*(1-p2)/n2); se > 0 {
+		c.Rate = &Interval{Diff: p1 - p2, Low: p1 - p2 - z95*se, High: p1 - p2 + z95*se}
+	}
 	m1, m2 := treatment.Revenue/n1, control.Revenue/n2
 	// Sample variances from the sums and sums of squares.
 	v1 := math.Max(0, (treatment.RevenueSq-n1*m1*m1)/(n1-1))
 	v2 := math.Max(0, (control.RevenueSq-n2*m2*m2)/(n2-1))
-	se = math.Sqrt(v1/n1 + v2/n2)
-	c.Revenue = &Interval{Diff: m1 - m2, Low: m1 - m2 - z95*se, High: m1 - m2 + z95*se}
+	if se := math.Sqrt(v1/n1 + v2/n2); se > 0 {
+		c.Revenue = &Interval{Diff: m1 - m2, Low: m1 - m2 - z95*se, High: m1 - m2 + z95*se}
+	}
 	return c
 }
 

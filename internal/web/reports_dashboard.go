@@ -336,7 +336,7 @@ func newHoldoutView(h report.Holdout) holdoutView {
 // turns the difference into its unit (100: shares into points).
 func diffWords(who string, i *report.Interval, scale float64, unit, more, less string) string {
 	if i == nil {
-		return "too few contacts in a group to compare (under 2)"
+		return report.NothingToCompare
 	}
 	num := strings.TrimSuffix(unit, " points")
 	ci := fmt.Sprintf("95%% CI "+num+" to "+num, i.Low*scale, i.High*scale)

@@ -21,7 +21,7 @@ func TestDiffWords(t *testing.T) {
 		{"more", &report.Interval{Diff: 0.041, Low: 0.012, High: 0.070}, "drawn contacts converted 4.1 points more (95% CI 1.2 to 7.0)"},
 		{"less", &report.Interval{Diff: -0.02, Low: -0.035, High: -0.005}, "drawn contacts converted 2.0 points less (95% CI -3.5 to -0.5)"},
 		{"across zero", &report.Interval{Diff: 0.01, Low: -0.01, High: 0.03}, "no significant difference (95% CI -1.0 to 3.0)"},
-		{"too small", nil, "too few contacts in a group to compare (under 2)"},
+		{"too small", nil, report.NothingToCompare},
 	} {
 		if got := web.DiffWords("drawn contacts converted", c.in, 100, "%.1f points", "more", "less"); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
