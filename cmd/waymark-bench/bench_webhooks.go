@@ -108,7 +108,7 @@ func cmdBenchWebhooks(ctx context.Context, e *env, args []string) error {
 	sweep := func(src string) (lifecycle.SweepStats, error) {
 		for _, q := range []string{
 			`UPDATE contacts SET stage = 'awareness', stage_entered_at = now() - interval '1 day'`,
-			`TRUNCATE transitions, webhook_outbox`,
+			`TRUNCATE transitions, webhook_outbox, webhook_batches`,
 			`VACUUM (ANALYZE) contacts`,
 		} {
 			if _, err := pool.Exec(ctx, q); err != nil {
@@ -138,7 +138,9 @@ func cmdBenchWebhooks(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 			var queued int64
-			if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_outbox`).Scan(&queued); err != nil {
+			// Deliveries queued: in the outbox, and in the batches the
+			// deliverer expands.
+			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_outbox) + (SELECT coalesce(sum(jsonb_array_length(bodies)), 0) FROM webhook_batches)`).Scan(&queued); err != nil {
 				return err
 			}
 			if st.Moved != *contacts || (on && queued != int64(*contacts)) || (!on && queued != 0) {

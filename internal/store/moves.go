@@ -35,17 +35,17 @@ WITH v AS (
     ORDER BY h.id, h.ord
     RETURNING contact_id, from_stage, to_stage, rule, at
 ), hooks AS (
-    -- Webhooks out: a stage_changed delivery for each endpoint that wants
-    -- one, in the move's own statement (nothing when none does); the
-    -- contact's user id and email in one lookup a delivery (a join with
-    -- the moved rows would be planned as a nested loop over both lists:
-    -- quadratic in a batch).
-    INSERT INTO webhook_outbox (endpoint, type, body, due_at)
-    SELECT e.name, 'stage_changed', jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
+    -- Webhooks out: for each endpoint that wants stage_changed, one batch
+    -- of this statement's deliveries, in the move's own statement
+    -- (nothing when no endpoint does); the deliverer expands it into a
+    -- delivery each (ExpandWebhookBatches).
+    INSERT INTO webhook_batches (endpoint, type, bodies, due_at)
+    SELECT e.name, 'stage_changed', jsonb_agg(jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
             'contact_id', i.contact_id, 'user_id', k.user_id, 'email', k.email,
-            'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)), i.at
+            'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)) ORDER BY i.contact_id, i.at), min(i.at)
     FROM webhook_endpoints e JOIN ins i ON true JOIN contacts k ON k.id = i.contact_id
     WHERE 'stage_changed' = ANY(e.events) AND e.disabled_at IS NULL
+    GROUP BY e.name
 )
 SELECT contact_id FROM ins`
 

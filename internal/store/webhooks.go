@@ -56,6 +56,10 @@ func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]jo
 			}
 			changes = append(changes, journey.Change{Kind: "webhook", Name: e.Name, What: d.Op.String()})
 		case journey.Removed:
+			// Its batches become deliveries first, failed with the rest.
+			if _, err := tx.Exec(ctx, sqlExpandBatches+` WHERE b.endpoint = $2 ORDER BY b.id LIMIT $1 FOR UPDATE) RETURNING *)`+sqlExpandBatchesTail, int64(1<<31), d.Name); err != nil {
+				return nil, translate(err, "failing a removed webhook's deliveries")
+			}
 			if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET status = 'failed', last_error = 'the endpoint was removed from the journey', claimed_by = NULL
 			WHERE status = 'pending' AND endpoint = $1`, d.Name); err != nil {
 				return nil, translate(err, "failing a removed webhook's deliveries")
@@ -115,6 +119,26 @@ func event(fields map[string]any) []byte {
 		panic(err) // maps of plain values always marshal
 	}
 	return b
+}
+
+// sqlExpandBatches turns up to $1 batches of deliveries (oldest first; the
+// caller ends the statement with its own condition and a closing
+// parenthesis) into a delivery row each, in order, and removes them, in
+// one statement: a batch is expanded once, whoever expands it.
+const sqlExpandBatches = `WITH b AS (
+    DELETE FROM webhook_batches WHERE id IN (SELECT b.id FROM webhook_batches b`
+
+const sqlExpandBatchesTail = `
+INSERT INTO webhook_outbox (endpoint, type, body, due_at)
+SELECT b.endpoint, b.type, x.body, b.due_at
+FROM b CROSS JOIN LATERAL jsonb_array_elements(b.bodies) WITH ORDINALITY AS x(body, n)
+ORDER BY b.id, x.n`
+
+// ExpandWebhookBatches implements webhook.Outbox: up to limit batches of
+// deliveries become a delivery row each; it returns how many deliveries.
+func (s *Store) ExpandWebhookBatches(ctx context.Context, limit int) (int64, error) {
+	tag, err := s.db.Exec(ctx, sqlExpandBatches+` ORDER BY b.id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *)`+sqlExpandBatchesTail, limit)
+	return tag.RowsAffected(), translate(err, "expanding webhook batches")
 }
 
 // ClaimDeliveries implements webhook.Outbox.

@@ -62,6 +62,10 @@ type Outbox interface {
 	// RecordDeliveries records the attempts' results, and disables an
 	// endpoint that has failed without a success for disableAfter.
 	RecordDeliveries(ctx context.Context, rs []Result, disableAfter time.Duration) error
+	// ExpandWebhookBatches turns up to limit batches of deliveries (a
+	// statement's stage moves for one endpoint) into a delivery each,
+	// and says how many deliveries.
+	ExpandWebhookBatches(ctx context.Context, limit int) (int64, error)
 }
 
 // Retries is the back-off after each failed attempt, as the Standard
@@ -149,6 +153,11 @@ func (d *Deliverer) Run(ctx context.Context, poll time.Duration) {
 // DeliverDue makes one pass: claims a batch, posts it, records the
 // results; it returns how many it attempted.
 func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
+	// Batches first (a few at a time: a thousand deliveries each), so
+	// that what they hold is claimed in its turn.
+	if _, err := d.outbox.ExpandWebhookBatches(ctx, 4); err != nil {
+		return 0, err
+	}
 	now := d.now()
 	batch, err := d.outbox.ClaimDeliveries(ctx, d.holder, d.Batch, now, d.Lease)
 	if err != nil || len(batch) == 0 {
