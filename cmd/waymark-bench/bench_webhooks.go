@@ -140,7 +140,7 @@ func cmdBenchWebhooks(ctx context.Context, e *env, args []string) error {
 			var queued int64
 			// Deliveries queued: in the outbox, and in the batches the
 			// deliverer expands.
-			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_outbox) + (SELECT coalesce(sum(jsonb_array_length(bodies)), 0) FROM webhook_batches)`).Scan(&queued); err != nil {
+			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_outbox) + (SELECT coalesce(sum(cardinality(seqs)), 0) FROM webhook_batches)`).Scan(&queued); err != nil {
 				return err
 			}
 			if st.Moved != *contacts || (on && queued != int64(*contacts)) || (!on && queued != 0) {

@@ -33,17 +33,15 @@ WITH v AS (
         AS h(id, from_stage, to_stage, rule, version, observed, trigger, at, ord)
     WHERE h.id IN (SELECT id FROM moved)
     ORDER BY h.id, h.ord
-    RETURNING contact_id, from_stage, to_stage, rule, at
+    RETURNING contact_id, seq, from_stage, to_stage, rule, at
 ), hooks AS (
     -- Webhooks out: for each endpoint that wants stage_changed, one batch
-    -- of this statement's deliveries, in the move's own statement
-    -- (nothing when no endpoint does); the deliverer expands it into a
-    -- delivery each (ExpandWebhookBatches).
-    INSERT INTO webhook_batches (endpoint, type, bodies, due_at)
-    SELECT e.name, 'stage_changed', jsonb_agg(jsonb_build_object('type', 'stage_changed', 'timestamp', i.at, 'data', jsonb_build_object(
-            'contact_id', i.contact_id, 'user_id', k.user_id, 'email', k.email,
-            'from', i.from_stage, 'to', i.to_stage, 'rule', i.rule, 'at', i.at)) ORDER BY i.contact_id, i.at), min(i.at)
-    FROM webhook_endpoints e JOIN ins i ON true JOIN contacts k ON k.id = i.contact_id
+    -- naming this statement's moves, in the move's own statement (nothing
+    -- when no endpoint does); the deliverer expands it into a delivery
+    -- each, with its body (ExpandWebhookBatches).
+    INSERT INTO webhook_batches (endpoint, type, contact_ids, seqs, due_at)
+    SELECT e.name, 'stage_changed', array_agg(i.contact_id ORDER BY i.contact_id, i.seq), array_agg(i.seq ORDER BY i.contact_id, i.seq), min(i.at)
+    FROM webhook_endpoints e JOIN ins i ON true
     WHERE 'stage_changed' = ANY(e.events) AND e.disabled_at IS NULL
     GROUP BY e.name
 )

@@ -121,18 +121,25 @@ func event(fields map[string]any) []byte {
 	return b
 }
 
-// sqlExpandBatches turns up to $1 batches of deliveries (oldest first; the
-// caller ends the statement with its own condition and a closing
-// parenthesis) into a delivery row each, in order, and removes them, in
-// one statement: a batch is expanded once, whoever expands it.
+// sqlExpandBatches turns up to $1 batches of stage moves (oldest first;
+// the caller ends the statement with its own condition and a closing
+// parenthesis, then sqlExpandBatchesTail) into a stage_changed delivery
+// each, in order, with the contact's user id and email as they are now,
+// and removes the batches, in one statement: a batch is expanded once,
+// whoever expands it. A move erased since (its contact erased) is not
+// delivered.
 const sqlExpandBatches = `WITH b AS (
     DELETE FROM webhook_batches WHERE id IN (SELECT b.id FROM webhook_batches b`
 
 const sqlExpandBatchesTail = `
 INSERT INTO webhook_outbox (endpoint, type, body, due_at)
-SELECT b.endpoint, b.type, x.body, b.due_at
-FROM b CROSS JOIN LATERAL jsonb_array_elements(b.bodies) WITH ORDINALITY AS x(body, n)
-ORDER BY b.id, x.n`
+SELECT b.endpoint, b.type, jsonb_build_object('type', 'stage_changed', 'timestamp', t.at, 'data', jsonb_build_object(
+        'contact_id', t.contact_id, 'user_id', k.user_id, 'email', k.email,
+        'from', t.from_stage, 'to', t.to_stage, 'rule', t.rule, 'at', t.at)), t.at
+FROM b CROSS JOIN LATERAL unnest(b.contact_ids, b.seqs) WITH ORDINALITY AS u(contact_id, seq, n)
+JOIN transitions t ON t.contact_id = u.contact_id AND t.seq = u.seq
+LEFT JOIN contacts k ON k.id = u.contact_id
+ORDER BY b.id, u.n`
 
 // ExpandWebhookBatches implements webhook.Outbox: up to limit batches of
 // deliveries become a delivery row each; it returns how many deliveries.
