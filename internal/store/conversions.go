@@ -173,9 +173,9 @@ WITH merged AS MATERIALIZED (
                (array_agg(o.send_id ORDER BY o.at DESC, o.clicked DESC, o.send_id DESC))[1] AS send_id,
                (array_agg(CASE WHEN o.clicked THEN 'clicked' ELSE 'opened' END ORDER BY o.at DESC, o.clicked DESC, o.send_id DESC))[1] AS touch,
                max(o.at) AS touch_at
-        FROM (SELECT s.contact_id AS send_contact, s.id AS send_id, o.occurred_at AS at, o.name = 'email_clicked' AS clicked
-              FROM (` + sqlEventsOf + `) o
-              CROSS JOIN LATERAL (SELECT CASE WHEN o.properties->>'send_id' ~ '^[0-9]{1,18}$' THEN (o.properties->>'send_id')::bigint END AS id) n
+        FROM (SELECT s.contact_id AS send_contact, s.id AS send_id, e.occurred_at AS at, e.name = 'email_clicked' AS clicked
+              FROM (` + sqlEventsOf + `) e
+              CROSS JOIN LATERAL (SELECT ` + sqlEventSend + ` AS id) n
               -- The send, of the contact or (rarely) of one merged into it.
               CROSS JOIN LATERAL (
                   SELECT s.contact_id, s.id FROM sends s WHERE s.contact_id = ev.contact_id AND s.id = n.id
@@ -184,8 +184,8 @@ WITH merged AS MATERIALIZED (
                   LIMIT 1) s
               -- Opens and clicks Waymark's links recorded (kind internal),
               -- not events a client sent under those names.
-              WHERE o.name IN ('email_opened', 'email_clicked') AND o.kind = 'internal' AND NOT o.properties @> '{"machine": true}' AND n.id IS NOT NULL
-                AND o.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND o.occurred_at <= ev.occurred_at) o
+              WHERE e.name IN ('email_opened', 'email_clicked') AND e.kind = 'internal' AND NOT ` + sqlMachineFlag + ` AND n.id IS NOT NULL
+                AND e.occurred_at > ev.occurred_at - ` + param(g.Window) + `::interval AND e.occurred_at <= ev.occurred_at) o
     ) w
 ), full_ AS (
     SELECT p.*, s.template, s.sequence, CASE WHEN s.sequence IS NOT NULL THEN s.step END AS step, s.offer, s.broadcast,

@@ -71,7 +71,7 @@ SELECT day, sequence, step, template, tone, sum(sent), sum(opened), sum(clicked)
            count(DISTINCT s.id) FILTER (WHERE e.name = 'email_clicked'), 0
     FROM events e
     JOIN sends s ON s.contact_id = e.contact_id
-               AND s.id = CASE WHEN e.properties->>'send_id' ~ '^[0-9]{1,18}$' THEN (e.properties->>'send_id')::bigint END
+               AND s.id = ` + sqlEventSend + `
     WHERE e.name IN ('email_opened', 'email_clicked', 'unsubscribed') AND e.occurred_at >= $1
       AND e.name IN ('email_opened', 'email_clicked')
     GROUP BY 1, 2, 3, 4, 5

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,7 +58,7 @@ func applyWebhooks(ctx context.Context, tx pgx.Tx, eps []webhook.Endpoint) ([]jo
 			changes = append(changes, journey.Change{Kind: "webhook", Name: e.Name, What: d.Op.String()})
 		case journey.Removed:
 			// Its batches become deliveries first, failed with the rest.
-			if _, err := tx.Exec(ctx, sqlExpandBatches+` WHERE b.endpoint = $2 ORDER BY b.id LIMIT $1 FOR UPDATE) RETURNING *)`+sqlExpandBatchesTail, int64(1<<31), d.Name); err != nil {
+			if _, err := tx.Exec(ctx, sqlExpandBatches, math.MaxInt32, d.Name); err != nil {
 				return nil, translate(err, "failing a removed webhook's deliveries")
 			}
 			if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET status = 'failed', last_error = 'the endpoint was removed from the journey', claimed_by = NULL
@@ -122,16 +123,20 @@ func event(fields map[string]any) []byte {
 }
 
 // sqlExpandBatches turns up to $1 batches of stage moves (oldest first;
-// the caller ends the statement with its own condition and a closing
-// parenthesis, then sqlExpandBatchesTail) into a stage_changed delivery
+// only endpoint $2's when $2 is not NULL) into a stage_changed delivery
 // each, in order, with the contact's user id and email as they are now,
 // and removes the batches, in one statement: a batch is expanded once,
-// whoever expands it. A move erased since (its contact erased) is not
+// whoever expands it (another expansion of the same batches waits, then
+// finds them gone: an apply removing the endpoint never misses one a
+// deliverer is expanding). A move erased since (its contact erased) is not
 // delivered.
-const sqlExpandBatches = `WITH b AS (
-    DELETE FROM webhook_batches WHERE id IN (SELECT b.id FROM webhook_batches b`
-
-const sqlExpandBatchesTail = `
+const sqlExpandBatches = `
+WITH b AS (
+    DELETE FROM webhook_batches WHERE id IN (
+        SELECT id FROM webhook_batches WHERE $2::text IS NULL OR endpoint = $2
+        ORDER BY id LIMIT $1 FOR UPDATE)
+    RETURNING *
+)
 INSERT INTO webhook_outbox (endpoint, type, body, due_at)
 SELECT b.endpoint, b.type, jsonb_build_object('type', 'stage_changed', 'timestamp', t.at, 'data', jsonb_build_object(
         'contact_id', t.contact_id, 'user_id', k.user_id, 'email', k.email,
@@ -144,7 +149,7 @@ ORDER BY b.id, u.n`
 // ExpandWebhookBatches implements webhook.Outbox: up to limit batches of
 // deliveries become a delivery row each; it returns how many deliveries.
 func (s *Store) ExpandWebhookBatches(ctx context.Context, limit int) (int64, error) {
-	tag, err := s.db.Exec(ctx, sqlExpandBatches+` ORDER BY b.id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *)`+sqlExpandBatchesTail, limit)
+	tag, err := s.db.Exec(ctx, sqlExpandBatches, limit, nil)
 	return tag.RowsAffected(), translate(err, "expanding webhook batches")
 }
 
