@@ -152,6 +152,7 @@ func queueContacts(b *pgx.Batch, msgs []ingest.Message, p *ingest.Plan, contactO
 	for _, mg := range p.Merges {
 		queueMerge(b, mg.From, mg.To)
 	}
+	earlier := false
 	if !o.contactsOnly {
 		ids, firsts := earliest(msgs, contactOf, drawn)
 		if o.cache != nil {
@@ -162,7 +163,11 @@ func queueContacts(b *pgx.Batch, msgs []ingest.Message, p *ingest.Plan, contactO
 				o.since.ids, o.since.firsts = append(o.since.ids, ids...), append(o.since.firsts, firsts...)
 			}
 		}
-		b.Queue(sqlEarlierContacts, ids, firsts)
+		// None when every message's contact was created here (a new
+		// visitor's first call).
+		if earlier = len(ids) > 0; earlier {
+			b.Queue(sqlEarlierContacts, ids, firsts)
+		}
 	}
 	return func(br pgx.BatchResults) error {
 		if created {
@@ -182,7 +187,7 @@ func queueContacts(b *pgx.Batch, msgs []ingest.Message, p *ingest.Plan, contactO
 				}
 			}
 		}
-		if !o.contactsOnly {
+		if earlier {
 			_, err := br.Exec()
 			return err
 		}

@@ -85,6 +85,7 @@ func (s *Store) ingestTx(ctx context.Context, doing string, msgs []ingest.Messag
 		if err != nil {
 			break
 		}
+		t.generic = len(msgs) < genericBelow
 		var (
 			res    ingest.Result
 			merged map[int64]int64

@@ -128,10 +128,7 @@ func (s *Store) Record(ctx context.Context, holder string, marks []*campaigns.Du
 		// arrays (a custom plan looks cheaper than the cached one): that
 		// planning was 42% of PostgreSQL's CPU at 8 connections. The
 		// cached generic plans are the ones large groups use anyway.
-		// (set_config, local: SET LOCAL does the same here but warns in
-		// the server's log, the batch being no explicit transaction
-		// block.)
-		b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
+		b.Queue(sqlGenericPlansBatch)
 		reads := append([]func(pgx.BatchResults) error{execRead}, queueFinish(b, fs)...)
 		reads = append(reads, queueDelay(b, ds)...)
 		if len(marks) == 0 {

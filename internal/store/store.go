@@ -134,6 +134,16 @@ func (e contactData) Unwrap() []error { return []error{e.error, lifecycle.ErrCon
 // 4 ms by probes), on every pass of the reactor.
 const sqlSeqScanOff = `SET LOCAL enable_seqscan = off`
 
+// sqlGenericPlans makes a transaction's statements use their cached
+// generic plans (see genericBelow); sqlGenericPlansBatch does it for a
+// pipelined batch, one implicit transaction (SET LOCAL would do the same
+// there but warn in the server's log, the batch being no explicit
+// transaction block).
+const (
+	sqlGenericPlans      = `SET LOCAL plan_cache_mode = force_generic_plan`
+	sqlGenericPlansBatch = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+)
+
 // sqlProbesOnly is sqlSeqScanOff with JIT compilation off, for statements
 // that also scan a table no index serves (the webhook endpoints a stage
 // move or an enrolment is queued for): the scan left to them costs
