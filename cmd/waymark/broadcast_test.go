@@ -630,9 +630,96 @@ broadcasts:
 // wins; the tick before the decision attributed them.
 func TestBroadcastABTestByConversions(t *testing.T) {
 	t.Parallel()
+	ab := newABScene(t, "conversions")
+	sendAt, pool, ctx, engage := ab.sendAt, ab.pool, ab.ctx, ab.engage
+	n := 0
+	order := func(s testSend, at time.Time) {
+		t.Helper()
+		n++
+		if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', 'order_completed', '{"revenue": 40}', $3)`,
+			s.contact, fmt.Sprintf("order-%d", n), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1, v2 := ab.byVariant[0], ab.byVariant[1]
+	engage(v1[0], "email_opened", nil, sendAt.Add(10*time.Minute))
+	order(v1[0], sendAt.Add(20*time.Minute)) // credited, counted
+	engage(v1[1], "email_clicked", nil, sendAt.Add(10*time.Minute))
+	order(v1[1], sendAt.Add(90*time.Minute)) // credited after the decision time: not counted
+	engage(v1[2], "email_opened", map[string]any{"machine": true}, sendAt.Add(10*time.Minute))
+	order(v1[2], sendAt.Add(20*time.Minute)) // a machine's open: not credited
+	for i, s := range v2[:3] {
+		engage(s, "email_clicked", nil, sendAt.Add(time.Duration(5+i)*time.Minute))
+		order(s, sendAt.Add(30*time.Minute))
+	}
+	order(v2[0], sendAt.Add(40*time.Minute)) // a second order of one person: one person
+	out := ab.tick(sendAt.Add(2 * time.Hour))
+	if !strings.Contains(out, "conversions: 7 attributed") || !strings.Contains(out, "1 A/B tests decided") {
+		t.Fatalf("the deciding tick:\n%s", out)
+	}
+	decision := ab.decision()
+	s1, s2 := len(v1), len(v2)
+	if len(decision.Variants) != 2 || decision.Variants[0].Sent != s1 || decision.Variants[0].People != 1 || decision.Variants[1].Sent != s2 || decision.Variants[1].People != 3 ||
+		decision.Winner != 1 || decision.Kept || decision.PickBy != campaigns.PickConversions {
+		t.Fatalf("decision %+v; want 1 of %d against 3 of %d, variant 2", decision, s1, s2)
+	}
+	if want := fmt.Sprintf("variant 2 (template news-b) won: %.1f%% of its recipients converted, against at most %.1f%% for the others", 300/float64(s2), 100/float64(s1)); decision.Reason != want {
+		t.Errorf("reason %q, want %q", decision.Reason, want)
+	}
+}
+
+// An A/B test decided by opens counts people who opened a test email as
+// people: a machine's open (a mail client fetching images) and an
+// email_opened event a client sent through the tracking API naming the
+// send do not count. Variant 1: two people opened (one of them twice);
+// variant 2: a machine's open of every email and two forged ones (counted
+// as people, variant 2 would win). Variant 1 wins, 2 people against none.
+func TestBroadcastABTestByOpensCountsPeopleOnly(t *testing.T) {
+	t.Parallel()
+	ab := newABScene(t, "opens")
+	v1, v2 := ab.byVariant[0], ab.byVariant[1]
+	at := ab.sendAt.Add(10 * time.Minute)
+	ab.engage(v1[0], "email_opened", nil, at)
+	ab.engage(v1[0], "email_opened", nil, at.Add(time.Minute))
+	ab.engage(v1[1], "email_opened", nil, at)
+	for _, s := range v2 {
+		ab.engage(s, "email_opened", map[string]any{"machine": true}, at)
+	}
+	for i, s := range v2[:2] {
+		if _, err := ab.pool.Exec(ab.ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', 'email_opened', jsonb_build_object('send_id', $3::bigint), $4)`,
+			s.contact, fmt.Sprintf("forged-%d", i), s.id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := ab.tick(ab.sendAt.Add(2 * time.Hour)); !strings.Contains(out, "1 A/B tests decided") {
+		t.Fatalf("the deciding tick:\n%s", out)
+	}
+	d := ab.decision()
+	if len(d.Variants) != 2 || d.Variants[0].People != 2 || d.Variants[1].People != 0 || d.Winner != 0 || d.Kept || d.PickBy != campaigns.PickOpens {
+		t.Fatalf("decision %+v; want 2 people against 0, variant 1", d)
+	}
+}
+
+// testSend is a test email of an A/B scene.
+type testSend struct{ contact, id int64 }
+
+// abScene is 20 contacts sent a broadcast whose A/B test (news against
+// news-b, half the audience, decided an hour on by pickBy with at least
+// 2 results) went out at sendAt.
+type abScene struct {
+	t         *testing.T
+	env       map[string]string
+	sendAt    time.Time
+	pool      *pgxpool.Pool
+	ctx       context.Context
+	st        *store.Store
+	byVariant map[int][]testSend // the test emails sent, by variant
+}
+
+func newABScene(t *testing.T, pickBy string) *abScene {
 	url, _, env := mailScene(t)
 	now := clock.Now().UTC().Truncate(time.Minute)
-	sendAt := now.Add(2 * time.Hour)
+	ab := &abScene{t: t, env: env, sendAt: now.Add(2 * time.Hour), ctx: context.Background()}
 	var contacts strings.Builder
 	contacts.WriteString("userId,email\n")
 	for i := 1; i <= 20; i++ {
@@ -655,81 +742,57 @@ broadcasts:
     test:
       variants: [news, news-b]
       share: 0.5
-      pick_by: conversions
+      pick_by: %s
       after: 1h
       min_results: 2
-`, sendAt.Format(time.RFC3339))})
-	tick := func(at time.Time) string {
-		t.Helper()
-		out, errOut, err := runWith(t, env, "tick", "--as-of", at.Format(time.RFC3339))
-		if err != nil {
-			t.Fatalf("tick at %s: %v\n%s", at, err, errOut)
-		}
-		return out
-	}
-	tick(sendAt)
-	pool, err := pgxpool.New(context.Background(), url)
+`, ab.sendAt.Format(time.RFC3339), pickBy)})
+	ab.tick(ab.sendAt)
+	pool, err := pgxpool.New(ab.ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	ctx := context.Background()
-	st := store.New(pool)
-	type testSend struct{ contact, id int64 }
-	byVariant := map[int][]testSend{}
-	rows, _ := pool.Query(ctx, `SELECT contact_id, id, variant FROM sends WHERE broadcast = 'launch' AND ab_test AND status = 'sent' ORDER BY id`)
+	t.Cleanup(pool.Close)
+	ab.pool, ab.st = pool, store.New(pool)
+	ab.byVariant = map[int][]testSend{}
+	rows, _ := pool.Query(ab.ctx, `SELECT contact_id, id, variant FROM sends WHERE broadcast = 'launch' AND ab_test AND status = 'sent' ORDER BY id`)
 	for rows.Next() {
 		var s testSend
 		var v int
 		if err := rows.Scan(&s.contact, &s.id, &v); err != nil {
 			t.Fatal(err)
 		}
-		byVariant[v] = append(byVariant[v], s)
+		ab.byVariant[v] = append(ab.byVariant[v], s)
 	}
-	if rows.Err() != nil || len(byVariant[0]) < 3 || len(byVariant[1]) < 3 {
-		t.Fatalf("test emails sent: %v (%v)", byVariant, rows.Err())
+	if rows.Err() != nil || len(ab.byVariant[0]) < 3 || len(ab.byVariant[1]) < 3 {
+		t.Fatalf("test emails sent: %v (%v)", ab.byVariant, rows.Err())
 	}
-	n := 0
-	engage := func(s testSend, name string, props map[string]any, at time.Time) {
-		t.Helper()
-		if _, err := st.TrackEngagement(ctx, s.contact, s.id, name, props, at); err != nil {
-			t.Fatal(err)
-		}
+	return ab
+}
+
+// tick runs `waymark tick` at at and returns what it printed.
+func (ab *abScene) tick(at time.Time) string {
+	ab.t.Helper()
+	out, errOut, err := runWith(ab.t, ab.env, "tick", "--as-of", at.Format(time.RFC3339))
+	if err != nil {
+		ab.t.Fatalf("tick at %s: %v\n%s", at, err, errOut)
 	}
-	order := func(s testSend, at time.Time) {
-		t.Helper()
-		n++
-		if _, err := pool.Exec(ctx, `INSERT INTO events (contact_id, message_id, kind, name, properties, occurred_at) VALUES ($1, $2, 'track', 'order_completed', '{"revenue": 40}', $3)`,
-			s.contact, fmt.Sprintf("order-%d", n), at); err != nil {
-			t.Fatal(err)
-		}
+	return out
+}
+
+// engage records an open or a click of s, as the tracking links do.
+func (ab *abScene) engage(s testSend, name string, props map[string]any, at time.Time) {
+	ab.t.Helper()
+	if _, err := ab.st.TrackEngagement(ab.ctx, s.contact, s.id, name, props, at); err != nil {
+		ab.t.Fatal(err)
 	}
-	v1, v2 := byVariant[0], byVariant[1]
-	engage(v1[0], "email_opened", nil, sendAt.Add(10*time.Minute))
-	order(v1[0], sendAt.Add(20*time.Minute)) // credited, counted
-	engage(v1[1], "email_clicked", nil, sendAt.Add(10*time.Minute))
-	order(v1[1], sendAt.Add(90*time.Minute)) // credited after the decision time: not counted
-	engage(v1[2], "email_opened", map[string]any{"machine": true}, sendAt.Add(10*time.Minute))
-	order(v1[2], sendAt.Add(20*time.Minute)) // a machine's open: not credited
-	for i, s := range v2[:3] {
-		engage(s, "email_clicked", nil, sendAt.Add(time.Duration(5+i)*time.Minute))
-		order(s, sendAt.Add(30*time.Minute))
+}
+
+// decision is the A/B test's recorded decision.
+func (ab *abScene) decision() campaigns.Decision {
+	ab.t.Helper()
+	var d campaigns.Decision
+	if err := ab.pool.QueryRow(ab.ctx, `SELECT decision FROM broadcast_runs WHERE broadcast = 'launch'`).Scan(&d); err != nil {
+		ab.t.Fatal(err)
 	}
-	order(v2[0], sendAt.Add(40*time.Minute)) // a second order of one person: one person
-	out := tick(sendAt.Add(2 * time.Hour))
-	if !strings.Contains(out, "conversions: 7 attributed") || !strings.Contains(out, "1 A/B tests decided") {
-		t.Fatalf("the deciding tick:\n%s", out)
-	}
-	var decision campaigns.Decision
-	if err := pool.QueryRow(ctx, `SELECT decision FROM broadcast_runs WHERE broadcast = 'launch'`).Scan(&decision); err != nil {
-		t.Fatal(err)
-	}
-	s1, s2 := len(v1), len(v2)
-	if len(decision.Variants) != 2 || decision.Variants[0].Sent != s1 || decision.Variants[0].People != 1 || decision.Variants[1].Sent != s2 || decision.Variants[1].People != 3 ||
-		decision.Winner != 1 || decision.Kept || decision.PickBy != campaigns.PickConversions {
-		t.Fatalf("decision %+v; want 1 of %d against 3 of %d, variant 2", decision, s1, s2)
-	}
-	if want := fmt.Sprintf("variant 2 (template news-b) won: %.1f%% of its recipients converted, against at most %.1f%% for the others", 300/float64(s2), 100/float64(s1)); decision.Reason != want {
-		t.Errorf("reason %q, want %q", decision.Reason, want)
-	}
+	return d
 }

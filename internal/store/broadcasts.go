@@ -556,9 +556,11 @@ func (s *Store) RunsToDecide(ctx context.Context, now time.Time) ([]campaigns.Br
 }
 
 // sqlVariantFigures counts, per variant of a run's test share, the emails
-// sent and the people (contacts) who opened or clicked one ($2, the human
-// event, not the _machine one) by $3 — or, by conversions, whose email
-// was credited with a conversion (by the event's time, $3; $2 unused).
+// sent and the people (contacts) who opened or clicked one ($2) as people
+// by $3: Waymark's own record of the open or click (kind internal: not an
+// event a client sent under that name), not flagged as a machine's — or,
+// by conversions, whose email was credited with a conversion (by the
+// event's time, $3; $2 unused).
 const sqlVariantFigures = `
 SELECT s.variant::int AS variant,
        count(*) FILTER (WHERE s.status = 'sent')::int AS sent,
@@ -566,7 +568,8 @@ SELECT s.variant::int AS variant,
            SELECT 1 FROM conversions x WHERE x.send_id = s.id AND x.occurred_at <= $3)
        ELSE EXISTS (
            SELECT 1 FROM contacts k JOIN events e ON e.contact_id = coalesce(k.merged_into, k.id)
-           WHERE k.id = s.contact_id AND e.name = $2 AND e.properties->>'send_id' = s.id::text AND e.occurred_at <= $3) END)::int AS people
+           WHERE k.id = s.contact_id AND e.name = $2 AND e.kind = 'internal' AND NOT ` + sqlMachineFlag + `
+             AND ` + sqlEventSend + ` = s.id AND e.occurred_at <= $3) END)::int AS people
 FROM sends s
 WHERE s.broadcast_run = $1 AND s.ab_test
 GROUP BY s.variant`
