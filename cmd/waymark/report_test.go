@@ -108,7 +108,7 @@ func TestReportCommand(t *testing.T) {
 	}
 	// Rates 1 and 0.5: ±1.96·√(0/2 + 0.25/2) = ±0.693; revenue 55 and
 	// 12.5 a contact, ±1.96·√(1250/2 + 312.5/2) = ±54.78.
-	if want := "surprise, drawn against held out: conversion rate +50.0 points (95% interval -19.3 to +119.3, not significant); revenue per contact +42.50 (95% interval -12.28 to +97.28, not significant)"; !strings.Contains(out, want) {
+	if want := "surprise, drawn against held out: no significant difference (95% CI -19.3 to 119.3); revenue: no significant difference (95% CI -12.28 to 97.28)"; !strings.Contains(out, want) {
 		t.Errorf("by offer lacks %q:\n%s", want, out)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -145,24 +144,8 @@ func writeHoldouts(w io.Writer, hs []report.Holdout) error {
 	}
 	fmt.Fprintln(w)
 	for _, h := range hs {
-		fmt.Fprintf(w, "%s, drawn against held out: %s\n", h.Offer, describeComparison(h.Comparison))
+		rate, revenue := h.Words()
+		fmt.Fprintf(w, "%s, drawn against held out: %s; revenue: %s\n", h.Offer, rate, revenue)
 	}
 	return nil
-}
-
-// describeComparison says a comparison's differences in words.
-func describeComparison(c report.Comparison) string {
-	if c.Rate == nil || c.Revenue == nil {
-		return report.NothingToCompare
-	}
-	sure := func(i *report.Interval) string {
-		if i.Significant() {
-			return "significant"
-		}
-		return "not significant"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "conversion rate %+.1f points (95%% interval %+.1f to %+.1f, %s); ", c.Rate.Diff*100, c.Rate.Low*100, c.Rate.High*100, sure(c.Rate))
-	fmt.Fprintf(&b, "revenue per contact %+.2f (95%% interval %+.2f to %+.2f, %s)", c.Revenue.Diff, c.Revenue.Low, c.Revenue.High, sure(c.Revenue))
-	return b.String()
 }

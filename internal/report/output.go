@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -132,3 +133,30 @@ func Percent(v *float64) string {
 
 // Money writes an amount with two decimals.
 func Money(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+
+// DiffWords says a difference in words: "drawn contacts converted 4.1
+// points more (95% CI 1.2 to 7.0)", "no significant difference (95% CI
+// -1.0 to 3.0 points)", or that the groups are too small to tell. scale
+// turns the difference into its unit (100: shares into points).
+func DiffWords(who string, i *Interval, scale float64, unit, more, less string) string {
+	if i == nil {
+		return NothingToCompare
+	}
+	num := strings.TrimSuffix(unit, " points")
+	ci := fmt.Sprintf("95%% CI "+num+" to "+num, i.Low*scale, i.High*scale)
+	if !i.Significant() {
+		return "no significant difference (" + ci + ")"
+	}
+	word := more
+	if i.Diff < 0 {
+		word = less
+	}
+	return fmt.Sprintf("%s "+unit+" %s (%s)", who, math.Abs(i.Diff*scale), word, ci)
+}
+
+// Words says the holdout's two differences, conversion rate and revenue
+// per contact, as the reports say them (DiffWords).
+func (h Holdout) Words() (rate, revenue string) {
+	return DiffWords("drawn contacts converted", h.Rate, 100, "%.1f points", "more", "less"),
+		DiffWords("drawn contacts spent", h.Revenue, 1, "%.2f", "more per contact", "less per contact")
+}

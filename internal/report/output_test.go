@@ -148,3 +148,27 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+// A difference with its 95% interval, said in words as the Reports page
+// says it.
+func TestDiffWords(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		in   *Interval
+		want string
+	}{
+		{"more", &Interval{Diff: 0.041, Low: 0.012, High: 0.070}, "drawn contacts converted 4.1 points more (95% CI 1.2 to 7.0)"},
+		{"less", &Interval{Diff: -0.02, Low: -0.035, High: -0.005}, "drawn contacts converted 2.0 points less (95% CI -3.5 to -0.5)"},
+		{"across zero", &Interval{Diff: 0.01, Low: -0.01, High: 0.03}, "no significant difference (95% CI -1.0 to 3.0)"},
+		{"too small", nil, NothingToCompare},
+	} {
+		if got := DiffWords("drawn contacts converted", c.in, 100, "%.1f points", "more", "less"); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	money := DiffWords("drawn contacts spent", &Interval{Diff: 3.5, Low: 1.25, High: 5.75}, 1, "%.2f", "more per contact", "less per contact")
+	if want := "drawn contacts spent 3.50 more per contact (95% CI 1.25 to 5.75)"; money != want {
+		t.Errorf("revenue: %q, want %q", money, want)
+	}
+}

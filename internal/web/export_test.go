@@ -9,10 +9,6 @@ func HoldDryRun(s *Server) (release func()) {
 	return func() { <-s.dryRuns }
 }
 
-// DiffWords says a difference and its interval in words, as the Reports
-// page does.
-var DiffWords = diffWords
-
 // ABTestHTML is an A/B test's margin in words and its chart, as the
 // Reports page shows them.
 func ABTestHTML(a report.ABTest) (string, string) {

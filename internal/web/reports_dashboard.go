@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"html/template"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -324,30 +323,9 @@ type holdoutView struct {
 }
 
 func newHoldoutView(h report.Holdout) holdoutView {
-	return holdoutView{Holdout: h,
-		RateWords:    diffWords("drawn contacts converted", h.Rate, 100, "%.1f points", "more", "less"),
-		RevenueWords: diffWords("drawn contacts spent", h.Revenue, 1, "%.2f", "more per contact", "less per contact"),
-	}
-}
-
-// diffWords says a difference in words: "drawn contacts converted 4.1
-// points more (95% CI 1.2 to 7.0)", "no significant difference (95% CI
-// -1.0 to 3.0 points)", or that the groups are too small to tell. scale
-// turns the difference into its unit (100: shares into points).
-func diffWords(who string, i *report.Interval, scale float64, unit, more, less string) string {
-	if i == nil {
-		return report.NothingToCompare
-	}
-	num := strings.TrimSuffix(unit, " points")
-	ci := fmt.Sprintf("95%% CI "+num+" to "+num, i.Low*scale, i.High*scale)
-	if !i.Significant() {
-		return "no significant difference (" + ci + ")"
-	}
-	word := more
-	if i.Diff < 0 {
-		word = less
-	}
-	return fmt.Sprintf("%s "+unit+" %s (%s)", who, math.Abs(i.Diff*scale), word, ci)
+	v := holdoutView{Holdout: h}
+	v.RateWords, v.RevenueWords = h.Words()
+	return v
 }
 
 // abTestView is a broadcast run's A/B test as the page shows it.
@@ -378,7 +356,7 @@ func newABTestView(a report.ABTest) abTestView {
 		v.Variants = append(v.Variants, abVariantView{Variant: x, Number: x.Index + 1, Rate: a.Rate(x), Winner: a.Decided && x.Index == a.Winner})
 	}
 	if a.Margin != nil {
-		v.MarginWords = diffWords("the winner's "+v.Metric+" is", a.Margin.Rate, 100, "%.1f points", "above the runner-up's", "below the runner-up's")
+		v.MarginWords = report.DiffWords("the winner's "+v.Metric+" is", a.Margin.Rate, 100, "%.1f points", "above the runner-up's", "below the runner-up's")
 	}
 	return v
 }

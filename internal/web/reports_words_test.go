@@ -9,30 +9,6 @@ import (
 	"github.com/waymark/waymark/internal/web"
 )
 
-// A difference with its 95% interval, said in words as the Reports page
-// says it.
-func TestDiffWords(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		name string
-		in   *report.Interval
-		want string
-	}{
-		{"more", &report.Interval{Diff: 0.041, Low: 0.012, High: 0.070}, "drawn contacts converted 4.1 points more (95% CI 1.2 to 7.0)"},
-		{"less", &report.Interval{Diff: -0.02, Low: -0.035, High: -0.005}, "drawn contacts converted 2.0 points less (95% CI -3.5 to -0.5)"},
-		{"across zero", &report.Interval{Diff: 0.01, Low: -0.01, High: 0.03}, "no significant difference (95% CI -1.0 to 3.0)"},
-		{"too small", nil, report.NothingToCompare},
-	} {
-		if got := web.DiffWords("drawn contacts converted", c.in, 100, "%.1f points", "more", "less"); got != c.want {
-			t.Errorf("%s: %q, want %q", c.name, got, c.want)
-		}
-	}
-	money := web.DiffWords("drawn contacts spent", &report.Interval{Diff: 3.5, Low: 1.25, High: 5.75}, 1, "%.2f", "more per contact", "less per contact")
-	if want := "drawn contacts spent 3.50 more per contact (95% CI 1.25 to 5.75)"; money != want {
-		t.Errorf("revenue: %q, want %q", money, want)
-	}
-}
-
 // An A/B test's winner and its margin: variant 1 clicked by 20 of 100,
 // variant 2 by 10 of 100. The difference 0.1, its standard error
 // sqrt(0.2*0.8/100 + 0.1*0.9/100) = 0.05, times 1.95996 = 0.098: from
