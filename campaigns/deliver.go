@@ -310,27 +310,40 @@ func (d *delivery) connection() {
 			_ = conn.Close()
 		}
 	}()
+	var (
+		// the message announced to conn (Next) while the last one
+		// ended, and whether the work queue was found closed then
+		next   *item
+		closed bool
+	)
 	for {
 		var (
 			it *item
 			ok bool
 		)
-		select {
-		case it, ok = <-d.work:
+		switch {
+		case next != nil:
+			it, ok, next = next, true, nil
+		case closed:
 		default:
-			// Nothing waiting: make the last message's end durable
-			// now rather than with the next one.
-			if prev != nil {
-				flush()
+			select {
+			case it, ok = <-d.work:
+			default:
+				// Nothing waiting: make the last message's end durable
+				// now rather than with the next one.
+				if prev != nil {
+					flush()
+				}
+				it, ok = <-d.work
 			}
-			it, ok = <-d.work
 		}
 		if !ok {
 			return
 		}
 		if d.err() != nil || d.ctx.Err() != nil {
 			// Not marked, so not on the wire: it stays claimed
-			// until the next pass releases it.
+			// until the next pass releases it. (Its commands may
+			// be out, announced: Close drops such a connection.)
 			d.settled(it)
 			continue
 		}
@@ -383,6 +396,21 @@ func (d *delivery) connection() {
 			fl, delay := s.outcome(it, bres)
 			d.ended(&prev, &prevItem, it, fl, delay)
 			continue
+		}
+		// The next message, if one waits, is announced, so that its
+		// commands go out with this one's final dot (no pacing: a
+		// paced message starts when its slot comes).
+		if s.cfg.Rate <= 0 {
+			select {
+			case nx, ok := <-d.work:
+				if ok {
+					next = nx
+					conn.Next(nx.msg)
+				} else {
+					closed = true
+				}
+			default:
+			}
 		}
 		// The message is durably on the wire. It is finished even if
 		// the pass is cancelled meanwhile (CommandTimeout bounds it):

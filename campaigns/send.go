@@ -157,6 +157,10 @@ type MailConn interface {
 	// its DATA: the server cannot have accepted it yet. On failure the Tx
 	// is nil and the result says why (never sent nor in doubt).
 	Begin(ctx context.Context, m *mailer.Message) (MailTx, mailer.Result)
+	// Next announces m as the message sent after the open transaction:
+	// its commands may go out behind that one's final dot (see
+	// mailer.Conn.Next). Begin(m) follows.
+	Next(m *mailer.Message)
 	Close() error
 }
 

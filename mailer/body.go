@@ -173,9 +173,15 @@ func writeDotStuffed(w *bufio.Writer, p []byte) (endsLine bool) {
 // endData writes the end of DATA content: a line break if the content did
 // not end with one, then the final dot.
 func endData(w *bufio.Writer, endsLine bool) error {
+	writeEnd(w, endsLine)
+	return w.Flush()
+}
+
+// writeEnd buffers the end of the content: the line break it lacks
+// (endsLine: none) and the final dot.
+func writeEnd(w *bufio.Writer, endsLine bool) {
 	if !endsLine {
 		_, _ = w.WriteString("\r\n")
 	}
 	_, _ = w.WriteString(".\r\n")
-	return w.Flush()
 }

@@ -80,6 +80,10 @@ type Conn struct {
 	body   bytes.Buffer // the message being sent, rendered
 	signed bytes.Buffer // the same with its DKIM signature, then swapped with body
 
+	// next is the message announced by Next, rendered into body; its
+	// commands written once the open transaction's Commit wrote them.
+	next *nextMessage
+
 	raw       *deadlineConn // the connection under client; nil when not connected
 	connected bool
 
@@ -191,6 +195,7 @@ func (c *Conn) connect(ctx context.Context) error {
 
 // drop closes the connection without a goodbye.
 func (c *Conn) drop() {
+	c.next = nil
 	if c.raw != nil {
 		_ = c.raw.Conn.Close()
 		c.raw = nil
@@ -201,7 +206,9 @@ func (c *Conn) drop() {
 
 // Close says QUIT (waiting at most CommandTimeout) and closes the connection.
 func (c *Conn) Close() error {
-	if !c.connected {
+	if !c.connected || c.next != nil && c.next.written {
+		// (After an announced message's DATA the server reads
+		// everything as content, a QUIT too: only dropping ends it.)
 		c.drop()
 		return nil
 	}

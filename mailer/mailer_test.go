@@ -752,3 +752,56 @@ func TestAbortBeforeTheFinalDotSendsNothing(t *testing.T) {
 		t.Errorf("server saw %d connections, want 2 (the aborted one dropped)", srv.Connections())
 	}
 }
+
+// A message announced with Next has its MAIL FROM, RCPT TO and DATA
+// written behind the last message's final dot; each message is still
+// accepted or refused on its own, and only after its own dot: a refused
+// message between two accepted ones, over one connection. An announced
+// message that is not begun, or another begun in its place, leaves
+// nothing behind: the connection is dropped (its DATA had no content).
+func TestNextRidesOnTheLastDot(t *testing.T) {
+	t.Parallel()
+	srv := smtptest.Start(t, smtptest.FailData(func(m smtptest.Message, _ int) *gosmtp.SMTPError {
+		if m.To[0] == "spam@x.example" {
+			return smtptest.SMTPError(554, "5.7.1", "message rejected")
+		}
+		return nil
+	}))
+	c := dial(t, srv)
+	ctx := context.Background()
+	msgs := []*mailer.Message{message("a", "a@x.example"), message("b", "spam@x.example"), message("c", "c@x.example"),
+		message("d", "d@x.example"), message("e", "e@x.example")}
+	want := []mailer.Outcome{mailer.Sent, mailer.PermFail, mailer.Sent}
+	tx, res := c.Begin(ctx, msgs[0])
+	for i, w := range want {
+		if tx == nil {
+			t.Fatalf("Begin %s: %v", msgs[i].ID, res)
+		}
+		c.Next(msgs[i+1])
+		if res := tx.Commit(ctx); res.Outcome != w {
+			t.Fatalf("message %s: %v, want %v", msgs[i].ID, res, w)
+		}
+		if i+1 < len(want) {
+			tx, res = c.Begin(ctx, msgs[i+1])
+		}
+	}
+	// d was announced (its commands are out) but e is begun instead.
+	if res := send(t, c, msgs[4]); res.Outcome != mailer.Sent {
+		t.Fatalf("e after an announced d: %v", res)
+	}
+	got := srv.WaitFor(3, 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // a stray d would be recorded by now
+	var to []string
+	for _, m := range srv.Messages() {
+		to = append(to, m.To...)
+		if !strings.Contains(string(m.Data), "X-Waymark-Send: "+strings.TrimSuffix(m.To[0], "@x.example")) {
+			t.Errorf("message to %s carries another message's content:\n%s", m.To[0], m.Data)
+		}
+	}
+	if strings.Join(to, " ") != "a@x.example c@x.example e@x.example" || len(got) != 3 {
+		t.Errorf("server has messages to %v, want a, c and e", to)
+	}
+	if srv.Connections() != 2 {
+		t.Errorf("server saw %d connections, want 2 (one until d was left announced)", srv.Connections())
+	}
+}

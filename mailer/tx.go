@@ -34,21 +34,41 @@ type Tx struct {
 // turns out dead before anything was handed over, it dials once more and
 // retries.
 func (c *Conn) Begin(ctx context.Context, m *Message) (*Tx, Result) {
-	from, rcpt, err := c.render(m)
-	if err != nil {
-		return nil, Result{Outcome: PermFail, Stage: StageBuild, Err: err}
+	var (
+		from, rcpt string
+		written    bool // m's MAIL FROM, RCPT TO and DATA went out behind the last dot
+	)
+	if n := c.next; n != nil && n.m == m && c.connected {
+		from, rcpt, written = n.from, n.rcpt, n.written
+	} else {
+		if n != nil && n.written {
+			// Another message's commands are out: the session is out
+			// of step with this one.
+			c.drop()
+		}
+		var err error
+		if from, rcpt, err = c.render(m); err != nil {
+			c.next = nil
+			return nil, Result{Outcome: PermFail, Stage: StageBuild, Err: err}
+		}
 	}
+	c.next = nil
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
+			if written {
+				c.drop() // the server waits for the answered commands' content
+			}
 			return nil, Result{Outcome: TempFail, Stage: StageConnect, Err: err}
 		}
 		reused := c.connected
 		if !reused {
+			written = false
 			if err := c.connect(ctx); err != nil {
 				return nil, connectFailure(fmt.Errorf("dialing %s: %w", c.d.addr, err))
 			}
 		}
-		tx, res, keep := c.beginOnce(ctx, from, rcpt)
+		tx, res, keep := c.beginOnce(ctx, from, rcpt, written)
+		written = false
 		if tx != nil {
 			return tx, Result{}
 		}
@@ -102,22 +122,64 @@ func (c *Conn) render(m *Message) (from, rcpt string, err error) {
 	return from, rcpts[0], nil
 }
 
-// beginOnce runs MAIL FROM, RCPT TO and DATA, in one write when the server
-// offers PIPELINING (RFC 2920), and writes the content. keep says whether
-// the connection is fit for the next message after a failure.
-func (c *Conn) beginOnce(ctx context.Context, from, rcpt string) (*Tx, Result, bool) {
-	end := c.raw.begin(ctx, time.Time{})
-	defer end()
-	text := c.smtp.Text
-	cmds := [3]struct {
+// Next announces m as the message c sends after the open transaction,
+// and builds it. With PIPELINING, the transaction's Commit then writes m's
+// MAIL FROM, RCPT TO and DATA right behind its final dot, in the same
+// write (RFC 2920 lets message content begin a group of commands), and
+// Begin(m) reads their answers instead of writing them: a write, and a
+// wake-up of the server, fewer per message. m's content still waits for
+// Begin, and its final dot for its Commit, so the server can no more
+// accept m before then than without Next. Without PIPELINING, or if m
+// cannot be built, Begin(m) does all of it as usual (and says why m
+// cannot be built).
+func (c *Conn) Next(m *Message) {
+	c.next = nil
+	if !c.pipelining || !c.connected {
+		return
+	}
+	from, rcpt, err := c.render(m)
+	if err != nil {
+		return
+	}
+	c.next = &nextMessage{m: m, from: from, rcpt: rcpt}
+}
+
+// nextMessage is a message announced by Next: its envelope, and whether
+// its commands were written.
+type nextMessage struct {
+	m          *Message
+	from, rcpt string
+	written    bool
+}
+
+// pipelined is the commands that begin a message, in order, with the
+// answer each wants and the stage each is.
+func pipelined(from, mailParams, rcpt string) [3]struct {
+	line  string
+	want  int
+	stage Stage
+} {
+	return [3]struct {
 		line  string
 		want  int
 		stage Stage
 	}{
-		{"MAIL FROM:" + from + c.mailParams, 250, StageMail},
+		{"MAIL FROM:" + from + mailParams, 250, StageMail},
 		{"RCPT TO:" + rcpt, 25, StageRcpt},
 		{"DATA", 354, StageData},
 	}
+}
+
+// beginOnce runs MAIL FROM, RCPT TO and DATA, in one write when the server
+// offers PIPELINING (RFC 2920), and writes the content; written: the
+// commands were written already (behind the last message's dot, see
+// Next), only their answers are read. keep says whether the connection is
+// fit for the next message after a failure.
+func (c *Conn) beginOnce(ctx context.Context, from, rcpt string, written bool) (*Tx, Result, bool) {
+	end := c.raw.begin(ctx, time.Time{})
+	defer end()
+	text := c.smtp.Text
+	cmds := pipelined(from, c.mailParams, rcpt)
 	var (
 		failed Result
 		keep   = true
@@ -172,6 +234,9 @@ func (c *Conn) beginOnce(ctx context.Context, from, rcpt string) (*Tx, Result, b
 			}
 		}
 		return false
+	}
+	if written {
+		sent = 3
 	}
 	if c.pipelining {
 		if !write(3) {
@@ -250,7 +315,17 @@ func (t *Tx) Commit(ctx context.Context) Result {
 	if t.w != nil {
 		cerr = t.w.Close()
 	} else {
-		cerr = endData(c.smtp.Text.W, t.endsLine)
+		w := c.smtp.Text.W
+		writeEnd(w, t.endsLine)
+		if n := c.next; n != nil {
+			// The announced message's commands, in the dot's write.
+			for _, cmd := range pipelined(n.from, c.mailParams, n.rcpt) {
+				_, _ = w.WriteString(cmd.line)
+				_, _ = w.WriteString("\r\n")
+			}
+			n.written = true
+		}
+		cerr = w.Flush()
 	}
 	writeFailed := cerr != nil || c.raw.writeFailed()
 	var (

@@ -75,6 +75,7 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 	sendN := fs.Int("send", 0, "also send a broadcast to this many contacts into smtp-sink, after a sequence to the same (0: skip)")
 	conns := fs.Int("connections", 64, "with -send: SMTP connections")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the largest size's resolve to `file`")
+	sendProfile := fs.String("send-cpuprofile", "", "with -send: write a CPU profile of the broadcast's sending to `file`")
 	if err := e.parse(fs, &cfg, "broadcast", args); err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func cmdBenchBroadcast(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *sendN > 0 {
-		m, err := benchBroadcastSend(ctx, e, server, log, cfg, *sendN, *conns)
+		m, err := benchBroadcastSend(ctx, e, server, log, cfg, *sendN, *conns, *sendProfile)
 		if err != nil {
 			return err
 		}
@@ -277,7 +278,7 @@ func benchAudience(ctx context.Context, e *env, server string, log *slog.Logger,
 // benchBroadcastSend sends a sequence's first step and then a broadcast to
 // n contacts into smtp-sink, in one run, and compares the rates; memory is
 // this process's RSS as the broadcast goes.
-func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Logger, cfg config.Config, n, conns int) ([]string, error) {
+func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Logger, cfg config.Config, n, conns int, profile string) ([]string, error) {
 	out := e.stdout
 	sink, err := bench.StartSink(ctx)
 	if err != nil {
@@ -320,7 +321,7 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 	}
 	defer a.Close()
 	fmt.Fprintf(out, "\nsending: %d contacts into smtp-sink, %d SMTP connections, a short text email\n", n, conns)
-	send := func(what string) (float64, error) {
+	send := func(what, profile string) (float64, error) {
 		if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) sends, contacts`); err != nil {
 			return 0, err
 		}
@@ -341,9 +342,22 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 				}
 			}
 		}()
+		stopProfile := func() {}
+		if profile != "" {
+			pf, err := os.Create(profile)
+			if err != nil {
+				return 0, err
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				pf.Close()
+				return 0, err
+			}
+			stopProfile = func() { pprof.StopCPUProfile(); pf.Close() }
+		}
 		start := time.Now()
 		ss, err := a.Sender().SendDue(ctx)
 		el := time.Since(start)
+		stopProfile()
 		close(stop)
 		<-done
 		if err != nil {
@@ -356,7 +370,7 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 	if _, err := a.Sweep(ctx, time.Now()); err != nil { // enrols everyone in welcome
 		return nil, err
 	}
-	seq, err := send("sequence")
+	seq, err := send("sequence", "")
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +380,7 @@ func benchBroadcastSend(ctx context.Context, e *env, server string, log *slog.Lo
 		return nil, err
 	}
 	fmt.Fprintf(out, "  broadcast: %d sends queued in %s\n", bst.Queued, secs(time.Since(start)))
-	bc, err := send("broadcast")
+	bc, err := send("broadcast", profile)
 	if err != nil {
 		return nil, err
 	}
