@@ -83,10 +83,17 @@ type BroadcastStore interface {
 	// it returns how many it queued.
 	QueueBroadcastSends(ctx context.Context, run BroadcastRun, sends []BroadcastSend) (int, error)
 	// ResolvedRun records that a run's audience is queued, and when its
-	// A/B test (if any) is decided: after its first test email is due.
+	// A/B test (if any) is decided: the wait after its first test email
+	// is due, or after now if that is past (see Broadcaster.decide).
 	ResolvedRun(ctx context.Context, run BroadcastRun, at time.Time) error
 	// RunsToDecide lists the runs whose A/B test is due to be decided.
 	RunsToDecide(ctx context.Context, now time.Time) ([]BroadcastRun, error)
+	// TestSends says when a run's first test email was sent (nil: none
+	// yet) and how many of its test emails are still queued or on the
+	// wire.
+	TestSends(ctx context.Context, run BroadcastRun) (first *time.Time, pending int, err error)
+	// PostponeDecision moves an undecided run's decision time to at.
+	PostponeDecision(ctx context.Context, run BroadcastRun, at time.Time) error
 	// VariantFigures counts, per variant of a run's test, the emails sent
 	// and the people who opened (clicked) them by until.
 	VariantFigures(ctx context.Context, run BroadcastRun, pickBy string, until time.Time) ([]VariantResult, error)
@@ -316,7 +323,14 @@ func (b *Broadcaster) Resolve(ctx context.Context, defs Definitions, run Broadca
 }
 
 // decide decides a run's A/B test from its figures and releases the
-// winner to the rest of the audience.
+// winner to the rest of the audience. The wait (the test's after) counts
+// from the first test email sent, not from its planned time: a run
+// resolved late (a pass that came hours after the run's time, a server
+// that was down) or test emails deferred (quiet hours, the cap, a hold)
+// would otherwise be decided before anyone could open them, and the rest
+// of the audience would get a winner picked from nothing. Until a test
+// email is sent the test waits, unless none is left to send (all
+// suppressed, failed or cancelled): then it is decided with what there is.
 func (b *Broadcaster) decide(ctx context.Context, run BroadcastRun, now time.Time) (bool, error) {
 	t := run.Definition.Test
 	if t == nil {
@@ -325,6 +339,20 @@ func (b *Broadcaster) decide(ctx context.Context, run BroadcastRun, now time.Tim
 	until := now
 	if run.DecideAt != nil {
 		until = *run.DecideAt
+	}
+	first, pending, err := b.store.TestSends(ctx, run)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case first != nil && first.Add(t.After).After(until):
+		// The wait runs from the first test email sent.
+		until = first.Add(t.After)
+		if until.After(now) {
+			return false, b.store.PostponeDecision(ctx, run, until)
+		}
+	case first == nil && pending > 0:
+		return false, nil // nothing sent yet
 	}
 	figures, err := b.store.VariantFigures(ctx, run, t.PickBy, until)
 	if err != nil {

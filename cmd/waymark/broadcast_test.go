@@ -630,7 +630,7 @@ broadcasts:
 // wins; the tick before the decision attributed them.
 func TestBroadcastABTestByConversions(t *testing.T) {
 	t.Parallel()
-	ab := newABScene(t, "conversions")
+	ab := newABScene(t, "conversions", 0)
 	sendAt, pool, ctx, engage := ab.sendAt, ab.pool, ab.ctx, ab.engage
 	n := 0
 	order := func(s testSend, at time.Time) {
@@ -676,7 +676,7 @@ func TestBroadcastABTestByConversions(t *testing.T) {
 // as people, variant 2 would win). Variant 1 wins, 2 people against none.
 func TestBroadcastABTestByOpensCountsPeopleOnly(t *testing.T) {
 	t.Parallel()
-	ab := newABScene(t, "opens")
+	ab := newABScene(t, "opens", 0)
 	v1, v2 := ab.byVariant[0], ab.byVariant[1]
 	at := ab.sendAt.Add(10 * time.Minute)
 	ab.engage(v1[0], "email_opened", nil, at)
@@ -705,7 +705,8 @@ type testSend struct{ contact, id int64 }
 
 // abScene is 20 contacts sent a broadcast whose A/B test (news against
 // news-b, half the audience, decided an hour on by pickBy with at least
-// 2 results) went out at sendAt.
+// 2 results) is planned for sendAt, and went out at the first tick, late
+// after it.
 type abScene struct {
 	t         *testing.T
 	env       map[string]string
@@ -716,7 +717,7 @@ type abScene struct {
 	byVariant map[int][]testSend // the test emails sent, by variant
 }
 
-func newABScene(t *testing.T, pickBy string) *abScene {
+func newABScene(t *testing.T, pickBy string, late time.Duration) *abScene {
 	url, _, env := mailScene(t)
 	now := clock.Now().UTC().Truncate(time.Minute)
 	ab := &abScene{t: t, env: env, sendAt: now.Add(2 * time.Hour), ctx: context.Background()}
@@ -746,7 +747,7 @@ broadcasts:
       after: 1h
       min_results: 2
 `, ab.sendAt.Format(time.RFC3339), pickBy)})
-	ab.tick(ab.sendAt)
+	ab.tick(ab.sendAt.Add(late))
 	pool, err := pgxpool.New(ab.ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -795,4 +796,52 @@ func (ab *abScene) decision() campaigns.Decision {
 		ab.t.Fatal(err)
 	}
 	return d
+}
+
+// An A/B test waits its hour from the first test email sent, not from the
+// run's planned time: here the first pass after the run's time comes ten
+// hours late. Before, that pass decided the test at once, on nobody's
+// clicks, and sent variant 1 to the rest. Now it sends the test emails and
+// decides nothing; a pass half an hour on still waits (and says when it
+// will decide); the pass after the hour picks variant 2, which two people
+// clicked, and only then does the rest get it.
+func TestABTestWaitsFromItsFirstTestEmail(t *testing.T) {
+	t.Parallel()
+	late := 10 * time.Hour
+	ab := newABScene(t, "clicks", late)
+	sentAt := ab.sendAt.Add(late)
+	state := func() (decided bool, decideAt time.Time, awaiting int) {
+		t.Helper()
+		var at *time.Time
+		if err := ab.pool.QueryRow(ab.ctx, `SELECT decided_at IS NOT NULL, decide_at, (SELECT count(*) FROM sends WHERE broadcast = 'launch' AND variant IS NULL AND status = 'queued')
+FROM broadcast_runs WHERE broadcast = 'launch'`).Scan(&decided, &at, &awaiting); err != nil {
+			t.Fatal(err)
+		}
+		if at != nil {
+			decideAt = *at
+		}
+		return decided, decideAt, awaiting
+	}
+	if decided, _, awaiting := state(); decided || awaiting == 0 {
+		t.Fatalf("after the late pass: decided %v, %d awaiting the winner; want undecided, the rest waiting", decided, awaiting)
+	}
+	v2 := ab.byVariant[1]
+	for _, s := range v2[:2] {
+		ab.engage(s, "email_clicked", nil, sentAt.Add(10*time.Minute))
+	}
+	ab.tick(sentAt.Add(30 * time.Minute))
+	if decided, at, _ := state(); decided || !at.Equal(sentAt.Add(time.Hour)) {
+		t.Fatalf("half an hour on: decided %v, decide_at %s; want undecided until %s", decided, at, sentAt.Add(time.Hour))
+	}
+	if out := ab.tick(sentAt.Add(70 * time.Minute)); !strings.Contains(out, "1 A/B tests decided") {
+		t.Fatalf("the pass after the hour:\n%s", out)
+	}
+	d := ab.decision()
+	if d.Winner != 1 || d.Kept || d.Variants[1].People != 2 {
+		t.Fatalf("decision %+v; want variant 2, clicked by 2", d)
+	}
+	var rest int
+	if err := ab.pool.QueryRow(ab.ctx, `SELECT count(*) FROM sends WHERE broadcast = 'launch' AND NOT ab_test AND variant = 1`).Scan(&rest); err != nil || rest == 0 {
+		t.Fatalf("the rest's emails with variant 2: %d (%v)", rest, err)
+	}
 }

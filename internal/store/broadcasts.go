@@ -543,7 +543,8 @@ func (s *Store) ResolvedRun(ctx context.Context, run campaigns.BroadcastRun, at 
 	}
 	_, err := s.db.Exec(ctx, `UPDATE broadcast_runs r SET resolved_at = $2,
     audience = (SELECT count(*) FROM sends s WHERE s.broadcast_run = r.id),
-    decide_at = CASE WHEN $3 THEN coalesce((SELECT min(s.planned_at) FROM sends s WHERE s.broadcast_run = r.id AND s.ab_test) + $4::interval, $2) END
+    decide_at = CASE WHEN $3 THEN (SELECT CASE WHEN min(s.planned_at) IS NULL THEN $2 ELSE greatest(min(s.planned_at), $2) + $4::interval END
+                                    FROM sends s WHERE s.broadcast_run = r.id AND s.ab_test) END
 WHERE r.id = $1 AND r.resolved_at IS NULL`, run.ID, at, test, after)
 	return translate(err, "recording the audience of broadcast "+run.Broadcast)
 }
@@ -553,6 +554,23 @@ func (s *Store) RunsToDecide(ctx context.Context, now time.Time) ([]campaigns.Br
 	out, err := s.runs(ctx, `WHERE resolved_at IS NOT NULL AND decided_at IS NULL AND decide_at <= $1
 		AND broadcast IN (SELECT name FROM broadcasts WHERE state <> 'cancelled') ORDER BY id`, now)
 	return out, translate(err, "listing A/B tests to decide")
+}
+
+// TestSends implements campaigns.BroadcastStore.
+func (s *Store) TestSends(ctx context.Context, run campaigns.BroadcastRun) (*time.Time, int, error) {
+	var (
+		first   *time.Time
+		pending int
+	)
+	err := s.db.QueryRow(ctx, `SELECT min(sent_at) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status IN ('queued', 'sending'))
+FROM sends WHERE broadcast_run = $1 AND ab_test`, run.ID).Scan(&first, &pending)
+	return first, pending, translate(err, "reading the test emails of broadcast "+run.Broadcast)
+}
+
+// PostponeDecision implements campaigns.BroadcastStore.
+func (s *Store) PostponeDecision(ctx context.Context, run campaigns.BroadcastRun, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE broadcast_runs SET decide_at = $2 WHERE id = $1 AND decided_at IS NULL`, run.ID, at)
+	return translate(err, "postponing the A/B test of broadcast "+run.Broadcast)
 }
 
 // sqlVariantFigures counts, per variant of a run's test share, the emails
