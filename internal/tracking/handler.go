@@ -93,13 +93,10 @@ var apiReasons = map[string]bool{"manual": true, "complaint": true, "hard_bounce
 // The one-click POST takes neither: RFC 8058 has mailbox providers POST
 // it from their servers.
 type Handler struct {
-	signer   *Signer
-	store    Store
-	writeKey string
-	log      *slog.Logger
-	now      func() time.Time
-	mux      *http.ServeMux
-	opts     Options
+	signer *Signer
+	store  Store
+	mux    *http.ServeMux
+	opts   Options
 }
 
 // Options are a Handler's settings besides its signer and store.
@@ -135,7 +132,7 @@ const (
 
 // NewHandler returns the handler.
 func NewHandler(signer *Signer, store Store, opts Options) *Handler {
-	h := &Handler{signer: signer, store: store, writeKey: opts.WriteKey, log: opts.Log, now: opts.Now, mux: http.NewServeMux(), opts: opts}
+	h := &Handler{signer: signer, store: store, mux: http.NewServeMux(), opts: opts}
 	h.mux.HandleFunc("GET /u/{token}", h.unsubscribePage)
 	h.mux.HandleFunc("POST /u/{token}", h.unsubscribe)
 	h.mux.HandleFunc("GET /preferences/{token}", h.preferencesPage)
@@ -189,7 +186,7 @@ type page struct {
 func (h *Handler) render(w http.ResponseWriter, status int, p page) {
 	var b bytes.Buffer
 	if err := pages.Execute(&b, p); err != nil {
-		h.log.Error("rendering a page", "err", err)
+		h.opts.Log.Error("rendering a page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -218,7 +215,7 @@ func (h *Handler) badLink(w http.ResponseWriter, err error) {
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, doing string, err error) {
-	h.log.Error(doing, "err", err)
+	h.opts.Log.Error(doing, "err", err)
 	h.render(w, http.StatusServiceUnavailable, page{Title: "Please try again",
 		Paragraphs: []string{"Something went wrong on our side and nothing was changed. Please try again in a few minutes."}})
 }
@@ -226,7 +223,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, doing string, err error) {
 // --- unsubscribe ---
 
 func (h *Handler) unsubscribePage(w http.ResponseWriter, r *http.Request) {
-	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.now())
+	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.opts.Now())
 	if err != nil {
 		h.badLink(w, err)
 		return
@@ -257,7 +254,7 @@ func (h *Handler) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 // "List-Unsubscribe=One-Click", is not needed) and the page's button.
 func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 4<<10))
-	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.now())
+	t, err := h.signer.Verify(Unsubscribe, r.PathValue("token"), h.opts.Now())
 	if err != nil {
 		h.badLink(w, err)
 		return
@@ -271,7 +268,7 @@ func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token) bool {
-	at := h.now()
+	at := h.opts.Now()
 	// Done even if the client goes away meanwhile: a one-click POST is
 	// not always retried.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
@@ -289,7 +286,7 @@ func (h *Handler) doUnsubscribe(w http.ResponseWriter, r *http.Request, t Token)
 		h.unavailable(w, "unsubscribing", err)
 		return false
 	}
-	h.log.Info("unsubscribed", "contact", id, "send", t.SendID)
+	h.opts.Log.Info("unsubscribed", "contact", id, "send", t.SendID)
 	if h.opts.OnEvent != nil {
 		h.opts.OnEvent(id, EventUnsubscribed, map[string]any{"send_id": t.SendID}, at)
 	}
@@ -305,7 +302,7 @@ func (h *Handler) preferencesPath(t Token) string {
 // --- preferences ---
 
 func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
-	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.now())
+	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.opts.Now())
 	if err != nil {
 		h.badLink(w, err)
 		return
@@ -338,7 +335,7 @@ func (h *Handler) preferencesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
-	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.now())
+	t, err := h.signer.Verify(Preferences, r.PathValue("token"), h.opts.Now())
 	if err != nil {
 		h.badLink(w, err)
 		return
@@ -364,7 +361,7 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "resubscribe":
-		at := h.now()
+		at := h.opts.Now()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), changeTimeout)
 		defer cancel()
 		id, err := h.store.Resubscribe(ctx, t.ContactID, at)
@@ -376,7 +373,7 @@ func (h *Handler) preferences(w http.ResponseWriter, r *http.Request) {
 			h.unavailable(w, "resubscribing", err)
 			return
 		}
-		h.log.Info("resubscribed", "contact", id, "send", t.SendID)
+		h.opts.Log.Info("resubscribed", "contact", id, "send", t.SendID)
 		if h.opts.OnEvent != nil {
 			h.opts.OnEvent(id, EventResubscribed, map[string]any{"send_id": t.SendID}, at)
 		}
@@ -438,7 +435,7 @@ const changeTimeout = 15 * time.Second
 var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 func (h *Handler) open(w http.ResponseWriter, r *http.Request) {
-	now := h.now()
+	now := h.opts.Now()
 	t, err := h.signer.Verify(Open, r.PathValue("token"), now)
 	switch {
 	case err == nil:
@@ -461,7 +458,7 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) click(w http.ResponseWriter, r *http.Request) {
-	now := h.now()
+	now := h.opts.Now()
 	t, err := h.signer.Verify(Click, r.PathValue("token"), now)
 	switch {
 	case err == nil:
@@ -488,7 +485,7 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 	defer cancel()
 	sentAt, err := h.store.SentAt(ctx, t.ContactID, t.SendID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		h.log.Warn("looking up a send for tracking", "contact", t.ContactID, "send", t.SendID, "err", err)
+		h.opts.Log.Warn("looking up a send for tracking", "contact", t.ContactID, "send", t.SendID, "err", err)
 	}
 	if props == nil {
 		props = map[string]any{}
@@ -505,11 +502,11 @@ func (h *Handler) engage(r *http.Request, t Token, now time.Time, human, machine
 	id, err := h.store.TrackEngagement(ctx, t.ContactID, t.SendID, name, props, now)
 	if errors.Is(err, ErrNotFound) {
 		// The contact was erased since: nothing to record it on.
-		h.log.Debug("not recording "+name+": no such contact", "contact", t.ContactID, "send", t.SendID)
+		h.opts.Log.Debug("not recording "+name+": no such contact", "contact", t.ContactID, "send", t.SendID)
 		return
 	}
 	if err != nil {
-		h.log.Error("recording "+name, "contact", t.ContactID, "send", t.SendID, "err", err)
+		h.opts.Log.Error("recording "+name, "contact", t.ContactID, "send", t.SendID, "err", err)
 		return
 	}
 	if h.opts.OnEvent != nil {

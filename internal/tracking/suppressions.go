@@ -53,13 +53,13 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case key == "":
 		return refuse(http.StatusUnauthorized, "missing API key: "+how)
-	case h.writeKey != "" && constantTimeEqual(key, h.writeKey):
+	case h.opts.WriteKey != "" && constantTimeEqual(key, h.opts.WriteKey):
 		return refuse(http.StatusUnauthorized, "the ingestion write key cannot suppress addresses: "+how)
 	}
 	known, readOnly, err := h.store.CheckAPIKey(r.Context(), key)
 	switch {
 	case err != nil:
-		h.log.Error("checking an API key", "err", err)
+		h.opts.Log.Error("checking an API key", "err", err)
 		return refuse(http.StatusServiceUnavailable, "storage unavailable, retry later")
 	case !known:
 		return refuse(http.StatusUnauthorized, "invalid or revoked API key: "+how)
@@ -154,11 +154,11 @@ func (h *Handler) suppressions(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) suppress(w http.ResponseWriter, r *http.Request, email, reason, detail string) {
 	n, err := h.store.Suppress(r.Context(), email, reason, detail)
 	if err != nil {
-		h.log.Error("suppressing an address", "reason", reason, "err", err)
+		h.opts.Log.Error("suppressing an address", "reason", reason, "err", err)
 		reply(w, http.StatusServiceUnavailable, apiResponse{Error: "storage unavailable, retry later"})
 		return
 	}
-	h.log.Info("suppressed", "reason", reason, "cancelled_sends", n)
+	h.opts.Log.Info("suppressed", "reason", reason, "cancelled_sends", n)
 	yes := true
 	reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &yes})
 }
@@ -264,13 +264,13 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		case h.opts.Reports != nil:
 			suppressed, err := h.opts.Reports(r.Context(), b, email)
 			if err != nil {
-				h.log.Error("recording a delivery report", "err", err)
+				h.opts.Log.Error("recording a delivery report", "err", err)
 				reply(w, http.StatusServiceUnavailable, apiResponse{Error: "storage unavailable, retry later"})
 				return
 			}
 			reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &suppressed})
 		case reason == "":
-			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
+			h.opts.Log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
 			no := false
 			reply(w, http.StatusOK, apiResponse{Success: true, Suppressed: &no})
 		default:
@@ -310,7 +310,7 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 		case h.opts.Reports != nil:
 			yes, err := h.opts.Reports(r.Context(), b, email)
 			if err != nil {
-				h.log.Error("recording a delivery report", "err", err)
+				h.opts.Log.Error("recording a delivery report", "err", err)
 				reply(w, http.StatusServiceUnavailable, apiResponse{Error: fmt.Sprintf("storage unavailable at event %d, retry later", i)})
 				return
 			}
@@ -319,21 +319,21 @@ func (h *Handler) bounces(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		case reason == "":
-			h.log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
+			h.opts.Log.Info("soft bounce", "email", email, "diagnostic", b.Diagnostic)
 			continue
 		}
 		n, err := h.store.Suppress(r.Context(), email, reason, b.Diagnostic)
 		if err != nil {
 			// What went before is stored; the sender retries the call,
 			// and suppressing again changes nothing.
-			h.log.Error("suppressing an address", "reason", reason, "err", err)
+			h.opts.Log.Error("suppressing an address", "reason", reason, "err", err)
 			reply(w, http.StatusServiceUnavailable, apiResponse{Error: fmt.Sprintf("storage unavailable at event %d, retry later", i)})
 			return
 		}
 		suppressed++
 		cancelled += n
 	}
-	h.log.Info("bounce webhook", "events", len(raw), "suppressed", suppressed, "rejected", len(rejected), "cancelled_sends", cancelled)
+	h.opts.Log.Info("bounce webhook", "events", len(raw), "suppressed", suppressed, "rejected", len(rejected), "cancelled_sends", cancelled)
 	status := http.StatusOK
 	if len(rejected) > 0 {
 		status = http.StatusBadRequest
