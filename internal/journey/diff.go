@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/rule"
 )
 
@@ -130,6 +131,34 @@ func RuleFrom(r Rule) []string {
 
 // removed returns the removals of the stored definitions not kept, in the
 // order stored.
+// StoredSegment is a segment as stored.
+type StoredSegment struct {
+	Name      string `db:"name"`
+	Position  int    `db:"position"`
+	Condition string `db:"condition"`
+}
+
+// DiffSegments returns the edits that make the stored segments the
+// journey's (in journey order): a segment whose condition changed, or that
+// is not stored, is written (Changed, Added); one that is the same at
+// another place moves; the stored ones the journey no longer has are
+// removed (last, in the order stored). Segments have no versions.
+func DiffSegments(stored []StoredSegment, segs []campaigns.Segment) []Edit {
+	body := func(cond string) []byte {
+		b, _ := json.Marshal(cond) // a string always marshals
+		return b
+	}
+	current := make([]Stored, len(stored))
+	for i, sg := range stored {
+		current[i] = Stored{Name: sg.Name, Position: sg.Position, Body: body(sg.Condition)}
+	}
+	next := make([]Stored, len(segs))
+	for i, sg := range segs {
+		next[i] = Stored{Name: sg.Name, Position: i, Body: body(sg.When)}
+	}
+	return Diff(current, next)
+}
+
 func removed(stored []Stored, keep map[string]bool) []Edit {
 	var edits []Edit
 	for _, s := range stored {

@@ -1,9 +1,11 @@
 package journey
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
+	"github.com/waymark/waymark/campaigns"
 	"github.com/waymark/waymark/rule"
 )
 
@@ -62,5 +64,35 @@ func TestDiffRules(t *testing.T) {
 	}
 	if got := WithRule(stored, Rule{Name: "d"}); len(got) != 4 || got[3].Name != "d" {
 		t.Errorf("saving a new rule: %+v", got)
+	}
+}
+
+// Segments are diffed by condition and place: a new condition is a
+// change, the same condition elsewhere a move, a segment no longer in the
+// journey a removal (last).
+func TestDiffSegments(t *testing.T) {
+	t.Parallel()
+	stored := []StoredSegment{
+		{Name: "vip", Position: 0, Condition: `sum("order_completed", "revenue", "365d") >= 500`},
+		{Name: "lapsed", Position: 1, Condition: `days_since("order_completed") > 90`},
+		{Name: "readers", Position: 2, Condition: `count("article_read", "30d") >= 3`},
+	}
+	segs := []campaigns.Segment{
+		{Name: "readers", When: `count("article_read", "30d") >= 3`},
+		{Name: "vip", When: `sum("order_completed", "revenue", "365d") >= 1000`},
+		{Name: "new", When: `days_since("signed_up") < 7`},
+	}
+	got := DiffSegments(stored, segs)
+	want := []Edit{
+		{Op: Moved, Name: "readers", Position: 0, Index: 0},
+		{Op: Changed, Name: "vip", Position: 1, Index: 1},
+		{Op: Added, Name: "new", Position: 2, Index: 2},
+		{Op: Removed, Name: "lapsed", Index: -1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("edits %+v, want %+v", got, want)
+	}
+	if same := DiffSegments(stored, []campaigns.Segment{{Name: "vip", When: stored[0].Condition}, {Name: "lapsed", When: stored[1].Condition}, {Name: "readers", When: stored[2].Condition}}); len(same) != 0 {
+		t.Errorf("the same segments: edits %+v, want none", same)
 	}
 }

@@ -11,40 +11,17 @@ import (
 	"github.com/waymark/waymark/internal/journey"
 )
 
-// applySegments stores a journey's segments: added, changed (a new
-// condition), removed (its members with it).
+// applySegments stores a journey's segments as journey.DiffSegments
+// says: added, changed (a new condition), moved, removed (its members
+// with it).
 func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]journey.Change, error) {
-	type stored struct {
-		Name      string `db:"name"`
-		Position  int    `db:"position"`
-		Condition string `db:"condition"`
-	}
-	current, err := queryRows[stored](ctx, tx, `SELECT name, position, condition FROM segments FOR UPDATE`)
+	current, err := queryRows[journey.StoredSegment](ctx, tx, `SELECT name, position, condition FROM segments ORDER BY position, name FOR UPDATE`)
 	if err != nil {
 		return nil, translate(err, "reading segments")
 	}
-	byName := map[string]stored{}
-	for _, c := range current {
-		byName[c.Name] = c
-	}
-	var changes []journey.Change
-	keep := make([]string, 0, len(segs))
-	for pos, sg := range segs {
-		keep = append(keep, sg.Name)
-		old, exists := byName[sg.Name]
-		if exists && old.Condition == sg.When && old.Position == pos {
-			continue
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO segments (name, position, condition) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET position = excluded.position, condition = excluded.condition, updated_at = now()`, sg.Name, pos, sg.When); err != nil {
-			return nil, translate(err, "saving segment "+sg.Name)
-		}
-		switch {
-		case !exists:
-			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "added (members are recorded as contacts are evaluated: the next sweep counts everyone)"})
-		case old.Condition != sg.When:
-			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "changed (its members are counted again by the next sweep)"})
-		}
+	keep := make([]string, len(segs))
+	for i, sg := range segs {
+		keep[i] = sg.Name
 	}
 	// A segment still the audience of a broadcast the API made (the
 	// file's own are checked against the file) is not removed.
@@ -58,21 +35,35 @@ func applySegments(ctx context.Context, tx pgx.Tx, segs []campaigns.Segment) ([]
 	if user != "" {
 		return nil, fmt.Errorf("%w: the journey removes segments that broadcasts created through the API send to: %s; keep them, or cancel or edit those broadcasts first", campaigns.ErrBroadcastState, user)
 	}
-	rows, err := tx.Query(ctx, `DELETE FROM segments WHERE NOT (name = ANY($1::text[])) RETURNING name`, keep)
-	if err != nil {
-		return nil, translate(err, "removing segments")
-	}
-	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, translate(err, "removing segments")
+	var (
+		changes []journey.Change
+		gone    []string
+	)
+	for _, e := range journey.DiffSegments(current, segs) {
+		if e.Op == journey.Removed {
+			gone = append(gone, e.Name)
+			changes = append(changes, journey.Change{Kind: "segment", Name: e.Name, What: "removed"})
+			continue
+		}
+		sg := segs[e.Index]
+		if _, err := tx.Exec(ctx, `INSERT INTO segments (name, position, condition) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET position = excluded.position, condition = excluded.condition, updated_at = now()`, sg.Name, e.Position, sg.When); err != nil {
+			return nil, translate(err, "saving segment "+sg.Name)
+		}
+		switch e.Op {
+		case journey.Added:
+			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "added (members are recorded as contacts are evaluated: the next sweep counts everyone)"})
+		case journey.Changed:
+			changes = append(changes, journey.Change{Kind: "segment", Name: sg.Name, What: "changed (its members are counted again by the next sweep)"})
+		}
 	}
 	if len(gone) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM segments WHERE name = ANY($1::text[])`, gone); err != nil {
+			return nil, translate(err, "removing segments")
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM segment_members WHERE segment = ANY($1::text[])`, gone); err != nil {
 			return nil, translate(err, "removing the members of removed segments")
 		}
-	}
-	for _, name := range gone {
-		changes = append(changes, journey.Change{Kind: "segment", Name: name, What: "removed"})
 	}
 	return changes, nil
 }
