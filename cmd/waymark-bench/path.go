@@ -21,6 +21,7 @@ import (
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
+	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/rule"
 )
@@ -399,9 +400,12 @@ func copyBaseline(ctx context.Context, url, dir string) (time.Duration, error) {
 // a transaction rolled back: one GROUP BY of every contact's events for
 // the aggregates the journey reads, the tick's history rows inserted
 // again, one UPDATE moving every moved contact (back to where it was:
-// the same rows rewritten, the same indexes changed), and one INSERT
-// each of the enrolments, their first sends and the offer draws, into
-// tables with the same indexes.
+// the same rows rewritten, the same indexes changed), one INSERT each of
+// the enrolments, their first sends and the offer draws, and the
+// conversions: every goal event of the history with its stage then and
+// the last human open or click within the goal's window before it (the
+// first tick attributes the imported history's orders), into tables with
+// the same indexes.
 func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time.Time) (time.Duration, error) {
 	var progs []*rule.Program
 	for _, p := range j.Programs {
@@ -434,7 +438,7 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 		return 0, err
 	}
 	defer tx.Rollback(context.Background())
-	for _, t := range []string{"transitions", "enrolments", "sends", "offer_draws"} {
+	for _, t := range []string{"transitions", "enrolments", "sends", "offer_draws", "conversions"} {
 		if _, err := tx.Exec(ctx, "CREATE TABLE bench_"+t+" (LIKE "+t+" INCLUDING ALL)"); err != nil {
 			return 0, err
 		}
@@ -452,8 +456,19 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 		`INSERT INTO bench_sends (contact_id, enrolment_id, sequence, step, template, due_at, offer, offer_code, offer_expires)
 		 SELECT contact_id, enrolment_id, sequence, step, template, due_at, offer, offer_code, offer_expires FROM sends`,
 		`INSERT INTO bench_offer_draws SELECT * FROM offer_draws`,
+		`INSERT INTO bench_conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason)
+		 SELECT e.contact_id, e.message_id, e.name, e.occurred_at, coalesce(e.properties->>@value, '0')::numeric,
+		        coalesce((SELECT t.to_stage FROM transitions t WHERE t.contact_id = e.contact_id AND t.at <= e.occurred_at ORDER BY t.at DESC LIMIT 1), c.stage),
+		        o.send_id, o.touch, o.at, CASE WHEN o.send_id IS NULL THEN 'not credited' ELSE 'credited' END
+		 FROM events e JOIN contacts c ON c.id = e.contact_id
+		 LEFT JOIN LATERAL (
+		     SELECT (x.properties->>'send_id')::bigint AS send_id, CASE WHEN x.name = 'email_clicked' THEN 'clicked' ELSE 'opened' END AS touch, x.occurred_at AS at
+		     FROM events x WHERE x.contact_id = e.contact_id AND x.name IN ('email_opened', 'email_clicked') AND x.kind = 'internal'
+		       AND NOT x.properties @> '{"machine": true}' AND x.occurred_at > e.occurred_at - @window::interval AND x.occurred_at <= e.occurred_at
+		     ORDER BY x.occurred_at DESC, x.name = 'email_clicked' DESC LIMIT 1) o ON true
+		 WHERE e.name = @event`,
 	} {
-		if _, err := tx.Exec(ctx, s); err != nil {
+		if _, err := tx.Exec(ctx, s, goalArgs(s, j.Conversion)...); err != nil {
 			return 0, fmt.Errorf("%s: %w", firstLine(s), err)
 		}
 	}
@@ -461,6 +476,15 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// goalArgs are the named arguments of the baseline's conversions statement
+// (none for the others): the goal's event, value property and window.
+func goalArgs(stmt string, g report.Goal) []any {
+	if !strings.Contains(stmt, "@event") {
+		return nil
+	}
+	return []any{pgx.NamedArgs{"event": g.Event, "value": g.Value, "window": g.Window.String()}}
 }
 
 // cloneDatabase copies db file by file into a new database called name.
