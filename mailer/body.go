@@ -149,7 +149,7 @@ func crlfOnly(p []byte) bool {
 // writeDotStuffed writes p, whose line breaks are all CRLF, as DATA
 // content: a line that starts with "." is sent with another in front
 // (RFC 5321 §4.5.2). It returns whether p ends with a line break; the end
-// of data is written by endData.
+// of data is written by writeEnd.
 func writeDotStuffed(w *bufio.Writer, p []byte) (endsLine bool) {
 	if len(p) == 0 {
 		return false // as textproto: empty content is ended by a line break
@@ -168,13 +168,6 @@ func writeDotStuffed(w *bufio.Writer, p []byte) (endsLine bool) {
 		p = p[k+1:]
 	}
 	return p[len(p)-1] == '\n'
-}
-
-// endData writes the end of DATA content: a line break if the content did
-// not end with one, then the final dot.
-func endData(w *bufio.Writer, endsLine bool) error {
-	writeEnd(w, endsLine)
-	return w.Flush()
 }
 
 // writeEnd buffers the end of the content: the line break it lacks

@@ -57,7 +57,7 @@ func TestQuotedPrintableAsStandardLibrary(t *testing.T) {
 	}
 }
 
-// The content written by writeDotStuffed and endData is what textproto's
+// The content written by writeDotStuffed and writeEnd is what textproto's
 // DotWriter writes for content with CRLF line breaks.
 func TestDotStuffingAsTextproto(t *testing.T) {
 	t.Parallel()
@@ -66,7 +66,8 @@ func TestDotStuffingAsTextproto(t *testing.T) {
 	} {
 		var got, want bytes.Buffer
 		gw := bufio.NewWriter(&got)
-		if err := endData(gw, writeDotStuffed(gw, []byte(s))); err != nil {
+		writeEnd(gw, writeDotStuffed(gw, []byte(s)))
+		if err := gw.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		ww := bufio.NewWriter(&want)

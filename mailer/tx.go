@@ -1,6 +1,7 @@
 package mailer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -152,21 +153,28 @@ type nextMessage struct {
 	written    bool
 }
 
-// pipelined is the commands that begin a message, in order, with the
-// answer each wants and the stage each is.
-func pipelined(from, mailParams, rcpt string) [3]struct {
+// command is an SMTP command line with the answer it wants and the stage
+// it is.
+type command struct {
 	line  string
 	want  int
 	stage Stage
-} {
-	return [3]struct {
-		line  string
-		want  int
-		stage Stage
-	}{
+}
+
+// pipelined is the commands that begin a message, in order.
+func pipelined(from, mailParams, rcpt string) [3]command {
+	return [3]command{
 		{"MAIL FROM:" + from + mailParams, 250, StageMail},
 		{"RCPT TO:" + rcpt, 25, StageRcpt},
 		{"DATA", 354, StageData},
+	}
+}
+
+// writeCommands buffers the command lines.
+func writeCommands(w *bufio.Writer, cmds []command) {
+	for _, cmd := range cmds {
+		_, _ = w.WriteString(cmd.line)
+		_, _ = w.WriteString("\r\n")
 	}
 }
 
@@ -187,10 +195,8 @@ func (c *Conn) beginOnce(ctx context.Context, from, rcpt string, written bool) (
 		read   = 0 // answers read
 	)
 	write := func(upto int) bool {
-		for ; sent < upto; sent++ {
-			_, _ = text.W.WriteString(cmds[sent].line)
-			_, _ = text.W.WriteString("\r\n")
-		}
+		writeCommands(text.W, cmds[sent:upto])
+		sent = upto
 		if err := text.W.Flush(); err != nil {
 			failed, keep = c.failure(ctx, cmds[read].stage, err), false
 			return false
@@ -319,10 +325,8 @@ func (t *Tx) Commit(ctx context.Context) Result {
 		writeEnd(w, t.endsLine)
 		if n := c.next; n != nil {
 			// The announced message's commands, in the dot's write.
-			for _, cmd := range pipelined(n.from, c.mailParams, n.rcpt) {
-				_, _ = w.WriteString(cmd.line)
-				_, _ = w.WriteString("\r\n")
-			}
+			cmds := pipelined(n.from, c.mailParams, n.rcpt)
+			writeCommands(w, cmds[:])
 			n.written = true
 		}
 		cerr = w.Flush()

@@ -21,7 +21,6 @@ import (
 	"github.com/waymark/waymark/internal/humanize"
 	"github.com/waymark/waymark/internal/journey"
 	"github.com/waymark/waymark/internal/pgserver"
-	"github.com/waymark/waymark/internal/report"
 	"github.com/waymark/waymark/internal/store"
 	"github.com/waymark/waymark/rule"
 )
@@ -456,7 +455,13 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 		`INSERT INTO bench_sends (contact_id, enrolment_id, sequence, step, template, due_at, offer, offer_code, offer_expires)
 		 SELECT contact_id, enrolment_id, sequence, step, template, due_at, offer, offer_code, offer_expires FROM sends`,
 		`INSERT INTO bench_offer_draws SELECT * FROM offer_draws`,
-		`INSERT INTO bench_conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason)
+	} {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return 0, fmt.Errorf("%s: %w", firstLine(s), err)
+		}
+	}
+	g := j.Conversion
+	if _, err := tx.Exec(ctx, `INSERT INTO bench_conversions (contact_id, message_id, event, occurred_at, value, stage, send_id, touch, touch_at, reason)
 		 SELECT e.contact_id, e.message_id, e.name, e.occurred_at, coalesce(e.properties->>@value, '0')::numeric,
 		        coalesce((SELECT t.to_stage FROM transitions t WHERE t.contact_id = e.contact_id AND t.at <= e.occurred_at ORDER BY t.at DESC LIMIT 1), c.stage),
 		        o.send_id, o.touch, o.at, CASE WHEN o.send_id IS NULL THEN 'not credited' ELSE 'credited' END
@@ -466,25 +471,13 @@ func tickBaseline(ctx context.Context, url string, j *journey.Journey, asOf time
 		     FROM events x WHERE x.contact_id = e.contact_id AND x.name IN ('email_opened', 'email_clicked') AND x.kind = 'internal'
 		       AND NOT x.properties @> '{"machine": true}' AND x.occurred_at > e.occurred_at - @window::interval AND x.occurred_at <= e.occurred_at
 		     ORDER BY x.occurred_at DESC, x.name = 'email_clicked' DESC LIMIT 1) o ON true
-		 WHERE e.name = @event`,
-	} {
-		if _, err := tx.Exec(ctx, s, goalArgs(s, j.Conversion)...); err != nil {
-			return 0, fmt.Errorf("%s: %w", firstLine(s), err)
-		}
+		 WHERE e.name = @event`, pgx.NamedArgs{"event": g.Event, "value": g.Value, "window": g.Window.String()}); err != nil {
+		return 0, fmt.Errorf("conversions: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
-}
-
-// goalArgs are the named arguments of the baseline's conversions statement
-// (none for the others): the goal's event, value property and window.
-func goalArgs(stmt string, g report.Goal) []any {
-	if !strings.Contains(stmt, "@event") {
-		return nil
-	}
-	return []any{pgx.NamedArgs{"event": g.Event, "value": g.Value, "window": g.Window.String()}}
 }
 
 // cloneDatabase copies db file by file into a new database called name.
