@@ -297,29 +297,30 @@ func (s *Store) insertKnown(ctx context.Context, msgs []ingest.Message, eligible
 		uks[j], aks[j] = k[0], k[1]
 	}
 	ev := newEventArrays(msgs, eligible)
-	args := []any{uks, aks, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times}
+	// One round trip and implicit transaction; a few messages' with the
+	// generic plan (see genericBelow).
+	b := &pgx.Batch{}
+	generic := n < genericBelow
+	if generic {
+		b.Queue(sqlGenericPlansBatch)
+	}
+	b.Queue(sqlStoreKnown, uks, aks, ev.mids, ev.kinds, ev.names, ev.props, ev.ctxs, ev.times)
+	br := s.db.SendBatch(ctx, b)
 	var (
 		r   knownRow
 		err error
 	)
-	if n < genericBelow {
-		// The generic plan, in the same round trip and implicit
-		// transaction (see genericBelow).
-		b := &pgx.Batch{}
-		b.Queue(sqlGenericPlansBatch)
-		b.Queue(sqlStoreKnown, args...)
-		br := s.db.SendBatch(ctx, b)
-		if _, err = br.Exec(); err == nil {
-			var rows pgx.Rows
-			if rows, err = br.Query(); err == nil {
-				r, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[knownRow])
-			}
+	if generic {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			r, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[knownRow])
 		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-	} else {
-		r, err = queryRow[knownRow](ctx, s.db, sqlStoreKnown, args...)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return ingest.Result{}, nil, err
